@@ -1,0 +1,166 @@
+"""The ``fairspec`` command line: validate, plan, schema, init."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from . import __version__
+from .errors import FairspecError, SpecError
+from .resources import resource_root
+
+EXIT_USER_ERROR = 2
+TASKS = ("gsm8k", "svamp", "strategyqa", "logiqa")
+
+_out = Console(highlight=False, soft_wrap=True)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(error: FairspecError) -> None:
+    if isinstance(error, SpecError):
+        for problem in error.problems:
+            _err.print(problem.format(), markup=False)
+        count = len(error.problems)
+        _err.print(f"{count} problem{'s' if count != 1 else ''} found.", markup=False)
+    else:
+        _err.print(f"error: {error}", markup=False)
+    sys.exit(EXIT_USER_ERROR)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fairspec")
+def cli() -> None:
+    """FAIR experiments (Fault-Aware DIstillation via peer-Review) from one YAML spec."""
+
+
+@cli.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--check-env", is_flag=True,
+              help="Also fail when a teacher's api_key_env variable is not set here.")
+def validate(specs: tuple[Path, ...], check_env: bool) -> None:
+    """Check SPECS and report every problem as FILE:LINE:COL: field: message."""
+    from .spec import load_spec
+
+    problems: list = []
+    for path in specs:
+        try:
+            loaded = load_spec(path)
+        except SpecError as exc:
+            problems.extend(exc.problems)
+            continue
+        missing = _missing_env(loaded)
+        for problem in missing:
+            (problems.append(problem) if check_env
+             else _err.print(f"warning: {problem.format()}", markup=False))
+        if not (check_env and missing):
+            spec = loaded.spec
+            _out.print(f"{path}: ok ({spec.name}: {spec.task.kind}, {len(spec.teachers)} "
+                       f"teacher(s), {len(loaded.variants)} variant(s))", markup=False)
+    if problems:
+        _fail(SpecError(problems))
+
+
+def _missing_env(loaded) -> list:
+    from .errors import Problem
+
+    found = []
+    for i, teacher in enumerate(loaded.spec.teachers):
+        if teacher.api_key_env and not os.environ.get(teacher.api_key_env):
+            line, col = loaded.source.position(("teachers", i, "api_key_env"))
+            found.append(Problem(str(loaded.file), line, col, f"teachers[{i}].api_key_env",
+                                 f"environment variable {teacher.api_key_env} is not set",
+                                 f"export {teacher.api_key_env}=... before fairspec run"))
+    return found
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (stable keys).")
+@click.option("--mistake-rate", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="Share of train questions the student gets wrong, when no exam has run yet.")
+@click.option("--mistakes", type=click.IntRange(min=0), default=None,
+              help="Use this mistake count instead of the measured or estimated one.")
+@click.option("--variant", default=None, help="Show only this variant's run.")
+def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
+         variant: str | None) -> None:
+    """Show what `fairspec run SPEC` will do: stages, fingerprints, hardware, calls and cost."""
+    from .plan import compile_plan, detect_environment
+    from .plan.estimate import estimate_run, unique_calls_per_mistake
+    from .plan.render import plan_json, print_plan
+    from .spec import load_spec
+
+    try:
+        loaded = load_spec(spec)
+        full = compile_plan(loaded, detect_environment())
+    except FairspecError as exc:
+        _fail(exc)
+    specs = {full.runs[0].name: loaded.spec}
+    specs.update({r.name: loaded.variants[r.variant].spec for r in full.runs[1:]})
+    if variant is not None:
+        if variant not in loaded.variants:
+            _fail(FairspecError(f"no variant '{variant}' in {spec}; it has: "
+                                + (", ".join(loaded.variants) or "none")))
+        from dataclasses import replace
+
+        full = replace(full, runs=(full.run(variant),))
+    estimates = {
+        run.name: estimate_run(specs[run.name], loaded.base_dir, run,
+                               mistake_rate=mistake_rate, mistakes=mistakes)
+        for run in full.runs
+    }
+    fresh = unique_calls_per_mistake(specs, full)
+    if as_json:
+        click.echo(json.dumps(plan_json(full, estimates, fresh, loaded.spec.budget.max_usd),
+                              indent=2, ensure_ascii=False))
+    else:
+        print_plan(_out, full, specs, estimates, fresh)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the spec's JSON Schema (for editor completion through yaml-language-server)."""
+    from .spec.schema import Spec
+
+    document = Spec.model_json_schema()
+    document = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+                "title": "fairspec spec (v1)", **document}
+    click.echo(json.dumps(document, indent=2))
+
+
+@cli.command()
+@click.option("--task", type=click.Choice(TASKS), required=True, help="The paper benchmark.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the spec (default: <task>.yaml here).")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(task: str, output: Path | None, force: bool) -> None:
+    """Write a starter spec reproducing the paper's setup for TASK."""
+    from .spec import load_spec
+
+    target = output or Path(f"{task}.yaml")
+    if target.exists() and not force:
+        _fail(FairspecError(f"{target} exists; pass --force to overwrite it"))
+    text = (resource_root() / "specs" / f"{task}.yaml").read_text(encoding="utf-8")
+    text = (text.replace("../prompts/", "builtin:prompts/")
+                .replace("../templates/", "builtin:templates/")
+                .replace("output_dir: ../runs", "output_dir: runs"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    try:
+        load_spec(target)
+    except SpecError as exc:  # a packaging bug, not a user error: say so plainly
+        _fail(exc)
+    _out.print(f"wrote {target}: edit it, then run `fairspec validate {target}` and "
+               f"`fairspec plan {target}`", markup=False)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

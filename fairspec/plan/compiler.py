@@ -1,0 +1,266 @@
+"""Compiles a checked spec into a Plan: pure, no network, no model load.
+
+Each run (the spec and each variant or sweep point) becomes the seven stages
+exam -> teach -> review -> build -> train -> evaluate -> report. A stage's fingerprint
+covers only what decides its outputs plus its inputs' fingerprints, so identical
+stages of different variants share one fingerprint and run once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..resources import resolve_path
+from ..spec.loader import LoadedSpec, template_ref
+from ..spec.rules import DATA_SUFFIXES, default_extractor
+from ..spec.schema import Spec, Teacher
+from ..templates import ROLES
+from .environment import Environment
+from .fingerprint import fingerprint, sha256_file, sha256_text
+from .hardware import (
+    accelerate_config,
+    format_command,
+    resolve_device,
+    resolve_dtype,
+    resolve_engine,
+    training_command,
+    training_world_size,
+    vllm_settings,
+)
+from .model import Plan, RunPlan, Stage
+
+CALL_STORE_NAME = "calls.sqlite"
+
+
+def _template(spec: Spec, base_dir: Path, role: str) -> dict[str, str]:
+    ref = template_ref(spec, role)
+    source = resolve_path(ref, base_dir).read_text(encoding="utf-8")
+    return {"ref": ref, "sha256": sha256_text(source)}
+
+
+def dataset_split(spec: Spec, base_dir: Path, split: str) -> dict[str, Any]:
+    """A split's identity: hub id/config/revision, or the local file and its content hash."""
+    ds = spec.task.dataset
+    if ds.hf is not None:
+        return {"hf": ds.hf, "config": ds.config, "revision": ds.revision, "split": split}
+    local = resolve_path(ds.path or "", base_dir)
+    if local.is_dir():
+        local = next(local / f"{split}{s}" for s in DATA_SUFFIXES if (local / f"{split}{s}").is_file())
+    return {"path": ds.path, "file": local.name, "split": split, "sha256": sha256_file(local)}
+
+
+def teacher_generation(spec: Spec, teacher: Teacher) -> dict[str, Any]:
+    """The shared generation settings with the teacher's overrides applied."""
+    settings = spec.generation.model_dump()
+    if teacher.generation is not None:
+        settings.update(teacher.generation.model_dump(exclude_none=True))
+    return settings
+
+
+def _teacher_identity(spec: Spec, teacher: Teacher) -> dict[str, Any]:
+    return {
+        "name": teacher.name,
+        "provider": teacher.provider,
+        "model": teacher.model,
+        "base_url": (teacher.base_url or "").rstrip("/") or None,
+        "generation": teacher_generation(spec, teacher),
+    }
+
+
+def _teacher_settings(spec: Spec, teacher: Teacher) -> dict[str, Any]:
+    """What the teach stage needs per teacher; keys are only ever named, never held."""
+    return {
+        **_teacher_identity(spec, teacher),
+        "api_key_env": teacher.api_key_env,
+        "vertex": teacher.vertex.model_dump() if teacher.vertex else None,
+        "replay_file": teacher.replay_file,
+        "concurrency": teacher.concurrency,
+        "rpm": teacher.rpm,
+        "tpm": teacher.tpm,
+        "timeout_s": teacher.timeout_s,
+        "max_retries": teacher.max_retries,
+        "price": teacher.price.model_dump() if teacher.price else None,
+    }
+
+
+def _answer(spec: Spec) -> dict[str, Any]:
+    answer = spec.task.answer
+    return {
+        "task_kind": spec.task.kind,
+        "extractor": answer.extractor or default_extractor(spec.task.kind),
+        "pattern": answer.pattern,
+        "tolerance": answer.tolerance,
+    }
+
+
+def compile_run(
+    spec: Spec,
+    base_dir: Path,
+    env: Environment,
+    *,
+    run_name: str,
+    run_dir: str,
+    variant: str | None = None,
+    origin: str = "spec",
+    overrides: dict[str, Any] | None = None,
+) -> RunPlan:
+    """The seven stages of one run."""
+    templates = {role: _template(spec, base_dir, role) for role in ROLES}
+    hw = spec.student.hardware
+    device, dtype = resolve_device(hw, env), resolve_dtype(hw, env)
+    engine, engine_why = resolve_engine(spec, env)
+    exam_cfg = spec.student.exam
+    fields = dict(spec.task.fields)
+    limit = spec.task.dataset.limit
+    sampling = {
+        "temperature": exam_cfg.temperature,
+        "top_p": exam_cfg.top_p,
+        "top_k": exam_cfg.top_k,
+        "max_new_tokens": exam_cfg.max_new_tokens,
+        "do_sample": exam_cfg.do_sample,
+    }
+    stages: list[Stage] = []
+
+    def add(name: str, identity: dict, settings: dict, inputs: list[Stage], outputs: tuple) -> Stage:
+        stage = Stage(
+            name=name,
+            fingerprint=fingerprint(name, identity, [s.fingerprint for s in inputs]),
+            settings=settings,
+            identity=identity,
+            inputs=tuple(s.name for s in inputs),
+            outputs=outputs,
+        )
+        stages.append(stage)
+        return stage
+
+    exam_identity = {
+        "model": spec.student.model,
+        "engine": engine,
+        "dtype": dtype,
+        "sampling": sampling,
+        "chat_template": exam_cfg.chat_template,
+        "seed": spec.seed,
+        "dataset": dataset_split(spec, base_dir, spec.task.dataset.train_split),
+        "limit": limit.train,
+        "fields": fields,
+        "answer": _answer(spec),
+        "template": templates["prompts.exam"],
+    }
+    exam = add(
+        "exam", exam_identity,
+        {**exam_identity, "engine_reason": engine_why, "device": device,
+         "batch_size": exam_cfg.batch_size,
+         "vllm": vllm_settings(spec, env) if engine == "vllm" else None},
+        [], ("exam.jsonl", "mistakes.jsonl", "stats.json"),
+    )
+    teachers = sorted(spec.teachers, key=lambda t: t.name)
+    teach_identity = {
+        "teachers": [_teacher_identity(spec, t) for t in teachers],
+        "fields": fields,
+        "answer": _answer(spec),
+        "templates": {r: templates[f"prompts.{r}"] for r in ("rationale", "feedback")},
+    }
+    teach = add(
+        "teach", teach_identity,
+        {**teach_identity, "teachers": [_teacher_settings(spec, t) for t in spec.teachers]},
+        [exam], ("rationales.jsonl", "feedback.jsonl", "stats.json"),
+    )
+    review_cfg = spec.review
+    review_identity: dict[str, Any] = {"enabled": review_cfg.enabled}
+    if review_cfg.enabled:
+        review_identity.update(
+            policy=review_cfg.model_dump(exclude={"enabled"}),
+            reviewers=[_teacher_identity(spec, t) for t in teachers],
+            template=templates["prompts.review"],
+            fields=fields,
+        )
+    review = add("review", review_identity, dict(review_identity), [teach],
+                 ("reviews.jsonl", "accepted.jsonl", "stats.json"))
+    training = spec.training
+    build_identity = {
+        "selection": training.selection,
+        "seed": spec.seed,
+        "fields": fields,
+        "templates": {r: templates[f"training.templates.{r}"] for r in ("rationale", "feedback")},
+    }
+    build = add("build", build_identity, dict(build_identity), [review],
+                ("dataset/", "preview.jsonl", "stats.json"))
+    world = training_world_size(hw)
+    train_identity = {
+        "model": spec.student.model,
+        "dtype": dtype,
+        "seed": spec.seed,
+        "world_size": world,
+        **training.model_dump(exclude={"templates", "selection"}),
+    }
+    command = training_command(run_dir, spec)
+    train = add(
+        "train", train_identity,
+        {**train_identity, "device": device, "strategy": hw.strategy, "gpus": hw.gpus,
+         "command": format_command(command),
+         "accelerate_config": accelerate_config(spec, env)},
+        [build], ("model/", "trainer_state.json", "stats.json"),
+    )
+    evaluation = spec.evaluation
+    eval_sampling = dict(sampling, do_sample=evaluation.decoding == "sample")
+    base_identity = {
+        "model": spec.student.model,
+        "engine": engine,
+        "dtype": dtype,
+        "sampling": eval_sampling,
+        "seed": spec.seed,
+        "chat_template": training.chat_template,
+        "dataset": dataset_split(spec, base_dir, evaluation.split),
+        "limit": limit.test,
+        "fields": fields,
+        "answer": _answer(spec),
+        "template": templates["training.templates.rationale"],
+    }
+    evaluate_identity = {**base_identity, "base": evaluation.base}
+    evaluate = add(
+        "evaluate", evaluate_identity,
+        {**evaluate_identity, "device": device, "batch_size": exam_cfg.batch_size,
+         # the untuned student's accuracy is the same for every variant: cached under this key
+         "base_fingerprint": fingerprint("evaluate-base", base_identity)},
+        [train], ("predictions.jsonl", "metrics.json"),
+    )
+    add("report", {"run": "report"}, {}, [exam, teach, review, build, train, evaluate],
+        ("report.md", "report.html"))
+    return RunPlan(
+        name=run_name, variant=variant, origin=origin, overrides=dict(overrides or {}),
+        run_dir=run_dir, stages=tuple(stages),
+    )
+
+
+def compile_plan(loaded: LoadedSpec, env: Environment | None = None) -> Plan:
+    """The Plan of a loaded spec and all its variants (no I/O beyond reading its local files)."""
+    env = env or Environment()
+    spec = loaded.spec
+    output_dir = resolve_path(spec.output_dir, loaded.base_dir)
+    out = os.path.normpath(str(output_dir))
+    runs = [compile_run(spec, loaded.base_dir, env, run_name=spec.name,
+                        run_dir=os.path.join(out, spec.name))]
+    for name, variant in loaded.variants.items():
+        run_name = f"{spec.name}.{name}"
+        runs.append(compile_run(
+            variant.spec, loaded.base_dir, env, run_name=run_name,
+            run_dir=os.path.join(out, run_name), variant=name, origin=variant.origin,
+            overrides=variant.overrides,
+        ))
+    notes = []
+    engine, why = resolve_engine(spec, env)
+    if engine == "vllm" and not env.vllm:
+        notes.append("the exam asks for vllm, which is not installed here: pip install vllm")
+    return Plan(
+        spec_file=str(loaded.file),
+        spec_name=spec.name,
+        fairspec_version=__version__,
+        output_dir=out,
+        call_store=os.path.join(out, CALL_STORE_NAME),
+        environment=env.to_dict(),
+        runs=tuple(runs),
+        notes=tuple(notes),
+    )

@@ -1,0 +1,160 @@
+"""Shows a Plan to a person (rich tables) or to a program (stable JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ..spec.schema import Spec
+from .estimate import CallEstimate
+from .model import Plan, RunPlan
+
+JSON_SCHEMA_VERSION = 1
+
+
+def plan_json(plan: Plan, estimates: dict[str, CallEstimate], fresh: dict[str, int],
+              budget: float | None) -> dict[str, Any]:
+    """The machine-readable plan; ``schema_version`` changes only with incompatible changes."""
+    data = plan.to_dict()
+    for run in data["runs"]:
+        run["calls"] = estimates[run["name"]].to_dict()
+        run["new_calls_per_mistake"] = fresh[run["name"]]
+    main = estimates[plan.runs[0].name]
+    data["totals"] = {
+        "calls": sum(fresh[r.name] * (estimates[r.name].mistakes or 0) for r in plan.runs),
+        "usd": _total_usd(plan, estimates, fresh),
+        "main_run_calls": main.calls,
+        "main_run_usd": main.usd,
+        "budget_max_usd": budget,
+    }
+    return {"schema_version": JSON_SCHEMA_VERSION, **data}
+
+
+def _total_usd(plan: Plan, estimates: dict[str, CallEstimate], fresh: dict[str, int]) -> float | None:
+    total = 0.0
+    for run in plan.runs:
+        est = estimates[run.name]
+        if fresh[run.name] == 0:
+            continue
+        if est.usd is None:
+            return None
+        total += est.usd * fresh[run.name] / max(est.per_mistake["total"], 1)
+    return total
+
+
+def _money(value: float | None) -> str:
+    return "unknown (no price)" if value is None else f"${value:,.2f}"
+
+
+def _stage_summary(spec: Spec, run: RunPlan, name: str) -> str:
+    s = run.stage(name).settings
+    if name == "exam":
+        sampling = s["sampling"]
+        decode = (f"T={sampling['temperature']} top_p={sampling['top_p']} top_k={sampling['top_k']}"
+                  if sampling["do_sample"] else "greedy")
+        text = (f"{s['model']} on {s['engine']} ({s['engine_reason']}), {s['device']} {s['dtype']}, "
+                f"{decode}, {sampling['max_new_tokens']} new tokens")
+        if s["vllm"]:
+            text += f"; vLLM tensor_parallel_size={s['vllm']['tensor_parallel_size']}"
+        return text
+    if name == "teach":
+        return ", ".join(f"{t['name']} ({t['provider']} {t['model']})" for t in s["teachers"])
+    if name == "review":
+        if not s["enabled"]:
+            return "off: every rationale is kept"
+        p = s["policy"]
+        return (f"{p['aggregate']} of peer scores {p['accept']} {p['threshold']:g} "
+                f"in [{p['score_range'][0]}, {p['score_range'][1]}]"
+                f"{', exclude_self' if p['exclude_self'] else ''}, min_valid_scores {p['min_valid_scores']}")
+    if name == "build":
+        return f"selection {s['selection']}, templates {s['templates']['rationale']['ref']}"
+    if name == "train":
+        lora = f", LoRA r={s['lora']['r']}" if s["lora"] else ""
+        return (f"alpha={s['alpha']:g}, {s['epochs']} epochs, batch {s['batch_size']}x"
+                f"{s['gradient_accumulation_steps']}, lr {s['learning_rate']:g}, {s['dtype']}{lora}; "
+                f"{s['command']}")
+    if name == "evaluate":
+        mode = "sampled" if s["sampling"]["do_sample"] else "greedy"
+        return f"{s['dataset']['split']} split, {mode}, base {'and tuned' if s['base'] else 'skipped; tuned'}"
+    return "report.md, report.html"
+
+
+def print_plan(console: Console, plan: Plan, specs: dict[str, Spec],
+               estimates: dict[str, CallEstimate], fresh: dict[str, int]) -> None:
+    """The human view of a plan: the main run in full, variants as one table."""
+    main = plan.runs[0]
+    spec = specs[main.name]
+    env = plan.environment
+    console.print(f"[bold]Plan[/] for {plan.spec_file}: [bold]{plan.spec_name}[/] "
+                  f"(fairspec {plan.fairspec_version})")
+    console.print(f"Machine: {env['cuda_devices']} CUDA device(s), "
+                  f"vllm {'installed' if env['vllm'] else 'not installed'}")
+    console.print(f"Output: {plan.output_dir}  (teacher call store: {plan.call_store})")
+    for note in plan.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    table = Table(title=f"run {main.name} -> {main.run_dir}", title_justify="left")
+    table.add_column("stage")
+    table.add_column("fingerprint")
+    table.add_column("what it does")
+    for stage in main.stages:
+        table.add_row(stage.name, stage.short, _stage_summary(spec, main, stage.name))
+    console.print(table)
+    cfg = main.stage("train").settings.get("accelerate_config")
+    if cfg:
+        console.print(f"Training on {cfg['num_processes']} GPUs ({cfg['distributed_type']}): "
+                      f"{main.stage('train').settings['command']}")
+    _print_calls(console, spec, estimates[main.name])
+    if len(plan.runs) > 1:
+        _print_variants(console, plan, estimates, fresh)
+
+
+def _print_calls(console: Console, spec: Spec, est: CallEstimate) -> None:
+    per = est.per_mistake
+    n = len(spec.teachers)
+    if per["review"]:
+        each = n - 1 if spec.review.exclude_self else n
+        review = f" + {per['review']} review ({n}x{each}{', exclude_self' if spec.review.exclude_self else ''})"
+    else:
+        review = " + 0 review (review off)"
+    console.print(f"Teacher calls per mistake: {per['rationale']} rationale + "
+                  f"{per['feedback']} feedback{review} = [bold]{per['total']}[/]")
+    console.print(f"Mistakes: {est.mistakes if est.mistakes is not None else '?'} ({est.mistakes_source})")
+    if est.mistakes is None:
+        return
+    table = Table()
+    for column in ("teacher", "rationale", "feedback", "review", "calls", "in tokens", "out tokens", "USD"):
+        table.add_column(column, justify="left" if column == "teacher" else "right")
+    for t in est.teachers:
+        table.add_row(t.name, f"{t.rationale_calls:,}", f"{t.feedback_calls:,}", f"{t.review_calls:,}",
+                      f"{t.calls:,}", f"{t.input_tokens:,}", f"{t.output_tokens:,}", _money(t.usd))
+    table.add_row("[bold]total[/]", "", "", "", f"[bold]{est.calls:,}[/]",
+                  f"{sum(t.input_tokens for t in est.teachers):,}",
+                  f"{sum(t.output_tokens for t in est.teachers):,}", f"[bold]{_money(est.usd)}[/]")
+    console.print(table)
+    console.print("Tokens are estimates (4 characters per token; outputs 0.4 x max_tokens, reviews "
+                  "<= 50); review calls are an upper bound (decided reviews are skipped).")
+    if spec.budget.max_usd is not None and est.usd is not None:
+        verdict = "within" if est.usd <= spec.budget.max_usd else "[red]over[/]"
+        console.print(f"Budget: max ${spec.budget.max_usd:,.2f}, estimate {verdict} it.")
+
+
+def _print_variants(console: Console, plan: Plan, estimates: dict[str, CallEstimate],
+                    fresh: dict[str, int]) -> None:
+    main = plan.runs[0]
+    owners = plan.shared_stages()
+    table = Table(title=f"{len(plan.runs) - 1} variants (sibling runs)", title_justify="left")
+    for column in ("run", "changes", "shares with earlier runs", "new calls / mistake"):
+        table.add_column(column)
+    for run in plan.runs[1:]:
+        shared = [s.name for s in run.stages if owners[s.fingerprint][0] != run.name]
+        changes = ", ".join(f"{k}={v}" for k, v in run.overrides.items())
+        table.add_row(run.variant or run.name, changes, ", ".join(shared) or "-", str(fresh[run.name]))
+    console.print(table)
+    extra = sum(fresh[r.name] for r in plan.runs[1:])
+    if extra == 0:
+        console.print("The variants send no teacher request the main run does not: the call store "
+                      f"answers them, so the whole spec costs what {main.name} costs.")
+    else:
+        console.print(f"The variants add {extra} new teacher request(s) per mistake beyond the main run.")

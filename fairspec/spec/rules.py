@@ -1,0 +1,220 @@
+"""Rules that relate several fields of a spec; each finding names the exact key it is about."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..resources import BUILTIN_MODELS, builtin_model_alias, is_builtin, resolve_path
+from .schema import Spec
+from .source import FieldPath
+
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+#: Template variables fairspec itself provides; a task field may not take these names.
+RESERVED_VARIABLES = ("student_answer", "gold_answer", "rationale")
+_EXTRACTOR_FOR_KIND = {"math": "number", "boolean": "boolean", "multiple_choice": "choice"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A rule broken at ``path``."""
+
+    path: FieldPath
+    message: str
+    hint: str | None = None
+
+
+def default_extractor(task_kind: str) -> str:
+    return _EXTRACTOR_FOR_KIND[task_kind]
+
+
+def check_rules(spec: Spec, base_dir: Path) -> list[Finding]:
+    """Every cross-field rule of the spec language; an empty list means the spec is sound."""
+    findings: list[Finding] = []
+    for check in (_task, _dataset, _student, _teachers, _review):
+        findings.extend(check(spec, base_dir))
+    return findings
+
+
+def _task(spec: Spec, base_dir: Path) -> list[Finding]:
+    task, out = spec.task, []
+    for required in ("question", "answer"):
+        if required not in task.fields:
+            out.append(Finding(("task", "fields"), f"missing the '{required}' field",
+                               f"map it to a dataset column: {required}: <column>"))
+    if task.kind == "multiple_choice" and "options" not in task.fields:
+        out.append(Finding(("task", "fields"), "multiple_choice needs an 'options' field",
+                           "options: <column holding the list of option texts>"))
+    for name in task.fields:
+        if name in RESERVED_VARIABLES:
+            out.append(Finding(("task", "fields", name),
+                               f"'{name}' is a variable fairspec provides to templates",
+                               "rename this field"))
+        elif not name.isidentifier():
+            out.append(Finding(("task", "fields", name),
+                               f"'{name}' is not a valid template variable name",
+                               "use letters, digits and _"))
+    answer = task.answer
+    extractor = answer.extractor or default_extractor(task.kind)
+    if extractor == "regex":
+        if not answer.pattern:
+            out.append(Finding(("task", "answer", "pattern"),
+                               "the regex extractor needs a pattern"))
+        else:
+            try:
+                re.compile(answer.pattern)
+            except re.error as exc:
+                out.append(Finding(("task", "answer", "pattern"), f"invalid regex: {exc}"))
+    elif answer.pattern is not None:
+        out.append(Finding(("task", "answer", "pattern"),
+                           f"pattern is only used by the regex extractor, not {extractor!r}",
+                           "remove it or set extractor: regex"))
+    if extractor in _EXTRACTOR_FOR_KIND.values() and extractor != default_extractor(task.kind):
+        out.append(Finding(("task", "answer", "extractor"),
+                           f"extractor {extractor!r} does not fit task kind {task.kind!r}",
+                           f"use {default_extractor(task.kind)!r} or regex"))
+    return out
+
+
+def _dataset(spec: Spec, base_dir: Path) -> list[Finding]:
+    ds, out = spec.task.dataset, []
+    where = ("task", "dataset")
+    if (ds.hf is None) == (ds.path is None):
+        out.append(Finding(where, "give exactly one of 'hf' (a hub id) or 'path' (local data)",
+                           "hf: openai/gsm8k, or path: data/gsm8k/"))
+        return out
+    if ds.path is not None:
+        for key in ("config", "revision"):
+            if getattr(ds, key) is not None:
+                out.append(Finding(where + (key,), f"'{key}' applies to hub datasets only",
+                                   "remove it, or use hf:"))
+        local = resolve_path(ds.path, base_dir)
+        if not local.exists():
+            out.append(Finding(where + ("path",), f"no such file or folder: {local}"))
+        elif local.is_dir():
+            for split_key in ("train_split", "test_split"):
+                split = getattr(ds, split_key)
+                if not any((local / f"{split}{suffix}").is_file() for suffix in DATA_SUFFIXES):
+                    out.append(Finding(
+                        where + (split_key,),
+                        f"no file for split '{split}' in {local}",
+                        f"expected {split}.jsonl, .json, .csv or .parquet",
+                    ))
+        elif local.suffix not in DATA_SUFFIXES:
+            out.append(Finding(where + ("path",), f"unsupported data file type '{local.suffix}'",
+                               "use jsonl, json, csv or parquet"))
+    if spec.evaluation.split not in (ds.test_split, ds.train_split):
+        out.append(Finding(("evaluation", "split"),
+                           f"split '{spec.evaluation.split}' is neither the train_split "
+                           f"'{ds.train_split}' nor the test_split '{ds.test_split}'",
+                           f"usually: {ds.test_split}"))
+    return out
+
+
+def _student(spec: Spec, base_dir: Path) -> list[Finding]:
+    hw, out = spec.student.hardware, []
+    path = ("student", "hardware")
+    alias = builtin_model_alias(spec.student.model)
+    if alias is not None and alias not in BUILTIN_MODELS:
+        out.append(Finding(("student", "model"), f"unknown builtin model '{alias}'",
+                           "known: " + ", ".join(f"builtin:{a}" for a in BUILTIN_MODELS)))
+    if hw.tensor_parallel > hw.gpus:
+        out.append(Finding(path + ("tensor_parallel",),
+                           f"tensor_parallel {hw.tensor_parallel} is more than gpus {hw.gpus}",
+                           f"at most {hw.gpus}"))
+    if hw.device == "cpu":
+        if hw.gpus > 1:
+            out.append(Finding(path + ("gpus",), "device is cpu but gpus > 1",
+                               "set device: cuda, or gpus: 1"))
+        if hw.dtype == "fp16":
+            out.append(Finding(path + ("dtype",), "fp16 is not supported on cpu",
+                               "use fp32 (or auto)"))
+        if spec.student.exam.engine == "vllm":
+            out.append(Finding(("student", "exam", "engine"),
+                               "engine vllm needs a GPU here (device is cpu)",
+                               "use hf or auto"))
+    if hw.strategy != "none" and hw.gpus < 2:
+        out.append(Finding(path + ("strategy",),
+                           f"strategy {hw.strategy!r} needs gpus >= 2",
+                           "set gpus, or strategy: none"))
+    return out
+
+
+def _teachers(spec: Spec, base_dir: Path) -> list[Finding]:
+    out: list[Finding] = []
+    seen: dict[str, int] = {}
+    for i, teacher in enumerate(spec.teachers):
+        path = ("teachers", i)
+        if teacher.name in seen:
+            out.append(Finding(path + ("name",),
+                               f"duplicate teacher name '{teacher.name}' "
+                               f"(also teachers[{seen[teacher.name]}])",
+                               "names must be unique"))
+        seen.setdefault(teacher.name, i)
+        allowed = {
+            "openai": {"base_url", "api_key_env"},
+            "gemini": {"base_url", "api_key_env", "vertex"},
+            "hf": set(),
+            "replay": {"replay_file"},
+        }[teacher.provider]
+        for key in ("base_url", "api_key_env", "vertex", "replay_file"):
+            if getattr(teacher, key) is not None and key not in allowed:
+                out.append(Finding(path + (key,),
+                                   f"'{key}' does not apply to provider {teacher.provider!r}",
+                                   "remove it"))
+        if teacher.base_url is not None and not re.match(r"^https?://", teacher.base_url):
+            out.append(Finding(path + ("base_url",), "base_url must start with http:// or https://"))
+        if teacher.provider == "openai" and teacher.api_key_env is None and teacher.base_url is None:
+            out.append(Finding(path, "the OpenAI API needs api_key_env",
+                               "api_key_env: OPENAI_API_KEY"))
+        if teacher.provider == "gemini" and teacher.api_key_env is None and teacher.vertex is None:
+            out.append(Finding(path, "the Gemini API needs api_key_env (or vertex:)",
+                               "api_key_env: GEMINI_API_KEY"))
+        if teacher.provider == "replay" and teacher.replay_file is None:
+            out.append(Finding(path, "provider replay needs replay_file",
+                               "replay_file: runs/<name>/record/calls.jsonl"))
+        if teacher.provider == "hf":
+            alias = builtin_model_alias(teacher.model)
+            if alias is not None and alias not in BUILTIN_MODELS:
+                out.append(Finding(path + ("model",), f"unknown builtin model '{alias}'",
+                                   "known: " + ", ".join(f"builtin:{a}" for a in BUILTIN_MODELS)))
+        if teacher.replay_file is not None and not is_builtin(teacher.replay_file):
+            if not resolve_path(teacher.replay_file, base_dir).is_file():
+                out.append(Finding(path + ("replay_file",),
+                                   f"no such file: {resolve_path(teacher.replay_file, base_dir)}"))
+    return out
+
+
+def reviewers_per_rationale(spec: Spec) -> int:
+    """How many teachers score each rationale under the spec's review policy."""
+    n = len(spec.teachers)
+    return n - 1 if spec.review.exclude_self else n
+
+
+def _review(spec: Spec, base_dir: Path) -> list[Finding]:
+    review, out = spec.review, []
+    low, high = review.score_range
+    if low >= high:
+        out.append(Finding(("review", "score_range"),
+                           f"score_range [{low}, {high}] must be [low, high] with low < high",
+                           "e.g. [1, 5]"))
+    elif not low <= review.threshold <= high:
+        out.append(Finding(("review", "threshold"),
+                           f"threshold {review.threshold} is outside score_range [{low}, {high}]"))
+    elif review.accept == ">" and review.threshold >= high:
+        out.append(Finding(("review", "threshold"),
+                           f"with accept '>' no score can pass threshold {review.threshold}",
+                           "lower the threshold or use '>='"))
+    if not review.enabled:
+        return out
+    if review.exclude_self and len(spec.teachers) < 2:
+        out.append(Finding(("review", "exclude_self"),
+                           "peer review with exclude_self needs at least 2 teachers",
+                           "add a teacher, or set review.enabled: false"))
+    elif review.min_valid_scores > reviewers_per_rationale(spec):
+        out.append(Finding(("review", "min_valid_scores"),
+                           f"min_valid_scores {review.min_valid_scores} is more than the "
+                           f"{reviewers_per_rationale(spec)} reviewer(s) each rationale gets",
+                           f"at most {reviewers_per_rationale(spec)}"))
+    return out

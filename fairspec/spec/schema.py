@@ -1,0 +1,275 @@
+"""The spec language (v1) as pydantic models: every key, its type, its documented default.
+
+Defaults that come from the FAIR paper name their table: teacher sampling is Table 7,
+the student's exam sampling Table 8, training hyperparameters Table 9; the review
+threshold Th = 4 and alpha = 0.5 are from section 4.3. Rules that relate several
+fields (threshold inside score_range, tensor_parallel <= gpus, ...) live in
+``rules.py`` so that each can point at the exact key it is about.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+TEACHER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+Scalar = str | int | float | bool | None
+
+TaskKind = Literal["math", "boolean", "multiple_choice"]
+ExtractorKind = Literal["number", "boolean", "choice", "regex"]
+ProviderKind = Literal["openai", "gemini", "hf", "replay"]
+Optimizer = Literal[
+    "adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop",
+    "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit",
+    "lion_8bit", "lion_32bit",
+]
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors, values are checked strictly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class SplitLimit(Section):
+    """Row caps per split, for smoke runs (null = every row)."""
+
+    train: PositiveInt | None = None
+    test: PositiveInt | None = None
+
+
+class Dataset(Section):
+    """Where the task's rows come from: exactly one of ``hf`` (a hub id) or ``path`` (local)."""
+
+    hf: str | None = Field(None, description="datasets hub id, e.g. openai/gsm8k")
+    config: str | None = Field(None, description="hub config name (gsm8k: main)")
+    revision: str | None = Field(None, description="hub revision (commit or tag)")
+    path: str | None = Field(
+        None,
+        description="local file or folder (jsonl, json, csv, parquet), relative to the spec; "
+        "a folder holds one file per split named after the split",
+    )
+    train_split: str = "train"
+    test_split: str = "test"
+    limit: SplitLimit = SplitLimit()
+
+
+class Answer(Section):
+    """How the final answer is read from a model's text (default by task kind)."""
+
+    extractor: ExtractorKind | None = Field(
+        None, description="default: number (math), boolean (boolean), choice (multiple_choice)"
+    )
+    pattern: str | None = Field(None, description="regex extractor only: the answer pattern")
+    tolerance: Annotated[float, Field(ge=0.0)] = Field(
+        1.0e-6, description="number extractor only: |predicted - gold| <= tolerance is correct"
+    )
+
+
+class Task(Section):
+    """The benchmark: its kind, its rows, which columns feed the templates, how to score."""
+
+    kind: TaskKind
+    dataset: Dataset
+    fields: dict[str, str] = Field(
+        description="template variable -> dataset column; needs question and answer "
+        "(and options for multiple_choice)"
+    )
+    answer: Answer = Answer()
+
+
+class Exam(Section):
+    """The student's exam on the train split (paper Table 8)."""
+
+    engine: Literal["auto", "vllm", "hf"] = "auto"
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.3
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    top_k: Annotated[int, Field(ge=0)] = 50
+    max_new_tokens: PositiveInt = 512
+    do_sample: bool = Field(True, description="false = greedy decoding")
+    chat_template: bool = Field(True, description="wrap the exam prompt in the tokenizer's chat template")
+    batch_size: PositiveInt = Field(16, description="hf engine batch size (not in the fingerprint)")
+
+
+class Hardware(Section):
+    """Where the student runs: exam (vLLM tensor parallelism) and training (accelerate)."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    gpus: PositiveInt = 1
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    tensor_parallel: PositiveInt = 1
+    strategy: Literal["none", "ddp", "fsdp", "deepspeed"] = "none"
+
+
+class Student(Section):
+    """The small LM that takes the exam and is tuned."""
+
+    model: str = Field(description="hub id, local folder, or builtin:<alias>")
+    exam: Exam = Exam()
+    hardware: Hardware = Hardware()
+
+
+class Price(Section):
+    """USD per million tokens, for the plan's estimate and the live spend."""
+
+    input_per_mtok: Annotated[float, Field(ge=0.0)] = 0.0
+    output_per_mtok: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class GenerationOverrides(Section):
+    """Per-teacher changes to the shared ``generation`` settings."""
+
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    max_tokens: PositiveInt | None = None
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+
+
+class Vertex(Section):
+    """Gemini through Vertex AI instead of the Gemini API."""
+
+    project: str
+    location: str = "us-central1"
+
+
+class Teacher(Section):
+    """One teacher LLM of the committee."""
+
+    name: Annotated[str, Field(pattern=TEACHER_NAME_PATTERN, max_length=40)]
+    provider: ProviderKind
+    model: str
+    base_url: str | None = Field(None, description="openai/gemini: another API host")
+    api_key_env: Annotated[str, Field(pattern=ENV_NAME_PATTERN)] | None = Field(
+        None, description="NAME of the environment variable that holds the key"
+    )
+    vertex: Vertex | None = Field(None, description="gemini only: use Vertex AI")
+    replay_file: str | None = Field(None, description="replay only: exported calls (jsonl)")
+    concurrency: PositiveInt = Field(16, description="requests in flight (not in the fingerprint)")
+    rpm: PositiveInt | None = Field(None, description="requests per minute limit")
+    tpm: PositiveInt | None = Field(None, description="tokens per minute limit")
+    timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    max_retries: Annotated[int, Field(ge=0)] = 8
+    price: Price | None = Field(None, description="null = unknown cost")
+    generation: GenerationOverrides | None = None
+
+
+class Generation(Section):
+    """Teacher sampling shared by every teacher (paper Table 7)."""
+
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.8
+    max_tokens: PositiveInt = 512
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    presence_penalty: Penalty = 0.0
+    frequency_penalty: Penalty = 0.0
+
+
+class Prompts(Section):
+    """Jinja templates (paths relative to the spec, or builtin:...); null = builtin for the task kind."""
+
+    exam: str | None = None
+    rationale: str | None = None
+    feedback: str | None = None
+    review: str | None = None
+
+
+class Review(Section):
+    """The peer-review policy (paper eq. 4; Th = 4, section 4.3)."""
+
+    enabled: bool = True
+    score_range: tuple[int, int] = (1, 5)
+    threshold: float = 4
+    accept: Literal[">=", ">"] = Field(
+        ">=", description="'>=' as the paper's text says; the authors' code kept mean > 3"
+    )
+    aggregate: Literal["mean", "median", "min"] = "mean"
+    exclude_self: bool = True
+    min_valid_scores: PositiveInt = 1
+
+
+class Lora(Section):
+    """Low-rank adapters through peft instead of full fine-tuning."""
+
+    r: PositiveInt = 16
+    alpha: Annotated[float, Field(gt=0)] = 32
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class TrainingTemplates(Section):
+    """Instruction-tuning formats (paper Appendix C); null = builtin for the task kind."""
+
+    rationale: str | None = None
+    feedback: str | None = None
+
+
+class Training(Section):
+    """Joint instruction tuning, L = alpha*L_feedback + (1-alpha)*L_rationale (Table 9)."""
+
+    alpha: Probability = 0.5
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 8
+    learning_rate: Annotated[float, Field(gt=0.0)] = 1.0e-5
+    warmup_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.03
+    max_seq_length: PositiveInt = 512
+    optimizer: Optimizer = "adamw_torch"
+    gradient_accumulation_steps: PositiveInt = 2
+    max_grad_norm: Annotated[float, Field(gt=0.0)] = 0.3
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
+    selection: Literal["random_one", "all"] = "random_one"
+    lora: Lora | None = None
+    gradient_checkpointing: bool = False
+    chat_template: bool = Field(
+        False, description="wrap training prompts in the chat template (Appendix C uses plain text)"
+    )
+    templates: TrainingTemplates = TrainingTemplates()
+
+
+class Evaluation(Section):
+    """Zero-shot accuracy of the base and the tuned student."""
+
+    split: str = "test"
+    decoding: Literal["sample", "greedy"] = "sample"
+    base: bool = Field(True, description="also evaluate the untuned student")
+
+
+class Budget(Section):
+    """Spending limit for the teacher stages."""
+
+    max_usd: Annotated[float, Field(gt=0)] | None = None
+
+
+class Variant(Section):
+    """An ablation: the spec with some keys changed (dotted paths)."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=60)]
+    description: str = ""
+    set: dict[str, Any] = Field(min_length=1)
+
+
+class Spec(Section):
+    """One FAIR experiment."""
+
+    fairspec: Literal[1] = Field(description="spec language version")
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=80)]
+    description: str = ""
+    seed: int = 42
+    task: Task
+    student: Student
+    teachers: list[Teacher] = Field(min_length=1)
+    generation: Generation = Generation()
+    prompts: Prompts = Prompts()
+    review: Review = Review()
+    training: Training = Training()
+    evaluation: Evaluation = Evaluation()
+    budget: Budget = Budget()
+    variants: list[Variant] = []
+    sweep: dict[str, list[Scalar]] = {}
+    output_dir: str = Field("runs", description="run folders and the call store, relative to the spec")

@@ -1,0 +1,90 @@
+"""Prompt and training templates: a sandboxed Jinja environment and per-role variable checks.
+
+Templates are plain text files with Jinja placeholders. They are rendered in an
+immutable sandbox with StrictUndefined: a template cannot reach Python internals,
+cannot include other files, and fails loudly on a variable it was not given. Each
+role receives a fixed set of variables (the DSL's table), checked before anything runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .errors import FairspecError
+
+#: role -> variables added to the task's fields (except ``answer``).
+ROLE_EXTRA_VARIABLES: dict[str, tuple[str, ...]] = {
+    "prompts.exam": (),
+    "prompts.rationale": (),
+    "prompts.feedback": ("student_answer", "gold_answer"),
+    "prompts.review": ("rationale", "gold_answer"),
+    "training.templates.rationale": (),
+    "training.templates.feedback": ("student_answer",),
+}
+ROLES = tuple(ROLE_EXTRA_VARIABLES)
+
+
+class TemplateRenderError(FairspecError):
+    """A template failed while rendering (undefined variable, sandbox violation, ...)."""
+
+
+def make_environment() -> ImmutableSandboxedEnvironment:
+    """The one Jinja environment fairspec renders with: sandboxed, strict, no loader."""
+    return ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+    )
+
+
+_ENV = make_environment()
+
+
+def role_variables(role: str, fields: Iterable[str]) -> set[str]:
+    """The variables a template of ``role`` may use, given the task's field names."""
+    return {f for f in fields if f != "answer"} | set(ROLE_EXTRA_VARIABLES[role])
+
+
+@dataclass(frozen=True)
+class TemplateIssue:
+    """Something wrong in a template's source; ``line`` is inside the template file."""
+
+    message: str
+    hint: str | None = None
+    line: int | None = None
+
+
+def check_template(source: str, allowed: set[str]) -> list[TemplateIssue]:
+    """Syntax errors, includes, and every variable outside ``allowed``."""
+    try:
+        ast = _ENV.parse(source)
+    except TemplateSyntaxError as exc:
+        return [TemplateIssue(f"Jinja syntax error: {exc.message}", line=exc.lineno)]
+    issues = []
+    if list(meta.find_referenced_templates(ast)):
+        issues.append(TemplateIssue("templates cannot include, import or extend other files",
+                                    "inline the text instead"))
+    for name in sorted(meta.find_undeclared_variables(ast) - allowed):
+        close = difflib.get_close_matches(name, sorted(allowed), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else None
+        available = ", ".join(sorted(allowed))
+        hint = f"{hint} available: {available}" if hint else f"available: {available}"
+        issues.append(TemplateIssue(f"uses unknown variable '{name}'", hint))
+    return issues
+
+
+def render(source: str, variables: Mapping[str, Any], *, name: str = "<template>") -> str:
+    """Render ``source`` in the sandbox; any failure is a TemplateRenderError naming ``name``."""
+    try:
+        return _ENV.from_string(source).render(**variables)
+    except UndefinedError as exc:
+        raise TemplateRenderError(f"{name}: {exc.message}") from None
+    except SecurityError as exc:
+        raise TemplateRenderError(f"{name}: blocked by the template sandbox: {exc}") from None
+    except TemplateSyntaxError as exc:
+        raise TemplateRenderError(f"{name}:{exc.lineno}: Jinja syntax error: {exc.message}") from None
