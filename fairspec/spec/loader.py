@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from ..errors import Problem, SpecError
 from ..resources import default_prompt, default_training_template, resolve_path
 from ..secrets import find_key_like, iter_strings, redact
 from ..templates import ROLES, check_template, role_variables
-from .introspect import clean_loc, keys_at
+from .introspect import clean_loc, keys_at, type_at
 from .rules import check_rules
 from .schema import Spec
 from .source import FieldPath, SpecSource, format_path, read_source, read_source_file
@@ -48,12 +49,9 @@ class LoadedSpec:
 
     spec: Spec
     file: Path
+    base_dir: Path  # relative paths in the spec resolve against this folder
     source: SpecSource
     variants: dict[str, VariantSpec] = field(default_factory=dict)
-
-    @property
-    def base_dir(self) -> Path:
-        return self.file.parent
 
     def template_path(self, role: str, spec: Spec | None = None) -> str:
         """The template reference for ``role`` (the spec's, or the builtin default)."""
@@ -147,14 +145,44 @@ def _repaired(data: Any, errors: list[tuple[FieldPath, str, str | None, bool]]) 
     the schema found problems elsewhere: every problem is reported at once.
     """
     data = copy.deepcopy(data)
-    for _ in range(3):
-        if not any(_without(data, path) for path, *_ in errors):
+    for _ in range(4):
+        changed = False
+        for path, message, *_ in errors:
+            if message.startswith("required key"):
+                changed |= _fill(data, path + (message.split("'")[1],))
+            else:
+                changed |= _without(data, path)
+        if not changed:
             return None
         try:
             return Spec.model_validate(data)
         except ValidationError as exc:
             errors = _pydantic_problems(exc)
     return None
+
+
+def _fill(data: Any, path: FieldPath) -> bool:
+    """Put a placeholder of the right type at a required ``path`` (a Literal's first value)."""
+    tp = type_at(path)
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    placeholder: Any = None
+    if typing.get_origin(tp) is typing.Literal:
+        placeholder = typing.get_args(tp)[0]
+    elif tp is str:
+        placeholder = "placeholder"
+    node = data
+    for part in path[:-1]:
+        if not isinstance(node, dict | list):
+            return False
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if placeholder is None or not isinstance(node, dict):
+        return False
+    node[path[-1]] = placeholder
+    return True
 
 
 def _check(data: Any, base_dir: Path) -> tuple[Spec | None, list[tuple[FieldPath, str, str | None, bool]]]:
@@ -205,8 +233,9 @@ def validate_source(source: SpecSource, base_dir: Path) -> LoadedSpec:
         base_messages = {(format_path(p), m) for p, m, _, _ in found}
         variants = _expand_variants(source, base_dir, spec is not None, base_messages, problems)
     if problems or spec is None:
-        raise SpecError(problems)
-    return LoadedSpec(spec=spec, file=Path(source.file), source=source, variants=variants)
+        raise SpecError(list(dict.fromkeys(problems)))  # sweep points can repeat one problem
+    return LoadedSpec(spec=spec, file=Path(source.file), base_dir=base_dir, source=source,
+                      variants=variants)
 
 
 def _raw_variants(source: SpecSource) -> list[tuple[str, str, FieldPath, dict[str, Any]]]:

@@ -55,14 +55,19 @@ class SpecSource:
     def position(self, path: FieldPath, *, key: bool = False) -> tuple[int, int]:
         """The best position for ``path``: its key or value, else its nearest known ancestor."""
         probe = tuple(path)
-        while True:
-            table = (self.keys, self.values) if key else (self.values, self.keys)
-            for positions in table:
+        if not key and probe in self.keys and probe in self.values:
+            if self.values[probe][0] != self.keys[probe][0]:
+                key = True  # a block below its key: point at the key line
+        table = (self.keys, self.values) if key else (self.values, self.keys)
+        for positions in table:
+            if probe in positions:
+                return positions[probe]
+        while probe:  # a key that is not written: point at the nearest written parent key
+            probe = probe[:-1]
+            for positions in (self.keys, self.values):
                 if probe in positions:
                     return positions[probe]
-            if not probe:
-                return (1, 1)
-            probe = probe[:-1]
+        return (1, 1)
 
     def problem(
         self, path: FieldPath, message: str, hint: str | None = None, *, key: bool = False

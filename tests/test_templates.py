@@ -1,0 +1,59 @@
+"""The template sandbox: strict variables, no Python internals, no file includes."""
+
+from __future__ import annotations
+
+import pytest
+
+from fairspec.templates import (
+    TemplateRenderError,
+    check_template,
+    render,
+    role_variables,
+)
+
+
+def test_renders_the_given_variables():
+    assert render("Q: {{ question }} ({{ options | length }})",
+                  {"question": "2+2?", "options": ["3", "4"]}) == "Q: 2+2? (2)"
+
+
+def test_undefined_variable_fails_instead_of_rendering_empty():
+    with pytest.raises(TemplateRenderError, match="'student_answer' is undefined"):
+        render("{{ student_answer }}", {}, name="feedback.j2")
+
+
+@pytest.mark.parametrize("escape", [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ question.__class__ }}",
+    "{{ cycler.__init__.__globals__ }}",
+    "{{ [].append(1) }}",
+])
+def test_sandbox_blocks_python_internals(escape):
+    with pytest.raises(TemplateRenderError):
+        render(escape, {"question": "q"})
+
+
+def test_check_flags_includes_and_unknown_variables():
+    issues = check_template('{% include "secrets.txt" %}{{ qestion }}', {"question"})
+    messages = [i.message for i in issues]
+    assert any("include" in m for m in messages)
+    assert any("'qestion'" in m for m in messages)
+    assert any(i.hint and "did you mean 'question'?" in i.hint for i in issues)
+
+
+def test_check_reports_syntax_errors_with_the_template_line():
+    (issue,) = check_template("line one\n{{ question ", {"question"})
+    assert issue.line == 2 and "syntax" in issue.message
+
+
+@pytest.mark.parametrize("role,extra", [
+    ("prompts.exam", set()),
+    ("prompts.rationale", set()),
+    ("prompts.feedback", {"student_answer", "gold_answer"}),
+    ("prompts.review", {"rationale", "gold_answer"}),
+    ("training.templates.rationale", set()),
+    ("training.templates.feedback", {"student_answer"}),
+])
+def test_role_variables_follow_the_dsl_table(role, extra):
+    fields = ["question", "context", "answer"]
+    assert role_variables(role, fields) == {"question", "context"} | extra
