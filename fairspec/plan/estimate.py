@@ -87,7 +87,7 @@ class CallEstimate:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.update(calls=self.calls, usd=self.usd, assumptions=ASSUMPTIONS)
-        for teacher, obj in zip(data["teachers"], self.teachers):
+        for teacher, obj in zip(data["teachers"], self.teachers, strict=True):
             teacher["calls"] = obj.calls
         return data
 
@@ -251,7 +251,7 @@ def call_classes(spec: Spec, run: RunPlan) -> dict[str, int]:
     review = run.stage("review").identity
     classes: dict[str, int] = {}
     by_name = {t["name"]: t for t in teach["teachers"]}
-    for name, teacher in by_name.items():
+    for teacher in by_name.values():
         who = sha256_text(canonical_json({k: v for k, v in teacher.items() if k != "name"}))
         for role in ("rationale", "feedback"):
             key = canonical_json([exam_fp, role, who, teach["templates"][role]["sha256"],

@@ -115,7 +115,8 @@ def _print_calls(console: Console, spec: Spec, est: CallEstimate) -> None:
     n = len(spec.teachers)
     if per["review"]:
         each = n - 1 if spec.review.exclude_self else n
-        review = f" + {per['review']} review ({n}x{each}{', exclude_self' if spec.review.exclude_self else ''})"
+        excluded = ", exclude_self" if spec.review.exclude_self else ""
+        review = f" + {per['review']} review ({n}x{each}{excluded})"
     else:
         review = " + 0 review (review off)"
     console.print(f"Teacher calls per mistake: {per['rationale']} rationale + "

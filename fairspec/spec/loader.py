@@ -263,9 +263,9 @@ def _expand_variants(
     expanded: dict[str, VariantSpec] = {}
     seen: dict[str, FieldPath] = {}
     for name, origin, where, overrides in _raw_variants(source):
-        key_where = lambda dotted: (  # noqa: E731
-            where + (dotted,) if origin == "variant" else ("sweep", dotted)
-        )
+        def key_where(dotted: str, where: FieldPath = where, origin: str = origin) -> FieldPath:
+            return where + (dotted,) if origin == "variant" else ("sweep", dotted)
+
         if name in seen:
             problems.append(source.problem(
                 where[:-1] + ("name",) if origin == "variant" else where,

@@ -111,6 +111,6 @@ def sweep_points(sweep: dict[str, list[Any]]) -> list[tuple[str, dict[str, Any]]
     labels = short if len(set(short)) == len(short) else [k.replace(".", "-") for k in keys]
     points = []
     for values in itertools.product(*(sweep[k] for k in keys)):
-        name = ".".join(f"{label}-{_value_label(v)}" for label, v in zip(labels, values))
-        points.append((name, dict(zip(keys, values))))
+        name = ".".join(f"{label}-{_value_label(v)}" for label, v in zip(labels, values, strict=True))
+        points.append((name, dict(zip(keys, values, strict=True))))
     return points

@@ -1,0 +1,35 @@
+"""The call store: every teacher call, kept durably and paid for once.
+
+``call_key`` names a call by what can change its answer; ``CallStore`` keeps
+records in ``<output_dir>/calls.sqlite`` and exports the replay file that
+``load_replay`` answers from.
+"""
+
+from fairspec.store.calls import (
+    CALLS_FILENAME,
+    CallStats,
+    CallStore,
+    default_store_path,
+    read_jsonl,
+)
+from fairspec.store.keys import NOT_SETTINGS, call_key, canonical_json, normalise_base_url
+from fairspec.store.record import COMPLETED, STATUSES, CallRecord
+from fairspec.store.replay import Replay, ReplayMissError, load_replay
+
+__all__ = [
+    "CALLS_FILENAME",
+    "COMPLETED",
+    "NOT_SETTINGS",
+    "STATUSES",
+    "CallRecord",
+    "CallStats",
+    "CallStore",
+    "Replay",
+    "ReplayMissError",
+    "call_key",
+    "canonical_json",
+    "default_store_path",
+    "load_replay",
+    "normalise_base_url",
+    "read_jsonl",
+]

@@ -1,0 +1,371 @@
+"""Keeps every teacher call in one SQLite file, durable the moment ``put`` returns.
+
+One file per output folder (``<output_dir>/calls.sqlite``), shared by every run
+and variant that writes there, so no call is paid for twice.
+
+Durability. The database runs in WAL mode with ``synchronous=FULL``: each ``put``
+is one short ``BEGIN IMMEDIATE`` transaction whose commit fsyncs the WAL before
+``put`` returns. WAL with ``synchronous=NORMAL`` would already survive kill -9 or
+Ctrl-C (the commit is in the OS page cache), but a power loss or kernel crash
+could roll back the last commits, i.e. calls that were paid for. An fsync costs
+milliseconds while a teacher call costs seconds and money, so FULL it is.
+
+Concurrency. Several processes (two variants at once) may share the file: writes
+are serialised by SQLite's lock, with a busy timeout so a writer waits instead of
+failing; readers never block. Within a process the connection is guarded by a
+lock, so the store may be used from the asyncio event loop thread (a ``put`` after
+each response blocks the loop only for one small commit) or from worker threads.
+The file must live on a local disk: WAL does not work over a network filesystem.
+
+Rules. ``get`` answers only completed calls (ok, empty, truncated). An error
+record is kept for the report but never blocks a retry; a later success replaces
+it. A completed record is never overwritten: the first one wins, and a second
+completion with a different text is logged and dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from fairspec.secrets import redact
+from fairspec.store.keys import canonical_json
+from fairspec.store.record import COMPLETED, CallRecord
+
+logger = logging.getLogger(__name__)
+
+#: The store's file name inside a run's output_dir.
+CALLS_FILENAME = "calls.sqlite"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 60_000
+#: Keys per ``IN (...)`` query in ``get_many`` (well under SQLite's variable limit).
+_CHUNK = 500
+
+_COLUMNS = (
+    "key", "provider", "base_url", "model", "messages", "settings", "sample_index", "status",
+    "text", "finish_reason", "input_tokens", "output_tokens", "latency_s", "attempts",
+    "last_error", "created_at", "teacher",
+)
+_DONE = f"status IN ({', '.join(repr(status) for status in sorted(COMPLETED))})"
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM calls"
+_INSERT = (f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)}) "
+           f"VALUES ({', '.join('?' for _ in _COLUMNS)})")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    key TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    model TEXT NOT NULL,
+    messages TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    sample_index INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    text TEXT,
+    finish_reason TEXT,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    latency_s REAL,
+    attempts INTEGER NOT NULL,
+    last_error TEXT,
+    created_at TEXT NOT NULL,
+    teacher TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS calls_teacher_status ON calls (teacher, status);
+"""
+
+
+def default_store_path(output_dir: str | os.PathLike[str]) -> Path:
+    """Where a run folder's call store lives: ``<output_dir>/calls.sqlite``."""
+    return Path(output_dir) / CALLS_FILENAME
+
+
+@dataclass(frozen=True)
+class CallStats:
+    """Totals of the calls of one teacher with one status (a row of the cost table)."""
+
+    teacher: str
+    status: str
+    calls: int
+    attempts: int
+    input_tokens: int
+    output_tokens: int
+    latency_s_total: float
+    latency_s_mean: float | None
+    latency_s_max: float | None
+
+
+def _row(record: CallRecord) -> tuple[Any, ...]:
+    values = record.to_json()
+    values["messages"] = canonical_json(record.messages)
+    values["settings"] = canonical_json(record.settings)
+    return tuple(values[name] for name in _COLUMNS)
+
+
+def _record(row: tuple[Any, ...]) -> CallRecord:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    values["messages"] = json.loads(values["messages"])
+    values["settings"] = json.loads(values["settings"])
+    return CallRecord(**values)
+
+
+class CallStore:
+    """The call store in one SQLite file; a context manager. See the module docstring."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            self._setup()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _setup(self) -> None:
+        conn = self._conn
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # Switching to WAL needs a brief exclusive lock that the busy handler does not
+        # always cover when two processes create the file at once: retry it.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        if mode.lower() != "wal":
+            raise sqlite3.OperationalError(f"{self.path}: cannot use WAL mode (got {mode!r})")
+        conn.execute("PRAGMA synchronous = FULL")
+        with self._transaction():
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise ValueError(f"{self.path} has call store schema {version}; this fairspec "
+                                 f"reads up to {SCHEMA_VERSION} (upgrade fairspec)")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- transactions -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taking SQLite's write lock up front (no upgrade deadlock)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get(self, key: str, *, include_errors: bool = False) -> CallRecord | None:
+        """The completed call with this key, or None (an error record only when asked)."""
+        with self._lock:
+            row = self._conn.execute(f"{_SELECT} WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        record = _record(row)
+        return record if include_errors or record.completed else None
+
+    def get_many(self, keys: Iterable[str], *,
+                 include_errors: bool = False) -> dict[str, CallRecord]:
+        """The completed calls among ``keys``, by key (absent keys are simply missing)."""
+        unique = list(dict.fromkeys(keys))
+        found: dict[str, CallRecord] = {}
+        status_filter = "" if include_errors else f" AND {_DONE}"
+        with self._lock:
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start:start + _CHUNK]
+                marks = ", ".join("?" for _ in chunk)
+                for row in self._conn.execute(
+                        f"{_SELECT} WHERE key IN ({marks}){status_filter}", chunk):
+                    found[row[0]] = _record(row)
+        return found
+
+    def records(self, *, include_errors: bool = True) -> Iterator[CallRecord]:
+        """Every record, ordered by key (errors too unless ``include_errors`` is False)."""
+        where = "" if include_errors else f" WHERE {_DONE}"
+        with self._lock:
+            rows = self._conn.execute(f"{_SELECT}{where} ORDER BY key").fetchall()
+        return (_record(row) for row in rows)
+
+    def count(self, *, include_errors: bool = False) -> int:
+        """How many completed calls the store holds (all records when ``include_errors``)."""
+        where = "" if include_errors else f" WHERE {_DONE}"
+        with self._lock:
+            return int(self._conn.execute(f"SELECT COUNT(*) FROM calls{where}").fetchone()[0])
+
+    def stats(self) -> list[CallStats]:
+        """Calls, attempts, tokens and latency per (teacher, status), sorted by both."""
+        query = (
+            "SELECT teacher, status, COUNT(*), COALESCE(SUM(attempts), 0), "
+            "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
+            "COALESCE(SUM(latency_s), 0.0), AVG(latency_s), MAX(latency_s) "
+            "FROM calls GROUP BY teacher, status ORDER BY teacher, status"
+        )
+        with self._lock:
+            rows = self._conn.execute(query).fetchall()
+        return [CallStats(*row) for row in rows]
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _merge(self, conn: sqlite3.Connection, record: CallRecord) -> CallRecord | None:
+        """Write ``record`` unless the stored one must win; ``record`` if written, else None."""
+        row = conn.execute(f"{_SELECT} WHERE key = ?", (record.key,)).fetchone()
+        old = _record(row) if row else None
+        if old is not None and old.completed:
+            if record.completed and record.text != old.text:
+                logger.warning(
+                    "call %s (model %s, teacher %s) is already completed with another text; "
+                    "keeping the first one", record.key[:12], record.model,
+                    record.teacher or old.teacher)
+            return None
+        if old is not None and not record.completed and record.created_at < old.created_at:
+            return None  # an older error never replaces a newer one
+        if old == record:
+            return None
+        conn.execute(_INSERT, _row(record))
+        return record
+
+    @staticmethod
+    def _checked(record: CallRecord) -> CallRecord:
+        if not isinstance(record, CallRecord):
+            raise ValueError(f"expected a CallRecord, got {type(record).__name__}")
+        expected = record.expected_key()
+        if record.key != expected:
+            raise ValueError(
+                f"record key {record.key!r} does not match its parts (expected {expected!r}); "
+                "build records with CallRecord.create")
+        if record.last_error is not None and redact(record.last_error) != record.last_error:
+            # Provider errors may quote a rejected key: never store one.
+            record = dataclasses.replace(record, last_error=redact(record.last_error))
+        return record
+
+    def put(self, record: CallRecord) -> CallRecord:
+        """Store one call durably (committed and fsynced when this returns) and return
+        the record now stored under its key: ``record``, or the first completion."""
+        record = self._checked(record)
+        with self._transaction() as conn:
+            self._merge(conn, record)
+            row = conn.execute(f"{_SELECT} WHERE key = ?", (record.key,)).fetchone()
+        return _record(row)
+
+    def put_many(self, records: Iterable[CallRecord]) -> int:
+        """Store many calls in one transaction (same rules as ``put``); how many changed."""
+        checked = [self._checked(record) for record in records]
+        changed = 0
+        with self._transaction() as conn:
+            for record in checked:
+                changed += self._merge(conn, record) is not None
+        return changed
+
+    # -- replay files -------------------------------------------------------------------
+
+    def export_jsonl(self, path: str | os.PathLike[str], keys: Iterable[str] | None = None, *,
+                     include_errors: bool = False) -> int:
+        """Write the replay file: one record per line, fields in a fixed order, sorted by
+        key, replaced atomically. With ``keys``, exactly those calls (each must be
+        completed). Returns how many records were written."""
+        if keys is None:
+            records = list(self.records(include_errors=include_errors))
+        else:
+            wanted = list(dict.fromkeys(keys))
+            found = self.get_many(wanted, include_errors=include_errors)
+            missing = [key for key in wanted if key not in found]
+            if missing:
+                raise ValueError(f"{len(missing)} of {len(wanted)} keys have no completed call "
+                                 f"in {self.path} (first: {missing[0]!r})")
+            records = [found[key] for key in sorted(found)]
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+                for record in records:
+                    handle.write(json.dumps(record.to_json(), ensure_ascii=False,
+                                            allow_nan=False) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, target)
+            _fsync_dir(target.parent)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        return len(records)
+
+    def import_jsonl(self, path: str | os.PathLike[str]) -> int:
+        """Merge a replay file into the store (same rules as ``put``, one transaction).
+        Idempotent: returns how many records were added or changed, 0 the second time."""
+        records = list(read_jsonl(path))
+        return self.put_many(records)
+
+    # -- lifetime -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection (every ``put`` is already durable)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> CallStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CallStore({str(self.path)!r})"
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: not every OS can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[CallRecord]:
+    """The records of a replay file; a bad line is a ValueError naming file and line."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = CallRecord.from_json(json.loads(line))
+                expected = record.expected_key()
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"{path}:{number}: not a call record: {error}") from error
+            if record.key != expected:
+                raise ValueError(f"{path}:{number}: key {record.key!r} does not match the "
+                                 f"record's parts (expected {expected!r})")
+            yield record

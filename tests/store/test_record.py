@@ -1,0 +1,70 @@
+"""Tests for fairspec.store.record: CallRecord checks its fields and holds no secret."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from fairspec.store import CallRecord, call_key
+
+PARTS = dict(provider="openai", base_url="http://h/v1/", model="m",
+             messages=[{"role": "user", "content": "hi"}], settings={"temperature": 0.0},
+             sample_index=2)
+
+
+def test_create_computes_the_key_from_normalised_parts() -> None:
+    record = CallRecord.create(**PARTS, status="ok", text="hello", teacher="T1")
+    assert record.key == call_key(**PARTS)
+    assert record.base_url == "http://h/v1"
+    assert record.completed
+
+
+def test_teacher_name_is_not_part_of_the_key() -> None:
+    a = CallRecord.create(**PARTS, status="ok", text="x", teacher="gpt")
+    b = CallRecord.create(**PARTS, status="ok", text="x", teacher="other")
+    assert a.key == b.key
+
+
+@pytest.mark.parametrize("fields", [
+    {"status": "done", "text": "x"},
+    {"status": "ok", "text": None},
+    {"status": "ok", "text": "x", "attempts": -1},
+    {"status": "ok", "text": "x", "input_tokens": "12"},
+])
+def test_bad_fields_raise_value_error(fields: dict) -> None:
+    with pytest.raises(ValueError):
+        CallRecord.create(**PARTS, **fields)
+
+
+def test_error_record_is_not_completed() -> None:
+    record = CallRecord.create(**PARTS, status="error", last_error="HTTP 500", attempts=3)
+    assert not record.completed and record.text is None
+
+
+def test_json_roundtrip_and_field_order() -> None:
+    record = CallRecord.create(**PARTS, status="truncated", text="ab", finish_reason="length",
+                               input_tokens=3, output_tokens=2, latency_s=0.25)
+    data = record.to_json()
+    assert list(data)[:2] == ["key", "provider"] and list(data)[-1] == "teacher"
+    assert CallRecord.from_json(data) == record
+    with pytest.raises(ValueError, match="unknown"):
+        CallRecord.from_json({**data, "api_key": "x"})
+    with pytest.raises(ValueError, match="missing"):
+        CallRecord.from_json({k: v for k, v in data.items() if k != "status"})
+
+
+def test_no_field_can_carry_credentials_or_headers() -> None:
+    names = {f.name for f in dataclasses.fields(CallRecord)}
+    assert not {n for n in names if any(w in n for w in ("key_env", "api", "header", "auth",
+                                                          "token_", "secret", "password"))}
+    with pytest.raises(TypeError):
+        CallRecord.create(**PARTS, status="ok", text="x", api_key="sk-x")  # type: ignore
+
+
+def test_public_api_names_resolve() -> None:
+    import fairspec.store as store
+
+    assert sorted(store.__all__) == sorted(set(store.__all__))
+    missing = [name for name in store.__all__ if not hasattr(store, name)]
+    assert not missing

@@ -1,0 +1,66 @@
+"""Tests for fairspec.store.replay: answers come from the file, a miss is a clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fairspec.errors import FairspecError
+from fairspec.store import CallRecord, CallStore, ReplayMissError, load_replay
+
+PARTS = dict(provider="openai", base_url="http://127.0.0.1:8000/v1", model="gpt-4o-mini",
+             settings={"temperature": 0.0, "max_tokens": 32}, sample_index=0)
+
+
+def messages(question: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": "..."}]
+
+
+@pytest.fixture
+def replay_file(tmp_path: Path) -> Path:
+    with CallStore(tmp_path / "calls.sqlite") as store:
+        store.put(CallRecord.create(**PARTS, messages=messages("What is 2+2?"), status="ok",
+                                    text="4"))
+        store.put(CallRecord.create(**PARTS, messages=messages("Broken?"), status="error",
+                                    last_error="HTTP 500"))
+        store.export_jsonl(tmp_path / "replay.jsonl", include_errors=True)
+    return tmp_path / "replay.jsonl"
+
+
+def test_replay_answers_a_recorded_call(replay_file: Path) -> None:
+    replay = load_replay(replay_file)
+    record = replay.answer(**{**PARTS, "base_url": PARTS["base_url"] + "/"},
+                           messages=messages("What is 2+2?"))
+    assert record.text == "4"
+    assert replay[record.key] == record and len(replay) == 1
+
+
+def test_replay_miss_names_model_and_first_message(replay_file: Path) -> None:
+    replay = load_replay(replay_file)
+    with pytest.raises(ReplayMissError) as caught:
+        replay.answer(**PARTS, messages=messages("What is 3+3? " + "long " * 50))
+    text = str(caught.value)
+    assert "gpt-4o-mini" in text and "What is 3+3?" in text and "holds 1 call" in text
+    assert isinstance(caught.value, KeyError) and isinstance(caught.value, FairspecError)
+
+
+def test_replay_does_not_answer_changed_settings_or_sample(replay_file: Path) -> None:
+    replay = load_replay(replay_file)
+    with pytest.raises(ReplayMissError):
+        replay.answer(**{**PARTS, "settings": {"temperature": 0.1, "max_tokens": 32}},
+                      messages=messages("What is 2+2?"))
+    with pytest.raises(KeyError):
+        replay.answer(**{**PARTS, "sample_index": 1}, messages=messages("What is 2+2?"))
+
+
+def test_replay_skips_error_records(replay_file: Path) -> None:
+    with pytest.raises(ReplayMissError, match="Broken"):
+        load_replay(replay_file).answer(**PARTS, messages=messages("Broken?"))
+
+
+def test_unknown_key_lookup_is_a_replay_miss(replay_file: Path) -> None:
+    replay = load_replay(replay_file)
+    with pytest.raises(ReplayMissError, match="no call with key"):
+        replay["0" * 64]
+    assert replay.get("0" * 64) is None
