@@ -1,0 +1,207 @@
+"""Benchmarks teacher clients against llm-katan: wall time and client CPU per call (run by hand).
+
+    python bench/teachers.py                 # starts llm-katan (echo, 200 ms latency) itself
+    python bench/teachers.py --calls 512 --concurrency 64 --latency-ms 200
+    python bench/teachers.py --url http://127.0.0.1:8000   # a server you started (latency known)
+
+For each client it prints: wall time of N calls at concurrency C; CPU time of this process
+per call (time.process_time, so the server's CPU is not counted); wall over the ideal bound
+N x latency / C; and the speed-up over a sequential loop. The sequential loop is measured on
+a subset (--sequential calls) and extrapolated linearly to N (printed as "seq est").
+
+Clients compared side by side in one run:
+  sdk-httpx     openai SDK, chat.completions.create, its default httpx2 client
+  sdk-aiohttp   openai SDK, chat.completions.create, DefaultAioHttpClient
+  fair-openai   fairspec OpenAIProvider (low-level post, shared aiohttp pool, limits, retries)
+  fair-httpx    the same provider on the SDK's httpx2 transport
+  fair-gemini   fairspec GeminiProvider (google-genai SDK, its aiohttp transport)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+
+import openai
+
+from fairspec.providers import ChatProvider, ChatRequest
+from fairspec.providers.gemini import GeminiProvider
+from fairspec.providers.openai import OpenAIProvider
+
+KEY_ENV = "FAIRSPEC_BENCH_KEY"
+PROMPT = "Explain step by step why the answer to this question is correct. " * 8
+SETTINGS = {"max_tokens": 256, "temperature": 0.8}
+
+Call = Callable[[int], Awaitable[str]]
+
+
+@dataclass
+class Row:
+    name: str
+    wall_s: float
+    cpu_ms_per_call: float
+    ideal_s: float
+    sequential_s: float
+
+    def line(self) -> str:
+        return (
+            f"{self.name:12s} {self.wall_s:8.2f} {self.cpu_ms_per_call:12.2f} "
+            f"{self.wall_s / self.ideal_s:11.2f} {self.sequential_s:12.1f} "
+            f"{self.sequential_s / self.wall_s:10.1f}x"
+        )
+
+
+def start_server(latency_ms: int) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [
+        sys.executable, "-m", "llm_katan.cli", "--model", "echo-model", "--backend", "echo",
+        "--host", "127.0.0.1", "--port", str(port), "--providers", "openai,vertexai",
+        "--max-concurrent", "4096", "--latency-ms", str(latency_ms),
+        "--disable-dashboard", "--stats-file", "", "--log-level", "warning",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    root = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(f"{root}/health", timeout=1):
+                return process, root
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("llm-katan did not start")
+
+
+class SdkClient(AbstractAsyncContextManager):
+    """The openai SDK used the plain way: chat.completions.create with its typed params."""
+
+    def __init__(self, root: str, http: str) -> None:
+        factory = openai.DefaultAioHttpClient if http == "aiohttp" else openai.DefaultAsyncHttpxClient
+        self.client = openai.AsyncOpenAI(
+            api_key="bench", base_url=f"{root}/v1", max_retries=0, http_client=factory()
+        )
+
+    async def call(self, i: int) -> str:
+        reply = await self.client.chat.completions.create(
+            model="gpt-3.5-turbo",
+            messages=[{"role": "user", "content": f"{PROMPT} #{i}"}],
+            temperature=0.8,
+            max_tokens=256,
+            top_p=1.0,
+            presence_penalty=0.0,
+            frequency_penalty=0.0,
+            timeout=60,
+        )
+        return reply.choices[0].message.content or ""
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.close()
+
+
+class ProviderClient(AbstractAsyncContextManager):
+    def __init__(self, provider: ChatProvider) -> None:
+        self.provider = provider
+
+    async def call(self, i: int) -> str:
+        request = ChatRequest([{"role": "user", "content": f"{PROMPT} #{i}"}], SETTINGS)
+        return (await self.provider.complete(request)).text
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.provider.aclose()
+
+
+def make_client(name: str, root: str, concurrency: int):
+    common = {"api_key_env": KEY_ENV, "concurrency": concurrency, "timeout_s": 60}
+    if name == "sdk-httpx":
+        return SdkClient(root, "httpx")
+    if name == "sdk-aiohttp":
+        return SdkClient(root, "aiohttp")
+    if name == "fair-openai":
+        return ProviderClient(
+            OpenAIProvider(name="gpt", model="gpt-3.5-turbo", base_url=f"{root}/v1", **common)
+        )
+    if name == "fair-httpx":
+        return ProviderClient(
+            OpenAIProvider(name="gpt", model="gpt-3.5-turbo", base_url=f"{root}/v1",
+                           http="httpx", **common)
+        )
+    if name == "fair-gemini":
+        return ProviderClient(
+            GeminiProvider(name="gemini", model="gemini-1.0-pro", base_url=f"{root}/", **common)
+        )
+    raise ValueError(f"unknown client {name!r}")
+
+
+async def measure(name: str, root: str, calls: int, concurrency: int, sequential: int,
+                  latency_s: float) -> Row:
+    async with make_client(name, root, concurrency) as client:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> str:
+            async with gate:  # the providers gate themselves too; the SDK clients need this
+                return await client.call(i)
+
+        await asyncio.gather(*(one(i) for i in range(min(32, calls))))  # warm the pool
+        started = time.perf_counter()
+        for i in range(sequential):
+            await client.call(i)
+        per_call = (time.perf_counter() - started) / sequential
+
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        texts = await asyncio.gather(*(one(i) for i in range(calls)))
+        wall = time.perf_counter() - wall0
+        cpu = time.process_time() - cpu0
+    if not all(f"#{i}" in text for i, text in enumerate(texts)):
+        raise RuntimeError(f"{name}: some replies do not echo their prompt")
+    return Row(name, wall, cpu / calls * 1000, calls * latency_s / concurrency, per_call * calls)
+
+
+async def run(args: argparse.Namespace, root: str) -> None:
+    latency_s = args.latency_ms / 1000
+    print(f"{args.calls} calls, concurrency {args.concurrency}, server latency {args.latency_ms} ms;"
+          f" ideal bound {args.calls * latency_s / args.concurrency:.2f} s;"
+          f" sequential measured on {args.sequential} calls and extrapolated (seq est)")
+    print(f"{'client':12s} {'wall s':>8s} {'cpu ms/call':>12s} {'wall/ideal':>11s} "
+          f"{'seq est s':>12s} {'vs seq':>11s}")
+    for name in args.clients:
+        row = await measure(name, root, args.calls, args.concurrency, args.sequential, latency_s)
+        print(row.line(), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=512)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--latency-ms", type=int, default=200)
+    parser.add_argument("--sequential", type=int, default=16)
+    parser.add_argument("--url", help="an llm-katan already running with --latency-ms")
+    parser.add_argument(
+        "--clients", nargs="+",
+        default=["sdk-httpx", "sdk-aiohttp", "fair-openai", "fair-httpx", "fair-gemini"],
+    )
+    args = parser.parse_args()
+    os.environ.setdefault(KEY_ENV, "bench-key")
+    process = None
+    root = args.url
+    if root is None:
+        process, root = start_server(args.latency_ms)
+    try:
+        asyncio.run(run(args, root.rstrip("/")))
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""One async chat interface for every teacher LLM, in the OpenAI message format.
+
+A provider turns a :class:`ChatRequest` (messages plus generation settings) into a
+:class:`ChatResult` (text, why it stopped, usage, latency, attempts). Providers are built
+from plain arguments (name, model, base_url, the NAME of the key variable, limits) and
+know nothing of specs or stages.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from types import TracebackType
+from typing import Any, Literal
+
+from fairspec.providers.errors import FatalProviderError
+from fairspec.secrets import redact
+
+Status = Literal["ok", "empty", "truncated"]
+ROLES = frozenset({"system", "user", "assistant"})
+_MAX_ERROR_TEXT = 300
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Sampling settings sent with every call (paper Table 7 defaults)."""
+
+    temperature: float = 0.8
+    max_tokens: int = 512
+    top_p: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    stop: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ValueError(f"temperature must be in [0, 2], got {self.temperature!r}")
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be a positive int, got {self.max_tokens!r}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            if not -2.0 <= value <= 2.0:
+                raise ValueError(f"{name} must be in [-2, 2], got {value!r}")
+        if self.stop is not None:
+            stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+            if not all(isinstance(s, str) and s for s in stop):
+                raise ValueError(f"stop must be non-empty strings, got {self.stop!r}")
+            object.__setattr__(self, "stop", stop)
+
+    @classmethod
+    def coerce(cls, value: GenerationSettings | Mapping[str, Any] | Any) -> GenerationSettings:
+        """Settings from this class, a mapping, or any object with these attributes (a
+        pydantic model, another dataclass); missing fields take the defaults, None means unset."""
+        if isinstance(value, cls):
+            return value
+        names = [f.name for f in fields(cls)]
+        if isinstance(value, Mapping):
+            unknown = sorted(set(value) - set(names))
+            if unknown:
+                raise ValueError(f"unknown generation settings {unknown}; known: {names}")
+            found = {k: value[k] for k in names if k in value}
+        else:
+            found = {k: getattr(value, k) for k in names if hasattr(value, k)}
+        return cls(**{k: v for k, v in found.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """Messages in the OpenAI format (roles system/user/assistant, text content) and settings.
+
+    ``settings`` may also be given as a mapping or a spec section; it is stored converted by
+    :meth:`GenerationSettings.coerce`.
+    """
+
+    messages: Sequence[Mapping[str, str]]
+    settings: GenerationSettings = GenerationSettings()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.messages, (str, bytes)) or not self.messages:
+            raise ValueError(f"messages must be a non-empty list, got {self.messages!r}")
+        for i, message in enumerate(self.messages):
+            role = message.get("role") if isinstance(message, Mapping) else None
+            if role not in ROLES:
+                raise ValueError(f"messages[{i}] role must be one of {sorted(ROLES)}, got {role!r}")
+            if not isinstance(message.get("content"), str):
+                raise ValueError(
+                    f"messages[{i}] content must be a string, got {message.get('content')!r}"
+                )
+        object.__setattr__(self, "messages", [dict(m) for m in self.messages])
+        object.__setattr__(self, "settings", GenerationSettings.coerce(self.settings))
+
+    def estimated_tokens(self) -> int:
+        """Rough token count of prompt plus the reply budget (about 4 characters a token)."""
+        chars = sum(len(m["content"]) for m in self.messages)
+        return chars // 4 + 4 * len(self.messages) + self.settings.max_tokens
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """One teacher answer. ``latency_s`` runs from the first attempt's start to the answer
+    (back-off included); ``last_error`` is the last transient error before it, if any."""
+
+    text: str
+    finish_reason: str | None
+    status: Status
+    input_tokens: int | None
+    output_tokens: int | None
+    latency_s: float
+    attempts: int
+    last_error: str | None = None
+
+
+def result_status(text: str, truncated: bool) -> Status:
+    """``truncated`` when the token budget ran out, ``empty`` when no text came back."""
+    if truncated:
+        return "truncated"
+    return "ok" if text.strip() else "empty"
+
+
+def read_api_key(teacher: str, env_name: str | None) -> str | None:
+    """The key held by the variable ``env_name`` (None when no variable is named)."""
+    if env_name is None:
+        return None
+    value = os.environ.get(env_name, "").strip()
+    if not value:
+        raise FatalProviderError(
+            teacher,
+            f"environment variable {env_name} is not set",
+            hint=f"set {env_name} to the API key (export {env_name}=...)",
+        )
+    return value
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """``text`` shortened, without ``secret`` and without anything shaped like a key."""
+    if secret:
+        text = text.replace(secret, "***")
+    text = redact(text)
+    return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "..."
+
+
+class ChatProvider(ABC):
+    """A teacher LLM behind an API: ``await complete(request)``, then ``await aclose()``.
+
+    One provider serves one event loop. Its ``repr`` names the key variable, never the key.
+    """
+
+    kind: str = "abstract"
+
+    def __init__(self, *, name: str, model: str, base_url: str | None) -> None:
+        if not name:
+            raise ValueError(f"provider name must be non-empty, got {name!r}")
+        if not model:
+            raise ValueError(f"model must be non-empty, got {model!r}")
+        self.name = name
+        self.model = model
+        self.base_url = base_url
+
+    @abstractmethod
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        """Answer one request; raises FatalProviderError or RetryableExhausted."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release connections; the provider cannot be used afterwards."""
+
+    async def __aenter__(self) -> ChatProvider:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        where = f", base_url={self.base_url!r}" if self.base_url else ""
+        return f"{type(self).__name__}(name={self.name!r}, model={self.model!r}{where})"
