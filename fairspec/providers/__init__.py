@@ -19,6 +19,7 @@ from fairspec.providers.errors import FatalProviderError, ProviderError, Retryab
 _CLASSES = {
     "openai": ("fairspec.providers.openai", "OpenAIProvider"),
     "gemini": ("fairspec.providers.gemini", "GeminiProvider"),
+    "hf": ("fairspec.providers.hf", "HfProvider"),
 }
 
 

@@ -1,0 +1,136 @@
+"""Files a stage writes: atomic JSON, durable JSONL appends, crash-tolerant reads, manifests.
+
+A stage folder belongs to one fingerprint: ``.fingerprint`` is written first, and a
+folder left by another fingerprint is cleared before work starts. The manifest is
+written last, atomically; a folder without a matching manifest is never taken as done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+_OWNER = ".fingerprint"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write a whole JSONL file atomically; returns the row count."""
+    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+class JsonlAppender:
+    """Appends rows to a JSONL file, flushed and fsynced after each ``append``/``extend``."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._repair(path)
+        self._handle = path.open("a", encoding="utf-8")
+
+    @staticmethod
+    def _repair(path: Path) -> None:
+        """Drop a half-written last line (a crash mid-write) so appends start clean."""
+        if not path.exists():
+            return
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with path.open("r+b") as handle:
+                handle.truncate(data.rfind(b"\n") + 1)
+
+    def extend(self, rows: Iterable[dict[str, Any]]) -> None:
+        for row in rows:
+            self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.extend([row])
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows of a JSONL file, skipping a truncated last line left by a crash."""
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                return
+            if line.strip():
+                yield json.loads(line)
+
+
+def prepare_stage_folder(folder: Path, fingerprint: str) -> bool:
+    """Make ``folder`` belong to ``fingerprint``; True if earlier partial work is kept."""
+    owner = folder / _OWNER
+    if folder.exists() and (not owner.exists() or owner.read_text().strip() != fingerprint):
+        shutil.rmtree(folder)
+    if folder.exists():
+        return True
+    folder.mkdir(parents=True)
+    atomic_write_text(owner, fingerprint + "\n")
+    return False
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def is_done(folder: Path, fingerprint: str) -> bool:
+    manifest = read_manifest(folder)
+    return bool(manifest and manifest.get("fingerprint") == fingerprint)
+
+
+def write_manifest(folder: Path, *, stage: str, fingerprint: str, inputs: dict[str, str],
+                   outputs: list[str], counts: dict[str, Any], started: float) -> dict[str, Any]:
+    """The stage's last write: what it was, what it read and wrote, counts and timings."""
+    manifest = {
+        "stage": stage,
+        "fingerprint": fingerprint,
+        "inputs": inputs,
+        "outputs": outputs,
+        "counts": counts,
+        "started_at": started,
+        "finished_at": time.time(),
+        "seconds": round(time.time() - started, 3),
+    }
+    atomic_write_json(folder / MANIFEST, manifest)
+    return manifest

@@ -1,0 +1,157 @@
+"""A teacher as the stages see it: every request answered from the call store, a replay
+file, or the provider, and stored the moment it completes.
+
+Nothing else in the stages talks to a provider, so no path can pay twice for one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..providers import ChatProvider, ChatRequest, RetryableExhausted
+from ..store import CallRecord, CallStore, call_key
+from ..store.replay import Replay, ReplayMissError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TeacherUsage:
+    """What one teacher cost in a stage (paper Table 5): calls, tokens, dollars."""
+
+    calls: int = 0          # requests answered, however
+    made: int = 0           # sent to the provider now (paid)
+    cached: int = 0         # answered by the call store (paid before, not again)
+    replayed: int = 0       # answered by a replay file
+    errors: int = 0         # retries exhausted: stored as an error, retried next run
+    input_tokens: int = 0
+    output_tokens: int = 0
+    usd: float | None = 0.0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+    def add(self, record: CallRecord, how: str, price: Mapping[str, float] | None) -> None:
+        self.calls += 1
+        setattr(self, how, getattr(self, how) + 1)
+        self.by_status[record.status] = self.by_status.get(record.status, 0) + 1
+        self.input_tokens += record.input_tokens or 0
+        self.output_tokens += record.output_tokens or 0
+        if price is not None and self.usd is not None:
+            self.usd += ((record.input_tokens or 0) * price["input_per_mtok"]
+                         + (record.output_tokens or 0) * price["output_per_mtok"]) / 1e6
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class AnyProviderReplay:
+    """Replay lookups that ignore provider and base_url (``provider: replay`` teachers)."""
+
+    def __init__(self, replay: Replay) -> None:
+        self._index = {
+            self._key(r.model, r.messages, r.settings, r.sample_index): r for r in replay.values()
+        }
+        self.source = getattr(replay, "source", "replay file")
+
+    @staticmethod
+    def _key(model: str, messages: Any, settings: Any, sample_index: int) -> str:
+        return json.dumps([model, messages, settings, sample_index], sort_keys=True)
+
+    def answer(self, model: str, messages: Sequence[Mapping[str, Any]],
+               settings: Mapping[str, Any], sample_index: int) -> CallRecord:
+        found = self._index.get(self._key(model, [dict(m) for m in messages], dict(settings),
+                                          sample_index))
+        if found is None:
+            raise ReplayMissError(f"{self.source} has no recorded call for model {model!r} "
+                                  f"starting {str(messages[0].get('content', ''))[:60]!r}", "")
+        return found
+
+
+class TeacherCaller:
+    """One teacher bound to the call store: ``await ask(messages)`` -> a stored CallRecord."""
+
+    def __init__(self, *, name: str, provider_kind: str, base_url: str | None, model: str,
+                 settings: Mapping[str, Any], store: CallStore, provider: ChatProvider | None = None,
+                 replay: Replay | None = None, any_provider_replay: AnyProviderReplay | None = None,
+                 price: Mapping[str, float] | None = None) -> None:
+        self.name = name
+        self.provider_kind = provider_kind
+        self.base_url = base_url
+        self.model = model
+        self.settings = dict(settings)
+        self.store = store
+        self.provider = provider
+        self.replay = replay
+        self.any_provider_replay = any_provider_replay
+        self.price = price
+        self.usage = TeacherUsage(usd=0.0 if price is not None or provider_kind == "hf" else None)
+        self._in_flight: dict[str, asyncio.Future[CallRecord]] = {}
+
+    def _record(self, messages: Sequence[Mapping[str, Any]], sample_index: int, **result: Any) -> CallRecord:
+        return CallRecord.create(provider=self.provider_kind, base_url=self.base_url, model=self.model,
+                                 messages=messages, settings=self.settings,
+                                 sample_index=sample_index, teacher=self.name, **result)
+
+    async def ask(self, messages: Sequence[Mapping[str, Any]], sample_index: int = 0) -> CallRecord:
+        """The answer to ``messages``: stored, in flight (shared), replayed, or asked now."""
+        key = call_key(self.provider_kind, self.base_url, self.model, messages, self.settings,
+                       sample_index)
+        stored = self.store.get(key)
+        if stored is not None:
+            self.usage.add(stored, "cached", self.price)
+            return stored
+        if key in self._in_flight:  # the same request is on its way: wait for it, pay once
+            record = await asyncio.shield(self._in_flight[key])
+            self.usage.add(record, "cached", self.price)
+            return record
+        future: asyncio.Future[CallRecord] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            record = await self._answer(messages, sample_index)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: the waiters, if any, re-raise it
+            raise
+        else:
+            future.set_result(record)
+            return record
+        finally:
+            del self._in_flight[key]
+
+    async def _answer(self, messages: Sequence[Mapping[str, Any]], sample_index: int) -> CallRecord:
+        if self.replay is not None or self.any_provider_replay is not None:
+            if self.any_provider_replay is not None:
+                found = self.any_provider_replay.answer(self.model, messages, self.settings,
+                                                        sample_index)
+            else:
+                found = self.replay.answer(self.provider_kind, self.base_url, self.model, messages,
+                                           self.settings, sample_index)
+            record = self._record(messages, sample_index, status=found.status, text=found.text,
+                                  finish_reason=found.finish_reason, input_tokens=found.input_tokens,
+                                  output_tokens=found.output_tokens, latency_s=found.latency_s,
+                                  attempts=found.attempts)
+            record = self.store.put(record)
+            self.usage.add(record, "replayed", None)
+            return record
+        if self.provider is None:
+            raise RuntimeError(f"teacher {self.name} has neither a provider nor a replay file")
+        request = ChatRequest(messages=[dict(m) for m in messages], settings=self.settings)
+        try:
+            result = await self.provider.complete(request)
+        except RetryableExhausted as exc:
+            record = self.store.put(self._record(messages, sample_index, status="error",
+                                                 attempts=exc.attempts, last_error=str(exc)))
+            self.usage.add(record, "errors", None)
+            return record
+        record = self.store.put(self._record(
+            messages, sample_index, status=result.status, text=result.text,
+            finish_reason=result.finish_reason, input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens, latency_s=result.latency_s,
+            attempts=result.attempts, last_error=result.last_error,
+        ))
+        self.usage.add(record, "made", self.price)
+        return record

@@ -1,0 +1,60 @@
+"""Builds the teacher committee of a stage: one TeacherCaller per teacher of the plan."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..models import resolve_model
+from ..providers import ChatProvider, provider_class
+from ..resources import resolve_path
+from ..store import CallStore, load_replay
+from ..store.replay import Replay
+from .calls import AnyProviderReplay, TeacherCaller
+
+
+def make_provider(teacher: Mapping[str, Any], base_dir: Path) -> ChatProvider:
+    """The live provider for one teacher's plan settings (reads its key variable now)."""
+    kind = teacher["provider"]
+    common = {"name": teacher["name"], "model": teacher["model"]}
+    if kind == "hf":
+        return provider_class("hf")(**common, model_path=resolve_model(teacher["model"], base_dir))
+    options = {
+        "base_url": teacher["base_url"],
+        "concurrency": teacher["concurrency"],
+        "rpm": teacher["rpm"],
+        "tpm": teacher["tpm"],
+        "timeout_s": teacher["timeout_s"],
+        "max_retries": teacher["max_retries"],
+    }
+    if teacher["api_key_env"]:
+        options["api_key_env"] = teacher["api_key_env"]
+    if kind == "gemini" and teacher.get("vertex"):
+        options["vertex_project"] = teacher["vertex"]["project"]
+        options["vertex_location"] = teacher["vertex"]["location"]
+    return provider_class(kind)(**common, **options)
+
+
+def make_committee(teachers: list[Mapping[str, Any]], store: CallStore, base_dir: Path, *,
+                   replay: Replay | None = None) -> dict[str, TeacherCaller]:
+    """name -> caller; with ``replay`` set no provider is built and no key is read."""
+    callers = {}
+    for teacher in teachers:
+        provider, own_replay = None, None
+        if teacher["provider"] == "replay":
+            own_replay = AnyProviderReplay(load_replay(resolve_path(teacher["replay_file"], base_dir)))
+        elif replay is None:
+            provider = make_provider(teacher, base_dir)
+        callers[teacher["name"]] = TeacherCaller(
+            name=teacher["name"], provider_kind=teacher["provider"], base_url=teacher["base_url"],
+            model=teacher["model"], settings=teacher["generation"], store=store, provider=provider,
+            replay=replay, any_provider_replay=own_replay, price=teacher.get("price"),
+        )
+    return callers
+
+
+async def close_committee(callers: Mapping[str, TeacherCaller]) -> None:
+    for caller in callers.values():
+        if caller.provider is not None:
+            await caller.provider.aclose()

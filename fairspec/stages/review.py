@@ -1,0 +1,151 @@
+"""The review stage (eq. 4): each rationale is scored by the other teachers; the policy keeps it or not.
+
+Reviews of one rationale are asked one reviewer after another, in the spec's teacher
+order, so that a review that can no longer change the decision is never made (exact
+early exit, ``ReviewPolicy.decision``); different rationales are reviewed concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from ..plan.model import RunPlan
+from ..review import ReviewPolicy, parse_score
+from ..run.artifacts import (
+    atomic_write_json,
+    prepare_stage_folder,
+    read_jsonl,
+    write_jsonl,
+    write_manifest,
+)
+from ..store import CallStore
+from ..store.replay import Replay
+from ..templates import render
+from .committee import close_committee, make_committee
+from .pool import run_per_teacher
+from .teach import TeacherStopped, load_templates, user_messages
+
+
+def policy_from(settings: dict[str, Any]) -> ReviewPolicy:
+    p = settings["policy"]
+    return ReviewPolicy(score_range=tuple(p["score_range"]), threshold=p["threshold"],
+                        accept=p["accept"], aggregate=p["aggregate"],
+                        min_valid_scores=p["min_valid_scores"])
+
+
+def run_review(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, *,
+               replay: Replay | None = None) -> dict[str, Any]:
+    return asyncio.run(_review(run, base_dir, folder, store, replay=replay))
+
+
+async def _review(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, *,
+                  replay: Replay | None) -> dict[str, Any]:
+    started = time.time()
+    stage = run.stage("review")
+    settings = dict(stage.settings)
+    prepare_stage_folder(folder, stage.fingerprint)
+    teach_dir = Path(run.run_dir) / "teach"
+    mistakes = {m["index"]: m for m in read_jsonl(Path(run.run_dir) / "exam" / "mistakes.jsonl")}
+    rationales = [r for r in read_jsonl(teach_dir / "rationales.jsonl")]
+    usable = [r for r in rationales if r["status"] in ("ok", "truncated") and (r["text"] or "").strip()]
+    reviews: list[dict[str, Any]] = []
+    decided: dict[tuple[int, str], dict[str, Any]] = {}
+    usage: dict[str, Any] = {}
+    if not settings["enabled"]:
+        for r in usable:
+            decided[(r["index"], r["teacher"])] = {"accepted": True, "scores": [], "aggregate": None}
+    else:
+        policy = policy_from(settings)
+        teachers = run.stage("teach").settings["teachers"]
+        order = [t["name"] for t in teachers]
+        template = load_templates({"review": settings["template"]}, base_dir)["review"]
+        callers = make_committee(teachers, store, base_dir, replay=replay)
+        exclude_self = settings["policy"]["exclude_self"]
+
+        async def review_one(author: str, rationale: dict[str, Any]) -> None:
+            mistake = mistakes[rationale["index"]]
+            prompt = render(template, {**mistake["fields"], "rationale": rationale["text"],
+                                       "gold_answer": mistake["gold_text"]}, name="prompts.review")
+            reviewers = [n for n in order if not (exclude_self and n == author)]
+            scores: list[int | None] = []
+            for i, reviewer in enumerate(reviewers):
+                if policy.decision(scores, len(reviewers) - i) is not None:
+                    break
+                record = await callers[reviewer].ask(user_messages(prompt))
+                score = parse_score(record.text, policy.score_range) if record.status != "error" else None
+                scores.append(score)
+                reviews.append({"index": rationale["index"], "author": author, "reviewer": reviewer,
+                                "text": record.text, "status": record.status, "score": score,
+                                "key": record.key})
+            decided[(rationale["index"], author)] = {
+                "accepted": policy.accepts(scores), "scores": scores,
+                "aggregate": policy.aggregate_score(scores),
+                "reviews_made": len(scores), "reviews_saved": len(reviewers) - len(scores),
+            }
+
+        # the pool is keyed by author: each author's rationales go through its own workers,
+        # which call the reviewers in turn
+        jobs = defaultdict(list)
+        for r in usable:
+            jobs[r["teacher"]].append(r)
+        concurrency = {t["name"]: t["concurrency"] for t in teachers}
+        try:
+            fatal = await run_per_teacher(jobs, review_one, concurrency)
+        finally:
+            await close_committee(callers)
+        if fatal:
+            raise TeacherStopped("; ".join(str(e) for e in fatal.values())
+                                 + " (completed reviews are saved; fix it and rerun)")
+        usage = {name: caller.usage.to_dict() for name, caller in callers.items()}
+        failed = sum(1 for r in reviews if r["status"] == "error")
+        if failed:
+            raise TeacherStopped(f"{failed} review call(s) failed after all retries; rerun to "
+                                 "retry only those")
+    reviews.sort(key=lambda r: (r["index"], r["author"], r["reviewer"]))
+    accepted = []
+    for r in sorted(usable, key=lambda r: (r["index"], r["teacher"])):
+        verdict = decided[(r["index"], r["teacher"])]
+        if verdict["accepted"]:
+            accepted.append({"index": r["index"], "teacher": r["teacher"], "text": r["text"],
+                             "scores": verdict["scores"], "aggregate": verdict["aggregate"]})
+    write_jsonl(folder / "reviews.jsonl", reviews)
+    write_jsonl(folder / "accepted.jsonl", accepted)
+    stats = _stats(rationales, usable, decided, reviews, accepted, usage, settings["enabled"])
+    atomic_write_json(folder / "stats.json", stats)
+    write_manifest(folder, stage="review", fingerprint=stage.fingerprint,
+                   inputs={"teach": run.stage("teach").fingerprint},
+                   outputs=["reviews.jsonl", "accepted.jsonl", "stats.json"],
+                   counts={"rationales": len(rationales), "accepted": len(accepted),
+                           "reviews": len(reviews)}, started=started)
+    return stats
+
+
+def _stats(rationales, usable, decided, reviews, accepted, usage, enabled) -> dict[str, Any]:
+    """Table 4 counts, the reviewer x author mean-score matrix, invalid scores, savings."""
+    authors = sorted({r["teacher"] for r in rationales})
+    matrix: dict[str, dict[str, float | None]] = {}
+    for reviewer in sorted({r["reviewer"] for r in reviews}):
+        matrix[reviewer] = {}
+        for author in authors:
+            scores = [r["score"] for r in reviews
+                      if r["reviewer"] == reviewer and r["author"] == author and r["score"] is not None]
+            matrix[reviewer][author] = sum(scores) / len(scores) if scores else None
+    return {
+        "enabled": enabled,
+        "rationales": len(rationales),
+        "reviewable": len(usable),
+        "accepted": len(accepted),
+        "accepted_per_teacher": {a: sum(1 for r in accepted if r["teacher"] == a) for a in authors},
+        "rationales_per_teacher": {a: sum(1 for r in rationales if r["teacher"] == a) for a in authors},
+        "reviews_made": len(reviews),
+        "reviews_saved_by_early_exit": sum(v.get("reviews_saved", 0) for v in decided.values()),
+        "invalid_scores": sum(1 for r in reviews if r["score"] is None),
+        "score_histogram": {str(s): sum(1 for r in reviews if r["score"] == s)
+                            for s in sorted({r["score"] for r in reviews if r["score"] is not None})},
+        "mean_score_matrix": matrix,  # reviewer -> author -> mean valid score
+        "teachers": usage,
+    }
