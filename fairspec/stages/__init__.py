@@ -1,0 +1,1 @@
+"""The pipeline stages: exam, teach, review, build, train, evaluate, report."""
