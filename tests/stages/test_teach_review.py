@@ -13,6 +13,7 @@ import pytest
 from fairspec.plan import Environment, compile_plan
 from fairspec.run.artifacts import is_done, read_jsonl, write_jsonl
 from fairspec.spec import load_spec_text
+from fairspec.stages.build import run_build
 from fairspec.stages.review import run_review
 from fairspec.stages.teach import run_teach
 from fairspec.store import CallStore
@@ -80,6 +81,12 @@ def test_teach_then_review_store_every_call_and_repeat_none(tmp_path, katan, mon
         served = requests_served(katan) - before
         assert served == store.count() <= 48
     assert is_done(tmp_path / "run" / "teach", run.stage("teach").fingerprint)
+    build = run_build(run, tmp_path, tmp_path / "run" / "build", seed=42)
+    assert build["samples"] == 4 and build["examples"] == 8  # random_one: one of each
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(str(tmp_path / "run" / "build" / "dataset"))
+    assert sorted(set(dataset["kind"])) == ["feedback", "rationale"] and len(dataset) == 8
     # a rerun after the stage folders are lost pays for nothing: the store answers
     for stage in ("teach", "review"):
         (tmp_path / "run" / stage / "manifest.json").unlink()

@@ -1,0 +1,95 @@
+"""The build stage (paper 4.3): the instruction-tuning set from accepted rationales and feedback.
+
+A mistake becomes a training sample when it has at least one accepted rationale and at
+least one usable feedback. ``random_one`` (the paper) picks one of each per sample,
+seeded by the spec's seed and the sample, so the choice does not depend on row order;
+``all`` keeps every accepted rationale and every feedback. Each example is the
+Appendix C template (the prompt half) and the teacher's text as the completion; a
+sample's examples are adjacent, so batches can pair them.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from ..plan.model import RunPlan
+from ..run.artifacts import atomic_write_json, prepare_stage_folder, read_jsonl, write_jsonl, write_manifest
+from ..templates import render
+from .teach import load_templates
+
+PREVIEW_ROWS = 50
+
+
+def build_examples(mistakes: list[dict[str, Any]], accepted: list[dict[str, Any]],
+                   feedback: list[dict[str, Any]], templates: dict[str, str], *,
+                   selection: str, seed: int) -> list[dict[str, Any]]:
+    """The training examples, sample by sample (rationale first, then feedback)."""
+    rationales_of = defaultdict(list)
+    for r in accepted:
+        rationales_of[r["index"]].append(r)
+    feedback_of = defaultdict(list)
+    for f in feedback:
+        if f["status"] in ("ok", "truncated") and (f["text"] or "").strip():
+            feedback_of[f["index"]].append(f)
+    examples = []
+    for mistake in sorted(mistakes, key=lambda m: m["index"]):
+        index = mistake["index"]
+        rationales = sorted(rationales_of[index], key=lambda r: r["teacher"])
+        feedbacks = sorted(feedback_of[index], key=lambda f: f["teacher"])
+        if not rationales or not feedbacks:
+            continue
+        if selection == "random_one":
+            rng = random.Random(f"{seed}:{index}")
+            rationales, feedbacks = [rng.choice(rationales)], [rng.choice(feedbacks)]
+        fields = mistake["fields"]
+        prompt_rt = render(templates["rationale"], fields, name="training.templates.rationale")
+        prompt_fb = render(templates["feedback"], {**fields, "student_answer": mistake["output"]},
+                           name="training.templates.feedback")
+        for r in rationales:
+            examples.append({"sample": index, "kind": "rationale", "teacher": r["teacher"],
+                             "prompt": prompt_rt, "completion": r["text"]})
+        for f in feedbacks:
+            examples.append({"sample": index, "kind": "feedback", "teacher": f["teacher"],
+                             "prompt": prompt_fb, "completion": f["text"]})
+    return examples
+
+
+def run_build(run: RunPlan, base_dir: Path, folder: Path, *, seed: int) -> dict[str, Any]:
+    started = time.time()
+    stage = run.stage("build")
+    prepare_stage_folder(folder, stage.fingerprint)
+    root = Path(run.run_dir)
+    mistakes = list(read_jsonl(root / "exam" / "mistakes.jsonl"))
+    accepted = list(read_jsonl(root / "review" / "accepted.jsonl"))
+    feedback = list(read_jsonl(root / "teach" / "feedback.jsonl"))
+    templates = load_templates(stage.settings["templates"], base_dir)
+    examples = build_examples(mistakes, accepted, feedback, templates,
+                              selection=stage.settings["selection"], seed=seed)
+    from datasets import Dataset
+
+    columns = ("sample", "kind", "teacher", "prompt", "completion")
+    Dataset.from_dict({c: [e[c] for e in examples] for c in columns}).save_to_disk(
+        str(folder / "dataset"))
+    write_jsonl(folder / "preview.jsonl", examples[:PREVIEW_ROWS])
+    per_teacher = Counter((e["teacher"], e["kind"]) for e in examples)
+    stats = {
+        "mistakes": len(mistakes),
+        "samples": len({e["sample"] for e in examples}),
+        "examples": len(examples),
+        "rationale_examples": sum(1 for e in examples if e["kind"] == "rationale"),
+        "feedback_examples": sum(1 for e in examples if e["kind"] == "feedback"),
+        "per_teacher": {t: {k: per_teacher[(t, k)] for k in ("rationale", "feedback")}
+                        for t in sorted({e["teacher"] for e in examples})},
+        "selection": stage.settings["selection"],
+    }
+    atomic_write_json(folder / "stats.json", stats)
+    write_manifest(folder, stage="build", fingerprint=stage.fingerprint,
+                   inputs={"review": run.stage("review").fingerprint},
+                   outputs=["dataset/", "preview.jsonl", "stats.json"],
+                   counts={"samples": stats["samples"], "examples": stats["examples"]},
+                   started=started)
+    return stats
