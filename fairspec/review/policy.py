@@ -1,0 +1,187 @@
+"""Decides whether a rationale passes peer review from the scores its reviewers gave (eq. 4).
+
+The paper (section 3.3, eq. 4) keeps rationale r_k when the average of the
+scores the *other* teachers gave it reaches the threshold:
+``Avg(Score(r_k)) >= Th`` with ``Th = 4`` (section 4.2). That is the default
+here: ``ReviewPolicy()`` is ``mean >= 4`` on a 1-5 scale.
+
+The authors' released code (``collect_teacher_res.py`` in
+zhuochunli/Learn-from-Committee) instead kept ``mean > 3`` over the *valid*
+scores (a parse failure was stored as 0 and, like any score outside 1-5,
+left out of the mean; no valid score meant rejection). That rule is
+``ReviewPolicy(accept=">", threshold=3)``; on their released SVAMP record it
+reproduces every one of the 1161 keep/drop decisions, while the paper's
+``>= 4`` disagrees on the 43 rationales whose two scores average exactly 3.5.
+
+Scores are ``int | None``: None is a review with no valid score (see
+:func:`fairspec.review.parse_score`). None is left out of the aggregate; fewer
+than ``min_valid_scores`` valid scores means rejection. An int outside
+``score_range`` is a caller's bug (the parser maps those to None) and raises.
+
+Early exit: reviews can be requested one at a time and stopped as soon as
+the outcome cannot change. :meth:`ReviewPolicy.decision` says whether it is
+already certain, exactly, for every aggregate; :meth:`ReviewPolicy.calls_needed`
+says how many reviews a given order of scores needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+from fairspec.review.score import check_score_range
+
+logger = logging.getLogger(__name__)
+
+Accept = Literal[">=", ">"]
+Aggregate = Literal["mean", "median", "min"]
+
+ACCEPT_OPS: tuple[str, ...] = (">=", ">")
+AGGREGATES: tuple[str, ...] = ("mean", "median", "min")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReviewPolicy:
+    """Peer-review acceptance rule: ``aggregate(valid scores) <accept> threshold``.
+
+    Fields (keyword-only; each is validated, ValueError names the bad field):
+
+    - ``score_range``: ``(low, high)`` ints, low < high; a list is accepted and stored as a tuple.
+    - ``threshold``: int or float within ``score_range`` (paper: 4).
+    - ``accept``: ``">="`` (paper text) or ``">"`` (authors' code, with threshold 3).
+    - ``aggregate``: ``"mean"`` (paper), ``"median"`` or ``"min"``. An even-sized
+      median is the mean of the two middle scores.
+    - ``min_valid_scores``: at least this many valid scores are needed to accept (>= 1).
+
+    Aggregates are computed exactly (fractions), so ``mean([4, 4, 5]) >= 13/3``
+    holds with no float rounding.
+    """
+
+    score_range: tuple[int, int] = (1, 5)
+    threshold: float = 4
+    accept: Accept = ">="
+    aggregate: Aggregate = "mean"
+    min_valid_scores: int = 1
+
+    def __post_init__(self) -> None:
+        try:
+            low, high = check_score_range(self.score_range)
+        except ValueError as error:
+            raise ValueError(f"ReviewPolicy.{error}") from None
+        object.__setattr__(self, "score_range", (low, high))
+        threshold = self.threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise ValueError(f"ReviewPolicy.threshold must be a number, got {threshold!r}")
+        if not low <= threshold <= high:
+            raise ValueError(
+                f"ReviewPolicy.threshold {threshold!r} is outside score_range [{low}, {high}]"
+            )
+        if self.accept not in ACCEPT_OPS:
+            raise ValueError(
+                f"ReviewPolicy.accept must be one of {', '.join(ACCEPT_OPS)}, got {self.accept!r}"
+            )
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(
+                f"ReviewPolicy.aggregate must be one of {', '.join(AGGREGATES)}, "
+                f"got {self.aggregate!r}"
+            )
+        count = self.min_valid_scores
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"ReviewPolicy.min_valid_scores must be an int >= 1, got {count!r}")
+
+    def __str__(self) -> str:
+        low, high = self.score_range
+        return (
+            f"{self.aggregate} {self.accept} {self.threshold} "
+            f"(scores {low}-{high}, at least {self.min_valid_scores} valid)"
+        )
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    def valid_scores(self, scores: Sequence[int | None]) -> list[int]:
+        """The valid scores in ``scores`` (None dropped); ValueError on any other bad value."""
+        low, high = self.score_range
+        valid: list[int] = []
+        for score in scores:
+            if score is None:
+                continue
+            if isinstance(score, bool) or not isinstance(score, int):
+                raise ValueError(f"a review score must be an int or None, got {score!r}")
+            if not low <= score <= high:
+                raise ValueError(
+                    f"review score {score!r} is outside score_range [{low}, {high}]; "
+                    "an invalid review is None"
+                )
+            valid.append(score)
+        return valid
+
+    def _aggregate(self, valid: Sequence[int]) -> Fraction:
+        if self.aggregate == "mean":
+            return Fraction(sum(valid), len(valid))
+        if self.aggregate == "median":
+            return Fraction(statistics.median_low(valid) + statistics.median_high(valid), 2)
+        return Fraction(min(valid))
+
+    def aggregate_score(self, scores: Sequence[int | None]) -> float | None:
+        """The aggregate of the valid scores (for records and logs), None when there are none."""
+        valid = self.valid_scores(scores)
+        return float(self._aggregate(valid)) if valid else None
+
+    def _passes(self, valid: Sequence[int]) -> bool:
+        if len(valid) < self.min_valid_scores:
+            return False
+        value = self._aggregate(valid)
+        return value >= self.threshold if self.accept == ">=" else value > self.threshold
+
+    def accepts(self, scores: Sequence[int | None]) -> bool:
+        """True when the rationale with these review scores is kept (eq. 4 under this policy)."""
+        return self._passes(self.valid_scores(scores))
+
+    # -- early exit --------------------------------------------------------------------------
+
+    def decision(self, scores_so_far: Sequence[int | None], pending: int) -> bool | None:
+        """The final verdict if it is already certain, else None.
+
+        ``pending`` reviews are still to come; each may return any score in
+        ``score_range`` or None (invalid). True/False means every possible
+        completion gives that verdict, so the pending reviews need not be
+        requested; None means some completions accept and some reject.
+
+        Exact because mean, median and min never decrease when a score is raised:
+        among completions with ``k`` valid pending scores, all-low is the worst
+        and all-high the best, so checking those two for each ``k`` in
+        ``0..pending`` (k < pending: the rest came back None) covers every case.
+        """
+        if isinstance(pending, bool) or not isinstance(pending, int) or pending < 0:
+            raise ValueError(f"pending must be an int >= 0, got {pending!r}")
+        valid = self.valid_scores(scores_so_far)
+        low, high = self.score_range
+        certain_accept = all(self._passes(valid + [low] * k) for k in range(pending + 1))
+        if certain_accept:
+            return True
+        certain_reject = not any(self._passes(valid + [high] * k) for k in range(pending + 1))
+        if certain_reject:
+            return False
+        return None
+
+    def calls_needed(self, scores_in_order: Sequence[int | None]) -> int:
+        """How many of these reviews, requested one at a time in this order, were needed.
+
+        ``scores_in_order`` is every reviewer's score (None: invalid) in the
+        order they would be asked. Returns the smallest ``i`` such that
+        :meth:`decision` on the first ``i`` scores, with the rest pending, is
+        certain; the saving is ``len(scores_in_order) - calls_needed(...)``.
+        The verdict after ``i`` calls always equals ``accepts(scores_in_order)``.
+        It can be 0, when the verdict is certain before any review (e.g.
+        ``min_valid_scores`` is more than the number of reviewers).
+        """
+        total = len(scores_in_order)
+        self.valid_scores(scores_in_order)  # reject bad values before counting
+        for asked in range(total + 1):
+            if self.decision(scores_in_order[:asked], total - asked) is not None:
+                return asked
+        raise AssertionError("unreachable: with nothing pending the decision is certain")

@@ -1,0 +1,122 @@
+"""Runs one training job from its arguments file: ``python -m fairspec.training.launch ARGS.json``.
+
+The train stage writes ``train_args.json`` and runs this module, in-process on one
+device or through ``accelerate launch`` on several GPUs (the plan shows the command).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    """The newest ``checkpoint-N`` folder with a trainer state, to resume from."""
+    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
+
+
+def encode_dataset(dataset: Any, tokenizer: Any, *, max_seq_length: int, chat_template: bool) -> Any:
+    """Tokenised examples (completion-only labels) with ``kind`` and ``sample`` kept."""
+    from .tokenize import encode_example
+
+    def encode(example: dict[str, Any]) -> dict[str, Any]:
+        return encode_example(tokenizer, example["prompt"], example["completion"],
+                              max_seq_length=max_seq_length, use_chat_template=chat_template)
+
+    return dataset.map(encode, remove_columns=["prompt", "completion", "teacher"])
+
+
+def train(args: dict[str, Any]) -> dict[str, Any]:
+    """Fine-tune, save the final model and tokenizer to ``args['output_dir']/model``."""
+    import torch
+    from datasets import load_from_disk
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+
+    from .tokenize import CompletionCollator
+    from .trainer import JointTrainer
+
+    started = time.time()
+    out = Path(args["output_dir"])
+    tokenizer = AutoTokenizer.from_pretrained(args["model_path"])
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = args["dtype"]
+    model = AutoModelForCausalLM.from_pretrained(args["model_path"], dtype=getattr(torch, _DTYPES[dtype]))
+    if args.get("lora"):
+        from peft import LoraConfig, get_peft_model
+
+        lora = args["lora"]
+        model = get_peft_model(model, LoraConfig(
+            r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+            target_modules=lora["target_modules"], task_type="CAUSAL_LM"))
+    dataset = encode_dataset(load_from_disk(args["dataset"]), tokenizer,
+                             max_seq_length=args["max_seq_length"], chat_template=args["chat_template"])
+    truncated = int(sum(dataset["truncated"]))
+    dataset = dataset.remove_columns(["truncated"])
+    training_args = TrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        num_train_epochs=args["epochs"],
+        per_device_train_batch_size=args["batch_size"],
+        gradient_accumulation_steps=args["gradient_accumulation_steps"],
+        learning_rate=args["learning_rate"],
+        warmup_steps=args["warmup_ratio"],  # a float in [0, 1) is a ratio in transformers 5
+        max_grad_norm=args["max_grad_norm"],
+        weight_decay=args["weight_decay"],
+        optim=args["optimizer"],
+        seed=args["seed"],
+        bf16=dtype == "bf16",
+        fp16=dtype == "fp16",
+        use_cpu=args["device"] == "cpu",
+        gradient_checkpointing=args["gradient_checkpointing"],
+        logging_steps=args.get("logging_steps", 1),
+        save_strategy="epoch",
+        save_total_limit=2,
+        remove_unused_columns=False,
+        report_to=[],
+        disable_tqdm=True,
+    )
+    trainer = JointTrainer(
+        model=model, args=training_args, train_dataset=dataset,
+        data_collator=CompletionCollator(tokenizer.pad_token_id),
+        alpha=args["alpha"], sample_groups=dataset["sample"],
+    )
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(out / "checkpoints"))
+    final = trainer.model.merge_and_unload() if args.get("lora") else trainer.model
+    if trainer.is_world_process_zero():
+        final.save_pretrained(out / "model")
+        tokenizer.save_pretrained(out / "model")
+        trainer.state.save_to_json(str(out / "trainer_state.json"))
+    losses = [e for e in trainer.state.log_history if "loss" in e]
+    return {
+        "examples": len(dataset),
+        "truncated": truncated,
+        "steps": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "first_loss": losses[0]["loss"] if losses else None,
+        "last_loss": losses[-1]["loss"] if losses else None,
+        "log": losses,
+        "seconds": round(time.time() - started, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m fairspec.training.launch TRAIN_ARGS.json")
+    path = Path(argv[0])
+    stats = train(json.loads(path.read_text(encoding="utf-8")))
+    (path.parent / "train_result.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
