@@ -1,4 +1,4 @@
-"""The ``fairspec`` command line: validate, plan, schema, init."""
+"""The ``fairspec`` command line: validate, plan, run, schema, init."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .resources import resource_root
 
 EXIT_USER_ERROR = 2
 TASKS = ("gsm8k", "svamp", "strategyqa", "logiqa")
+STAGES = ("exam", "teach", "review", "build", "train", "evaluate", "report")
 
 _out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -119,6 +120,60 @@ def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
                               indent=2, ensure_ascii=False))
     else:
         print_plan(_out, full, specs, estimates, fresh)
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--variant", "variants", multiple=True,
+              help="Run only this variant (repeatable); 'main' is the spec itself. Default: all runs.")
+@click.option("--until", type=click.Choice(STAGES), default=None, help="Stop after this stage.")
+@click.option("--from", "start", type=click.Choice(STAGES), default=None, help="Start at this stage.")
+@click.option("--only", type=click.Choice(STAGES), default=None, help="Run just this stage.")
+@click.option("--replay", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Answer every teacher call from this exported call file (no key needed).")
+@click.option("-v", "--verbose", is_flag=True, help="Log what each stage does.")
+def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | None,
+        only: str | None, replay: Path | None, verbose: bool) -> None:
+    """Run SPEC: exam, teach, review, build, train, evaluate, report; resumable, never paying twice."""
+    import logging
+
+    from .plan import compile_plan, detect_environment
+    from .run.executor import execute, select_stages
+    from .spec import load_spec
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "openai", "google_genai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        loaded = load_spec(spec)
+        plan_ = compile_plan(loaded, detect_environment())
+        chosen = list(plan_.runs)
+        if variants:
+            unknown = [v for v in variants if v != "main" and v not in loaded.variants]
+            if unknown:
+                raise FairspecError(f"no variant {', '.join(unknown)} in {spec}; it has: "
+                                    + (", ".join(loaded.variants) or "none"))
+            chosen = [r for r in plan_.runs if (r.variant or "main") in variants]
+        stages = select_stages(only=only, until=until, start=start)
+
+        def show(outcome) -> None:
+            verb = {"ran": "done", "skipped": "already done", "copied": "shared, copied"}[outcome.status]
+            _out.print(f"{outcome.run} {outcome.stage}: {verb}", markup=False)
+
+        report = execute(loaded, plan_, runs=chosen, stages=stages, replay_file=replay, on_stage=show)
+    except KeyboardInterrupt:
+        _err.print("interrupted: every finished stage and every completed teacher call is saved; "
+                   "run the same command again to resume.", markup=False)
+        sys.exit(130)
+    except FairspecError as exc:
+        _fail(exc)
+    _out.print(f"{report.count('ran')} stage(s) run, {report.count('skipped')} already done, "
+               f"{report.count('copied')} shared.", markup=False)
+    for run_ in chosen:
+        page = Path(run_.run_dir) / "report" / "report.md"
+        if page.exists():
+            _out.print(f"report: {page}", markup=False)
 
 
 @cli.command()

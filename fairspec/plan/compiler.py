@@ -223,6 +223,7 @@ def compile_run(
     evaluate = add(
         "evaluate", evaluate_identity,
         {**evaluate_identity, "device": device, "batch_size": exam_cfg.batch_size,
+         "vllm": vllm_settings(spec, env) if engine == "vllm" else None,
          # the untuned student's accuracy is the same for every variant: cached under this key
          "base_fingerprint": fingerprint("evaluate-base", base_identity)},
         [train], ("predictions.jsonl", "metrics.json"),

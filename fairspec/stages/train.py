@@ -39,6 +39,16 @@ def run_train(run: RunPlan, base_dir: Path, folder: Path) -> dict[str, Any]:
     resumed = prepare_stage_folder(folder, stage.fingerprint)  # checkpoints survive a crash
     args = train_args(run, base_dir, folder)
     atomic_write_json(folder / "train_args.json", args)
+    built = json.loads((Path(run.run_dir) / "build" / "stats.json").read_text(encoding="utf-8"))
+    if built["examples"] == 0:  # nothing was accepted: say so, keep the base student
+        stats = {"examples": 0, "steps": 0, "truncated": 0, "resumed": resumed,
+                 "skipped": "no training examples (no sample had an accepted rationale and a "
+                            "feedback): the tuned student is the base student"}
+        atomic_write_json(folder / "stats.json", stats)
+        write_manifest(folder, stage="train", fingerprint=stage.fingerprint,
+                       inputs={"build": run.stage("build").fingerprint}, outputs=["stats.json"],
+                       counts={"examples": 0, "steps": 0, "truncated": 0}, started=started)
+        return stats
     config = stage.settings.get("accelerate_config")
     if config is None:
         from ..training.launch import train

@@ -76,7 +76,7 @@ def train(args: dict[str, Any]) -> dict[str, Any]:
         bf16=dtype == "bf16",
         fp16=dtype == "fp16",
         use_cpu=args["device"] == "cpu",
-        gradient_checkpointing=args["gradient_checkpointing"],
+        activation_checkpointing=args["gradient_checkpointing"],
         logging_steps=args.get("logging_steps", 1),
         save_strategy="epoch",
         save_total_limit=2,

@@ -39,7 +39,9 @@ def _records(shared_data: Path, name: str) -> list[dict]:
 
 
 def test_public_api_is_exported() -> None:
-    assert set(fairspec.tasks.__all__) == {"ANSWER_KINDS", "answers_match", "extract_answer", "parse_gold"}
+    assert set(fairspec.tasks.__all__) == {
+        "ANSWER_KINDS", "DataError", "LoadedSplit", "Row", "answers_match", "extract_answer",
+        "gold_display", "load_rows", "parse_gold"}
     assert ANSWER_KINDS == ("number", "boolean", "choice", "regex")
 
 

@@ -1,0 +1,125 @@
+"""Walks a Plan: runs each stage whose manifest does not match its fingerprint, in order.
+
+A stage shared with a sibling run (same fingerprint, already done there) is copied,
+not recomputed; teacher calls are shared through the one call store under
+``output_dir``. Stages import lazily, so ``fairspec run --until exam`` never loads the
+teacher SDKs and a plan without training never imports torch's trainer.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..plan.model import STAGE_NAMES, Plan, RunPlan
+from ..spec.loader import LoadedSpec
+from ..spec.schema import Spec
+from .artifacts import is_done
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageOutcome:
+    run: str
+    stage: str
+    status: str  # "ran", "skipped" (already done), "copied" (done in a sibling run)
+    result: dict[str, Any] | None = None
+
+
+@dataclass
+class ExecutionReport:
+    outcomes: list[StageOutcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+
+def select_stages(*, only: str | None = None, until: str | None = None,
+                  start: str | None = None) -> tuple[str, ...]:
+    """The stage names ``--only``/``--until``/``--from`` leave, in pipeline order."""
+    names = list(STAGE_NAMES)
+    if only:
+        return (only,)
+    if start:
+        names = names[names.index(start):]
+    if until:
+        names = names[: names.index(until) + 1]
+    return tuple(names)
+
+
+def _specs_by_run(loaded: LoadedSpec, plan: Plan) -> dict[str, Spec]:
+    specs = {plan.runs[0].name: loaded.spec}
+    specs.update({r.name: loaded.variants[r.variant].spec for r in plan.runs[1:] if r.variant})
+    return specs
+
+
+def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None,
+            stages: tuple[str, ...] = STAGE_NAMES, replay_file: Path | None = None,
+            on_stage: Callable[[StageOutcome], None] | None = None) -> ExecutionReport:
+    """Run the selected stages of the selected runs (default: every run of the plan)."""
+    from ..store import CallStore, load_replay
+
+    specs = _specs_by_run(loaded, plan)
+    report = ExecutionReport()
+    done_at: dict[str, Path] = {}  # fingerprint -> a folder where that stage is complete
+    replay = load_replay(replay_file) if replay_file else None
+    output_dir = Path(plan.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with CallStore(Path(plan.call_store)) as store:
+        for run in runs or list(plan.runs):
+            for stage in run.stages:
+                if stage.name not in stages:
+                    continue
+                folder = Path(run.run_dir) / stage.name
+                if is_done(folder, stage.fingerprint):
+                    outcome = StageOutcome(run.name, stage.name, "skipped")
+                elif stage.fingerprint in done_at and stage.name != "report":
+                    if folder.exists():
+                        shutil.rmtree(folder)
+                    shutil.copytree(done_at[stage.fingerprint], folder)
+                    outcome = StageOutcome(run.name, stage.name, "copied")
+                else:
+                    result = _run_stage(stage.name, specs[run.name], loaded.base_dir, run, folder,
+                                        store, replay, output_dir)
+                    outcome = StageOutcome(run.name, stage.name, "ran", result)
+                done_at.setdefault(stage.fingerprint, folder)
+                report.outcomes.append(outcome)
+                if on_stage:
+                    on_stage(outcome)
+    return report
+
+
+def _run_stage(name: str, spec: Spec, base_dir: Path, run: RunPlan, folder: Path, store: Any,
+               replay: Any, output_dir: Path) -> dict[str, Any]:
+    if name == "exam":
+        from ..stages.exam import run_exam
+
+        return run_exam(spec, base_dir, run.stage("exam"), folder)
+    if name == "teach":
+        from ..stages.teach import run_teach
+
+        return run_teach(run, base_dir, folder, store, replay=replay)
+    if name == "review":
+        from ..stages.review import run_review
+
+        return run_review(run, base_dir, folder, store, replay=replay)
+    if name == "build":
+        from ..stages.build import run_build
+
+        return run_build(run, base_dir, folder, seed=spec.seed)
+    if name == "train":
+        from ..stages.train import run_train
+
+        return run_train(run, base_dir, folder)
+    if name == "evaluate":
+        from ..stages.evaluate import run_evaluate
+
+        return run_evaluate(spec, run, base_dir, folder, output_dir)
+    from ..stages.report import run_report
+
+    return run_report(spec, run, folder)

@@ -1,0 +1,113 @@
+"""The student answering a split: render, generate, extract, score; streamed and resumable by row.
+
+The exam (train split, eq. 1) and the evaluation (test split, Table 1) are the same
+work with different templates and sampling; both go through ``answer_split``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..engines.base import Engine, Sampling
+from ..run.artifacts import JsonlAppender, read_jsonl
+from ..tasks import answers_match, extract_answer
+from ..tasks.data import Row
+from ..templates import render
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How answers are read and compared (the spec's task.answer section)."""
+
+    extractor: str
+    pattern: str | None = None
+    tolerance: float = 1e-6
+
+    @classmethod
+    def from_settings(cls, answer: dict[str, Any]) -> Scoring:
+        return cls(answer["extractor"], answer.get("pattern"), answer.get("tolerance", 1e-6))
+
+
+def score(row: Row, text: str, scoring: Scoring) -> tuple[Any, bool]:
+    """(extracted answer y', whether it equals the gold y)."""
+    options = row.fields.get("options") if scoring.extractor == "choice" else None
+    predicted = extract_answer(scoring.extractor, text, options=options, pattern=scoring.pattern)
+    return predicted, answers_match(scoring.extractor, predicted, row.gold, scoring.tolerance)
+
+
+def answer_split(
+    rows: Sequence[Row],
+    template: str,
+    engine_factory: Callable[[], Engine],
+    sampling: Sampling,
+    scoring: Scoring,
+    out_path: Path,
+    *,
+    template_name: str = "template",
+    chunk: int = 64,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Answer every row not already in ``out_path``; returns all records in row order.
+
+    Records are appended (and fsynced) chunk by chunk as they complete, so a crash
+    loses at most the chunk in flight; the engine is only created if work remains.
+    """
+    done = {record["index"]: record for record in read_jsonl(out_path)}
+    todo = [row for row in rows if row.index not in done]
+    if todo:
+        log.info("%d of %d rows to answer (%d already in %s)", len(todo), len(rows), len(done),
+                 out_path.name)
+        engine = engine_factory()
+        try:
+            with JsonlAppender(out_path) as sink:
+                for start in range(0, len(todo), chunk):
+                    part = todo[start : start + chunk]
+                    prompts = [render(template, row.fields, name=template_name) for row in part]
+                    records = []
+                    for completion in engine.generate(prompts, sampling):
+                        row = part[completion.position]
+                        predicted, correct = score(row, completion.text, scoring)
+                        records.append({
+                            "index": row.index,
+                            "fields": row.fields,
+                            "gold": row.gold,
+                            "gold_text": row.gold_text,
+                            "output": completion.text,
+                            "prediction": predicted,
+                            "correct": correct,
+                            "valid": predicted is not None,
+                            "finish_reason": completion.finish_reason,
+                            "prompt_tokens": completion.prompt_tokens,
+                            "output_tokens": completion.output_tokens,
+                        })
+                    records.sort(key=lambda r: r["index"])
+                    sink.extend(records)
+                    done.update((r["index"], r) for r in records)
+                    if on_progress:
+                        on_progress(len(done), len(rows))
+        finally:
+            engine.close()
+    wanted = {row.index for row in rows}
+    return [done[i] for i in sorted(done) if i in wanted]
+
+
+def accuracy_stats(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Counts and accuracy; invalid extractions (no stated answer) counted apart."""
+    total = len(records)
+    correct = sum(1 for r in records if r["correct"])
+    invalid = sum(1 for r in records if not r["valid"])
+    return {
+        "total": total,
+        "correct": correct,
+        "wrong": total - correct,
+        "invalid": invalid,
+        "wrong_with_answer": total - correct - invalid,
+        "accuracy": correct / total if total else None,
+        "truncated": sum(1 for r in records if r["finish_reason"] == "length"),
+    }

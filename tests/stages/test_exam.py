@@ -1,0 +1,103 @@
+"""The exam stage with the real tiny model (hf engine, CPU) on real rows of each benchmark."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fairspec.plan import Environment, compile_plan
+from fairspec.run.artifacts import is_done, read_jsonl
+from fairspec.spec import load_spec_text
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    pytest.importorskip("transformers")
+    from fairspec.models import ModelNotAvailable, resolve_model
+
+    try:
+        return resolve_model("builtin:smollm2-135m-instruct")
+    except ModelNotAvailable as exc:
+        pytest.skip(str(exc))
+
+
+def exam_run(tmp_path: Path, task: str, dataset: str, fields: str, base_dir: Path, limit: int = 3,
+             extra: str = ""):
+    text = textwrap.dedent(f"""\
+        fairspec: 1
+        name: exam-{task.replace('_', '-')}
+        task:
+          kind: {task}
+          dataset: {{{dataset}, limit: {{train: {limit}, test: {limit}}}}}
+          fields: {fields}
+        student:
+          model: builtin:smollm2-135m-instruct
+          exam: {{engine: hf, max_new_tokens: 24, do_sample: false, batch_size: 4}}
+          hardware: {{device: cpu, dtype: fp32}}
+        teachers: [{{name: t, provider: hf, model: builtin:smollm2-135m-instruct}}]
+        review: {{enabled: false}}
+        """) + extra
+    loaded = load_spec_text(text, base_dir=base_dir)
+    run = replace(compile_plan(loaded, Environment()).runs[0], run_dir=str(tmp_path / "run"))
+    return loaded, run
+
+
+CASES = {
+    "gsm8k": ("math", "path: gsm8k/train.jsonl", "{question: question, answer: answer}"),
+    "svamp": ("math", "path: svamp/hf_ChilleD_split/train.json",
+              "{question: Question, context: Body, answer: Answer}"),
+    "strategyqa": ("boolean", "path: strategyqa/hf_ChilleD_split/train.json",
+                   "{question: question, answer: answer}"),
+    "logiqa": ("multiple_choice", "path: logiqa/hf_lucasmccabe_equivalent/train.jsonl",
+               "{question: query, context: context, options: options, answer: correct_option}"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_exam_on_real_rows_of_each_benchmark(tmp_path, shared_data, tiny_model, name):
+    from fairspec.stages.exam import run_exam
+
+    kind, dataset, fields = CASES[name]
+    extra = ""
+    if name == "svamp":  # Body and Question are two columns: a template that joins them
+        (tmp_path / "exam.j2").write_text("{{ context }} {{ question }}\nEnd with: Answer: <number>")
+        extra = f"prompts: {{exam: {tmp_path / 'exam.j2'}}}\n"
+    loaded, run = exam_run(tmp_path, kind, dataset, fields, shared_data, extra=extra)
+    stats = run_exam(loaded.spec, shared_data, run.stage("exam"), tmp_path / "run" / "exam")
+    records = list(read_jsonl(tmp_path / "run" / "exam" / "exam.jsonl"))
+    assert [r["index"] for r in records] == [0, 1, 2]
+    assert all(r["output"] and r["output_tokens"] > 0 for r in records)
+    mistakes = list(read_jsonl(tmp_path / "run" / "exam" / "mistakes.jsonl"))
+    assert len(mistakes) == stats["mistakes"] == sum(not r["correct"] for r in records)
+    assert stats["total"] == 3 and stats["wrong"] + stats["correct"] == 3
+    assert is_done(tmp_path / "run" / "exam", run.stage("exam").fingerprint)
+
+
+@pytest.mark.slow
+def test_exam_resumes_by_row_and_skips_when_done(tmp_path, tiny_model):
+    from fairspec.stages.exam import run_exam
+
+    loaded, run = exam_run(tmp_path, "math", "path: builtin:data/svamp-mini",
+                           "{question: question_concat, answer: Answer}", REPO, limit=4)
+    folder = tmp_path / "run" / "exam"
+    stage = run.stage("exam")
+    run_exam(loaded.spec, REPO, stage, folder)
+    first = (folder / "exam.jsonl").read_text().splitlines()
+    assert len(first) == 4
+    # a crash after two rows: the manifest is gone and the last line is half written
+    (folder / "manifest.json").unlink()
+    (folder / "exam.jsonl").write_text("\n".join(first[:2]) + "\n" + first[2][:10])
+    stats = run_exam(loaded.spec, REPO, stage, folder)
+    again = (folder / "exam.jsonl").read_text().splitlines()
+    assert again[:2] == first[:2] and len(again) == 4
+    assert [json.loads(line)["output"] for line in again] == [json.loads(line)["output"] for line in first]
+    assert stats["total"] == 4
+    assert os.path.getsize(folder / "mistakes.jsonl") > 0 or stats["mistakes"] == 0
