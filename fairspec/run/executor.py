@@ -67,6 +67,11 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
     specs = _specs_by_run(loaded, plan)
     report = ExecutionReport()
     done_at: dict[str, Path] = {}  # fingerprint -> a folder where that stage is complete
+    for other in plan.runs:  # stages finished earlier by sibling runs are shared too
+        for stage in other.stages:
+            folder = Path(other.run_dir) / stage.name
+            if stage.fingerprint not in done_at and is_done(folder, stage.fingerprint):
+                done_at[stage.fingerprint] = folder
     replay = load_replay(replay_file) if replay_file else None
     output_dir = Path(plan.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -78,7 +83,8 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
                 folder = Path(run.run_dir) / stage.name
                 if is_done(folder, stage.fingerprint):
                     outcome = StageOutcome(run.name, stage.name, "skipped")
-                elif stage.fingerprint in done_at and stage.name != "report":
+                elif stage.fingerprint in done_at and done_at[stage.fingerprint] != folder \
+                        and stage.name != "report":
                     if folder.exists():
                         shutil.rmtree(folder)
                     shutil.copytree(done_at[stage.fingerprint], folder)
