@@ -161,7 +161,10 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
             verb = {"ran": "done", "skipped": "already done", "copied": "shared, copied"}[outcome.status]
             _out.print(f"{outcome.run} {outcome.stage}: {verb}", markup=False)
 
-        report = execute(loaded, plan_, runs=chosen, stages=stages, replay_file=replay, on_stage=show)
+        from .progress_view import RichTeacherProgress
+
+        report = execute(loaded, plan_, runs=chosen, stages=stages, replay_file=replay, on_stage=show,
+                         progress=RichTeacherProgress(_out))
     except KeyboardInterrupt:
         _err.print("interrupted: every finished stage and every completed teacher call is saved; "
                    "run the same command again to resume.", markup=False)

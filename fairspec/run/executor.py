@@ -60,7 +60,8 @@ def _specs_by_run(loaded: LoadedSpec, plan: Plan) -> dict[str, Spec]:
 
 def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None,
             stages: tuple[str, ...] = STAGE_NAMES, replay_file: Path | None = None,
-            on_stage: Callable[[StageOutcome], None] | None = None) -> ExecutionReport:
+            on_stage: Callable[[StageOutcome], None] | None = None,
+            progress: Any = None) -> ExecutionReport:
     """Run the selected stages of the selected runs (default: every run of the plan)."""
     from ..store import CallStore, load_replay
 
@@ -91,7 +92,7 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
                     outcome = StageOutcome(run.name, stage.name, "copied")
                 else:
                     result = _run_stage(stage.name, specs[run.name], loaded.base_dir, run, folder,
-                                        store, replay, output_dir)
+                                        store, replay, output_dir, progress)
                     outcome = StageOutcome(run.name, stage.name, "ran", result)
                 done_at.setdefault(stage.fingerprint, folder)
                 report.outcomes.append(outcome)
@@ -101,7 +102,7 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
 
 
 def _run_stage(name: str, spec: Spec, base_dir: Path, run: RunPlan, folder: Path, store: Any,
-               replay: Any, output_dir: Path) -> dict[str, Any]:
+               replay: Any, output_dir: Path, progress: Any) -> dict[str, Any]:
     if name == "exam":
         from ..stages.exam import run_exam
 
@@ -109,11 +110,11 @@ def _run_stage(name: str, spec: Spec, base_dir: Path, run: RunPlan, folder: Path
     if name == "teach":
         from ..stages.teach import run_teach
 
-        return run_teach(run, base_dir, folder, store, replay=replay)
+        return run_teach(run, base_dir, folder, store, replay=replay, progress=progress)
     if name == "review":
         from ..stages.review import run_review
 
-        return run_review(run, base_dir, folder, store, replay=replay)
+        return run_review(run, base_dir, folder, store, replay=replay, progress=progress)
     if name == "build":
         from ..stages.build import run_build
 

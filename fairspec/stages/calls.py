@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +29,11 @@ class TeacherUsage:
     cached: int = 0         # answered by the call store (paid before, not again)
     replayed: int = 0       # answered by a replay file
     errors: int = 0         # retries exhausted: stored as an error, retried next run
+    retries: int = 0        # extra attempts the paid calls needed
     input_tokens: int = 0
     output_tokens: int = 0
-    usd: float | None = 0.0
+    usd: float | None = 0.0         # what the calls used here cost (paper Table 5)
+    spent_usd: float | None = 0.0   # what this stage paid now (calls made, not reused)
     by_status: dict[str, int] = field(default_factory=dict)
 
     def add(self, record: CallRecord, how: str, price: Mapping[str, float] | None) -> None:
@@ -40,9 +42,14 @@ class TeacherUsage:
         self.by_status[record.status] = self.by_status.get(record.status, 0) + 1
         self.input_tokens += record.input_tokens or 0
         self.output_tokens += record.output_tokens or 0
+        if how in ("made", "errors"):
+            self.retries += max(0, (record.attempts or 1) - 1)
         if price is not None and self.usd is not None:
-            self.usd += ((record.input_tokens or 0) * price["input_per_mtok"]
-                         + (record.output_tokens or 0) * price["output_per_mtok"]) / 1e6
+            cost = ((record.input_tokens or 0) * price["input_per_mtok"]
+                    + (record.output_tokens or 0) * price["output_per_mtok"]) / 1e6
+            self.usd += cost
+            if how == "made" and self.spent_usd is not None:
+                self.spent_usd += cost
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -88,7 +95,9 @@ class TeacherCaller:
         self.replay = replay
         self.any_provider_replay = any_provider_replay
         self.price = price
-        self.usage = TeacherUsage(usd=0.0 if price is not None or provider_kind == "hf" else None)
+        known = price is not None or provider_kind == "hf"
+        self.usage = TeacherUsage(usd=0.0 if known else None, spent_usd=0.0 if known else None)
+        self.on_answer: Callable[[TeacherCaller], None] | None = None
         self._in_flight: dict[str, asyncio.Future[CallRecord]] = {}
 
     def _record(self, messages: Sequence[Mapping[str, Any]], sample_index: int, **result: Any) -> CallRecord:
@@ -103,6 +112,8 @@ class TeacherCaller:
         stored = self.store.get(key)
         if stored is not None:
             self.usage.add(stored, "cached", self.price)
+            if self.on_answer is not None:
+                self.on_answer(self)
             return stored
         if key in self._in_flight:  # the same request is on its way: wait for it, pay once
             record = await asyncio.shield(self._in_flight[key])
@@ -121,6 +132,8 @@ class TeacherCaller:
             return record
         finally:
             del self._in_flight[key]
+            if self.on_answer is not None:
+                self.on_answer(self)
 
     async def _answer(self, messages: Sequence[Mapping[str, Any]], sample_index: int) -> CallRecord:
         if self.replay is not None or self.any_provider_replay is not None:

@@ -27,6 +27,7 @@ from ..store.replay import Replay
 from ..templates import render
 from .committee import close_committee, make_committee
 from .pool import run_per_teacher
+from .progress import TeacherProgress, attach
 from .teach import TeacherStopped, load_templates, user_messages
 
 
@@ -38,12 +39,12 @@ def policy_from(settings: dict[str, Any]) -> ReviewPolicy:
 
 
 def run_review(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, *,
-               replay: Replay | None = None) -> dict[str, Any]:
-    return asyncio.run(_review(run, base_dir, folder, store, replay=replay))
+               replay: Replay | None = None, progress: TeacherProgress | None = None) -> dict[str, Any]:
+    return asyncio.run(_review(run, base_dir, folder, store, replay=replay, progress=progress))
 
 
 async def _review(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, *,
-                  replay: Replay | None) -> dict[str, Any]:
+                  replay: Replay | None, progress: TeacherProgress | None) -> dict[str, Any]:
     started = time.time()
     stage = run.stage("review")
     settings = dict(stage.settings)
@@ -93,10 +94,16 @@ async def _review(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, 
         for r in usable:
             jobs[r["teacher"]].append(r)
         concurrency = {t["name"]: t["concurrency"] for t in teachers}
+        per_author = {a: len(rs) for a, rs in jobs.items()}
+        attach(progress, "review", callers,  # upper bounds: early exit skips some reviews
+               {name: sum(n for a, n in per_author.items() if not (exclude_self and a == name))
+                for name in order})
         try:
             fatal = await run_per_teacher(jobs, review_one, concurrency)
         finally:
             await close_committee(callers)
+            if progress is not None:
+                progress.finish("review")
         if fatal:
             raise TeacherStopped("; ".join(str(e) for e in fatal.values())
                                  + " (completed reviews are saved; fix it and rerun)")

@@ -22,6 +22,7 @@ from ..store.replay import Replay
 from ..templates import render
 from .committee import close_committee, make_committee
 from .pool import run_per_teacher
+from .progress import TeacherProgress, attach
 
 ROLES = ("rationale", "feedback")
 OUTPUTS = {"rationale": "rationales.jsonl", "feedback": "feedback.jsonl"}
@@ -53,12 +54,12 @@ def load_templates(refs: dict[str, dict[str, str]], base_dir: Path) -> dict[str,
 
 
 def run_teach(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, *,
-              replay: Replay | None = None) -> dict[str, Any]:
-    return asyncio.run(_teach(run, base_dir, folder, store, replay=replay))
+              replay: Replay | None = None, progress: TeacherProgress | None = None) -> dict[str, Any]:
+    return asyncio.run(_teach(run, base_dir, folder, store, replay=replay, progress=progress))
 
 
 async def _teach(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, *,
-                 replay: Replay | None) -> dict[str, Any]:
+                 replay: Replay | None, progress: TeacherProgress | None) -> dict[str, Any]:
     started = time.time()
     stage = run.stage("teach")
     prepare_stage_folder(folder, stage.fingerprint)
@@ -83,10 +84,13 @@ async def _teach(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, *
             prompts = teach_prompts(templates, mistake)
             items += [(mistake, role, prompts[role]) for role in ROLES]
         jobs[teacher["name"]] = items
+    attach(progress, "teach", callers, {name: len(items) for name, items in jobs.items()})
     try:
         fatal = await run_per_teacher(jobs, handle, {t["name"]: t["concurrency"] for t in teachers})
     finally:
         await close_committee(callers)
+        if progress is not None:
+            progress.finish("teach")
     if fatal:
         raise TeacherStopped("; ".join(f"{exc}" for exc in fatal.values())
                              + " (completed calls are saved; fix it and rerun)")

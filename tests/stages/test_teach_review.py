@@ -97,6 +97,33 @@ def test_teach_then_review_store_every_call_and_repeat_none(tmp_path, katan, mon
     assert requests_served(katan) - before == served
 
 
+class Recorder:
+    def __init__(self):
+        self.totals, self.done, self.finished = {}, {}, []
+
+    def start(self, stage, totals):
+        self.totals[stage] = dict(totals)
+
+    def update(self, stage, caller):
+        self.done[(stage, caller.name)] = caller.usage.calls
+
+    def finish(self, stage):
+        self.finished.append(stage)
+
+
+def test_progress_sees_every_teacher_reach_its_total(tmp_path, katan, monkeypatch):
+    monkeypatch.setenv("KATAN_KEY", "sk-test-not-a-real-key-000000")
+    run = make_run(tmp_path, katan.openai_url)
+    recorder = Recorder()
+    with CallStore(tmp_path / "calls.sqlite") as store:
+        run_teach(run, tmp_path, tmp_path / "run" / "teach", store, progress=recorder)
+        run_review(run, tmp_path, tmp_path / "run" / "review", store, progress=recorder)
+    assert recorder.totals["teach"] == {"alpha": 8, "beta": 8, "gamma": 8}
+    assert recorder.totals["review"] == {"alpha": 8, "beta": 8, "gamma": 8}
+    assert all(recorder.done[("teach", t)] == 8 for t in ("alpha", "beta", "gamma"))
+    assert recorder.finished == ["teach", "review"]
+
+
 def test_review_exits_early_when_the_decision_is_made(tmp_path, katan, monkeypatch):
     monkeypatch.setenv("KATAN_KEY", "sk-test-not-a-real-key-000000")
     # threshold 5 with mean: the first score of 4 makes a mean of 5 impossible
