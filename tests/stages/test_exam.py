@@ -101,3 +101,26 @@ def test_exam_resumes_by_row_and_skips_when_done(tmp_path, tiny_model):
     assert [json.loads(line)["output"] for line in again] == [json.loads(line)["output"] for line in first]
     assert stats["total"] == 4
     assert os.path.getsize(folder / "mistakes.jsonl") > 0 or stats["mistakes"] == 0
+
+
+@pytest.mark.slow
+def test_evaluate_scores_base_and_tuned_and_shares_the_base_answers(tmp_path, tiny_model):
+    import shutil
+
+    from fairspec.stages.evaluate import run_evaluate
+
+    loaded, run = exam_run(tmp_path, "math", "path: builtin:data/svamp-mini",
+                           "{question: question_concat, answer: Answer}", REPO, limit=3,
+                           extra="evaluation: {decoding: greedy}\n")
+    shutil.copytree(tiny_model, tmp_path / "run" / "train" / "model")  # "tuned" = the base weights
+    metrics = run_evaluate(loaded.spec, run, REPO, tmp_path / "run" / "evaluate", tmp_path / "out")
+    assert metrics["base"]["total"] == metrics["tuned"]["total"] == 3
+    assert metrics["gain"] == 0  # same weights, greedy: the same answers
+    base = list(read_jsonl(tmp_path / "run" / "evaluate" / "predictions-base.jsonl"))
+    tuned = list(read_jsonl(tmp_path / "run" / "evaluate" / "predictions-tuned.jsonl"))
+    assert [r["output"] for r in base] == [r["output"] for r in tuned]
+    first_test_row = json.loads((REPO / "fairspec/resources/data/svamp-mini/test.jsonl").read_text()
+                                .splitlines()[0])
+    assert base[0]["fields"]["question"] == first_test_row["question_concat"]  # the test split
+    (cached,) = (tmp_path / "out" / "cache" / "evaluate-base").glob("*.jsonl")
+    assert len(cached.read_text().splitlines()) == 3
