@@ -34,6 +34,18 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_model() -> str:
+    """The folder of the real SmolLM2-135M-Instruct (builtin:); skip when it cannot be had."""
+    pytest.importorskip("transformers")
+    from fairspec.models import ModelNotAvailable, resolve_model
+
+    try:
+        return resolve_model("builtin:smollm2-135m-instruct")
+    except ModelNotAvailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (real benchmark copies and the authors' records); skip when absent."""
     shared = _shared_dir()

@@ -22,7 +22,8 @@ def train_settings(strategy: str, gpus: int = 4, dtype: str = "bf16"):
     return compile_plan(loaded, GPU).runs[0].stage("train").settings
 
 
-@pytest.mark.parametrize("strategy,kind", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed", "DEEPSPEED")])
+@pytest.mark.parametrize("strategy,kind",
+                         [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed", "DEEPSPEED")])
 def test_accelerate_parses_the_generated_config(tmp_path, strategy, kind):
     pytest.importorskip("accelerate")
     from accelerate.commands.config.config_args import ClusterConfig

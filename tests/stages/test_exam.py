@@ -17,17 +17,6 @@ from fairspec.spec import load_spec_text
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def tiny_model():
-    pytest.importorskip("transformers")
-    from fairspec.models import ModelNotAvailable, resolve_model
-
-    try:
-        return resolve_model("builtin:smollm2-135m-instruct")
-    except ModelNotAvailable as exc:
-        pytest.skip(str(exc))
-
-
 def exam_run(tmp_path: Path, task: str, dataset: str, fields: str, base_dir: Path, limit: int = 3,
              extra: str = ""):
     text = textwrap.dedent(f"""\

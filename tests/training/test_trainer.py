@@ -23,19 +23,8 @@ def test_sample_group_sampler_keeps_groups_together_and_reshuffles():
     assert first != second  # a new order each epoch
 
 
-@pytest.fixture(scope="module")
-def tiny_model_path():
-    pytest.importorskip("transformers")
-    from fairspec.models import ModelNotAvailable, resolve_model
-
-    try:
-        return resolve_model("builtin:smollm2-135m-instruct")
-    except ModelNotAvailable as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.mark.slow
-def test_training_lowers_the_loss_and_saves_a_model_that_generates(tmp_path, tiny_model_path):
+def test_training_lowers_the_loss_and_saves_a_model_that_generates(tmp_path, tiny_model):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -52,7 +41,7 @@ def test_training_lowers_the_loss_and_saves_a_model_that_generates(tmp_path, tin
                          "completion": f"The student should compute {row['Equation']}."})
     Dataset.from_list(examples).save_to_disk(str(tmp_path / "dataset"))
     args = {
-        "model_path": tiny_model_path, "dataset": str(tmp_path / "dataset"),
+        "model_path": tiny_model, "dataset": str(tmp_path / "dataset"),
         "output_dir": str(tmp_path / "train"), "alpha": 0.5, "epochs": 4, "batch_size": 4,
         "learning_rate": 3e-4, "warmup_ratio": 0.0, "max_seq_length": 160, "optimizer": "adamw_torch",
         "gradient_accumulation_steps": 1, "max_grad_norm": 1.0, "weight_decay": 0.0, "lora": None,
