@@ -74,6 +74,11 @@ class HfProvider(ChatProvider):
                 self._queue.put_nowait(item)
             try:
                 results = await asyncio.to_thread(self._generate, [r for r, _, _ in batch])
+            except asyncio.CancelledError:  # closing: no call may wait forever
+                for _, future, _ in batch + rest:
+                    if not future.done():
+                        future.cancel()
+                raise
             except Exception as exc:  # noqa: BLE001 — every waiting call gets the error
                 for _, future, _ in batch:
                     if not future.done():
@@ -131,3 +136,7 @@ class HfProvider(ChatProvider):
             except asyncio.CancelledError:
                 pass
             self._worker = None
+        while self._queue is not None and not self._queue.empty():
+            _, future, _ = self._queue.get_nowait()
+            if not future.done():
+                future.cancel()

@@ -1,0 +1,125 @@
+"""HfProvider with the real tiny model (SmolLM2-135M): batching, greedy, truncation, close."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from fairspec.models import ModelNotAvailable, resolve_model
+from fairspec.providers import ChatRequest, ChatResult
+from fairspec.providers.hf import HfProvider
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model_path() -> str:
+    pytest.importorskip("torch", reason="torch is not installed")
+    pytest.importorskip("transformers", reason="transformers is not installed")
+    try:
+        return resolve_model("builtin:smollm2-135m-instruct")
+    except ModelNotAvailable as exc:
+        pytest.skip(f"the builtin tiny model is not available: {exc}")
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[list[ChatRequest]]:
+    """Every batch handed to ``generate``, in order (the real generation still runs)."""
+    seen: list[list[ChatRequest]] = []
+    real = HfProvider._generate
+
+    def spy(self: HfProvider, requests: list[ChatRequest]) -> Any:
+        seen.append(list(requests))
+        return real(self, requests)
+
+    monkeypatch.setattr(HfProvider, "_generate", spy)
+    return seen
+
+
+def ask(text: str, **settings: Any) -> ChatRequest:
+    return ChatRequest([{"role": "user", "content": text}], {"temperature": 0.0, **settings})
+
+
+def provider(path: str) -> HfProvider:
+    return HfProvider(name="smol", model="builtin:smollm2-135m-instruct", model_path=path)
+
+
+def answers(path: str, requests: list[ChatRequest]) -> list[ChatResult]:
+    async def main() -> list[ChatResult]:
+        async with provider(path) as hf:
+            return await asyncio.gather(*(hf.complete(r) for r in requests))
+
+    return asyncio.run(main())
+
+
+def test_concurrent_calls_are_answered_in_one_batch_with_token_counts(model_path, batches) -> None:
+    prompts = ["Say hi.", "Name a color.", "What is 2 + 2?",
+               "Write one short sentence about the sea, the sky and the wind over the hills."]
+    results = answers(model_path, [ask(p, max_tokens=8) for p in prompts])
+    assert len(batches) == 1 and len(batches[0]) == 4
+    for result in results:
+        assert result.text.strip() and result.attempts == 1
+        assert 1 <= result.output_tokens <= 8 and result.input_tokens > 0
+        assert result.status == ("truncated" if result.finish_reason == "length" else "ok")
+        assert result.finish_reason in ("stop", "length")
+    # the longest prompt is the longest input, left padding notwithstanding
+    assert results[3].input_tokens > max(r.input_tokens for r in results[:3])
+
+
+def test_greedy_is_deterministic_across_calls(model_path) -> None:
+    request = ask("Name three fruits.", max_tokens=12)
+    first = answers(model_path, [request])[0]
+    second = answers(model_path, [request])[0]
+    assert first.text and first.text == second.text
+    assert (first.input_tokens, first.output_tokens) == (second.input_tokens, second.output_tokens)
+
+
+def test_a_tiny_token_budget_is_truncated(model_path) -> None:
+    result = answers(model_path, [ask("Tell me a long story about a dragon.", max_tokens=2)])[0]
+    assert result.status == "truncated" and result.finish_reason == "length"
+    assert result.output_tokens == 2 and result.text.strip()
+
+
+def test_requests_with_different_settings_are_batched_apart_and_all_answered(
+        model_path, batches) -> None:
+    greedy = {"max_tokens": 3}
+    sampled = {"max_tokens": 5, "temperature": 0.9, "seed": 7}
+    requests = [ask("Say hi.", **greedy), ask("Count to ten.", **sampled),
+                ask("Name a color.", **greedy), ask("Name an animal.", **sampled)]
+    results = answers(model_path, requests)
+    assert all(r.text.strip() for r in results)
+    for request, result in zip(requests, results, strict=True):
+        assert 1 <= result.output_tokens <= request.settings.max_tokens
+    assert sorted(len(b) for b in batches) == [2, 2]
+    for batch in batches:  # one generate call never mixes settings
+        assert len({r.settings for r in batch}) == 1
+
+
+def test_aclose_leaves_no_task_behind(model_path) -> None:
+    async def main() -> tuple[ChatResult, set]:
+        hf = provider(model_path)
+        result = await hf.complete(ask("Say hi.", max_tokens=2))
+        await hf.aclose()
+        await hf.aclose()  # a second close is harmless
+        return result, asyncio.all_tasks() - {asyncio.current_task()}
+
+    result, left = asyncio.run(main())
+    assert result.text and not left
+
+
+def test_aclose_ends_the_calls_still_waiting(model_path) -> None:
+    async def main() -> bool:
+        hf = provider(model_path)
+        waiting = [asyncio.ensure_future(hf.complete(ask(t, max_tokens=4)))
+                   for t in ("Say hi.", "Say yo.")]
+        await asyncio.sleep(0.2)  # the worker has taken them
+        await hf.aclose()
+        try:  # an answer, an error or a cancellation: anything but waiting forever
+            await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 3)
+        except TimeoutError:
+            return False
+        return True
+
+    assert asyncio.run(main())

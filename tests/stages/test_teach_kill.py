@@ -1,0 +1,193 @@
+"""kill -9 in the middle of the teach stage, then a rerun: nothing lost, nothing paid twice.
+
+The stage runs in a child process (this file run as a script) against a fresh llm-katan
+with 200 ms latency; the test kills it with SIGKILL at a random moment while calls are
+in flight, reruns the stage in-process, and counts the server's answers.
+
+The bound. llm-katan counts an answer when it sends it. An answer sent while the child
+was being killed may never have reached the store: it is asked again by the rerun. Each
+teacher has ``concurrency`` workers with at most one request out each (its limiter
+allows no more), so at most ``concurrency x teachers`` (4 x 3 = 12) answers can be lost
+that way. Every answer stored before the kill must never be asked again, so:
+
+* answers served before the kill - calls stored at the kill  is in [0, 12];
+* answers served by the rerun == calls missing from the store at the kill (exactly);
+* hence all answers served - distinct stored calls  is in [0, 12].
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+from fairspec.plan import Environment, compile_plan
+from fairspec.plan.model import RunPlan
+from fairspec.run.artifacts import is_done, read_jsonl, write_jsonl
+from fairspec.spec import load_spec_text
+from fairspec.stages.teach import run_teach
+from fairspec.store import CallStore
+
+log = logging.getLogger(__name__)
+
+KEY_ENV = "KATAN_KEY"
+KEY = "sk-test-not-a-real-key-000000"
+TEACHERS = ("alpha", "beta", "gamma")
+MISTAKES = 30
+CONCURRENCY = 4
+LATENCY_S = 0.2
+TOTAL = MISTAKES * len(TEACHERS) * 2  # a rationale and a feedback per (mistake, teacher)
+IN_FLIGHT_MAX = CONCURRENCY * len(TEACHERS)
+WAIT_S = 60.0  # bound on every wait for the child or the server
+
+
+def plan_run(base: Path, url: str) -> RunPlan:
+    teachers = "".join(
+        f'  - {{name: {name}, provider: openai, model: gpt-{name}, base_url: "{url}", '
+        f"api_key_env: {KEY_ENV}, concurrency: {CONCURRENCY}, timeout_s: 30}}\n"
+        for name in TEACHERS)
+    text = f"""
+fairspec: 1
+name: katan-kill
+task:
+  kind: math
+  dataset: {{path: builtin:data/svamp-mini}}
+  fields: {{question: question_concat, answer: Answer}}
+student: {{model: builtin:smollm2-135m-instruct, hardware: {{device: cpu}}}}
+teachers:
+{teachers}"""
+    plan = compile_plan(load_spec_text(text, base_dir=base), Environment())
+    return replace(plan.runs[0], run_dir=str(base / "run"))
+
+
+def write_mistakes(base: Path) -> None:
+    write_jsonl(base / "run" / "exam" / "mistakes.jsonl", [
+        {"index": i, "fields": {"question": f"Bob has {i} apples and eats 1. How many are left?"},
+         "gold": float(i - 1), "gold_text": str(i - 1), "output": "The answer is 99.",
+         "prediction": 99.0, "correct": False}
+        for i in range(MISTAKES)])
+
+
+def child(base: Path, url: str) -> None:
+    """The process that gets killed: the teach stage, as ``fairspec run`` would run it."""
+    run = plan_run(base, url)
+    with CallStore(base / "calls.sqlite") as store:
+        run_teach(run, base, base / "run" / "teach", store)
+
+
+def served(root: str) -> int:
+    with urllib.request.urlopen(f"{root}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    return int(sum(float(v) for v in
+                   re.findall(r"^llm_katan_requests_total\{[^}]*\} (\S+)", text, re.M)))
+
+
+def settled_count(root: str) -> int:
+    """The server's answer count once the requests it still held are done."""
+    time.sleep(LATENCY_S + 0.2)
+    deadline = time.monotonic() + WAIT_S
+    last = served(root)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = served(root)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError("the server's answer count did not settle")
+
+
+def integrity(path: Path) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def kill_mid_stage(base: Path, server, delay_s: float) -> subprocess.Popen[bytes]:
+    """Start the child, wait for its first answer, wait ``delay_s`` more, SIGKILL it."""
+    out = (base / "child.log").open("wb")
+    env = {**os.environ, KEY_ENV: KEY}
+    proc = subprocess.Popen([sys.executable, __file__, str(base), server.openai_url],
+                            stdout=out, stderr=subprocess.STDOUT, env=env)
+    out.close()
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while served(server.root) == 0:
+            assert proc.poll() is None, f"child ended early: {(base / 'child.log').read_text()}"
+            assert time.monotonic() < deadline, "the child sent no call in time"
+            time.sleep(0.02)
+        time.sleep(delay_s)
+        assert proc.poll() is None, f"the stage finished before the kill at +{delay_s:.2f}s"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=WAIT_S)
+    assert proc.returncode == -signal.SIGKILL
+    return proc
+
+
+def _kill_then_rerun(tmp_path: Path, start_katan, monkeypatch, low: float, high: float) -> None:
+    delay = random.Random().uniform(low, high)
+    log.info("killing the teach stage %.2fs after its first answer", delay)
+    server = start_katan("--latency-ms", str(int(LATENCY_S * 1000)))
+    write_mistakes(tmp_path)
+    kill_mid_stage(tmp_path, server, delay)
+    at_kill = settled_count(server.root)
+    store_path = tmp_path / "calls.sqlite"
+    assert integrity(store_path) == "ok"
+    run = plan_run(tmp_path, server.openai_url)
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with CallStore(store_path) as store:
+        before = {r.key: r for r in store.records()}
+        assert all(r.completed for r in before.values())
+        stored = len(before)
+        where = f"(kill at +{delay:.2f}s: {stored} stored, {at_kill} served)"
+        log.info("after the kill %s", where)
+        assert 0 < stored < TOTAL, f"the kill was not mid-stage {where}"
+        assert 0 <= at_kill - stored <= IN_FLIGHT_MAX, where
+        assert not is_done(tmp_path / "run" / "teach", run.stage("teach").fingerprint)
+
+        stats = run_teach(run, tmp_path, tmp_path / "run" / "teach", store)
+
+        assert stats["calls"] == TOTAL and stats["calls_made"] == TOTAL - stored, where
+        total_served = settled_count(server.root)
+        assert total_served - at_kill == TOTAL - stored, where  # the rerun asked only the rest
+        assert store.count() == TOTAL
+        assert 0 <= total_served - store.count() <= IN_FLIGHT_MAX, where
+        after = {r.key: r for r in store.records()}
+        assert all(after[key] == record for key, record in before.items())  # kept as they were
+        for name in ("rationales.jsonl", "feedback.jsonl"):
+            rows = list(read_jsonl(tmp_path / "run" / "teach" / name))
+            assert sorted((r["index"], r["teacher"]) for r in rows) == sorted(
+                (i, t) for i in range(MISTAKES) for t in TEACHERS)
+            assert all(r["status"] == "ok" and after[r["key"]].text == r["text"] for r in rows)
+    assert is_done(tmp_path / "run" / "teach", run.stage("teach").fingerprint)
+    assert integrity(store_path) == "ok"
+
+
+def test_kill_early_in_the_teach_stage(tmp_path, start_katan, monkeypatch) -> None:
+    _kill_then_rerun(tmp_path, start_katan, monkeypatch, 0.3, 0.7)
+
+
+def test_kill_midway_through_the_teach_stage(tmp_path, start_katan, monkeypatch) -> None:
+    _kill_then_rerun(tmp_path, start_katan, monkeypatch, 0.8, 1.4)
+
+
+def test_kill_late_in_the_teach_stage(tmp_path, start_katan, monkeypatch) -> None:
+    _kill_then_rerun(tmp_path, start_katan, monkeypatch, 1.5, 2.2)
+
+
+if __name__ == "__main__":
+    child(Path(sys.argv[1]), sys.argv[2])
