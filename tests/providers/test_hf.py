@@ -7,21 +7,10 @@ from typing import Any
 
 import pytest
 
-from fairspec.models import ModelNotAvailable, resolve_model
 from fairspec.providers import ChatRequest, ChatResult
 from fairspec.providers.hf import HfProvider
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def model_path() -> str:
-    pytest.importorskip("torch", reason="torch is not installed")
-    pytest.importorskip("transformers", reason="transformers is not installed")
-    try:
-        return resolve_model("builtin:smollm2-135m-instruct")
-    except ModelNotAvailable as exc:
-        pytest.skip(f"the builtin tiny model is not available: {exc}")
 
 
 @pytest.fixture
@@ -43,7 +32,7 @@ def ask(text: str, **settings: Any) -> ChatRequest:
 
 
 def provider(path: str) -> HfProvider:
-    return HfProvider(name="smol", model="builtin:smollm2-135m-instruct", model_path=path)
+    return HfProvider(name="smol", model="builtin:smollm2-135m-instruct", tiny_model=path)
 
 
 def answers(path: str, requests: list[ChatRequest]) -> list[ChatResult]:
@@ -54,10 +43,10 @@ def answers(path: str, requests: list[ChatRequest]) -> list[ChatResult]:
     return asyncio.run(main())
 
 
-def test_concurrent_calls_are_answered_in_one_batch_with_token_counts(model_path, batches) -> None:
+def test_concurrent_calls_are_answered_in_one_batch_with_token_counts(tiny_model, batches) -> None:
     prompts = ["Say hi.", "Name a color.", "What is 2 + 2?",
                "Write one short sentence about the sea, the sky and the wind over the hills."]
-    results = answers(model_path, [ask(p, max_tokens=8) for p in prompts])
+    results = answers(tiny_model, [ask(p, max_tokens=8) for p in prompts])
     assert len(batches) == 1 and len(batches[0]) == 4
     for result in results:
         assert result.text.strip() and result.attempts == 1
@@ -68,27 +57,27 @@ def test_concurrent_calls_are_answered_in_one_batch_with_token_counts(model_path
     assert results[3].input_tokens > max(r.input_tokens for r in results[:3])
 
 
-def test_greedy_is_deterministic_across_calls(model_path) -> None:
+def test_greedy_is_deterministic_across_calls(tiny_model) -> None:
     request = ask("Name three fruits.", max_tokens=12)
-    first = answers(model_path, [request])[0]
-    second = answers(model_path, [request])[0]
+    first = answers(tiny_model, [request])[0]
+    second = answers(tiny_model, [request])[0]
     assert first.text and first.text == second.text
     assert (first.input_tokens, first.output_tokens) == (second.input_tokens, second.output_tokens)
 
 
-def test_a_tiny_token_budget_is_truncated(model_path) -> None:
-    result = answers(model_path, [ask("Tell me a long story about a dragon.", max_tokens=2)])[0]
+def test_a_tiny_token_budget_is_truncated(tiny_model) -> None:
+    result = answers(tiny_model, [ask("Tell me a long story about a dragon.", max_tokens=2)])[0]
     assert result.status == "truncated" and result.finish_reason == "length"
     assert result.output_tokens == 2 and result.text.strip()
 
 
 def test_requests_with_different_settings_are_batched_apart_and_all_answered(
-        model_path, batches) -> None:
+        tiny_model, batches) -> None:
     greedy = {"max_tokens": 3}
     sampled = {"max_tokens": 5, "temperature": 0.9, "seed": 7}
     requests = [ask("Say hi.", **greedy), ask("Count to ten.", **sampled),
                 ask("Name a color.", **greedy), ask("Name an animal.", **sampled)]
-    results = answers(model_path, requests)
+    results = answers(tiny_model, requests)
     assert all(r.text.strip() for r in results)
     for request, result in zip(requests, results, strict=True):
         assert 1 <= result.output_tokens <= request.settings.max_tokens
@@ -97,9 +86,9 @@ def test_requests_with_different_settings_are_batched_apart_and_all_answered(
         assert len({r.settings for r in batch}) == 1
 
 
-def test_aclose_leaves_no_task_behind(model_path) -> None:
+def test_aclose_leaves_no_task_behind(tiny_model) -> None:
     async def main() -> tuple[ChatResult, set]:
-        hf = provider(model_path)
+        hf = provider(tiny_model)
         result = await hf.complete(ask("Say hi.", max_tokens=2))
         await hf.aclose()
         await hf.aclose()  # a second close is harmless
@@ -109,9 +98,9 @@ def test_aclose_leaves_no_task_behind(model_path) -> None:
     assert result.text and not left
 
 
-def test_aclose_ends_the_calls_still_waiting(model_path) -> None:
+def test_aclose_ends_the_calls_still_waiting(tiny_model) -> None:
     async def main() -> bool:
-        hf = provider(model_path)
+        hf = provider(tiny_model)
         waiting = [asyncio.ensure_future(hf.complete(ask(t, max_tokens=4)))
                    for t in ("Say hi.", "Say yo.")]
         await asyncio.sleep(0.2)  # the worker has taken them
