@@ -32,7 +32,7 @@ def ask(text: str, **settings: Any) -> ChatRequest:
 
 
 def provider(path: str) -> HfProvider:
-    return HfProvider(name="smol", model="builtin:smollm2-135m-instruct", tiny_model=path)
+    return HfProvider(name="smol", model="builtin:smollm2-135m-instruct", model_path=path)
 
 
 def answers(path: str, requests: list[ChatRequest]) -> list[ChatResult]:
