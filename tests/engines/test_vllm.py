@@ -67,18 +67,7 @@ def test_bad_arguments_raise_before_vllm_is_imported(kwargs, bad):
 
 
 @pytest.fixture(scope="module")
-def model_path() -> str:
-    pytest.importorskip("transformers")
-    from fairspec.models import ModelNotAvailable, resolve_model
-
-    try:
-        return resolve_model("builtin:smollm2-135m-instruct")
-    except ModelNotAvailable as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
-def engine(model_path, tmp_path_factory):
+def engine(tiny_model, tmp_path_factory):
     pytest.importorskip("vllm")
     import torch
 
@@ -96,20 +85,21 @@ def engine(model_path, tmp_path_factory):
         }
         for key, value in defaults.items():
             os.environ.setdefault(key, value)
-    built = VllmEngine(model_path, dtype="float32", tensor_parallel_size=1, seed=0,
+    built = VllmEngine(tiny_model, dtype="float32", tensor_parallel_size=1, seed=0,
                        use_chat_template=True, max_model_len=1024, enforce_eager=True)
     yield built
     built.close()
 
 
 @pytest.fixture(scope="module")
-def hf_greedy(model_path) -> list[tuple[str, int, int, bool]]:
+def hf_greedy(tiny_model) -> list[tuple[str, int, int, bool]]:
     """transformers' own greedy generate, one prompt at a time: (text, prompt, output, eos)."""
+    pytest.importorskip("vllm")  # only the vLLM comparison needs it (about 90 s on 2 CPUs)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
     rows = []
     for prompt in PROMPTS:
         text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
@@ -173,7 +163,7 @@ def test_sampling_is_reproducible_per_seed_and_row(engine):
 
 
 @pytest.mark.vllm
-def test_close_stops_the_engine_process(model_path, engine):
+def test_close_stops_the_engine_process(engine):
     assert multiprocessing.active_children(), "vLLM runs its engine core in a child process"
     engine.close()
     assert multiprocessing.active_children() == []
