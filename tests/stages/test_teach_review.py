@@ -146,3 +146,47 @@ def test_a_fatal_provider_error_stops_the_stage_and_keeps_nothing_half_done(tmp_
         run_teach(run, tmp_path, tmp_path / "run" / "teach", store)
     assert "sk-wrong-key" not in str(caught.value)
     assert not is_done(tmp_path / "run" / "teach", run.stage("teach").fingerprint)
+
+
+def test_replay_reproduces_the_teacher_outputs_without_a_key_or_a_server(tmp_path, katan,
+                                                                         monkeypatch):
+    from fairspec.store import load_replay
+
+    monkeypatch.setenv("KATAN_KEY", "sk-test-not-a-real-key-000000")
+    run = make_run(tmp_path, katan.openai_url)
+    with CallStore(tmp_path / "calls.sqlite") as store:
+        run_teach(run, tmp_path, tmp_path / "run" / "teach", store)
+        run_review(run, tmp_path, tmp_path / "run" / "review", store)
+        store.export_jsonl(tmp_path / "calls.jsonl")
+    recorded = {name: (tmp_path / "run" / stage / name).read_text()
+                for stage, name in (("teach", "rationales.jsonl"), ("teach", "feedback.jsonl"),
+                                    ("review", "accepted.jsonl"))}
+    # another machine: a fresh store, no key, and the server's address unreachable
+    monkeypatch.delenv("KATAN_KEY")
+    other = make_run(tmp_path / "other", katan.openai_url)
+    replay = load_replay(tmp_path / "calls.jsonl")
+    with CallStore(tmp_path / "other" / "calls.sqlite") as store:
+        teach = run_teach(other, tmp_path, tmp_path / "other" / "run" / "teach", store, replay=replay)
+        run_review(other, tmp_path, tmp_path / "other" / "run" / "review", store, replay=replay)
+    assert teach["calls_made"] == 0 and teach["teachers"]["alpha"]["replayed"] == 8
+    for (stage, name), text in zip(
+            (("teach", "rationales.jsonl"), ("teach", "feedback.jsonl"), ("review", "accepted.jsonl")),
+            recorded.values(), strict=True):
+        assert (tmp_path / "other" / "run" / stage / name).read_text() == text
+
+
+def test_replay_of_a_changed_prompt_is_a_clear_error(tmp_path, katan, monkeypatch):
+    from fairspec.store import ReplayMissError, load_replay
+
+    monkeypatch.setenv("KATAN_KEY", "sk-test-not-a-real-key-000000")
+    run = make_run(tmp_path, katan.openai_url)
+    with CallStore(tmp_path / "calls.sqlite") as store:
+        run_teach(run, tmp_path, tmp_path / "run" / "teach", store)
+        store.export_jsonl(tmp_path / "calls.jsonl")
+    other = make_run(tmp_path / "other", katan.openai_url)
+    mistakes = tmp_path / "other" / "run" / "exam" / "mistakes.jsonl"
+    mistakes.write_text(mistakes.read_text().replace("The answer is 7.", "The answer is 8."))
+    with CallStore(tmp_path / "other.sqlite") as store, pytest.raises(ReplayMissError) as caught:
+        run_teach(other, tmp_path, tmp_path / "other" / "run" / "teach", store,
+                  replay=load_replay(tmp_path / "calls.jsonl"))
+    assert "gpt-" in str(caught.value) and "no recorded call" in str(caught.value)
