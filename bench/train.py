@@ -8,10 +8,14 @@
 On 2 CPU cores one step of SmolLM2-135M at batch 8 (about 2,000 tokens) takes 20-60 s, so
 there use few steps; the defaults are sized for a GPU.
 
-The joint loss of eq. 7, L = alpha * L_feedback + (1 - alpha) * L_rationale, computed two ways
+The joint loss of eq. 7, L = alpha * L_feedback + (1 - alpha) * L_rationale, computed three ways
 on the same examples, from the same weights, with the same optimizer (AdamW, lr 1e-5):
 
-  joint    fairspec: the step's B examples (B/2 samples, each with its rationale and feedback
+  packed   fairspec's default: as ``joint``, but ``CompletionCollator(pack=True)`` packs the
+           examples into rows no longer than the longest one (first-fit decreasing), each
+           example with its own restarting positions and attending only to itself; so short
+           rationale examples stop being padded to the feedback examples' length.
+  joint    fairspec without packing: the step's B examples (B/2 samples, each with its rationale and feedback
            example, in the order ``SampleGroupSampler`` yields them) are padded into one batch
            by ``CompletionCollator``; one forward; ``joint_loss_parts``; backward; step. This is
            what ``JointTrainer`` computes per optimizer step (no gradient accumulation), without
@@ -36,8 +40,8 @@ template with a made-up wrong student answer, completion a short explanation) pe
 the student's real wrong answers and GPT's real rationales and feedback, so lengths are those
 of a real FAIR run.
 
-Printed per approach: timed steps, wall seconds, process CPU seconds, non-padding tokens
-(attention_mask) and padded tokens (B x T summed over forwards) per second, peak RSS (CPU) or
+Printed per approach: timed steps, wall seconds, process CPU seconds, real tokens (the
+examples' own) and padded tokens (rows x T summed over forwards) per second, peak RSS (CPU) or
 peak CUDA memory; then the joint/authors ratios and the loss check. Torch uses as many threads
 as it is given: set OMP_NUM_THREADS (2 on the 2-core machine the first numbers came from).
 """
@@ -59,7 +63,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 AUTHORS_RECORD = REPO.parent / "shared" / "data" / "fair-authors-record"
-APPROACHES = ("joint", "authors")
+APPROACHES = ("packed", "joint", "authors")
 LOSS_TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2}
 
 # Random-init shapes for GPU runs (weights are random; only the speed means anything).
@@ -242,27 +246,47 @@ def _to(batch: dict[str, Any], device: str) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def _real(features: list[dict[str, Any]]) -> int:
+    return sum(len(f["input_ids"]) for f in features)
+
+
+def packed_step(model: Any, collator: Any, features: list[dict[str, Any]], alpha: float,
+                device: str) -> tuple[Any, int, int]:
+    """fairspec's default: packed rows, one forward, eq. 7 with per-token kinds."""
+    from fairspec.training.loss import joint_loss_parts
+
+    batch = _to(collator(features, pack=True), device)
+    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                   use_cache=False).logits
+    loss = joint_loss_parts(logits, batch["labels"], batch["is_feedback"], alpha).loss
+    return loss, _real(features), batch["input_ids"].numel()
+
+
 def joint_step(model: Any, collator: Any, features: list[dict[str, Any]], alpha: float,
-               device: str) -> tuple[Any, list[Any]]:
-    """fairspec: one mixed batch, one forward, eq. 7 by ``joint_loss_parts``."""
+               device: str) -> tuple[Any, int, int]:
+    """fairspec without packing: one mixed padded batch, one forward, eq. 7."""
     from fairspec.training.loss import joint_loss_parts
 
     batch = _to(collator(features), device)
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   use_cache=False).logits
     loss = joint_loss_parts(logits, batch["labels"], batch["is_feedback"], alpha).loss
-    return loss, [batch["attention_mask"]]
+    return loss, _real(features), batch["input_ids"].numel()
 
 
 def authors_step(model: Any, collator: Any, features: list[dict[str, Any]], alpha: float,
-                 device: str) -> tuple[Any, list[Any]]:
+                 device: str) -> tuple[Any, int, int]:
     """The authors: rationale and feedback examples padded apart, one forward and loss each."""
-    masks, losses = [], {}
+    padded, losses = 0, {}
     for kind in ("rationale", "feedback"):
         batch = _to(collator([f for f in features if f["kind"] == kind]), device)
         batch.pop("is_feedback")
-        losses[kind] = model(**batch).loss  # the token mean over labels != -100, shifted
-        masks.append(batch["attention_mask"])
-    return alpha * losses["feedback"] + (1.0 - alpha) * losses["rationale"], masks
+        losses[kind] = model(**batch, use_cache=False).loss  # token mean over labels != -100
+        padded += batch["input_ids"].numel()
+    return alpha * losses["feedback"] + (1.0 - alpha) * losses["rationale"], _real(features), padded
+
+
+STEPS = {"packed": packed_step, "joint": joint_step, "authors": authors_step}
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -275,9 +299,14 @@ def worker(args: argparse.Namespace) -> None:
     tokenizer, model = load_model(args)
     groups = load_groups(args, tokenizer)
     batches = step_batches(groups, args.batch_size, args.warmup + args.steps, args.seed)
-    collator = CompletionCollator(tokenizer.pad_token_id)
+    padded_rows = CompletionCollator(tokenizer.pad_token_id)
+    packed_rows = CompletionCollator(tokenizer.pad_token_id, pack=True)
+
+    def collator(features: list[dict[str, Any]], pack: bool = False) -> dict[str, Any]:
+        return (packed_rows if pack else padded_rows)(features)
+
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    step = joint_step if args.worker == "joint" else authors_step
+    step = STEPS[args.worker]
 
     def sync() -> None:
         if cuda:
@@ -289,7 +318,7 @@ def worker(args: argparse.Namespace) -> None:
     for features in batches:
         sync()
         start, cpu_start = time.perf_counter(), time.process_time()
-        loss, masks = step(model, collator, features, args.alpha, args.device)
+        loss, real_tokens, padded_tokens = step(model, collator, features, args.alpha, args.device)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -298,8 +327,8 @@ def worker(args: argparse.Namespace) -> None:
         seconds.append(time.perf_counter() - start)
         cpu_seconds.append(time.process_time() - cpu_start)
         losses.append(value)
-        real.append(int(sum(int(m.sum()) for m in masks)))
-        padded.append(int(sum(m.numel() for m in masks)))
+        real.append(real_tokens)
+        padded.append(padded_tokens)
 
     result = {
         "losses": losses, "seconds": seconds, "cpu_seconds": cpu_seconds,
@@ -345,20 +374,25 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -
                  for r in runs]
         print(f"{name:8s} {steps:5d} {wall:8.2f} {wall / steps:7.3f} {cpu:8.2f} {real:9.0f} "
               f"{padded:10.0f} {real / wall:10.1f} {padded / wall:10.1f} {max(peaks):14.0f}")
-    if len(results) < 2:
+    if "authors" not in results or len(results) < 2:
         return 0
-    joint, authors = rates["joint"], rates["authors"]
-    print(f"joint/authors: real tokens/s {joint[1] / authors[1]:.3f}x, padded tokens/s "
-          f"{joint[2] / authors[2]:.3f}x, wall {joint[0] / authors[0]:.3f}x, "
-          f"padded tokens {joint[3] / authors[3]:.3f}x")
+    authors = rates["authors"]
+    for name in (n for n in results if n != "authors"):
+        ours = rates[name]
+        print(f"{name}/authors: real tokens/s {ours[1] / authors[1]:.3f}x, padded tokens/s "
+              f"{ours[2] / authors[2]:.3f}x, wall {ours[0] / authors[0]:.3f}x, "
+              f"padded tokens {ours[3] / authors[3]:.3f}x")
     tolerance = LOSS_TOLERANCE[args.dtype]
-    jl, al = results["joint"][0]["losses"], results["authors"][0]["losses"]
-    diff = abs(jl[0] - al[0])
-    drift = max(abs(a - b) for a, b in zip(jl, al, strict=True))
-    ok = diff <= tolerance
-    print(f"first-step loss: joint {jl[0]:.6f}, authors {al[0]:.6f}, |diff| {diff:.2e} "
-          f"(tolerance {tolerance:g}) {'OK' if ok else 'MISMATCH'}; max |diff| over all "
-          f"{len(jl)} steps {drift:.2e}")
+    al = results["authors"][0]["losses"]
+    ok = True
+    for name in (n for n in results if n != "authors"):
+        jl = results[name][0]["losses"]
+        diff = abs(jl[0] - al[0])
+        drift = max(abs(a - b) for a, b in zip(jl, al, strict=True))
+        ok = ok and diff <= tolerance
+        print(f"first-step loss: {name} {jl[0]:.6f}, authors {al[0]:.6f}, |diff| {diff:.2e} "
+              f"(tolerance {tolerance:g}) {'OK' if diff <= tolerance else 'MISMATCH'}; max |diff| "
+              f"over all {len(jl)} steps {drift:.2e}")
     return 0 if ok else 1
 
 

@@ -15,6 +15,7 @@ from .errors import FairspecError, SpecError
 from .resources import resource_root
 
 EXIT_USER_ERROR = 2
+EXIT_BUDGET = 3
 TASKS = ("gsm8k", "svamp", "strategyqa", "logiqa")
 STAGES = ("exam", "teach", "review", "build", "train", "evaluate", "report")
 
@@ -131,22 +132,26 @@ def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
 @click.option("--only", type=click.Choice(STAGES), default=None, help="Run just this stage.")
 @click.option("--replay", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Answer every teacher call from this exported call file (no key needed).")
+@click.option("--max-cost", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Stop before teacher spend passes this many USD (overrides budget.max_usd).")
 @click.option("-v", "--verbose", is_flag=True, help="Log what each stage does.")
+@click.option("--debug", is_flag=True,
+              help="Log everything, HTTP clients included; keys and key-like text are masked.")
 def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | None,
-        only: str | None, replay: Path | None, verbose: bool) -> None:
+        only: str | None, replay: Path | None, max_cost: float | None, verbose: bool,
+        debug: bool) -> None:
     """Run SPEC: exam, teach, review, build, train, evaluate, report; resumable, never paying twice."""
-    import logging
 
     from .plan import compile_plan, detect_environment
-    from .run.executor import execute, select_stages
+    from .run.budget import Budget, BudgetReached
+    from .run.executor import execute, saved_summary, select_stages
     from .spec import load_spec
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpx2", "openai", "google_genai"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    scrubber = _setup_logging(verbose=verbose, debug=debug)
+    plan_, chosen, budget = None, [], None
     try:
         loaded = load_spec(spec)
+        scrubber.add(os.environ.get(t.api_key_env or "") for t in loaded.spec.teachers)
         plan_ = compile_plan(loaded, detect_environment())
         chosen = list(plan_.runs)
         if variants:
@@ -157,26 +162,87 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
             chosen = [r for r in plan_.runs if (r.variant or "main") in variants]
         stages = select_stages(only=only, until=until, start=start)
 
+        budget = Budget(max_cost if max_cost is not None else loaded.spec.budget.max_usd)
+        specs = {plan_.runs[0].name: loaded.spec}
+        specs.update({r.name: loaded.variants[r.variant].spec for r in plan_.runs[1:]})
+
         def show(outcome) -> None:
             verb = {"ran": "done", "skipped": "already done", "copied": "shared, copied"}[outcome.status]
             _out.print(f"{outcome.run} {outcome.stage}: {verb}", markup=False)
+            if outcome.stage == "exam" and "teach" in stages and replay is None:
+                _print_teacher_estimate(specs[outcome.run], loaded.base_dir,
+                                        plan_.run(outcome.run), budget)
 
         from .progress_view import RichTeacherProgress
 
-        report = execute(loaded, plan_, runs=chosen, stages=stages, replay_file=replay, on_stage=show,
-                         progress=RichTeacherProgress(_out))
+        outcomes = execute(loaded, plan_, runs=chosen, stages=stages, replay_file=replay, on_stage=show,
+                         progress=RichTeacherProgress(_out, budget), budget=budget)
     except KeyboardInterrupt:
-        _err.print("interrupted: every finished stage and every completed teacher call is saved; "
-                   "run the same command again to resume.", markup=False)
+        saved = saved_summary(plan_, chosen) if plan_ is not None else "nothing was started"
+        _err.print(f"interrupted: {saved}; run the same command again to resume.", markup=False)
         sys.exit(130)
+    except BudgetReached as exc:
+        _err.print(str(exc), markup=False)
+        _err.print(saved_summary(plan_, chosen), markup=False)
+        sys.exit(EXIT_BUDGET)
     except FairspecError as exc:
         _fail(exc)
-    _out.print(f"{report.count('ran')} stage(s) run, {report.count('skipped')} already done, "
-               f"{report.count('copied')} shared.", markup=False)
+    spent = "" if not budget.spent_usd else (f" Teacher spend: ${budget.spent_usd:.4f} "
+                                             f"(${budget.paid_now_usd:.4f} paid now).")
+    _out.print(f"{outcomes.count('ran')} stage(s) run, {outcomes.count('skipped')} already done, "
+               f"{outcomes.count('copied')} shared.{spent}", markup=False)
     for run_ in chosen:
-        page = Path(run_.run_dir) / "report" / "report.md"
+        page = Path(run_.run_dir) / "report" / "report.html"
         if page.exists():
-            _out.print(f"report: {page}", markup=False)
+            _out.print(f"report: {page} (and report.md beside it)", markup=False)
+
+
+def _setup_logging(*, verbose: bool, debug: bool):
+    """Log to stderr through a filter that masks key-like text (and, once the spec is read,
+    the values of its key variables: ``filter.add``)."""
+    import logging
+
+    from .secrets import RedactingFilter
+
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not debug:
+        for noisy in ("httpx", "httpcore", "openai", "google_genai", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    scrubber = RedactingFilter()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(scrubber)
+    return scrubber
+
+
+def _print_teacher_estimate(spec, base_dir: Path, run_plan, budget) -> None:
+    """Before teacher stages start: the plan's call and cost estimate on the measured mistakes."""
+    from .plan.estimate import estimate_run
+
+    estimate = estimate_run(spec, base_dir, run_plan)
+    if estimate.mistakes is None:
+        return
+    usd = "unknown (a teacher has no price)" if estimate.usd is None else f"~${estimate.usd:,.4f}"
+    limit = "" if budget.limit_usd is None else f", budget ${budget.limit_usd:,.2f}"
+    _out.print(f"{run_plan.name}: {estimate.mistakes} mistakes -> up to {estimate.calls:,} teacher calls, "
+               f"{usd}{limit}", markup=False)
+    if budget.limit_usd is not None and estimate.usd is not None and estimate.usd > budget.limit_usd:
+        _out.print("  the estimate passes the budget: the run will stop before it does, "
+                   "resumable with a higher limit", markup=False)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+def report(run_dir: Path) -> None:
+    """Write RUN_DIR/report/report.md and report.html (tables and plots) from a run folder."""
+    from .report import write_report
+
+    try:
+        written = write_report(run_dir)
+    except FairspecError as exc:
+        _fail(exc)
+    for path in written:
+        _out.print(f"wrote {path}", markup=False)
 
 
 @cli.command()

@@ -1,18 +1,40 @@
-"""The CLI's live view of teacher stages: per teacher done/total, retries, tokens, spend."""
+"""The CLI's live view of the stages: per teacher done/total, retries, tokens, spend; for
+the exam, training and evaluation a count with its rate and ETA."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+
+class _RateColumn(ProgressColumn):
+    """Units per second (rows/s, steps/s), once rich has measured a speed."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:  # noqa: ANN001 — rich's Task
+        return Text("" if task.speed is None else f"{task.speed:.2f} {self.unit}/s")
 
 
 class RichTeacherProgress:
     """A ``TeacherProgress`` drawn with rich (a live display on a terminal, lines elsewhere)."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, budget=None) -> None:  # noqa: ANN001 — a run Budget
         self.console = console
+        self.budget = budget
         self._progress: Progress | None = None
         self._tasks: dict[str, int] = {}
 
@@ -31,9 +53,25 @@ class RichTeacherProgress:
             return
         usage = caller.usage
         spend = "" if usage.spent_usd is None else f" ${usage.spent_usd:.4f}"
+        if self.budget is not None and self.budget.limit_usd is not None:
+            spend += f" (run: ${self.budget.spent_usd:.4f} of ${self.budget.limit_usd:.2f})"
         detail = (f"paid {usage.made}, reused {usage.cached + usage.replayed}, retries "
                   f"{usage.retries}, {usage.input_tokens + usage.output_tokens:,} tok{spend}")
         self._progress.update(self._tasks[caller.name], completed=usage.calls, detail=detail)
+
+    def start_count(self, task: str, total: int, unit: str) -> None:
+        """One bar for a counted task (exam rows, training steps), with rate and ETA."""
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn(unit), _RateColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=self.console, transient=False,
+        )
+        self._tasks = {task: self._progress.add_task(task, total=total)}
+        self._progress.start()
+
+    def count(self, task: str, done: int) -> None:
+        if self._progress is not None and task in self._tasks:
+            self._progress.update(self._tasks[task], completed=done)
 
     def finish(self, stage: str) -> None:
         if self._progress is not None:

@@ -8,7 +8,7 @@ text anywhere fairspec writes or prints.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 #: Shapes of real provider keys (OpenAI, Anthropic, Google, HF, Groq, xAI, Replicate,
@@ -55,3 +55,39 @@ def iter_strings(data: Any, path: tuple = ()) -> Iterator[tuple[tuple, str, bool
             yield from iter_strings(item, path + (i,))
     elif isinstance(data, str):
         yield path, data, False
+
+
+class RedactingFilter:
+    """A ``logging`` filter that masks key-like text and the given secret values in every record.
+
+    Put it on the handlers: the message is rendered once (with its args), redacted, and the
+    record carries the redacted text from then on, so no formatter can print the original.
+    """
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self.secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str | None]) -> None:
+        """Also mask these exact values (key variables' values; short or empty ones are skipped)."""
+        found = set(self.secrets) | {s for s in secrets if s and len(s) >= 8}
+        self.secrets = sorted(found, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, secret[:4] + "***")
+        return redact(text)
+
+    def filter(self, record: Any) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            message = str(record.msg)
+        record.msg, record.args = self.scrub(message), None
+        if record.exc_info and not record.exc_text:
+            import logging
+
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+        return True

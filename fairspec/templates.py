@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -60,7 +60,8 @@ class TemplateIssue:
 
 
 def check_template(source: str, allowed: set[str]) -> list[TemplateIssue]:
-    """Syntax errors, includes, and every variable outside ``allowed``."""
+    """Syntax errors, includes, Python internals (``_``-attributes), and every variable
+    outside ``allowed``."""
     try:
         ast = _ENV.parse(source)
     except TemplateSyntaxError as exc:
@@ -69,6 +70,12 @@ def check_template(source: str, allowed: set[str]) -> list[TemplateIssue]:
     if list(meta.find_referenced_templates(ast)):
         issues.append(TemplateIssue("templates cannot include, import or extend other files",
                                     "inline the text instead"))
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        attribute = _attribute_read(node)
+        if isinstance(attribute, str) and attribute.startswith("_"):
+            issues.append(TemplateIssue(
+                f"reads the internal attribute '{attribute}', which the template sandbox blocks",
+                "templates may use the variables' values, not Python internals", line=node.lineno))
     for name in sorted(meta.find_undeclared_variables(ast) - allowed):
         close = difflib.get_close_matches(name, sorted(allowed), n=1)
         hint = f"did you mean '{close[0]}'?" if close else None
@@ -76,6 +83,18 @@ def check_template(source: str, allowed: set[str]) -> list[TemplateIssue]:
         hint = f"{hint} available: {available}" if hint else f"available: {available}"
         issues.append(TemplateIssue(f"uses unknown variable '{name}'", hint))
     return issues
+
+
+def _attribute_read(node: nodes.Node) -> str | None:
+    """The attribute name a ``x.name``, ``x['name']`` or ``x|attr('name')`` node reads."""
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    argument = None
+    if isinstance(node, nodes.Getitem):
+        argument = node.arg
+    elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
+        argument = node.args[0]
+    return argument.value if isinstance(argument, nodes.Const) else None
 
 
 def render(source: str, variables: Mapping[str, Any], *, name: str = "<template>") -> str:

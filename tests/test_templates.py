@@ -57,3 +57,41 @@ def test_check_reports_syntax_errors_with_the_template_line():
 def test_role_variables_follow_the_dsl_table(role, extra):
     fields = ["question", "context", "answer"]
     assert role_variables(role, fields) == {"question", "context"} | extra
+
+
+@pytest.mark.parametrize("source, attribute", [
+    ("{{ question.__class__ }}", "__class__"),
+    ("{{ question['__class__'] }}", "__class__"),
+    ("{{ question|attr('__init__') }}", "__init__"),
+    ("{% for x in question._secret %}{% endfor %}", "_secret"),
+])
+def test_check_flags_reads_of_python_internals_before_anything_renders(source, attribute):
+    issues = check_template("Line one\n" + source, {"question"})
+    assert [(i.line, attribute in i.message) for i in issues] == [(2, True)]
+    assert render("{{ question.upper() }}", {"question": "q"}) == "Q"  # ordinary methods stay usable
+
+
+def test_validate_names_the_template_line_that_reads_internals(tmp_path):
+    from fairspec.errors import SpecError
+    from fairspec.spec import load_spec
+
+    (tmp_path / "evil.j2").write_text("Solve {{ question }}\n{{ question|attr('__class__') }}\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("""fairspec: 1
+name: sbx
+task:
+  kind: math
+  dataset: {path: builtin:data/svamp-mini}
+  fields: {question: question_concat, answer: Answer}
+student: {model: builtin:smollm2-135m-instruct}
+teachers:
+  - {name: a, provider: hf, model: builtin:smollm2-135m-instruct}
+review: {enabled: false}
+prompts:
+  rationale: evil.j2
+""")
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec)
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.path) == (12, "prompts.rationale")
+    assert "evil.j2:2" in problem.message and "'__class__'" in problem.message

@@ -103,7 +103,8 @@ class ChatRequest:
 @dataclass(frozen=True)
 class ChatResult:
     """One teacher answer. ``latency_s`` runs from the first attempt's start to the answer
-    (back-off included); ``last_error`` is the last transient error before it, if any."""
+    (back-off included); ``last_error`` is the last transient error before it, if any.
+    ``text`` is always storable: lone surrogates (which UTF-8 cannot hold) become U+FFFD."""
 
     text: str
     finish_reason: str | None
@@ -113,6 +114,18 @@ class ChatResult:
     latency_s: float
     attempts: int
     last_error: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", storable_text(self.text))
+
+
+def storable_text(text: str) -> str:
+    """``text`` with every code point UTF-8 cannot encode (lone surrogates) replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
 
 
 def result_status(text: str, truncated: bool) -> Status:

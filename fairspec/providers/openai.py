@@ -15,12 +15,14 @@ Two choices keep the client's CPU per call low (bench/teachers.py measures them)
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 
@@ -156,11 +158,12 @@ class OpenAIProvider(ChatProvider):
 
         async def attempt() -> tuple[ChatCompletion, int | None]:
             try:
-                reply = await client.post(
-                    "/chat/completions", body=body, cast_to=ChatCompletion, options=self._options
+                raw = await client.post(
+                    "/chat/completions", body=body, cast_to=httpx2.Response, options=self._options
                 )
             except openai.APIError as exc:
                 raise self._failure(exc) from None
+            reply = parse_completion(await raw.aread())
             usage = reply.usage
             return reply, (usage.total_tokens if usage is not None else None)
 
@@ -216,6 +219,19 @@ class OpenAIProvider(ChatProvider):
             self._client = None
             client, self._http_client = self._http_client, None
             await _release_http(self.http, self._pool_key, client)
+
+
+def parse_completion(content: bytes) -> ChatCompletion:
+    """A chat completion from a 200 reply's body, read leniently: bytes that are not UTF-8
+    become U+FFFD (the answer is paid for: keep what can be read) and a body that is not a
+    JSON object is a transient failure (the server misbehaved: ask again)."""
+    try:
+        data = json.loads(content.decode("utf-8", errors="replace"))
+    except ValueError as exc:
+        raise TransientFailure(f"the reply is not JSON ({exc}): {content[:120]!r}") from None
+    if not isinstance(data, dict):
+        raise TransientFailure(f"the reply is not a JSON object: {content[:120]!r}")
+    return ChatCompletion.construct(**data)
 
 
 def _root_cause(exc: BaseException) -> BaseException:

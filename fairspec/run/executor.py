@@ -19,6 +19,8 @@ from ..plan.model import STAGE_NAMES, Plan, RunPlan
 from ..spec.loader import LoadedSpec
 from ..spec.schema import Spec
 from .artifacts import is_done
+from .budget import Budget
+from .record import write_record, write_run_info
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +63,18 @@ def _specs_by_run(loaded: LoadedSpec, plan: Plan) -> dict[str, Spec]:
 def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None,
             stages: tuple[str, ...] = STAGE_NAMES, replay_file: Path | None = None,
             on_stage: Callable[[StageOutcome], None] | None = None,
-            progress: Any = None) -> ExecutionReport:
-    """Run the selected stages of the selected runs (default: every run of the plan)."""
+            progress: Any = None, budget: Budget | None = None) -> ExecutionReport:
+    """Run the selected stages of the selected runs (default: every run of the plan).
+
+    ``budget`` (default: the spec's ``budget.max_usd``) is shared by every run, so
+    variants count against the same limit.
+    """
+    from ..report import write_report
     from ..store import CallStore, load_replay
 
     specs = _specs_by_run(loaded, plan)
+    if budget is None:
+        budget = Budget(loaded.spec.budget.max_usd)
     report = ExecutionReport()
     done_at: dict[str, Path] = {}  # fingerprint -> a folder where that stage is complete
     for other in plan.runs:  # stages finished earlier by sibling runs are shared too
@@ -78,6 +87,7 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
     output_dir.mkdir(parents=True, exist_ok=True)
     with CallStore(Path(plan.call_store)) as store:
         for run in runs or list(plan.runs):
+            write_run_info(specs[run.name], run, plan)
             for stage in run.stages:
                 if stage.name not in stages:
                     continue
@@ -92,29 +102,35 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
                     outcome = StageOutcome(run.name, stage.name, "copied")
                 else:
                     result = _run_stage(stage.name, specs[run.name], loaded.base_dir, run, folder,
-                                        store, replay, output_dir, progress)
+                                        store, replay, output_dir, progress, budget)
                     outcome = StageOutcome(run.name, stage.name, "ran", result)
                 done_at.setdefault(stage.fingerprint, folder)
                 report.outcomes.append(outcome)
                 if on_stage:
                     on_stage(outcome)
+            write_record(specs[run.name], run, plan, loaded.base_dir, store)
+    main = plan.runs[0]
+    if len(plan.runs) > 1 and report.count("ran") + report.count("copied") \
+            and is_done(Path(main.run_dir) / "report", main.stage("report").fingerprint):
+        write_report(Path(main.run_dir))  # refresh the comparison of variants and sweep
     return report
 
 
 def _run_stage(name: str, spec: Spec, base_dir: Path, run: RunPlan, folder: Path, store: Any,
-               replay: Any, output_dir: Path, progress: Any) -> dict[str, Any]:
+               replay: Any, output_dir: Path, progress: Any, budget: Budget) -> dict[str, Any]:
     if name == "exam":
         from ..stages.exam import run_exam
 
-        return run_exam(spec, base_dir, run.stage("exam"), folder)
+        return run_exam(spec, base_dir, run.stage("exam"), folder, progress=progress)
     if name == "teach":
         from ..stages.teach import run_teach
 
-        return run_teach(run, base_dir, folder, store, replay=replay, progress=progress)
+        return run_teach(run, base_dir, folder, store, replay=replay, progress=progress, budget=budget)
     if name == "review":
         from ..stages.review import run_review
 
-        return run_review(run, base_dir, folder, store, replay=replay, progress=progress)
+        return run_review(run, base_dir, folder, store, replay=replay, progress=progress,
+                          budget=budget)
     if name == "build":
         from ..stages.build import run_build
 
@@ -122,11 +138,24 @@ def _run_stage(name: str, spec: Spec, base_dir: Path, run: RunPlan, folder: Path
     if name == "train":
         from ..stages.train import run_train
 
-        return run_train(run, base_dir, folder)
+        return run_train(run, base_dir, folder, progress=progress)
     if name == "evaluate":
         from ..stages.evaluate import run_evaluate
 
-        return run_evaluate(spec, run, base_dir, folder, output_dir)
+        return run_evaluate(spec, run, base_dir, folder, output_dir, progress=progress)
     from ..stages.report import run_report
 
-    return run_report(spec, run, folder)
+    return run_report(run, folder)
+
+
+def saved_summary(plan: Plan, runs: list[RunPlan]) -> str:
+    """One line: which stages are complete and how many teacher calls the store holds."""
+    from ..store import CallStore
+
+    done = [f"{run.name}: {sum(is_done(Path(run.run_dir) / s.name, s.fingerprint) for s in run.stages)}"
+            f"/{len(run.stages)} stages complete" for run in runs]
+    calls = 0
+    if Path(plan.call_store).exists():
+        with CallStore(Path(plan.call_store)) as store:
+            calls = store.count()
+    return "; ".join(done) + f"; {calls} teacher call(s) saved in {plan.call_store}"

@@ -171,6 +171,11 @@ def _teachers(spec: Spec, base_dir: Path) -> list[Finding]:
         if teacher.provider == "gemini" and teacher.api_key_env is None and teacher.vertex is None:
             out.append(Finding(path, "the Gemini API needs api_key_env (or vertex:)",
                                "api_key_env: GEMINI_API_KEY"))
+        if spec.budget.max_usd is not None and teacher.provider in ("openai", "gemini") \
+                and teacher.price is None:
+            out.append(Finding(path, "budget.max_usd is set but this teacher has no price, so its "
+                               "spend cannot be counted",
+                               "price: {input_per_mtok: ..., output_per_mtok: ...} (0 for a free host)"))
         if teacher.provider == "replay" and teacher.replay_file is None:
             out.append(Finding(path, "provider replay needs replay_file",
                                "replay_file: runs/<name>/record/calls.jsonl"))

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..engines.base import Engine, Sampling
-from ..run.artifacts import JsonlAppender, read_jsonl
+from ..run.artifacts import JsonlAppender, read_jsonl, write_jsonl
 from ..tasks import answers_match, extract_answer
 from ..tasks.data import Row
 from ..templates import render
@@ -55,22 +55,34 @@ def answer_split(
 ) -> list[dict[str, Any]]:
     """Answer every row not already in ``out_path``; returns all records in row order.
 
-    Records are appended (and fsynced) chunk by chunk as they complete, so a crash
-    loses at most the chunk in flight; the engine is only created if work remains.
+    Rows go to the engine in fixed chunks of the whole split (rows ``[0, chunk)``,
+    ``[chunk, 2 * chunk)``, ...), each sampled with the seed ``sampling.seed + its start``
+    and appended (and fsynced) as it completes. A resumed run redoes every chunk that is
+    not complete, whole: the engine sees the same prompts with the same seed, so a crash
+    changes no answer (and loses at most the chunk in flight). The engine is only created
+    if work remains.
     """
     done = {record["index"]: record for record in read_jsonl(out_path)}
-    todo = [row for row in rows if row.index not in done]
+    chunks = [(start, rows[start : start + chunk]) for start in range(0, len(rows), chunk)]
+    todo = [(start, part) for start, part in chunks if any(row.index not in done for row in part)]
+    if on_progress:
+        on_progress(len(done), len(rows))
     if todo:
-        log.info("%d of %d rows to answer (%d already in %s)", len(todo), len(rows), len(done),
-                 out_path.name)
+        log.info("%d of %d chunks to answer (%d rows already in %s)", len(todo), len(chunks),
+                 len(done), out_path.name)
+        partial = {row.index for _, part in todo for row in part if row.index in done}
+        if partial:  # a chunk cut by a crash is redone whole: drop its rows first
+            write_jsonl(out_path, [r for r in read_jsonl(out_path) if r["index"] not in partial])
+            for index in partial:
+                del done[index]
         engine = engine_factory()
         try:
             with JsonlAppender(out_path) as sink:
-                for start in range(0, len(todo), chunk):
-                    part = todo[start : start + chunk]
+                for start, part in todo:
                     prompts = [render(template, row.fields, name=template_name) for row in part]
                     records = []
-                    for completion in engine.generate(prompts, sampling):
+                    seeded = replace(sampling, seed=sampling.seed + start)
+                    for completion in engine.generate(prompts, seeded):
                         row = part[completion.position]
                         predicted, correct = score(row, completion.text, scoring)
                         records.append({
@@ -86,6 +98,8 @@ def answer_split(
                             "prompt_tokens": completion.prompt_tokens,
                             "output_tokens": completion.output_tokens,
                         })
+                        if on_progress:
+                            on_progress(len(done) + len(records), len(rows))
                     records.sort(key=lambda r: r["index"])
                     sink.extend(records)
                     done.update((r["index"], r) for r in records)

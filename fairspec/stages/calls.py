@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..providers import ChatProvider, ChatRequest, RetryableExhausted
+from ..run.budget import Budget, call_usd
 from ..store import CallRecord, CallStore, call_key
 from ..store.replay import Replay, ReplayMissError
 
@@ -45,8 +46,7 @@ class TeacherUsage:
         if how in ("made", "errors"):
             self.retries += max(0, (record.attempts or 1) - 1)
         if price is not None and self.usd is not None:
-            cost = ((record.input_tokens or 0) * price["input_per_mtok"]
-                    + (record.output_tokens or 0) * price["output_per_mtok"]) / 1e6
+            cost = call_usd(price, record.input_tokens or 0, record.output_tokens or 0)
             self.usd += cost
             if how == "made" and self.spent_usd is not None:
                 self.spent_usd += cost
@@ -84,7 +84,7 @@ class TeacherCaller:
     def __init__(self, *, name: str, provider_kind: str, base_url: str | None, model: str,
                  settings: Mapping[str, Any], store: CallStore, provider: ChatProvider | None = None,
                  replay: Replay | None = None, any_provider_replay: AnyProviderReplay | None = None,
-                 price: Mapping[str, float] | None = None) -> None:
+                 price: Mapping[str, float] | None = None, budget: Budget | None = None) -> None:
         self.name = name
         self.provider_kind = provider_kind
         self.base_url = base_url
@@ -95,6 +95,7 @@ class TeacherCaller:
         self.replay = replay
         self.any_provider_replay = any_provider_replay
         self.price = price
+        self.budget = budget
         known = price is not None or provider_kind == "hf"
         self.usage = TeacherUsage(usd=0.0 if known else None, spent_usd=0.0 if known else None)
         self.on_answer: Callable[[TeacherCaller], None] | None = None
@@ -105,12 +106,28 @@ class TeacherCaller:
                                  messages=messages, settings=self.settings,
                                  sample_index=sample_index, teacher=self.name, **result)
 
+    def _key(self, messages: Sequence[Mapping[str, Any]], sample_index: int) -> str:
+        return call_key(self.provider_kind, self.base_url, self.model, messages, self.settings,
+                        sample_index)
+
+    def _cost(self, record: CallRecord) -> float:
+        return call_usd(self.price, record.input_tokens or 0, record.output_tokens or 0)
+
+    def count_stored(self, requests: Iterable[Sequence[Mapping[str, Any]]]) -> None:
+        """Charge the budget, up front, for the calls among ``requests`` paid in an earlier
+        invocation, so that a resumed run knows its spend before it sends anything new."""
+        if self.budget is None:
+            return
+        for key, record in self.store.get_many(self._key(m, 0) for m in requests).items():
+            self.budget.count_reused(key, self._cost(record))
+
     async def ask(self, messages: Sequence[Mapping[str, Any]], sample_index: int = 0) -> CallRecord:
         """The answer to ``messages``: stored, in flight (shared), replayed, or asked now."""
-        key = call_key(self.provider_kind, self.base_url, self.model, messages, self.settings,
-                       sample_index)
+        key = self._key(messages, sample_index)
         stored = self.store.get(key)
         if stored is not None:
+            if self.budget is not None:
+                self.budget.count_reused(key, self._cost(stored))
             self.usage.add(stored, "cached", self.price)
             if self.on_answer is not None:
                 self.on_answer(self)
@@ -153,6 +170,12 @@ class TeacherCaller:
         if self.provider is None:
             raise RuntimeError(f"teacher {self.name} has neither a provider nor a replay file")
         request = ChatRequest(messages=[dict(m) for m in messages], settings=self.settings)
+        key = self._key(messages, sample_index)
+        reply_tokens = request.settings.max_tokens
+        worst = call_usd(self.price, request.estimated_tokens() - reply_tokens, reply_tokens)
+        if self.budget is not None:
+            self.budget.reserve(worst, f"teacher {self.name}")
+        cost = 0.0
         try:
             result = await self.provider.complete(request)
         except RetryableExhausted as exc:
@@ -160,6 +183,11 @@ class TeacherCaller:
                                                  attempts=exc.attempts, last_error=str(exc)))
             self.usage.add(record, "errors", None)
             return record
+        else:
+            cost = call_usd(self.price, result.input_tokens or 0, result.output_tokens or 0)
+        finally:
+            if self.budget is not None:
+                self.budget.settle(key, worst, cost)
         record = self.store.put(self._record(
             messages, sample_index, status=result.status, text=result.text,
             finish_reason=result.finish_reason, input_tokens=result.input_tokens,

@@ -9,6 +9,7 @@ from typing import Any
 from ..models import resolve_model
 from ..providers import ChatProvider, provider_class
 from ..resources import resolve_path
+from ..run.budget import Budget
 from ..store import CallStore, load_replay
 from ..store.replay import Replay
 from .calls import AnyProviderReplay, TeacherCaller
@@ -37,7 +38,8 @@ def make_provider(teacher: Mapping[str, Any], base_dir: Path) -> ChatProvider:
 
 
 def make_committee(teachers: list[Mapping[str, Any]], store: CallStore, base_dir: Path, *,
-                   replay: Replay | None = None) -> dict[str, TeacherCaller]:
+                   replay: Replay | None = None,
+                   budget: Budget | None = None) -> dict[str, TeacherCaller]:
     """name -> caller; with ``replay`` set no provider is built and no key is read."""
     callers = {}
     for teacher in teachers:
@@ -50,6 +52,7 @@ def make_committee(teachers: list[Mapping[str, Any]], store: CallStore, base_dir
             name=teacher["name"], provider_kind=teacher["provider"], base_url=teacher["base_url"],
             model=teacher["model"], settings=teacher["generation"], store=store, provider=provider,
             replay=replay, any_provider_replay=own_replay, price=teacher.get("price"),
+            budget=budget,
         )
     return callers
 

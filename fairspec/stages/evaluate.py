@@ -21,9 +21,11 @@ from ..spec.schema import Spec
 from ..tasks.data import load_rows
 from .answering import Scoring, accuracy_stats, answer_split
 from .exam import engine_factory, sampling_from
+from .progress import CountProgress, counter
 
 
-def run_evaluate(spec: Spec, run: RunPlan, base_dir: Path, folder: Path, output_dir: Path) -> dict[str, Any]:
+def run_evaluate(spec: Spec, run: RunPlan, base_dir: Path, folder: Path, output_dir: Path,
+                 progress: CountProgress | None = None) -> dict[str, Any]:
     started = time.time()
     stage = run.stage("evaluate")
     settings = dict(stage.settings)
@@ -50,6 +52,7 @@ def run_evaluate(spec: Spec, run: RunPlan, base_dir: Path, folder: Path, output_
             split.rows, template,
             engine_factory(settings, model, base_dir, chat_template=settings["chat_template"]),
             sampling, scoring, out, template_name=settings["template"]["ref"],
+            on_progress=counter(progress, f"evaluate {label}", len(split.rows), "rows"),
         )
         if label == "base":
             shutil.copyfile(cache, folder / "base.jsonl")

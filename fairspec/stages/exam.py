@@ -14,6 +14,7 @@ from ..run.artifacts import atomic_write_json, prepare_stage_folder, write_jsonl
 from ..spec.schema import Spec
 from ..tasks.data import load_rows
 from .answering import Scoring, accuracy_stats, answer_split
+from .progress import CountProgress, counter
 
 
 def sampling_from(settings: dict[str, Any], seed: int) -> Sampling:
@@ -32,7 +33,8 @@ def engine_factory(settings: dict[str, Any], model_ref: str, base_dir: Path, *, 
     return create
 
 
-def run_exam(spec: Spec, base_dir: Path, stage: Stage, folder: Path) -> dict[str, Any]:
+def run_exam(spec: Spec, base_dir: Path, stage: Stage, folder: Path,
+             progress: CountProgress | None = None) -> dict[str, Any]:
     """Write exam.jsonl, mistakes.jsonl, stats.json and the manifest; return the stats."""
     started = time.time()
     prepare_stage_folder(folder, stage.fingerprint)
@@ -47,6 +49,7 @@ def run_exam(spec: Spec, base_dir: Path, stage: Stage, folder: Path) -> dict[str
                        chat_template=settings["chat_template"]),
         sampling_from(settings, spec.seed), Scoring.from_settings(settings["answer"]),
         folder / "exam.jsonl", template_name=settings["template"]["ref"],
+        on_progress=counter(progress, "exam", len(split.rows), "rows"),
     )
     mistakes = [r for r in records if not r["correct"]]
     write_jsonl(folder / "mistakes.jsonl", mistakes)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from ..providers import FatalProviderError
+from ..run.budget import BudgetReached
 
 T = TypeVar("T")
 
@@ -15,13 +16,14 @@ async def run_per_teacher(
     jobs: Mapping[str, Iterable[T]],
     handle: Callable[[str, T], Awaitable[Any]],
     concurrency: Mapping[str, int],
-) -> dict[str, FatalProviderError]:
+) -> dict[str, FatalProviderError | BudgetReached]:
     """Run ``handle(teacher, job)`` for every job, ``concurrency[teacher]`` at a time.
 
     A teacher whose provider raises FatalProviderError (bad key, unknown model) stops at
-    once; the others go on. Returns those fatal errors by teacher.
+    once; the others go on. A worker that meets the budget takes no new job; the calls
+    already on their way finish and are stored. Returns those errors by teacher.
     """
-    fatal: dict[str, FatalProviderError] = {}
+    fatal: dict[str, FatalProviderError | BudgetReached] = {}
 
     async def worker(teacher: str, queue: asyncio.Queue) -> None:
         while teacher not in fatal:
@@ -31,7 +33,7 @@ async def run_per_teacher(
                 return
             try:
                 await handle(teacher, job)
-            except FatalProviderError as exc:
+            except (FatalProviderError, BudgetReached) as exc:
                 fatal.setdefault(teacher, exc)
                 return
 
@@ -50,3 +52,10 @@ async def run_per_teacher(
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
     return fatal
+
+
+def stop_for_budget(stopped: Mapping[str, Exception]) -> None:
+    """Re-raise the budget stop, if that is why teachers stopped (it outranks other errors)."""
+    for exc in stopped.values():
+        if isinstance(exc, BudgetReached):
+            raise exc

@@ -1,12 +1,13 @@
-"""How teacher stages report progress: one line per teacher (done/total, retries, tokens, spend).
+"""How stages report progress: teacher stages one line per teacher (done/total, retries,
+tokens, spend); the exam, training and evaluation one count (rows, steps).
 
-Stages call a ``TeacherProgress``; the CLI gives them a rich live display, tests and
-libraries give nothing (``None``) or their own recorder.
+Stages call a ``TeacherProgress`` / ``CountProgress``; the CLI gives them a rich live
+display, tests and libraries give nothing (``None``) or their own recorder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from .calls import TeacherCaller
@@ -30,3 +31,28 @@ def attach(progress: TeacherProgress | None, stage: str, callers: Mapping[str, T
     progress.start(stage, totals)
     for caller in callers.values():
         caller.on_answer = lambda c, stage=stage: progress.update(stage, c)
+
+
+class CountProgress(Protocol):
+    def start_count(self, task: str, total: int, unit: str) -> None:
+        """A task of ``total`` units (rows answered, optimizer steps) begins."""
+
+    def count(self, task: str, done: int) -> None:
+        """``done`` units of ``task`` are complete."""
+
+    def finish(self, task: str) -> None: ...
+
+
+def counter(progress: CountProgress | None, task: str, total: int,
+            unit: str) -> Callable[[int, int], None] | None:
+    """An ``on_progress(done, total)`` callback for ``task`` (None without a progress)."""
+    if progress is None or not hasattr(progress, "start_count"):
+        return None
+    progress.start_count(task, total, unit)
+
+    def update(done: int, _total: int) -> None:
+        progress.count(task, done)
+        if done >= total:
+            progress.finish(task)
+
+    return update

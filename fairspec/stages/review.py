@@ -22,11 +22,12 @@ from ..run.artifacts import (
     write_jsonl,
     write_manifest,
 )
+from ..run.budget import Budget
 from ..store import CallStore
 from ..store.replay import Replay
 from ..templates import render
 from .committee import close_committee, make_committee
-from .pool import run_per_teacher
+from .pool import run_per_teacher, stop_for_budget
 from .progress import TeacherProgress, attach
 from .teach import TeacherStopped, load_templates, user_messages
 
@@ -39,12 +40,15 @@ def policy_from(settings: dict[str, Any]) -> ReviewPolicy:
 
 
 def run_review(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, *,
-               replay: Replay | None = None, progress: TeacherProgress | None = None) -> dict[str, Any]:
-    return asyncio.run(_review(run, base_dir, folder, store, replay=replay, progress=progress))
+               replay: Replay | None = None, progress: TeacherProgress | None = None,
+               budget: Budget | None = None) -> dict[str, Any]:
+    return asyncio.run(_review(run, base_dir, folder, store, replay=replay, progress=progress,
+                               budget=budget))
 
 
 async def _review(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, *,
-                  replay: Replay | None, progress: TeacherProgress | None) -> dict[str, Any]:
+                  replay: Replay | None, progress: TeacherProgress | None,
+                  budget: Budget | None) -> dict[str, Any]:
     started = time.time()
     stage = run.stage("review")
     settings = dict(stage.settings)
@@ -64,13 +68,16 @@ async def _review(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, 
         teachers = run.stage("teach").settings["teachers"]
         order = [t["name"] for t in teachers]
         template = load_templates({"review": settings["template"]}, base_dir)["review"]
-        callers = make_committee(teachers, store, base_dir, replay=replay)
+        callers = make_committee(teachers, store, base_dir, replay=replay, budget=budget)
         exclude_self = settings["policy"]["exclude_self"]
 
-        async def review_one(author: str, rationale: dict[str, Any]) -> None:
+        def review_prompt(rationale: dict[str, Any]) -> str:
             mistake = mistakes[rationale["index"]]
-            prompt = render(template, {**mistake["fields"], "rationale": rationale["text"],
-                                       "gold_answer": mistake["gold_text"]}, name="prompts.review")
+            return render(template, {**mistake["fields"], "rationale": rationale["text"],
+                                     "gold_answer": mistake["gold_text"]}, name="prompts.review")
+
+        async def review_one(author: str, rationale: dict[str, Any]) -> None:
+            prompt = review_prompt(rationale)
             reviewers = [n for n in order if not (exclude_self and n == author)]
             scores: list[int | None] = []
             for i, reviewer in enumerate(reviewers):
@@ -94,6 +101,9 @@ async def _review(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, 
         for r in usable:
             jobs[r["teacher"]].append(r)
         concurrency = {t["name"]: t["concurrency"] for t in teachers}
+        for name in order:
+            callers[name].count_stored(user_messages(review_prompt(r)) for r in usable
+                                       if not (exclude_self and r["teacher"] == name))
         per_author = {a: len(rs) for a, rs in jobs.items()}
         attach(progress, "review", callers,  # upper bounds: early exit skips some reviews
                {name: sum(n for a, n in per_author.items() if not (exclude_self and a == name))
@@ -105,6 +115,7 @@ async def _review(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, 
             if progress is not None:
                 progress.finish("review")
         if fatal:
+            stop_for_budget(fatal)
             raise TeacherStopped("; ".join(str(e) for e in fatal.values())
                                  + " (completed reviews are saved; fix it and rerun)")
         usage = {name: caller.usage.to_dict() for name, caller in callers.items()}
@@ -122,6 +133,8 @@ async def _review(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, 
     write_jsonl(folder / "reviews.jsonl", reviews)
     write_jsonl(folder / "accepted.jsonl", accepted)
     stats = _stats(rationales, usable, decided, reviews, accepted, usage, settings["enabled"])
+    if settings["enabled"]:
+        stats["score_range"] = list(settings["policy"]["score_range"])
     atomic_write_json(folder / "stats.json", stats)
     write_manifest(folder, stage="review", fingerprint=stage.fingerprint,
                    inputs={"teach": run.stage("teach").fingerprint},

@@ -17,11 +17,12 @@ from ..run.artifacts import (
     write_jsonl,
     write_manifest,
 )
+from ..run.budget import Budget
 from ..store import CallStore
 from ..store.replay import Replay
 from ..templates import render
 from .committee import close_committee, make_committee
-from .pool import run_per_teacher
+from .pool import run_per_teacher, stop_for_budget
 from .progress import TeacherProgress, attach
 
 ROLES = ("rationale", "feedback")
@@ -54,19 +55,22 @@ def load_templates(refs: dict[str, dict[str, str]], base_dir: Path) -> dict[str,
 
 
 def run_teach(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, *,
-              replay: Replay | None = None, progress: TeacherProgress | None = None) -> dict[str, Any]:
-    return asyncio.run(_teach(run, base_dir, folder, store, replay=replay, progress=progress))
+              replay: Replay | None = None, progress: TeacherProgress | None = None,
+              budget: Budget | None = None) -> dict[str, Any]:
+    return asyncio.run(_teach(run, base_dir, folder, store, replay=replay, progress=progress,
+                              budget=budget))
 
 
 async def _teach(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, *,
-                 replay: Replay | None, progress: TeacherProgress | None) -> dict[str, Any]:
+                 replay: Replay | None, progress: TeacherProgress | None,
+                 budget: Budget | None) -> dict[str, Any]:
     started = time.time()
     stage = run.stage("teach")
     prepare_stage_folder(folder, stage.fingerprint)
     mistakes = list(read_jsonl(Path(run.run_dir) / "exam" / "mistakes.jsonl"))
     templates = load_templates(stage.settings["templates"], base_dir)
     teachers = stage.settings["teachers"]
-    callers = make_committee(teachers, store, base_dir, replay=replay)
+    callers = make_committee(teachers, store, base_dir, replay=replay, budget=budget)
     results: dict[tuple[int, str, str], dict[str, Any]] = {}
 
     async def handle(teacher: str, job: tuple[dict[str, Any], str, str]) -> None:
@@ -84,6 +88,7 @@ async def _teach(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, *
             prompts = teach_prompts(templates, mistake)
             items += [(mistake, role, prompts[role]) for role in ROLES]
         jobs[teacher["name"]] = items
+        callers[teacher["name"]].count_stored(user_messages(prompt) for _, _, prompt in items)
     attach(progress, "teach", callers, {name: len(items) for name, items in jobs.items()})
     try:
         fatal = await run_per_teacher(jobs, handle, {t["name"]: t["concurrency"] for t in teachers})
@@ -92,6 +97,7 @@ async def _teach(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, *
         if progress is not None:
             progress.finish("teach")
     if fatal:
+        stop_for_budget(fatal)
         raise TeacherStopped("; ".join(f"{exc}" for exc in fatal.values())
                              + " (completed calls are saved; fix it and rerun)")
     ordered = [results[k] for k in sorted(results)]

@@ -13,6 +13,7 @@ from ..errors import FairspecError
 from ..models import resolve_model
 from ..plan.model import RunPlan
 from ..run.artifacts import atomic_write_json, atomic_write_text, prepare_stage_folder, write_manifest
+from .progress import CountProgress, counter
 
 TRAIN_KEYS = ("alpha", "epochs", "batch_size", "learning_rate", "warmup_ratio", "max_seq_length",
               "optimizer", "gradient_accumulation_steps", "max_grad_norm", "weight_decay", "lora",
@@ -33,7 +34,8 @@ def train_args(run: RunPlan, base_dir: Path, folder: Path) -> dict[str, Any]:
     }
 
 
-def run_train(run: RunPlan, base_dir: Path, folder: Path) -> dict[str, Any]:
+def run_train(run: RunPlan, base_dir: Path, folder: Path,
+              progress: CountProgress | None = None) -> dict[str, Any]:
     started = time.time()
     stage = run.stage("train")
     resumed = prepare_stage_folder(folder, stage.fingerprint)  # checkpoints survive a crash
@@ -53,7 +55,7 @@ def run_train(run: RunPlan, base_dir: Path, folder: Path) -> dict[str, Any]:
     if config is None:
         from ..training.launch import train
 
-        stats = train(args)
+        stats = train(args, on_step=lambda total: counter(progress, "train", total, "steps"))
     else:
         atomic_write_text(folder / "accelerate_config.yaml", json.dumps(config, indent=2))
         command = shlex.split(stage.settings["command"])

@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,28 @@ def last_checkpoint(folder: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
+class _StepReporter:
+    """A TrainerCallback (duck-typed) that reports each optimizer step to ``on_step``."""
+
+    def __init__(self, on_step: Callable[[int], Callable[[int, int], None] | None]) -> None:
+        self.on_step = on_step
+        self.update: Callable[[int, int], None] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("on_"):  # every other TrainerCallback event: nothing to do
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.update = self.on_step(state.max_steps)
+        if self.update is not None:
+            self.update(state.global_step, state.max_steps)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.update is not None:
+            self.update(state.global_step, state.max_steps)
+
+
 def encode_dataset(dataset: Any, tokenizer: Any, *, max_seq_length: int, chat_template: bool) -> Any:
     """Tokenised examples (completion-only labels) with ``kind`` and ``sample`` kept."""
     from .tokenize import encode_example
@@ -35,12 +58,18 @@ def encode_dataset(dataset: Any, tokenizer: Any, *, max_seq_length: int, chat_te
     return dataset.map(encode, remove_columns=["prompt", "completion", "teacher"])
 
 
-def train(args: dict[str, Any]) -> dict[str, Any]:
-    """Fine-tune, save the final model and tokenizer to ``args['output_dir']/model``."""
+def train(args: dict[str, Any], on_step: Callable[[int], Callable[[int, int], None] | None] | None = None,
+          ) -> dict[str, Any]:
+    """Fine-tune, save the final model and tokenizer to ``args['output_dir']/model``.
+
+    ``on_step(total_steps)`` may return an ``update(done, total)`` called after each
+    optimizer step (the CLI's progress display).
+    """
     import torch
     from datasets import load_from_disk
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
+    from .packing import packing_is_exact
     from .tokenize import CompletionCollator
     from .trainer import JointTrainer
 
@@ -84,11 +113,14 @@ def train(args: dict[str, Any]) -> dict[str, Any]:
         report_to=[],
         disable_tqdm=True,
     )
+    pack = args.get("packing", True) and packing_is_exact(model, len(tokenizer))
     trainer = JointTrainer(
         model=model, args=training_args, train_dataset=dataset,
-        data_collator=CompletionCollator(tokenizer.pad_token_id),
+        data_collator=CompletionCollator(tokenizer.pad_token_id, pack=pack),
         alpha=args["alpha"], sample_groups=dataset["sample"],
     )
+    if on_step is not None:
+        trainer.add_callback(_StepReporter(on_step))
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out / "checkpoints"))
     final = trainer.model.merge_and_unload() if args.get("lora") else trainer.model
     if trainer.is_world_process_zero():
@@ -104,6 +136,7 @@ def train(args: dict[str, Any]) -> dict[str, Any]:
         "first_loss": losses[0]["loss"] if losses else None,
         "last_loss": losses[-1]["loss"] if losses else None,
         "log": losses,
+        "packed": pack,
         "seconds": round(time.time() - started, 2),
     }
 

@@ -69,10 +69,21 @@ def _check_labels(labels: torch.Tensor, is_feedback: torch.Tensor) -> None:
         raise ValueError(f"labels must hold integer token ids, got dtype {labels.dtype}")
     if not isinstance(is_feedback, torch.Tensor) or is_feedback.dtype != torch.bool:
         raise ValueError(f"is_feedback must be a bool tensor, got {_describe(is_feedback)}")
-    if is_feedback.shape != labels.shape[:1]:
+    if is_feedback.shape != labels.shape[:1] and is_feedback.shape != labels.shape:
         raise ValueError(
-            f"is_feedback must have shape [B] = [{labels.shape[0]}], got {list(is_feedback.shape)}"
+            f"is_feedback must have shape [B] = [{labels.shape[0]}] (one kind per row) or "
+            f"[B, T] = {list(labels.shape)} (one per token, for packed rows), got "
+            f"{list(is_feedback.shape)}"
         )
+
+
+def _target_kinds(is_feedback: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``[B, T]`` bool: whether the target at each position (label t + 1) is a feedback token."""
+    import torch.nn.functional as F
+
+    if is_feedback.dim() == 1:
+        return is_feedback[:, None].expand_as(targets)
+    return F.pad(is_feedback[:, 1:], (0, 1), value=False)
 
 
 def _describe(value: object) -> str:
@@ -116,10 +127,10 @@ def count_completion_tokens(
     over the micro-batches of one optimizer step gives the totals that ``joint_loss`` takes.
     """
     _check_labels(labels, is_feedback)
-    used = _shifted_labels(labels) != IGNORE_INDEX
-    per_row = used.sum(dim=1)
-    is_feedback = is_feedback.to(per_row.device)
-    return per_row[is_feedback].sum(), per_row[~is_feedback].sum()
+    targets = _shifted_labels(labels)
+    used = targets != IGNORE_INDEX
+    kinds = _target_kinds(is_feedback.to(used.device), targets)
+    return (used & kinds).sum(), (used & ~kinds).sum()
 
 
 def joint_loss_parts(
@@ -139,7 +150,8 @@ def joint_loss_parts(
         labels: ``[B, T]`` token ids, unshifted, exactly as given to a causal LM; ``-100`` marks
             tokens no loss covers (prompt, padding).
         is_feedback: ``[B]`` bool, True for a feedback example (eq. 6), False for a rationale
-            example (eq. 5).
+            example (eq. 5); or ``[B, T]``, the kind of each token, when a row packs several
+            examples (see ``CompletionCollator(pack=True)``).
         alpha: the weight of the feedback part, in [0, 1]. A part whose coefficient is 0 is left
             out of the loss (no ``0 * part``): its logits cannot change the loss and get a zero
             gradient; the part is still returned, detached, for logging.
@@ -175,8 +187,9 @@ def joint_loss_parts(
     is_feedback = is_feedback.to(logits.device)
     targets = _shifted_labels(labels.to(device=logits.device, dtype=torch.long))
     used = targets != IGNORE_INDEX
-    feedback_mask = used & is_feedback[:, None]
-    rationale_mask = used & ~is_feedback[:, None]
+    kinds = _target_kinds(is_feedback, targets)
+    feedback_mask = used & kinds
+    rationale_mask = used & ~kinds
     feedback_tokens = feedback_mask.sum()
     rationale_tokens = rationale_mask.sum()
 

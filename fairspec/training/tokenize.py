@@ -149,17 +149,27 @@ def encode_example(
 
 @dataclass(frozen=True)
 class CompletionCollator:
-    """Right-pad encoded examples into a batch for ``joint_loss``.
+    """Batch encoded examples for ``joint_loss``: right-padded rows, or packed rows.
 
     Each feature needs ``input_ids``, ``labels`` and ``kind`` ("feedback" or "rationale");
     ``attention_mask`` defaults to all ones; other fields are ignored. Padding gets
     ``pad_token_id`` as input, attention 0 and label -100 (never a target, even where the pad
     token is the EOS token). The batch is ``{"input_ids", "attention_mask", "labels"}`` as
     ``[B, T]`` int64 tensors and ``is_feedback``, a ``[B]`` bool tensor.
+
+    ``pack=True`` puts several examples in one row (first-fit decreasing, rows no longer than
+    the longest example), so that the short rationale examples stop being padded to the
+    length of the feedback examples. Each example keeps its own positions (``position_ids``
+    restart at 0) and attends only to itself: with no ``attention_mask``, transformers reads
+    the restarts as packed sequences and masks across them (sdpa, eager and flash attention).
+    The row's tail padding is one more such sequence, labelled -100. ``is_feedback`` is then
+    ``[B, T]``, the kind of each token. The loss is that of the padded batch (same tokens,
+    same positions, same attention), on fewer rows.
     """
 
     pad_token_id: int
     pad_to_multiple_of: int | None = None
+    pack: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.pad_token_id, bool) or not isinstance(self.pad_token_id, int):
@@ -172,16 +182,20 @@ class CompletionCollator:
         ):
             raise ValueError(f"pad_to_multiple_of must be a positive int or None, got {multiple!r}")
 
+    def _length(self, longest: int) -> int:
+        if self.pad_to_multiple_of is None:
+            return longest
+        return -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         import torch
 
         if not features:
             raise ValueError("features is empty: a batch needs at least one example")
         rows = [_feature_row(index, feature) for index, feature in enumerate(features)]
-        length = max(len(ids) for ids, _, _, _ in rows)
-        if self.pad_to_multiple_of is not None:
-            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
-
+        if self.pack:
+            return self._packed(rows)
+        length = self._length(max(len(ids) for ids, _, _, _ in rows))
         input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
         labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
@@ -193,6 +207,46 @@ class CompletionCollator:
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
+            "labels": labels,
+            "is_feedback": is_feedback,
+        }
+
+    def _packed(self, rows: list[tuple[list[int], list[int], list[int], str]]) -> dict[str, torch.Tensor]:
+        import torch
+
+        for index, (_, mask, _, _) in enumerate(rows):
+            if 0 in mask:
+                raise ValueError(f"features[{index}] has masked tokens: packing needs unpadded examples")
+        length = self._length(max(len(ids) for ids, _, _, _ in rows))
+        bins: list[list[int]] = []  # example indices per packed row
+        room: list[int] = []
+        for index in sorted(range(len(rows)), key=lambda i: -len(rows[i][0])):
+            size = len(rows[index][0])
+            slot = next((b for b, free in enumerate(room) if free >= size), None)
+            if slot is None:
+                bins.append([])
+                room.append(length)
+                slot = len(bins) - 1
+            bins[slot].append(index)
+            room[slot] -= size
+        input_ids = torch.full((len(bins), length), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(bins), length), IGNORE_INDEX, dtype=torch.long)
+        position_ids = torch.zeros((len(bins), length), dtype=torch.long)
+        is_feedback = torch.zeros((len(bins), length), dtype=torch.bool)
+        for row, members in enumerate(bins):
+            start = 0
+            for index in members:
+                ids, _, row_labels, kind = rows[index]
+                end = start + len(ids)
+                input_ids[row, start:end] = torch.tensor(ids, dtype=torch.long)
+                labels[row, start:end] = torch.tensor(row_labels, dtype=torch.long)
+                position_ids[row, start:end] = torch.arange(len(ids))
+                is_feedback[row, start:end] = kind == "feedback"
+                start = end
+            position_ids[row, start:] = torch.arange(length - start)  # the padding: its own sequence
+        return {
+            "input_ids": input_ids,
+            "position_ids": position_ids,
             "labels": labels,
             "is_feedback": is_feedback,
         }

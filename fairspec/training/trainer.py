@@ -21,7 +21,11 @@ from .loss import count_completion_tokens, joint_loss_parts
 
 class SampleGroupSampler(Sampler[int]):
     """Yields dataset rows group by group (one group = one training sample's examples),
-    with the groups shuffled anew each epoch from ``seed``."""
+    with the groups shuffled anew each epoch from ``seed + epoch``.
+
+    The Trainer calls ``set_epoch`` before each epoch, so a run resumed from a checkpoint
+    sees the order the uninterrupted run saw; used alone, each pass moves to the next epoch.
+    """
 
     def __init__(self, groups: Sequence[int], seed: int) -> None:
         order: dict[int, list[int]] = {}
@@ -33,6 +37,9 @@ class SampleGroupSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return sum(len(g) for g in self.groups)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -76,7 +83,7 @@ class JointTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
         labels = inputs.pop("labels")
         is_feedback = inputs.pop("is_feedback")
-        outputs = model(**inputs)
+        outputs = model(**inputs, use_cache=False)  # no KV cache in training (and packed rows need none)
         training = model.training and self._step_totals is not None
         totals = self._step_totals if training else (None, None)
         parts = joint_loss_parts(outputs.logits, labels, is_feedback, self.alpha,

