@@ -11,10 +11,11 @@ there use few steps; the defaults are sized for a GPU.
 The joint loss of eq. 7, L = alpha * L_feedback + (1 - alpha) * L_rationale, computed three ways
 on the same examples, from the same weights, with the same optimizer (AdamW, lr 1e-5):
 
-  packed   fairspec's default: as ``joint``, but ``CompletionCollator(pack=True)`` packs the
-           examples into rows no longer than the longest one (first-fit decreasing), each
-           example with its own restarting positions and attending only to itself; so short
-           rationale examples stop being padded to the feedback examples' length.
+  packed   fairspec's default: as ``joint``, but ``CompletionCollator(pack=True,
+           block_mask=True)`` packs the examples into rows no longer than the longest one
+           (first-fit decreasing), each example with its own restarting positions and a
+           block-diagonal causal mask; so short rationale examples stop being padded to the
+           feedback examples' length.
   joint    fairspec without packing: the step's B examples (B/2 samples, each with its rationale and feedback
            example, in the order ``SampleGroupSampler`` yields them) are padded into one batch
            by ``CompletionCollator``; one forward; ``joint_loss_parts``; backward; step. This is
@@ -254,10 +255,12 @@ def packed_step(model: Any, collator: Any, features: list[dict[str, Any]], alpha
                 device: str) -> tuple[Any, int, int]:
     """fairspec's default: packed rows, one forward, eq. 7 with per-token kinds."""
     from fairspec.training.loss import joint_loss_parts
+    from fairspec.training.tokenize import additive_mask
 
     batch = _to(collator(features, pack=True), device)
+    mask = additive_mask(batch["attention_mask"], next(model.parameters()).dtype)
     logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                   use_cache=False).logits
+                   attention_mask=mask, use_cache=False).logits
     loss = joint_loss_parts(logits, batch["labels"], batch["is_feedback"], alpha).loss
     return loss, _real(features), batch["input_ids"].numel()
 
@@ -300,7 +303,7 @@ def worker(args: argparse.Namespace) -> None:
     groups = load_groups(args, tokenizer)
     batches = step_batches(groups, args.batch_size, args.warmup + args.steps, args.seed)
     padded_rows = CompletionCollator(tokenizer.pad_token_id)
-    packed_rows = CompletionCollator(tokenizer.pad_token_id, pack=True)
+    packed_rows = CompletionCollator(tokenizer.pad_token_id, pack=True, block_mask=True)
 
     def collator(features: list[dict[str, Any]], pack: bool = False) -> dict[str, Any]:
         return (packed_rows if pack else padded_rows)(features)

@@ -69,7 +69,7 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[[int, int], No
     from datasets import load_from_disk
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
-    from .packing import packing_is_exact
+    from .packing import packing_is_exact, wants_block_mask
     from .tokenize import CompletionCollator
     from .trainer import JointTrainer
 
@@ -113,10 +113,11 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[[int, int], No
         report_to=[],
         disable_tqdm=True,
     )
-    pack = args.get("packing", True) and packing_is_exact(model, len(tokenizer))
+    block_mask = wants_block_mask(model)
+    pack = args.get("packing", True) and packing_is_exact(model, len(tokenizer), block_mask=block_mask)
     trainer = JointTrainer(
         model=model, args=training_args, train_dataset=dataset,
-        data_collator=CompletionCollator(tokenizer.pad_token_id, pack=pack),
+        data_collator=CompletionCollator(tokenizer.pad_token_id, pack=pack, block_mask=pack and block_mask),
         alpha=args["alpha"], sample_groups=dataset["sample"],
     )
     if on_step is not None:

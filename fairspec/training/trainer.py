@@ -17,6 +17,7 @@ from torch.utils.data import Sampler
 from transformers import Trainer
 
 from .loss import count_completion_tokens, joint_loss_parts
+from .tokenize import additive_mask
 
 
 class SampleGroupSampler(Sampler[int]):
@@ -83,6 +84,9 @@ class JointTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
         labels = inputs.pop("labels")
         is_feedback = inputs.pop("is_feedback")
+        mask = inputs.get("attention_mask")
+        if mask is not None and mask.dim() == 4:  # packed rows' block mask, in the model's dtype
+            inputs["attention_mask"] = additive_mask(mask, next(model.parameters()).dtype)
         outputs = model(**inputs, use_cache=False)  # no KV cache in training (and packed rows need none)
         training = model.training and self._step_totals is not None
         totals = self._step_totals if training else (None, None)

@@ -333,3 +333,17 @@ def test_packing_refuses_already_padded_examples() -> None:
     feature["attention_mask"] = [1, 1, 1, 0]
     with pytest.raises(ValueError, match="packing needs unpadded examples"):
         CompletionCollator(pad_token_id=0, pack=True)([feature])
+
+
+def test_the_block_mask_lets_each_token_see_only_its_own_example_before_it() -> None:
+    features = [make_feature(4, "feedback"), make_feature(2, "rationale"), make_feature(2, "rationale")]
+    batch = CompletionCollator(pad_token_id=0, pack=True, block_mask=True)(features)
+    mask = batch["attention_mask"]
+    assert mask.shape == (1, 1, 4, 4) or mask.shape[1:] == (1, 4, 4)
+    row = batch["position_ids"].tolist().index([0, 1, 0, 1])  # the two 2-token examples share a row
+    assert mask[row, 0].tolist() == [[True, False, False, False], [True, True, False, False],
+                                     [False, False, True, False], [False, False, True, True]]
+    from fairspec.training.tokenize import additive_mask
+
+    additive = additive_mask(mask, torch.float32)
+    assert additive[row, 0, 2, 0] == torch.finfo(torch.float32).min and additive[row, 0, 3, 2] == 0

@@ -121,7 +121,7 @@ def test_packed_rows_give_the_padded_batch_loss_on_the_real_model(tiny_model):
 
     from fairspec.training import joint_loss_parts
     from fairspec.training.packing import packing_is_exact
-    from fairspec.training.tokenize import CompletionCollator, encode_example
+    from fairspec.training.tokenize import CompletionCollator, additive_mask, encode_example
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
@@ -135,17 +135,21 @@ def test_packed_rows_give_the_padded_batch_loss_on_the_real_model(tiny_model):
                                  ("feedback", " The student misread the question; " * 12)):
             features.append({**encode_example(tokenizer, prompt, completion, max_seq_length=256,
                                               use_chat_template=False), "kind": kind})
+    assert packing_is_exact(model, len(tokenizer), block_mask=True)
     padded = CompletionCollator(tokenizer.pad_token_id)(features)
     packed = CompletionCollator(tokenizer.pad_token_id, pack=True)(features)
+    masked = CompletionCollator(tokenizer.pad_token_id, pack=True, block_mask=True)(features)
     assert packed["input_ids"].shape[0] < padded["input_ids"].shape[0]
+    masked["attention_mask"] = additive_mask(masked["attention_mask"], torch.float32)
     with torch.no_grad():
         losses = []
-        for batch in (padded, packed):
+        for batch in (padded, packed, masked):
             inputs = {k: v for k, v in batch.items() if k not in ("labels", "is_feedback")}
             logits = model(**inputs, use_cache=False).logits
             losses.append(joint_loss_parts(logits, batch["labels"], batch["is_feedback"], 0.3))
     for part in ("loss", "feedback_loss", "rationale_loss", "feedback_tokens", "rationale_tokens"):
-        assert float(getattr(losses[1], part)) == pytest.approx(float(getattr(losses[0], part)), rel=1e-4)
+        for other in losses[1:]:
+            assert float(getattr(other, part)) == pytest.approx(float(getattr(losses[0], part)), rel=1e-4)
 
 
 def test_a_model_that_ignores_packing_is_caught():
