@@ -173,10 +173,10 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
                 _print_teacher_estimate(specs[outcome.run], loaded.base_dir,
                                         plan_.run(outcome.run), budget)
 
-        from .progress_view import RichTeacherProgress
+        from .progress_view import RichStageProgress
 
         outcomes = execute(loaded, plan_, runs=chosen, stages=stages, replay_file=replay, on_stage=show,
-                         progress=RichTeacherProgress(_out, budget), budget=budget)
+                         progress=RichStageProgress(_out, budget), budget=budget)
     except KeyboardInterrupt:
         saved = saved_summary(plan_, chosen) if plan_ is not None else "nothing was started"
         _err.print(f"interrupted: {saved}; run the same command again to resume.", markup=False)

@@ -29,8 +29,9 @@ class _RateColumn(ProgressColumn):
         return Text("" if task.speed is None else f"{task.speed:.2f} {self.unit}/s")
 
 
-class RichTeacherProgress:
-    """A ``TeacherProgress`` drawn with rich (a live display on a terminal, lines elsewhere)."""
+class RichStageProgress:
+    """A ``TeacherProgress`` and ``CountProgress`` drawn with rich (a live display on a
+    terminal, lines elsewhere)."""
 
     def __init__(self, console: Console, budget=None) -> None:  # noqa: ANN001 — a run Budget
         self.console = console

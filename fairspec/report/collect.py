@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..run.artifacts import read_jsonl
+
 RUN_INFO = "run.json"  # written by the executor: name, spec, variant, overrides, description
 
 
@@ -15,13 +17,6 @@ def _load(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, ValueError):
-        return []
 
 
 @dataclass
@@ -74,7 +69,7 @@ def collect(run_dir: Path) -> RunSummary:
         exam=_load(run_dir / "exam" / "stats.json"),
         teach=_load(run_dir / "teach" / "stats.json"),
         review=_load(run_dir / "review" / "stats.json"),
-        reviews=_jsonl(run_dir / "review" / "reviews.jsonl"),
+        reviews=list(read_jsonl(run_dir / "review" / "reviews.jsonl")),
         build=_load(run_dir / "build" / "stats.json"),
         train=_load(run_dir / "train" / "stats.json"),
         metrics=_load(run_dir / "evaluate" / "metrics.json"),

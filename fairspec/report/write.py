@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import FairspecError
+from ..run.artifacts import atomic_write_text
 from .collect import RunSummary, collect, siblings
 from .document import Document, Heading, Image, Table, Text
 from .plots import accuracy_curve, loss_curve, score_heatmap, score_histogram
@@ -23,7 +24,8 @@ def write_report(run_dir: Path) -> list[Path]:
     """Write ``report/report.md``, ``report/report.html`` and the PNGs; return the two pages."""
     run_dir = Path(run_dir)
     if not (run_dir / "exam").is_dir():
-        raise FairspecError(f"{run_dir} is not a run folder (it has no exam/ stage folder)")
+        raise FairspecError(f"{run_dir} is not a run folder (it has no exam/ stage folder); "
+                            "pass a run's folder under the spec's output_dir, e.g. runs/<name>")
     folder = run_dir / "report"
     folder.mkdir(parents=True, exist_ok=True)
     run = collect(run_dir)
@@ -42,8 +44,6 @@ def write_report(run_dir: Path) -> list[Path]:
         _comparison(doc, run, others, folder)
     doc.add(Text(f"Run folder: {run_dir}. Reproduce it with `fairspec run {run_dir / 'record' / 'spec.yaml'}"
                  f" --replay {run_dir / 'record' / 'calls.jsonl'}` (no API key needed)."))
-    from ..run.artifacts import atomic_write_text
-
     atomic_write_text(folder / "report.md", doc.markdown())
     atomic_write_text(folder / "report.html", doc.html())
     return [folder / "report.md", folder / "report.html"]

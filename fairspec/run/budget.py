@@ -10,7 +10,6 @@ stored, so the run stops below the limit, and a rerun with a higher limit resume
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 
 from ..errors import FairspecError
@@ -27,7 +26,8 @@ def call_usd(price: Mapping[str, float] | None, input_tokens: int, output_tokens
 
 
 class Budget:
-    """Live spend against ``limit_usd`` (None: no limit, spend is still tracked)."""
+    """Live spend against ``limit_usd`` (None: no limit, spend is still tracked). Used from
+    the stages' one event loop: checks and updates never interleave."""
 
     def __init__(self, limit_usd: float | None) -> None:
         self.limit_usd = limit_usd
@@ -35,30 +35,26 @@ class Budget:
         self.paid_now_usd = 0.0   # of which paid by this invocation
         self.reserved_usd = 0.0   # worst case of the calls on their way
         self._counted: set[str] = set()
-        self._lock = threading.Lock()
 
     def count_reused(self, key: str, usd: float) -> None:
         """A stored call the run uses (paid earlier): counted once per call key."""
-        with self._lock:
-            if key not in self._counted:
-                self._counted.add(key)
-                self.spent_usd += usd
+        if key not in self._counted:
+            self._counted.add(key)
+            self.spent_usd += usd
 
     def reserve(self, usd: float, what: str) -> None:
         """Hold ``usd`` for a call about to be sent, or raise BudgetReached."""
-        with self._lock:
-            if self.limit_usd is not None and self.spent_usd + self.reserved_usd + usd > self.limit_usd:
-                raise BudgetReached(
-                    f"budget reached: ${self.spent_usd:.4f} of ${self.limit_usd:.2f} spent; the next "
-                    f"call ({what}, up to ${usd:.4f}) could pass it. Every completed call is "
-                    "saved: rerun with a higher budget.max_usd or --max-cost to go on")
-            self.reserved_usd += usd
+        if self.limit_usd is not None and self.spent_usd + self.reserved_usd + usd > self.limit_usd:
+            raise BudgetReached(
+                f"budget reached: ${self.spent_usd:.4f} of ${self.limit_usd:.2f} spent; the next "
+                f"call ({what}, up to ${usd:.4f}) could pass it. Every completed call is "
+                "saved: rerun with a higher budget.max_usd or --max-cost to go on")
+        self.reserved_usd += usd
 
     def settle(self, key: str, reserved_usd: float, usd: float) -> None:
         """The call reserved with ``reserved_usd`` completed (or failed) costing ``usd``."""
-        with self._lock:
-            self.reserved_usd = max(0.0, self.reserved_usd - reserved_usd)
-            if key not in self._counted:
-                self._counted.add(key)
-                self.spent_usd += usd
-                self.paid_now_usd += usd
+        self.reserved_usd = max(0.0, self.reserved_usd - reserved_usd)
+        if key not in self._counted:
+            self._counted.add(key)
+            self.spent_usd += usd
+            self.paid_now_usd += usd

@@ -108,7 +108,9 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
                 report.outcomes.append(outcome)
                 if on_stage:
                     on_stage(outcome)
-            write_record(specs[run.name], run, plan, loaded.base_dir, store)
+            changed = any(o.run == run.name and o.status != "skipped" for o in report.outcomes)
+            if changed or not (Path(run.run_dir) / "record" / "spec.yaml").exists():
+                write_record(specs[run.name], run, plan, loaded.base_dir, store)
     main = plan.runs[0]
     if len(plan.runs) > 1 and report.count("ran") + report.count("copied") \
             and is_done(Path(main.run_dir) / "report", main.stage("report").fingerprint):

@@ -139,7 +139,7 @@ class TeacherCaller:
         future: asyncio.Future[CallRecord] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            record = await self._answer(messages, sample_index)
+            record = await self._answer(key, messages, sample_index)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: the waiters, if any, re-raise it
@@ -152,7 +152,8 @@ class TeacherCaller:
             if self.on_answer is not None:
                 self.on_answer(self)
 
-    async def _answer(self, messages: Sequence[Mapping[str, Any]], sample_index: int) -> CallRecord:
+    async def _answer(self, key: str, messages: Sequence[Mapping[str, Any]],
+                      sample_index: int) -> CallRecord:
         if self.replay is not None or self.any_provider_replay is not None:
             if self.any_provider_replay is not None:
                 found = self.any_provider_replay.answer(self.model, messages, self.settings,
@@ -170,7 +171,6 @@ class TeacherCaller:
         if self.provider is None:
             raise RuntimeError(f"teacher {self.name} has neither a provider nor a replay file")
         request = ChatRequest(messages=[dict(m) for m in messages], settings=self.settings)
-        key = self._key(messages, sample_index)
         reply_tokens = request.settings.max_tokens
         worst = call_usd(self.price, request.estimated_tokens() - reply_tokens, reply_tokens)
         if self.budget is not None:

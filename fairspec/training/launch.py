@@ -25,26 +25,22 @@ def last_checkpoint(folder: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
-class _StepReporter:
-    """A TrainerCallback (duck-typed) that reports each optimizer step to ``on_step``."""
+def step_reporter(on_step: Callable[[int], Callable[[int, int], None] | None]) -> Any:
+    """A TrainerCallback that reports each optimizer step to what ``on_step(total)`` returns."""
+    from transformers import TrainerCallback
 
-    def __init__(self, on_step: Callable[[int], Callable[[int, int], None] | None]) -> None:
-        self.on_step = on_step
-        self.update: Callable[[int, int], None] | None = None
+    class StepReporter(TrainerCallback):
+        update: Callable[[int, int], None] | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("on_"):  # every other TrainerCallback event: nothing to do
-            return lambda *args, **kwargs: None
-        raise AttributeError(name)
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.update = on_step(state.max_steps)
+            self.on_step_end(args, state, control)
 
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.update = self.on_step(state.max_steps)
-        if self.update is not None:
-            self.update(state.global_step, state.max_steps)
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.update is not None:
+                self.update(state.global_step, state.max_steps)
 
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.update is not None:
-            self.update(state.global_step, state.max_steps)
+    return StepReporter()
 
 
 def encode_dataset(dataset: Any, tokenizer: Any, *, max_seq_length: int, chat_template: bool) -> Any:
@@ -121,7 +117,7 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[[int, int], No
         alpha=args["alpha"], sample_groups=dataset["sample"],
     )
     if on_step is not None:
-        trainer.add_callback(_StepReporter(on_step))
+        trainer.add_callback(step_reporter(on_step))
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out / "checkpoints"))
     final = trainer.model.merge_and_unload() if args.get("lora") else trainer.model
     if trainer.is_world_process_zero():

@@ -4,9 +4,8 @@
 (with no attention mask and no KV cache: ``use_cache=False``) as separate sequences, which
 transformers' own mask builder does for its sdpa, eager and flash attention. A model
 with its own attention code may ignore them and let packed examples see each other,
-which would train silently wrong. So one
-forward pass compares an example's logits alone and packed behind another; packing is
-used only when they agree.
+which would train silently wrong. So one forward pass compares an example's logits alone
+and packed behind another; packing is used only when they agree.
 """
 
 from __future__ import annotations
