@@ -19,14 +19,18 @@ from rich.text import Text
 
 
 class _RateColumn(ProgressColumn):
-    """Units per second (rows/s, steps/s), once rich has measured a speed."""
+    """Units per second (rows/s, steps/s) since the task began: rows arrive a batch at a time,
+    so rich's own speed, taken over the last few updates, would read a batch's burst."""
 
     def __init__(self, unit: str) -> None:
         super().__init__()
         self.unit = unit
 
     def render(self, task) -> Text:  # noqa: ANN001 — rich's Task
-        return Text("" if task.speed is None else f"{task.speed:.2f} {self.unit}/s")
+        elapsed = task.elapsed
+        if not elapsed or not task.completed:
+            return Text("")
+        return Text(f"{task.completed / elapsed:.2f} {self.unit}/s")
 
 
 class RichStageProgress:
