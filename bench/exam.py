@@ -43,7 +43,7 @@ def load_prompts(data: Path, count: int) -> list[str]:
 def worker(args: argparse.Namespace) -> None:
     """Load one engine, generate greedily, and write timings and texts as JSON."""
     from fairspec.engines.base import Sampling
-    from fairspec.models import resolve_model
+    from fairspec.weights import resolve_model
 
     prompts = load_prompts(args.data, args.prompts)
     path = resolve_model(args.model)

@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from fairspec.plan import Environment, compile_plan  # noqa: E402
-from fairspec.run.artifacts import write_jsonl  # noqa: E402
-from fairspec.spec import load_spec_text  # noqa: E402
+from fairspec.artifacts import write_jsonl  # noqa: E402
+from fairspec.dsl import load_spec_text  # noqa: E402
 from fairspec.stages.review import run_review  # noqa: E402
 from fairspec.stages.teach import run_teach  # noqa: E402
 from fairspec.store import CallStore  # noqa: E402

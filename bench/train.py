@@ -215,7 +215,7 @@ def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
 
-    from fairspec.models import resolve_model
+    from fairspec.weights import resolve_model
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(args.tokenizer or args.model))

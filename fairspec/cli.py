@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from . import __version__
-from .errors import FairspecError, SpecError
-from .resources import resource_root
+from fairspec import __version__
+from fairspec.errors import FairspecError, SpecError
+from fairspec.resources import resource_root
 
 EXIT_USER_ERROR = 2
 EXIT_BUDGET = 3
@@ -46,7 +46,7 @@ def cli() -> None:
               help="Also fail when a teacher's api_key_env variable is not set here.")
 def validate(specs: tuple[Path, ...], check_env: bool) -> None:
     """Check SPECS and report every problem as FILE:LINE:COL: field: message."""
-    from .spec import load_spec
+    from fairspec.dsl import load_spec
 
     problems: list = []
     for path in specs:
@@ -68,7 +68,7 @@ def validate(specs: tuple[Path, ...], check_env: bool) -> None:
 
 
 def _missing_env(loaded) -> list:
-    from .errors import Problem
+    from fairspec.errors import Problem
 
     found = []
     for i, teacher in enumerate(loaded.spec.teachers):
@@ -91,10 +91,10 @@ def _missing_env(loaded) -> list:
 def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
          variant: str | None) -> None:
     """Show what `fairspec run SPEC` will do: stages, fingerprints, hardware, calls and cost."""
-    from .plan import compile_plan, detect_environment
-    from .plan.estimate import estimate_run, unique_calls_per_mistake
-    from .plan.render import plan_json, print_plan
-    from .spec import load_spec
+    from fairspec.dsl import load_spec
+    from fairspec.plan import compile_plan, detect_environment
+    from fairspec.plan.estimate import estimate_run, unique_calls_per_mistake
+    from fairspec.plan.render import plan_json, print_plan
 
     try:
         loaded = load_spec(spec)
@@ -142,10 +142,10 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
         debug: bool) -> None:
     """Run SPEC: exam, teach, review, build, train, evaluate, report; resumable, never paying twice."""
 
-    from .plan import compile_plan, detect_environment
-    from .run.budget import Budget, BudgetReached
-    from .run.executor import execute, saved_summary, select_stages
-    from .spec import load_spec
+    from fairspec.dsl import load_spec
+    from fairspec.plan import compile_plan, detect_environment
+    from fairspec.run.executor import execute, saved_summary, select_stages
+    from fairspec.teachers.budget import Budget, BudgetReached
 
     scrubber = _setup_logging(verbose=verbose, debug=debug)
     plan_, chosen, budget = None, [], None
@@ -173,7 +173,7 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
                 _print_teacher_estimate(specs[outcome.run], loaded.base_dir,
                                         plan_.run(outcome.run), budget)
 
-        from .progress_view import RichStageProgress
+        from fairspec.progress_view import RichStageProgress
 
         outcomes = execute(loaded, plan_, runs=chosen, stages=stages, replay_file=replay, on_stage=show,
                          progress=RichStageProgress(_out, budget), budget=budget)
@@ -202,7 +202,7 @@ def _setup_logging(*, verbose: bool, debug: bool):
     the values of its key variables: ``filter.add``)."""
     import logging
 
-    from .secrets import RedactingFilter
+    from fairspec.secrets import RedactingFilter
 
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
@@ -217,7 +217,7 @@ def _setup_logging(*, verbose: bool, debug: bool):
 
 def _print_teacher_estimate(spec, base_dir: Path, run_plan, budget) -> None:
     """Before teacher stages start: the plan's call and cost estimate on the measured mistakes."""
-    from .plan.estimate import estimate_run
+    from fairspec.plan.estimate import estimate_run
 
     estimate = estimate_run(spec, base_dir, run_plan)
     if estimate.mistakes is None:
@@ -235,7 +235,7 @@ def _print_teacher_estimate(spec, base_dir: Path, run_plan, budget) -> None:
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 def report(run_dir: Path) -> None:
     """Write RUN_DIR/report/report.md and report.html (tables and plots) from a run folder."""
-    from .report import write_report
+    from fairspec.report import write_report
 
     try:
         written = write_report(run_dir)
@@ -248,7 +248,7 @@ def report(run_dir: Path) -> None:
 @cli.command()
 def schema() -> None:
     """Print the spec's JSON Schema (for editor completion through yaml-language-server)."""
-    from .spec.schema import Spec
+    from fairspec.dsl.schema import Spec
 
     document = Spec.model_json_schema()
     document = {"$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -263,7 +263,7 @@ def schema() -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(task: str, output: Path | None, force: bool) -> None:
     """Write a starter spec reproducing the paper's setup for TASK."""
-    from .spec import load_spec
+    from fairspec.dsl import load_spec
 
     target = output or Path(f"{task}.yaml")
     if target.exists() and not force:

@@ -17,7 +17,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import FairspecError
+from fairspec.errors import FairspecError
 
 #: role -> variables added to the task's fields (except ``answer``).
 ROLE_EXTRA_VARIABLES: dict[str, tuple[str, ...]] = {

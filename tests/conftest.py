@@ -37,7 +37,7 @@ def repo_root() -> Path:
 def tiny_model() -> str:
     """The folder of the real SmolLM2-135M-Instruct (builtin:); skip when it cannot be had."""
     pytest.importorskip("transformers")
-    from fairspec.models import ModelNotAvailable, resolve_model
+    from fairspec.weights import ModelNotAvailable, resolve_model
 
     try:
         return resolve_model("builtin:smollm2-135m-instruct")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Completion, Engine, Sampling, chat_prompt
+from fairspec.engines.base import Completion, Engine, Sampling, chat_prompt
 
 __all__ = ["Completion", "Engine", "Sampling", "chat_prompt", "make_engine"]
 
@@ -11,12 +11,12 @@ def make_engine(name: str, model_path: str, *, dtype: str, device: str, batch_si
                 use_chat_template: bool, vllm_settings: dict | None = None) -> Engine:
     """The engine a plan chose for the exam or the evaluation."""
     if name == "hf":
-        from .hf import HfEngine
+        from fairspec.engines.hf import HfEngine
 
         return HfEngine(model_path, dtype=dtype, device=device, batch_size=batch_size,
                         use_chat_template=use_chat_template)
     if name == "vllm":
-        from .vllm import VllmEngine
+        from fairspec.engines.vllm import VllmEngine
 
         settings = dict(vllm_settings or {})
         return VllmEngine(model_path, dtype=settings.pop("dtype", "float32"),

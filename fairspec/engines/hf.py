@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 
-from .base import Completion, Sampling, chat_prompt
+from fairspec.engines.base import Completion, Sampling, chat_prompt
 
 log = logging.getLogger(__name__)
 

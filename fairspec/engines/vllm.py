@@ -19,7 +19,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .base import Completion, Sampling, chat_prompt
+from fairspec.engines.base import Completion, Sampling, chat_prompt
 
 log = logging.getLogger(__name__)
 

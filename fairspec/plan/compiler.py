@@ -12,15 +12,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..resources import resolve_path
-from ..spec.loader import LoadedSpec, template_ref
-from ..spec.rules import DATA_SUFFIXES, default_extractor
-from ..spec.schema import Spec, Teacher
-from ..templates import ROLES
-from .environment import Environment
-from .fingerprint import fingerprint, sha256_file, sha256_text
-from .hardware import (
+from fairspec import __version__
+from fairspec.dsl.loader import LoadedSpec, template_ref
+from fairspec.dsl.rules import DATA_SUFFIXES, default_extractor
+from fairspec.dsl.schema import Spec, Teacher
+from fairspec.hashing import fingerprint, sha256_file, sha256_text
+from fairspec.plan.environment import Environment
+from fairspec.plan.graph import Plan, RunPlan, Stage
+from fairspec.plan.hardware import (
     accelerate_config,
     format_command,
     resolve_device,
@@ -30,7 +29,8 @@ from .hardware import (
     training_world_size,
     vllm_settings,
 )
-from .model import Plan, RunPlan, Stage
+from fairspec.resources import resolve_path
+from fairspec.templates import ROLES
 
 CALL_STORE_NAME = "calls.sqlite"
 

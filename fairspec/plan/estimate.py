@@ -17,14 +17,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..resources import resolve_path
-from ..spec.loader import template_ref
-from ..spec.rules import DATA_SUFFIXES
-from ..spec.schema import Spec
-from ..templates import render
-from .compiler import teacher_generation
-from .fingerprint import canonical_json, sha256_text
-from .model import Plan, RunPlan
+from fairspec.dsl.loader import template_ref
+from fairspec.dsl.rules import DATA_SUFFIXES
+from fairspec.dsl.schema import Spec
+from fairspec.hashing import canonical_json, sha256_text
+from fairspec.plan.compiler import teacher_generation
+from fairspec.plan.graph import Plan, RunPlan
+from fairspec.resources import resolve_path
+from fairspec.templates import render
 
 CHARS_PER_TOKEN = 4.0
 #: Rows of the hub datasets the paper used (paper Table 6), for a plan made before any download.

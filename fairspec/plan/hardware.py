@@ -5,8 +5,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from ..spec.schema import Hardware, Spec
-from .environment import Environment
+from fairspec.dsl.schema import Hardware, Spec
+from fairspec.plan.environment import Environment
 
 _DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 

@@ -7,9 +7,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..spec.schema import Spec
-from .estimate import CallEstimate
-from .model import Plan, RunPlan
+from fairspec.dsl.schema import Spec
+from fairspec.plan.estimate import CallEstimate
+from fairspec.plan.graph import Plan, RunPlan
 
 JSON_SCHEMA_VERSION = 1
 

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from .base import ChatProvider, ChatRequest, ChatResult, GenerationSettings, result_status
+from fairspec.providers.base import ChatProvider, ChatRequest, ChatResult, GenerationSettings, result_status
 
 _MODELS: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 _MODELS_LOCK = threading.Lock()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..run.artifacts import read_jsonl
+from fairspec.artifacts import read_jsonl
 
 RUN_INFO = "run.json"  # written by the executor: name, spec, variant, overrides, description
 

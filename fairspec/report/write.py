@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import FairspecError
-from ..run.artifacts import atomic_write_text
-from .collect import RunSummary, collect, siblings
-from .document import Document, Heading, Image, Table, Text
-from .plots import accuracy_curve, loss_curve, score_heatmap, score_histogram
+from fairspec.artifacts import atomic_write_text
+from fairspec.errors import FairspecError
+from fairspec.report.collect import RunSummary, collect, siblings
+from fairspec.report.document import Document, Heading, Image, Table, Text
+from fairspec.report.plots import accuracy_curve, loss_curve, score_heatmap, score_histogram
 
 
 def _pct(value: float | None) -> str | None:

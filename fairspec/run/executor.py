@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..plan.model import STAGE_NAMES, Plan, RunPlan
-from ..spec.loader import LoadedSpec
-from ..spec.schema import Spec
-from .artifacts import is_done
-from .budget import Budget
-from .record import write_record, write_run_info
+from fairspec.artifacts import is_done
+from fairspec.dsl.loader import LoadedSpec
+from fairspec.dsl.schema import Spec
+from fairspec.plan.graph import STAGE_NAMES, Plan, RunPlan
+from fairspec.run.record import write_record, write_run_info
+from fairspec.teachers.budget import Budget
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,8 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
     ``budget`` (default: the spec's ``budget.max_usd``) is shared by every run, so
     variants count against the same limit.
     """
-    from ..report import write_report
-    from ..store import CallStore, load_replay
+    from fairspec.report import write_report
+    from fairspec.store import CallStore, load_replay
 
     specs = _specs_by_run(loaded, plan)
     if budget is None:
@@ -121,38 +121,38 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
 def _run_stage(name: str, spec: Spec, base_dir: Path, run: RunPlan, folder: Path, store: Any,
                replay: Any, output_dir: Path, progress: Any, budget: Budget) -> dict[str, Any]:
     if name == "exam":
-        from ..stages.exam import run_exam
+        from fairspec.stages.exam import run_exam
 
         return run_exam(spec, base_dir, run.stage("exam"), folder, progress=progress)
     if name == "teach":
-        from ..stages.teach import run_teach
+        from fairspec.stages.teach import run_teach
 
         return run_teach(run, base_dir, folder, store, replay=replay, progress=progress, budget=budget)
     if name == "review":
-        from ..stages.review import run_review
+        from fairspec.stages.review import run_review
 
         return run_review(run, base_dir, folder, store, replay=replay, progress=progress,
                           budget=budget)
     if name == "build":
-        from ..stages.build import run_build
+        from fairspec.stages.build import run_build
 
         return run_build(run, base_dir, folder, seed=spec.seed)
     if name == "train":
-        from ..stages.train import run_train
+        from fairspec.stages.train import run_train
 
         return run_train(run, base_dir, folder, progress=progress)
     if name == "evaluate":
-        from ..stages.evaluate import run_evaluate
+        from fairspec.stages.evaluate import run_evaluate
 
         return run_evaluate(spec, run, base_dir, folder, output_dir, progress=progress)
-    from ..stages.report import run_report
+    from fairspec.stages.report import run_report
 
     return run_report(run, folder)
 
 
 def saved_summary(plan: Plan, runs: list[RunPlan]) -> str:
     """One line: which stages are complete and how many teacher calls the store holds."""
-    from ..store import CallStore
+    from fairspec.store import CallStore
 
     done = [f"{run.name}: {sum(is_done(Path(run.run_dir) / s.name, s.fingerprint) for s in run.stages)}"
             f"/{len(run.stages)} stages complete" for run in runs]

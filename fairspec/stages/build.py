@@ -16,10 +16,16 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..plan.model import RunPlan
-from ..run.artifacts import atomic_write_json, prepare_stage_folder, read_jsonl, write_jsonl, write_manifest
-from ..templates import render
-from .teach import load_templates
+from fairspec.artifacts import (
+    atomic_write_json,
+    prepare_stage_folder,
+    read_jsonl,
+    write_jsonl,
+    write_manifest,
+)
+from fairspec.plan.graph import RunPlan
+from fairspec.stages.teach import load_templates
+from fairspec.templates import render
 
 PREVIEW_ROWS = 50
 

@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..plan.model import RunPlan
-from ..resources import resolve_path
-from ..run.artifacts import atomic_write_json, prepare_stage_folder, write_jsonl, write_manifest
-from ..spec.schema import Spec
-from ..tasks.data import load_rows
-from .answering import Scoring, accuracy_stats, answer_split
-from .exam import engine_factory, sampling_from
-from .progress import CountProgress, counter
+from fairspec.answering import Scoring, accuracy_stats, answer_split
+from fairspec.artifacts import atomic_write_json, prepare_stage_folder, write_jsonl, write_manifest
+from fairspec.dsl.schema import Spec
+from fairspec.plan.graph import RunPlan
+from fairspec.progress import CountProgress, counter
+from fairspec.resources import resolve_path
+from fairspec.stages.exam import engine_factory, sampling_from
+from fairspec.tasks.data import load_rows
 
 
 def run_evaluate(spec: Spec, run: RunPlan, base_dir: Path, folder: Path, output_dir: Path,

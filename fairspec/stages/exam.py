@@ -6,15 +6,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..engines import Sampling, make_engine
-from ..models import resolve_model
-from ..plan.model import Stage
-from ..resources import resolve_path
-from ..run.artifacts import atomic_write_json, prepare_stage_folder, write_jsonl, write_manifest
-from ..spec.schema import Spec
-from ..tasks.data import load_rows
-from .answering import Scoring, accuracy_stats, answer_split
-from .progress import CountProgress, counter
+from fairspec.answering import Scoring, accuracy_stats, answer_split
+from fairspec.artifacts import atomic_write_json, prepare_stage_folder, write_jsonl, write_manifest
+from fairspec.dsl.schema import Spec
+from fairspec.engines import Sampling, make_engine
+from fairspec.plan.graph import Stage
+from fairspec.progress import CountProgress, counter
+from fairspec.resources import resolve_path
+from fairspec.tasks.data import load_rows
+from fairspec.weights import resolve_model
 
 
 def sampling_from(settings: dict[str, Any], seed: int) -> Sampling:

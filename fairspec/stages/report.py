@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..plan.model import RunPlan
-from ..report import write_report
-from ..run.artifacts import write_manifest
+from fairspec.artifacts import write_manifest
+from fairspec.plan.graph import RunPlan
+from fairspec.report import write_report
 
 
 def run_report(run: RunPlan, folder: Path) -> dict[str, Any]:

@@ -13,23 +13,23 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..plan.model import RunPlan
-from ..review import ReviewPolicy, parse_score
-from ..run.artifacts import (
+from fairspec.artifacts import (
     atomic_write_json,
     prepare_stage_folder,
     read_jsonl,
     write_jsonl,
     write_manifest,
 )
-from ..run.budget import Budget
-from ..store import CallStore
-from ..store.replay import Replay
-from ..templates import render
-from .committee import close_committee, make_committee
-from .pool import run_per_teacher, stop_for_budget
-from .progress import TeacherProgress, attach
-from .teach import TeacherStopped, load_templates, user_messages
+from fairspec.plan.graph import RunPlan
+from fairspec.progress import TeacherProgress, attach
+from fairspec.review import ReviewPolicy, parse_score
+from fairspec.stages.teach import TeacherStopped, load_templates, user_messages
+from fairspec.store import CallStore
+from fairspec.store.replay import Replay
+from fairspec.teachers.budget import Budget
+from fairspec.teachers.committee import close_committee, make_committee
+from fairspec.teachers.pool import run_per_teacher, stop_for_budget
+from fairspec.templates import render
 
 
 def policy_from(settings: dict[str, Any]) -> ReviewPolicy:

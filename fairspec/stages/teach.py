@@ -7,23 +7,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import FairspecError
-from ..plan.model import RunPlan
-from ..resources import resolve_path
-from ..run.artifacts import (
+from fairspec.artifacts import (
     atomic_write_json,
     prepare_stage_folder,
     read_jsonl,
     write_jsonl,
     write_manifest,
 )
-from ..run.budget import Budget
-from ..store import CallStore
-from ..store.replay import Replay
-from ..templates import render
-from .committee import close_committee, make_committee
-from .pool import run_per_teacher, stop_for_budget
-from .progress import TeacherProgress, attach
+from fairspec.errors import FairspecError
+from fairspec.plan.graph import RunPlan
+from fairspec.progress import TeacherProgress, attach
+from fairspec.resources import resolve_path
+from fairspec.store import CallStore
+from fairspec.store.replay import Replay
+from fairspec.teachers.budget import Budget
+from fairspec.teachers.committee import close_committee, make_committee
+from fairspec.teachers.pool import run_per_teacher, stop_for_budget
+from fairspec.templates import render
 
 ROLES = ("rationale", "feedback")
 OUTPUTS = {"rationale": "rationales.jsonl", "feedback": "feedback.jsonl"}

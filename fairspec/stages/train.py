@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import FairspecError
-from ..models import resolve_model
-from ..plan.model import RunPlan
-from ..run.artifacts import atomic_write_json, atomic_write_text, prepare_stage_folder, write_manifest
-from .progress import CountProgress, counter
+from fairspec.artifacts import atomic_write_json, atomic_write_text, prepare_stage_folder, write_manifest
+from fairspec.errors import FairspecError
+from fairspec.plan.graph import RunPlan
+from fairspec.progress import CountProgress, counter
+from fairspec.weights import resolve_model
 
 TRAIN_KEYS = ("alpha", "epochs", "batch_size", "learning_rate", "warmup_ratio", "max_seq_length",
               "optimizer", "gradient_accumulation_steps", "max_grad_norm", "weight_decay", "lora",
@@ -53,7 +53,7 @@ def run_train(run: RunPlan, base_dir: Path, folder: Path,
         return stats
     config = stage.settings.get("accelerate_config")
     if config is None:
-        from ..training.launch import train
+        from fairspec.training.launch import train
 
         stats = train(args, on_step=lambda total: counter(progress, "train", total, "steps"))
     else:

@@ -5,6 +5,7 @@ records in ``<output_dir>/calls.sqlite`` and exports the replay file that
 ``load_replay`` answers from.
 """
 
+from fairspec.store.call_record import COMPLETED, STATUSES, CallRecord
 from fairspec.store.calls import (
     CALLS_FILENAME,
     CallStats,
@@ -13,7 +14,6 @@ from fairspec.store.calls import (
     read_jsonl,
 )
 from fairspec.store.keys import NOT_SETTINGS, call_key, canonical_json, normalise_base_url
-from fairspec.store.record import COMPLETED, STATUSES, CallRecord
 from fairspec.store.replay import Replay, ReplayMissError, load_replay
 
 __all__ = [

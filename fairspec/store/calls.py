@@ -41,8 +41,8 @@ from types import TracebackType
 from typing import Any
 
 from fairspec.secrets import redact
+from fairspec.store.call_record import COMPLETED, CallRecord
 from fairspec.store.keys import canonical_json
-from fairspec.store.record import COMPLETED, CallRecord
 
 logger = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ write a secret into the store.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fairspec.hashing import canonical_json
 from fairspec.secrets import find_key_like
 
 #: Setting names that cannot change a teacher's output (credentials, transport) or
@@ -96,12 +96,6 @@ def normalise_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, str) and find_key_like(value):
             raise ValueError(f"settings[{name!r}] looks like a secret ({find_key_like(value)})")
     return _normalise_value(settings, "settings")
-
-
-def canonical_json(data: Any) -> str:
-    """Sorted keys, no whitespace, unicode kept: the one text a key is hashed from."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
 
 
 def key_payload(

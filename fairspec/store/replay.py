@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from fairspec.errors import FairspecError
+from fairspec.store.call_record import CallRecord
 from fairspec.store.calls import read_jsonl
 from fairspec.store.keys import call_key, normalise_base_url
-from fairspec.store.record import CallRecord
 
 
 class ReplayMissError(FairspecError, KeyError):

@@ -18,7 +18,7 @@ Sources:
   column of mixed types, fails on some mixes with an arrow error that names no row,
   and knows no line numbers. CSV (every cell read as text, an empty cell as null) and
   parquet go through ``datasets`` with a throwaway cache folder. The fingerprint is
-  the sha256 of the file's bytes (:func:`fairspec.plan.fingerprint.sha256_file`), so
+  the sha256 of the file's bytes (:func:`fairspec.hashing.sha256_file`), so
   a plan and a run agree on it.
 - ``hf:`` a hub id loaded with ``datasets.load_dataset(hf, config, revision=..., split=...)``
   into the user's normal ``datasets`` cache; the fingerprint covers the id, config,
@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fairspec.dsl.rules import DATA_SUFFIXES
+from fairspec.dsl.schema import Dataset
 from fairspec.errors import FairspecError
 from fairspec.resources import resolve_path
-from fairspec.spec.rules import DATA_SUFFIXES
-from fairspec.spec.schema import Dataset
 from fairspec.tasks.extract import ANSWER_KINDS, Answer
 from fairspec.tasks.gold import parse_gold
 
@@ -207,7 +207,7 @@ def split_file(path: Path, split: str) -> Path:
 
 
 def _read_local(path: Path, split: str, limit: int | None) -> _RawSplit:
-    from fairspec.plan.fingerprint import sha256_file  # fairspec.plan imports the stages
+    from fairspec.hashing import sha256_file  # fairspec.plan imports the stages
 
     file = split_file(path, split)
     suffix = file.suffix.lower()
@@ -334,7 +334,7 @@ def _read_hub(
 ) -> _RawSplit:
     import datasets
 
-    from fairspec.plan.fingerprint import canonical_json, sha256_text
+    from fairspec.hashing import canonical_json, sha256_text
 
     what = hf + (f" (config {config})" if config else "") + (f" @ {revision}" if revision else "")
     try:

@@ -3,8 +3,14 @@
 Importing this package loads neither torch nor transformers; its functions do, when called.
 """
 
-from .loss import IGNORE_INDEX, JointLoss, count_completion_tokens, joint_loss, joint_loss_parts
-from .tokenize import KINDS, CompletionCollator, encode_example
+from fairspec.training.loss import (
+    IGNORE_INDEX,
+    JointLoss,
+    count_completion_tokens,
+    joint_loss,
+    joint_loss_parts,
+)
+from fairspec.training.tokenize import KINDS, CompletionCollator, encode_example
 
 __all__ = [
     "IGNORE_INDEX",

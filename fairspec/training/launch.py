@@ -45,7 +45,7 @@ def step_reporter(on_step: Callable[[int], Callable[[int, int], None] | None]) -
 
 def encode_dataset(dataset: Any, tokenizer: Any, *, max_seq_length: int, chat_template: bool) -> Any:
     """Tokenised examples (completion-only labels) with ``kind`` and ``sample`` kept."""
-    from .tokenize import encode_example
+    from fairspec.training.tokenize import encode_example
 
     def encode(example: dict[str, Any]) -> dict[str, Any]:
         return encode_example(tokenizer, example["prompt"], example["completion"],
@@ -65,9 +65,9 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[[int, int], No
     from datasets import load_from_disk
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
-    from .packing import packing_is_exact, wants_block_mask
-    from .tokenize import CompletionCollator
-    from .trainer import JointTrainer
+    from fairspec.training.packing import packing_is_exact, wants_block_mask
+    from fairspec.training.tokenize import CompletionCollator
+    from fairspec.training.trainer import JointTrainer
 
     started = time.time()
     out = Path(args["output_dir"])

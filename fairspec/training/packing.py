@@ -23,7 +23,7 @@ def packing_is_exact(model: Any, vocab_size: int, *, block_mask: bool = False, l
     given as the model will get them in training: positions, and the block mask if asked)."""
     import torch
 
-    from .tokenize import additive_mask, block_causal_mask
+    from fairspec.training.tokenize import additive_mask, block_causal_mask
 
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(0)

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .loss import IGNORE_INDEX
+from fairspec.training.loss import IGNORE_INDEX
 
 if TYPE_CHECKING:
     import torch

@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import Sampler
 from transformers import Trainer
 
-from .loss import count_completion_tokens, joint_loss_parts
-from .tokenize import additive_mask
+from fairspec.training.loss import count_completion_tokens, joint_loss_parts
+from fairspec.training.tokenize import additive_mask
 
 
 class SampleGroupSampler(Sampler[int]):

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from fairspec.run.artifacts import write_jsonl
+from fairspec.artifacts import write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 

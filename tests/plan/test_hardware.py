@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fairspec.plan import Environment, compile_plan
-from fairspec.spec import load_spec_text
+from fairspec.dsl import load_spec_text
 
 REPO = Path(__file__).resolve().parents[2]
 GPU = Environment(cuda_devices=8, vllm=True)

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fairspec.run.artifacts import read_jsonl, write_jsonl
+from fairspec.artifacts import read_jsonl, write_jsonl
 
 HUGE = 300_000
 CASES = ("CASE-OK", "CASE-EMPTY", "CASE-HUGE", "CASE-BYTES", "CASE-CONTROL")

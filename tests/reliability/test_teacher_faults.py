@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 
 from fairspec.plan import Environment, compile_plan
-from fairspec.plan.model import RunPlan
-from fairspec.run.artifacts import is_done, read_jsonl, write_jsonl
-from fairspec.spec import load_spec_text
+from fairspec.plan.graph import RunPlan
+from fairspec.artifacts import is_done, read_jsonl, write_jsonl
+from fairspec.dsl import load_spec_text
 from fairspec.stages.review import run_review
 from fairspec.stages.teach import TeacherStopped, run_teach
 from fairspec.store import CallStore

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from fairspec.plan import Environment, compile_plan
-from fairspec.run.artifacts import is_done, write_jsonl
-from fairspec.run.budget import Budget, BudgetReached
-from fairspec.spec import load_spec_text
+from fairspec.artifacts import is_done, write_jsonl
+from fairspec.teachers.budget import Budget, BudgetReached
+from fairspec.dsl import load_spec_text
 from fairspec.stages.teach import run_teach
 from fairspec.store import CallStore
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from fairspec.plan import Environment, compile_plan
-from fairspec.run.artifacts import is_done, read_jsonl, write_jsonl
-from fairspec.spec import load_spec_text
+from fairspec.artifacts import is_done, read_jsonl, write_jsonl
+from fairspec.dsl import load_spec_text
 from fairspec.stages.build import run_build
 from fairspec.stages.review import run_review
 from fairspec.stages.teach import run_teach

@@ -1,4 +1,4 @@
-"""Tests for fairspec.store.record: CallRecord checks its fields and holds no secret."""
+"""Tests for fairspec.store.call_record: CallRecord checks its fields and holds no secret."""
 
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fairspec.plan.fingerprint import sha256_file
+from fairspec.hashing import sha256_file
 from fairspec.resources import resource_root
-from fairspec.spec.schema import Dataset
+from fairspec.dsl.schema import Dataset
 from fairspec.tasks.data import MAX_LISTED_PROBLEMS, DataError, load_rows
 
 FIXTURES = Path(__file__).parent / "fixtures"

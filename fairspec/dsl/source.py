@@ -15,7 +15,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from ..errors import Problem
+from fairspec.errors import Problem
 
 FieldPath = tuple[str | int, ...]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from .calls import TeacherCaller
+from fairspec.teachers.caller import TeacherCaller
 
 
 class TeacherProgress(Protocol):

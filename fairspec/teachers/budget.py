@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..errors import FairspecError
+from fairspec.errors import FairspecError
 
 
 class BudgetReached(FairspecError):

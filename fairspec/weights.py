@@ -16,8 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import FairspecError
-from .resources import builtin_model_alias
+from fairspec.errors import FairspecError
+from fairspec.resources import builtin_model_alias
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fairspec.errors import SpecError
-from fairspec.spec import load_spec
+from fairspec.dsl import load_spec
 
 BASE = textwrap.dedent("""\
     fairspec: 1

@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .introspect import keys_at, type_at
-from .source import FieldPath
+from fairspec.dsl.introspect import keys_at, type_at
+from fairspec.dsl.source import FieldPath
 
 #: Keys that identify or organise the experiment itself; a variant cannot change them.
 FIXED_KEYS = ("fairspec", "name", "description", "variants", "sweep", "output_dir")

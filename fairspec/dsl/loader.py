@@ -17,15 +17,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import Problem, SpecError
-from ..resources import default_prompt, default_training_template, resolve_path
-from ..secrets import find_key_like, iter_strings, redact
-from ..templates import ROLES, check_template, role_variables
-from .introspect import clean_loc, keys_at, type_at
-from .rules import check_rules
-from .schema import Spec
-from .source import FieldPath, SpecSource, format_path, read_source, read_source_file
-from .variants import apply_overrides, key_path, sweep_points
+from fairspec.dsl.introspect import clean_loc, keys_at, type_at
+from fairspec.dsl.rules import check_rules
+from fairspec.dsl.schema import Spec
+from fairspec.dsl.source import FieldPath, SpecSource, format_path, read_source, read_source_file
+from fairspec.dsl.variants import apply_overrides, key_path, sweep_points
+from fairspec.errors import Problem, SpecError
+from fairspec.resources import default_prompt, default_training_template, resolve_path
+from fairspec.secrets import find_key_like, iter_strings, redact
+from fairspec.templates import ROLES, check_template, role_variables
 
 _PATTERN_HINTS = {
     "name": "lower-case letters, digits, '.', '_' and '-', starting with a letter or digit",

@@ -6,13 +6,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..models import resolve_model
-from ..providers import ChatProvider, provider_class
-from ..resources import resolve_path
-from ..run.budget import Budget
-from ..store import CallStore, load_replay
-from ..store.replay import Replay
-from .calls import AnyProviderReplay, TeacherCaller
+from fairspec.providers import ChatProvider, provider_class
+from fairspec.resources import resolve_path
+from fairspec.store import CallStore, load_replay
+from fairspec.store.replay import Replay
+from fairspec.teachers.budget import Budget
+from fairspec.teachers.caller import AnyProviderReplay, TeacherCaller
+from fairspec.weights import resolve_model
 
 
 def make_provider(teacher: Mapping[str, Any], base_dir: Path) -> ChatProvider:

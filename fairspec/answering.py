@@ -12,11 +12,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..engines.base import Engine, Sampling
-from ..run.artifacts import JsonlAppender, read_jsonl, write_jsonl
-from ..tasks import answers_match, extract_answer
-from ..tasks.data import Row
-from ..templates import render
+from fairspec.artifacts import JsonlAppender, read_jsonl, write_jsonl
+from fairspec.engines.base import Engine, Sampling
+from fairspec.tasks import answers_match, extract_answer
+from fairspec.tasks.data import Row
+from fairspec.templates import render
 
 log = logging.getLogger(__name__)
 

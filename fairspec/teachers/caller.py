@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..providers import ChatProvider, ChatRequest, RetryableExhausted
-from ..run.budget import Budget, call_usd
-from ..store import CallRecord, CallStore, call_key
-from ..store.replay import Replay, ReplayMissError
+from fairspec.providers import ChatProvider, ChatRequest, RetryableExhausted
+from fairspec.store import CallRecord, CallStore, call_key
+from fairspec.store.replay import Replay, ReplayMissError
+from fairspec.teachers.budget import Budget, call_usd
 
 log = logging.getLogger(__name__)
 

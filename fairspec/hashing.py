@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..secrets import find_key_like
+from fairspec import __version__
+from fairspec.secrets import find_key_like
 
 
 def canonical_json(value: Any) -> str:

@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..resources import BUILTIN_MODELS, builtin_model_alias, is_builtin, resolve_path
-from .schema import Spec
-from .source import FieldPath
+from fairspec.dsl.schema import Spec
+from fairspec.dsl.source import FieldPath
+from fairspec.resources import BUILTIN_MODELS, builtin_model_alias, is_builtin, resolve_path
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 #: Template variables fairspec itself provides; a task field may not take these names.

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from ..providers import FatalProviderError
-from ..run.budget import BudgetReached
+from fairspec.providers import FatalProviderError
+from fairspec.teachers.budget import BudgetReached
 
 T = TypeVar("T")
 

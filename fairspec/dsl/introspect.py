@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .schema import Spec
-from .source import FieldPath
+from fairspec.dsl.schema import Spec
+from fairspec.dsl.source import FieldPath
 
 _MISSING = object()
 #: pydantic names union members in error locations: 'list[str]', "literal['x']", 'int', ...

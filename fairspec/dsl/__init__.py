@@ -1,6 +1,6 @@
 """The spec language: schema, loader with positions, cross-field rules, variants."""
 
-from .loader import LoadedSpec, VariantSpec, load_spec, load_spec_text, template_ref
-from .schema import Spec
+from fairspec.dsl.loader import LoadedSpec, VariantSpec, load_spec, load_spec_text, template_ref
+from fairspec.dsl.schema import Spec
 
 __all__ = ["LoadedSpec", "Spec", "VariantSpec", "load_spec", "load_spec_text", "template_ref"]
