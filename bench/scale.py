@@ -31,11 +31,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fairspec.plan import Environment, compile_plan  # noqa: E402
 from fairspec.artifacts import write_jsonl  # noqa: E402
 from fairspec.dsl import load_spec_text  # noqa: E402
-from fairspec.stages.review import run_review  # noqa: E402
-from fairspec.stages.teach import run_teach  # noqa: E402
+from fairspec.plan import Environment, compile_plan  # noqa: E402
+from fairspec.run.executor import run_stage  # noqa: E402
 from fairspec.store import CallStore  # noqa: E402
 
 TEACHERS = ("alpha", "beta", "gamma")
@@ -119,7 +118,7 @@ def main() -> int:
                             (stage_dir / "manifest.json").unlink()
                         before = store.count()
                         started = time.perf_counter()
-                        stats = (run_teach if stage == "teach" else run_review)(run, folder, stage_dir, store)
+                        stats = run_stage(run, stage, base_dir=folder, store=store)
                         wall = time.perf_counter() - started
                         made = sum(t["made"] for t in stats["teachers"].values())
                         calls = sum(t["calls"] for t in stats["teachers"].values())

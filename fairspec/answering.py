@@ -7,16 +7,17 @@ work with different templates and sampling; both go through ``answer_split``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from fairspec.artifacts import JsonlAppender, read_jsonl, write_jsonl
-from fairspec.engines.base import Engine, Sampling
+from fairspec.engines import Engine, Sampling, make_engine
 from fairspec.tasks import answers_match, extract_answer
 from fairspec.tasks.data import Row
 from fairspec.templates import render
+from fairspec.weights import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,25 @@ class Scoring:
     @classmethod
     def from_settings(cls, answer: dict[str, Any]) -> Scoring:
         return cls(answer["extractor"], answer.get("pattern"), answer.get("tolerance", 1e-6))
+
+
+def sampling_from(settings: Mapping[str, Any], seed: int) -> Sampling:
+    """The engine's sampling from a compiled exam or evaluate stage's settings."""
+    s = settings["sampling"]
+    return Sampling(temperature=s["temperature"], top_p=s["top_p"], top_k=s["top_k"],
+                    max_new_tokens=s["max_new_tokens"], do_sample=s["do_sample"], seed=seed)
+
+
+def engine_factory(settings: Mapping[str, Any], model_ref: str, base_dir: Path, *,
+                   chat_template: bool) -> Callable[[], Engine]:
+    """Creates the stage's engine on first need (a resumed, finished split loads no model)."""
+    def create() -> Engine:
+        return make_engine(
+            settings["engine"], resolve_model(model_ref, base_dir), dtype=settings["dtype"],
+            device=settings["device"], batch_size=settings["batch_size"],
+            use_chat_template=chat_template, vllm_settings=settings.get("vllm"),
+        )
+    return create
 
 
 def score(row: Row, text: str, scoring: Scoring) -> tuple[Any, bool]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
-_OWNER = ".fingerprint"
+OWNER_FILE = ".fingerprint"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -97,7 +97,7 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 def prepare_stage_folder(folder: Path, fingerprint: str) -> bool:
     """Make ``folder`` belong to ``fingerprint``; True if earlier partial work is kept."""
-    owner = folder / _OWNER
+    owner = folder / OWNER_FILE
     if folder.exists() and (not owner.exists() or owner.read_text().strip() != fingerprint):
         shutil.rmtree(folder)
     if folder.exists():

@@ -6,16 +6,15 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.console import Console
 
 from fairspec import __version__
-from fairspec.errors import FairspecError, SpecError
+from fairspec.errors import EXIT_INTERRUPTED, FairspecError, SpecError
 from fairspec.resources import resource_root
 
-EXIT_USER_ERROR = 2
-EXIT_BUDGET = 3
 TASKS = ("gsm8k", "svamp", "strategyqa", "logiqa")
 STAGES = ("exam", "teach", "review", "build", "train", "evaluate", "report")
 
@@ -23,15 +22,11 @@ _out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _fail(error: FairspecError) -> None:
-    if isinstance(error, SpecError):
-        for problem in error.problems:
-            _err.print(problem.format(), markup=False)
-        count = len(error.problems)
-        _err.print(f"{count} problem{'s' if count != 1 else ''} found.", markup=False)
-    else:
-        _err.print(f"error: {error}", markup=False)
-    sys.exit(EXIT_USER_ERROR)
+def _fail(error: FairspecError, *also: str) -> NoReturn:
+    """The one error handler: the error's lines (and ``also``), then its exit status."""
+    for line in [*error.lines(), *also]:
+        _err.print(line, markup=False)
+    sys.exit(error.exit_status)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -101,8 +96,7 @@ def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
         full = compile_plan(loaded, detect_environment())
     except FairspecError as exc:
         _fail(exc)
-    specs = {full.runs[0].name: loaded.spec}
-    specs.update({r.name: loaded.variants[r.variant].spec for r in full.runs[1:]})
+    specs = {run.name: loaded.spec_for(run.variant) for run in full.runs}
     if variant is not None:
         if variant not in loaded.variants:
             _fail(FairspecError(f"no variant '{variant}' in {spec}; it has: "
@@ -143,9 +137,10 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
     """Run SPEC: exam, teach, review, build, train, evaluate, report; resumable, never paying twice."""
 
     from fairspec.dsl import load_spec
+    from fairspec.errors import BudgetReached
     from fairspec.plan import compile_plan, detect_environment
     from fairspec.run.executor import execute, saved_summary, select_stages
-    from fairspec.teachers.budget import Budget, BudgetReached
+    from fairspec.teachers.budget import Budget
 
     scrubber = _setup_logging(verbose=verbose, debug=debug)
     plan_, chosen, budget = None, [], None
@@ -163,8 +158,7 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
         stages = select_stages(only=only, until=until, start=start)
 
         budget = Budget(max_cost if max_cost is not None else loaded.spec.budget.max_usd)
-        specs = {plan_.runs[0].name: loaded.spec}
-        specs.update({r.name: loaded.variants[r.variant].spec for r in plan_.runs[1:]})
+        specs = {run.name: loaded.spec_for(run.variant) for run in plan_.runs}
 
         def show(outcome) -> None:
             verb = {"ran": "done", "skipped": "already done", "copied": "shared, copied"}[outcome.status]
@@ -180,13 +174,9 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
     except KeyboardInterrupt:
         saved = saved_summary(plan_, chosen) if plan_ is not None else "nothing was started"
         _err.print(f"interrupted: {saved}; run the same command again to resume.", markup=False)
-        sys.exit(130)
-    except BudgetReached as exc:
-        _err.print(str(exc), markup=False)
-        _err.print(saved_summary(plan_, chosen), markup=False)
-        sys.exit(EXIT_BUDGET)
+        sys.exit(EXIT_INTERRUPTED)
     except FairspecError as exc:
-        _fail(exc)
+        _fail(exc, *([saved_summary(plan_, chosen)] if isinstance(exc, BudgetReached) else []))
     spent = "" if not budget.spent_usd else (f" Teacher spend: ${budget.spent_usd:.4f} "
                                              f"(${budget.paid_now_usd:.4f} paid now).")
     _out.print(f"{outcomes.count('ran')} stage(s) run, {outcomes.count('skipped')} already done, "

@@ -1,16 +1,34 @@
-"""Every exception fairspec raises on purpose, in one place.
+"""Every exception fairspec raises on purpose, in one tree; each class carries its exit status.
 
-    FairspecError                 base of everything below
-    ├── SpecError                 the spec is wrong: carries every Problem found, with FILE:LINE:COL
-    └── PlanError                 a valid spec cannot be planned here (e.g. a missing run folder)
+    FairspecError (exit 2)           base of everything below
+    ├── SpecError                    the spec is wrong: every Problem found, with FILE:LINE:COL
+    ├── PlanError                    a valid spec cannot be planned here (or the graph is broken)
+    ├── DataError                    a dataset split cannot be read, lacks a column, has bad rows
+    ├── TemplateRenderError          a template failed while rendering
+    ├── ModelNotAvailable            a model reference cannot be loaded here (what to install)
+    ├── ProviderError                a teacher could not answer a call
+    │   ├── FatalProviderError       retrying cannot help (bad key, unknown model): stop the teacher
+    │   └── RetryableExhausted       every retry of a transient failure was used up
+    ├── ReplayMissError              a replay file holds no answer for a call (also a KeyError)
+    ├── StageError                   a stage could not finish; what it completed is kept
+    │   ├── TeacherStopped           a teacher stage stopped (fatal provider error, failed calls)
+    │   └── TrainingFailed           the training process failed; checkpoints kept for resume
+    ├── StageContractError           a stage read or wrote an artifact its plan does not declare
+    └── BudgetReached (exit 3)       the next teacher call could pass the spending limit
 
-The CLI maps SpecError to exit status 2 and prints one line per problem; it never
-shows a Python traceback for these.
+The CLI maps any of them to ``exit_status`` with one handler and prints the message (one
+line per problem for a SpecError); it never shows a Python traceback for these.
+Ctrl-C exits 130, outside this tree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
+
+EXIT_USER_ERROR = 2
+EXIT_BUDGET = 3
+EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -34,6 +52,12 @@ class Problem:
 class FairspecError(Exception):
     """Base of every error fairspec raises on purpose."""
 
+    exit_status: ClassVar[int] = EXIT_USER_ERROR
+
+    def lines(self) -> list[str]:
+        """What the CLI prints for this error, one line each."""
+        return [f"error: {self}"]
+
 
 class SpecError(FairspecError):
     """A spec has one or more problems; ``problems`` lists all of them, in file order."""
@@ -42,6 +66,109 @@ class SpecError(FairspecError):
         self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.col, p.path))
         super().__init__("\n".join(p.format() for p in self.problems))
 
+    def lines(self) -> list[str]:
+        count = len(self.problems)
+        return [p.format() for p in self.problems] + [
+            f"{count} problem{'s' if count != 1 else ''} found."]
+
 
 class PlanError(FairspecError):
     """A valid spec cannot be turned into a plan (or the plan cannot be shown) here."""
+
+
+class DataError(FairspecError):
+    """A split cannot be read, lacks a mapped column, or has bad rows.
+
+    ``problems`` holds one line per problem (all of them, even when the message lists
+    only the first few).
+    """
+
+    def __init__(self, message: str, problems: list[str] | tuple[str, ...] = ()) -> None:
+        self.problems = list(problems)
+        super().__init__(message)
+
+
+class TemplateRenderError(FairspecError):
+    """A template failed while rendering (undefined variable, sandbox violation, ...)."""
+
+
+class ModelNotAvailable(FairspecError):
+    """A model reference that cannot be loaded here; the message says what to install."""
+
+
+class ProviderError(FairspecError):
+    """A teacher could not answer a call; ``teacher`` is its name.
+
+    Messages name the teacher, never its API key: every server text is scrubbed of the
+    key before it reaches an exception (the SDKs' own exceptions are not chained, since
+    some servers echo the key they were sent).
+    """
+
+    def __init__(self, teacher: str, message: str) -> None:
+        self.teacher = teacher
+        super().__init__(message)
+
+
+class FatalProviderError(ProviderError):
+    """Retrying cannot help: ``status`` is the HTTP status (None before any request), ``hint``
+    what to fix, ``attempts`` how many requests were sent (0 or 1)."""
+
+    def __init__(self, teacher: str, message: str, *, status: int | None = None,
+                 hint: str | None = None, attempts: int = 0) -> None:
+        self.status = status
+        self.hint = hint
+        self.attempts = attempts
+        text = f"teacher {teacher!r}: {message}"
+        if hint:
+            text += f" (fix: {hint})"
+        super().__init__(teacher, text)
+
+
+class RetryableExhausted(ProviderError):
+    """All ``attempts`` failed with transient errors; ``last_error`` is the last one, scrubbed."""
+
+    def __init__(self, teacher: str, *, attempts: int, last_error: str) -> None:
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(
+            teacher,
+            f"teacher {teacher!r}: gave up after {attempts} attempt(s); last error: {last_error}",
+        )
+
+
+class ReplayMissError(FairspecError, KeyError):
+    """A call the replay file does not hold (a KeyError, so ``except KeyError`` sees it)."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.key = key
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class StageError(FairspecError):
+    """A stage could not finish; everything it completed is kept for the next run."""
+
+
+class TeacherStopped(StageError):
+    """A teacher stage could not finish (a fatal provider error, or calls that kept failing);
+    every completed call is kept in the store."""
+
+
+class TrainingFailed(StageError):
+    """The training process failed; its checkpoints are kept for a resumed run."""
+
+
+class StageContractError(FairspecError):
+    """A stage read or wrote an artifact that its plan does not declare (a bug in the stage)."""
+
+
+class BudgetReached(FairspecError):
+    """The next teacher call could pass the spending limit; nothing past it was sent."""
+
+    exit_status: ClassVar[int] = EXIT_BUDGET
+
+    def lines(self) -> list[str]:
+        return [str(self)]

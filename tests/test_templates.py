@@ -72,8 +72,8 @@ def test_check_flags_reads_of_python_internals_before_anything_renders(source, a
 
 
 def test_validate_names_the_template_line_that_reads_internals(tmp_path):
-    from fairspec.errors import SpecError
     from fairspec.dsl import load_spec
+    from fairspec.errors import SpecError
 
     (tmp_path / "evil.j2").write_text("Solve {{ question }}\n{{ question|attr('__class__') }}\n")
     spec = tmp_path / "spec.yaml"

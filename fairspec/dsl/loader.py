@@ -23,8 +23,9 @@ from fairspec.dsl.schema import Spec
 from fairspec.dsl.source import FieldPath, SpecSource, format_path, read_source, read_source_file
 from fairspec.dsl.variants import apply_overrides, key_path, sweep_points
 from fairspec.errors import Problem, SpecError
-from fairspec.resources import default_prompt, default_training_template, resolve_path
+from fairspec.resources import resolve_path
 from fairspec.secrets import find_key_like, iter_strings, redact
+from fairspec.tasks.kinds import default_prompt, default_training_template
 from fairspec.templates import ROLES, check_template, role_variables
 
 _PATTERN_HINTS = {
@@ -52,6 +53,10 @@ class LoadedSpec:
     base_dir: Path  # relative paths in the spec resolve against this folder
     source: SpecSource
     variants: dict[str, VariantSpec] = field(default_factory=dict)
+
+    def spec_for(self, variant: str | None) -> Spec:
+        """The spec a run executes: the spec itself (None) or one variant's or sweep point's."""
+        return self.spec if variant is None else self.variants[variant].spec
 
     def template_path(self, role: str, spec: Spec | None = None) -> str:
         """The template reference for ``role`` (the spec's, or the builtin default)."""

@@ -8,12 +8,15 @@ from pathlib import Path
 
 from fairspec.dsl.schema import Spec
 from fairspec.dsl.source import FieldPath
+from fairspec.providers.registry import kind_options, provider_kind
 from fairspec.resources import BUILTIN_MODELS, builtin_model_alias, is_builtin, resolve_path
+from fairspec.tasks.data import DATA_SUFFIXES
+from fairspec.tasks.kinds import COMMON_FIELDS, TASK_KINDS, default_extractor, task_kind
 
-DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 #: Template variables fairspec itself provides; a task field may not take these names.
 RESERVED_VARIABLES = ("student_answer", "gold_answer", "rationale")
-_EXTRACTOR_FOR_KIND = {"math": "number", "boolean": "boolean", "multiple_choice": "choice"}
+#: The extractors some task kind uses by default (regex is none's: it fits every kind).
+_KIND_EXTRACTORS = frozenset(kind.extractor for kind in TASK_KINDS.values())
 
 
 @dataclass(frozen=True)
@@ -23,10 +26,6 @@ class Finding:
     path: FieldPath
     message: str
     hint: str | None = None
-
-
-def default_extractor(task_kind: str) -> str:
-    return _EXTRACTOR_FOR_KIND[task_kind]
 
 
 def check_rules(spec: Spec, base_dir: Path) -> list[Finding]:
@@ -39,13 +38,14 @@ def check_rules(spec: Spec, base_dir: Path) -> list[Finding]:
 
 def _task(spec: Spec, base_dir: Path) -> list[Finding]:
     task, out = spec.task, []
-    for required in ("question", "answer"):
+    for required in COMMON_FIELDS:
         if required not in task.fields:
             out.append(Finding(("task", "fields"), f"missing the '{required}' field",
                                f"map it to a dataset column: {required}: <column>"))
-    if task.kind == "multiple_choice" and "options" not in task.fields:
-        out.append(Finding(("task", "fields"), "multiple_choice needs an 'options' field",
-                           "options: <column holding the list of option texts>"))
+    for required, holds in task_kind(task.kind).extra_fields.items():
+        if required not in task.fields:
+            out.append(Finding(("task", "fields"), f"{task.kind} needs an '{required}' field",
+                               f"{required}: <column holding {holds}>"))
     for name in task.fields:
         if name in RESERVED_VARIABLES:
             out.append(Finding(("task", "fields", name),
@@ -70,7 +70,7 @@ def _task(spec: Spec, base_dir: Path) -> list[Finding]:
         out.append(Finding(("task", "answer", "pattern"),
                            f"pattern is only used by the regex extractor, not {extractor!r}",
                            "remove it or set extractor: regex"))
-    if extractor in _EXTRACTOR_FOR_KIND.values() and extractor != default_extractor(task.kind):
+    if extractor in _KIND_EXTRACTORS and extractor != default_extractor(task.kind):
         out.append(Finding(("task", "answer", "extractor"),
                            f"extractor {extractor!r} does not fit task kind {task.kind!r}",
                            f"use {default_extractor(task.kind)!r} or regex"))
@@ -152,34 +152,26 @@ def _teachers(spec: Spec, base_dir: Path) -> list[Finding]:
                                f"(also teachers[{seen[teacher.name]}])",
                                "names must be unique"))
         seen.setdefault(teacher.name, i)
-        allowed = {
-            "openai": {"base_url", "api_key_env"},
-            "gemini": {"base_url", "api_key_env", "vertex"},
-            "hf": set(),
-            "replay": {"replay_file"},
-        }[teacher.provider]
-        for key in ("base_url", "api_key_env", "vertex", "replay_file"):
-            if getattr(teacher, key) is not None and key not in allowed:
+        kind = provider_kind(teacher.provider)
+        for key in kind_options():  # the options only some provider kinds take
+            if getattr(teacher, key) is not None and not kind.takes(key):
                 out.append(Finding(path + (key,),
                                    f"'{key}' does not apply to provider {teacher.provider!r}",
                                    "remove it"))
         if teacher.base_url is not None and not re.match(r"^https?://", teacher.base_url):
             out.append(Finding(path + ("base_url",), "base_url must start with http:// or https://"))
-        if teacher.provider == "openai" and teacher.api_key_env is None and teacher.base_url is None:
-            out.append(Finding(path, "the OpenAI API needs api_key_env",
-                               "api_key_env: OPENAI_API_KEY"))
-        if teacher.provider == "gemini" and teacher.api_key_env is None and teacher.vertex is None:
-            out.append(Finding(path, "the Gemini API needs api_key_env (or vertex:)",
-                               "api_key_env: GEMINI_API_KEY"))
-        if spec.budget.max_usd is not None and teacher.provider in ("openai", "gemini") \
-                and teacher.price is None:
+        rule = kind.key_rule
+        if rule is not None and teacher.api_key_env is None and getattr(teacher, rule.unless) is None:
+            out.append(Finding(path, rule.message, f"api_key_env: {kind.key_env}"))
+        if spec.budget.max_usd is not None and kind.priced and teacher.price is None:
             out.append(Finding(path, "budget.max_usd is set but this teacher has no price, so its "
                                "spend cannot be counted",
                                "price: {input_per_mtok: ..., output_per_mtok: ...} (0 for a free host)"))
-        if teacher.provider == "replay" and teacher.replay_file is None:
-            out.append(Finding(path, "provider replay needs replay_file",
-                               "replay_file: runs/<name>/record/calls.jsonl"))
-        if teacher.provider == "hf":
+        for option, example in kind.required:
+            if getattr(teacher, option) is None:
+                out.append(Finding(path, f"provider {kind.name} needs {option}",
+                                   f"{option}: {example}"))
+        if kind.model_is_path:
             alias = builtin_model_alias(teacher.model)
             if alias is not None and alias not in BUILTIN_MODELS:
                 out.append(Finding(path + ("model",), f"unknown builtin model '{alias}'",

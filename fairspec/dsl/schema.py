@@ -13,6 +13,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fairspec.providers.registry import kinds_taking, provider_names
+from fairspec.tasks.extract import ANSWER_KINDS
+from fairspec.tasks.kinds import TASK_KINDS, extractors_summary, fields_summary
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 TEACHER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -22,9 +26,11 @@ Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 Scalar = str | int | float | bool | None
 
-TaskKind = Literal["math", "boolean", "multiple_choice"]
-ExtractorKind = Literal["number", "boolean", "choice", "regex"]
-ProviderKind = Literal["openai", "gemini", "hf", "replay"]
+#: The task kinds and answer extractors, built from the registries in fairspec.tasks.
+TaskKind = Literal[tuple(TASK_KINDS)]  # type: ignore[valid-type]
+ExtractorKind = Literal[ANSWER_KINDS]  # type: ignore[valid-type]
+#: The provider kinds, from the registry in fairspec.providers.registry.
+ProviderKind = Literal[provider_names()]  # type: ignore[valid-type]
 Optimizer = Literal[
     "adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop",
     "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit",
@@ -65,7 +71,7 @@ class Answer(Section):
     """How the final answer is read from a model's text (default by task kind)."""
 
     extractor: ExtractorKind | None = Field(
-        None, description="default: number (math), boolean (boolean), choice (multiple_choice)"
+        None, description=f"default: {extractors_summary()}"
     )
     pattern: str | None = Field(None, description="regex extractor only: the answer pattern")
     tolerance: Annotated[float, Field(ge=0.0)] = Field(
@@ -79,8 +85,7 @@ class Task(Section):
     kind: TaskKind
     dataset: Dataset
     fields: dict[str, str] = Field(
-        description="template variable -> dataset column; needs question and answer "
-        "(and options for multiple_choice)"
+        description=f"template variable -> dataset column; needs {fields_summary()}"
     )
     answer: Answer = Answer()
 
@@ -140,18 +145,26 @@ class Vertex(Section):
     location: str = "us-central1"
 
 
+def _kinds_taking(option: str) -> str:
+    """'openai/gemini' or 'gemini only': the provider kinds a Teacher option applies to."""
+    names = kinds_taking(option)
+    return "/".join(names) + (" only" if len(names) == 1 else "")
+
+
 class Teacher(Section):
     """One teacher LLM of the committee."""
 
     name: Annotated[str, Field(pattern=TEACHER_NAME_PATTERN, max_length=40)]
     provider: ProviderKind
     model: str
-    base_url: str | None = Field(None, description="openai/gemini: another API host")
+    base_url: str | None = Field(None, description=f"{_kinds_taking('base_url')}: another API host")
     api_key_env: Annotated[str, Field(pattern=ENV_NAME_PATTERN)] | None = Field(
         None, description="NAME of the environment variable that holds the key"
     )
-    vertex: Vertex | None = Field(None, description="gemini only: use Vertex AI")
-    replay_file: str | None = Field(None, description="replay only: exported calls (jsonl)")
+    vertex: Vertex | None = Field(None, description=f"{_kinds_taking('vertex')}: use Vertex AI")
+    replay_file: str | None = Field(
+        None, description=f"{_kinds_taking('replay_file')}: exported calls (jsonl)"
+    )
     concurrency: PositiveInt = Field(16, description="requests in flight (not in the fingerprint)")
     rpm: PositiveInt | None = Field(None, description="requests per minute limit")
     tpm: PositiveInt | None = Field(None, description="tokens per minute limit")

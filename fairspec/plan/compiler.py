@@ -14,11 +14,12 @@ from typing import Any
 
 from fairspec import __version__
 from fairspec.dsl.loader import LoadedSpec, template_ref
-from fairspec.dsl.rules import DATA_SUFFIXES, default_extractor
+from fairspec.dsl.rules import default_extractor
 from fairspec.dsl.schema import Spec, Teacher
+from fairspec.errors import PlanError
 from fairspec.hashing import fingerprint, sha256_file, sha256_text
 from fairspec.plan.environment import Environment
-from fairspec.plan.graph import Plan, RunPlan, Stage
+from fairspec.plan.graph import Input, Plan, RunPlan, Stage
 from fairspec.plan.hardware import (
     accelerate_config,
     format_command,
@@ -29,7 +30,9 @@ from fairspec.plan.hardware import (
     training_world_size,
     vllm_settings,
 )
+from fairspec.plan.kinds import STAGE_KINDS
 from fairspec.resources import resolve_path
+from fairspec.tasks.data import DATA_SUFFIXES
 from fairspec.templates import ROLES
 
 CALL_STORE_NAME = "calls.sqlite"
@@ -124,14 +127,17 @@ def compile_run(
     }
     stages: list[Stage] = []
 
-    def add(name: str, identity: dict, settings: dict, inputs: list[Stage], outputs: tuple) -> Stage:
+    def add(name: str, identity: dict, settings: dict, after: list[Stage]) -> Stage:
+        kind = STAGE_KINDS[name]
         stage = Stage(
             name=name,
-            fingerprint=fingerprint(name, identity, [s.fingerprint for s in inputs]),
+            kind=kind.name,
+            fingerprint=fingerprint(name, identity, [s.fingerprint for s in after]),
             settings=settings,
             identity=identity,
-            inputs=tuple(s.name for s in inputs),
-            outputs=outputs,
+            after=tuple(s.name for s in after),
+            inputs=tuple(Input(producer, artifact) for producer, artifact in kind.reads),
+            outputs=kind.writes,
         )
         stages.append(stage)
         return stage
@@ -154,7 +160,7 @@ def compile_run(
         {**exam_identity, "engine_reason": engine_why, "device": device,
          "batch_size": exam_cfg.batch_size,
          "vllm": vllm_settings(spec, env) if engine == "vllm" else None},
-        [], ("exam.jsonl", "mistakes.jsonl", "stats.json"),
+        [],
     )
     teachers = sorted(spec.teachers, key=lambda t: t.name)
     teach_identity = {
@@ -166,7 +172,7 @@ def compile_run(
     teach = add(
         "teach", teach_identity,
         {**teach_identity, "teachers": [_teacher_settings(spec, t) for t in spec.teachers]},
-        [exam], ("rationales.jsonl", "feedback.jsonl", "stats.json"),
+        [exam],
     )
     review_cfg = spec.review
     review_identity: dict[str, Any] = {"enabled": review_cfg.enabled}
@@ -177,8 +183,10 @@ def compile_run(
             template=templates["prompts.review"],
             fields=fields,
         )
-    review = add("review", review_identity, dict(review_identity), [teach],
-                 ("reviews.jsonl", "accepted.jsonl", "stats.json"))
+    review_settings = dict(review_identity)
+    if review_cfg.enabled:  # the committee that reviews: the teachers, in the spec's order
+        review_settings["teachers"] = [_teacher_settings(spec, t) for t in spec.teachers]
+    review = add("review", review_identity, review_settings, [teach])
     training = spec.training
     build_identity = {
         "selection": training.selection,
@@ -186,8 +194,7 @@ def compile_run(
         "fields": fields,
         "templates": {r: templates[f"training.templates.{r}"] for r in ("rationale", "feedback")},
     }
-    build = add("build", build_identity, dict(build_identity), [review],
-                ("dataset/", "preview.jsonl", "stats.json"))
+    build = add("build", build_identity, dict(build_identity), [review])
     world = training_world_size(hw)
     train_identity = {
         "model": spec.student.model,
@@ -202,7 +209,7 @@ def compile_run(
         {**train_identity, "device": device, "strategy": hw.strategy, "gpus": hw.gpus,
          "command": format_command(command),
          "accelerate_config": accelerate_config(spec, env)},
-        [build], ("model/", "trainer_state.json", "stats.json"),
+        [build],
     )
     evaluation = spec.evaluation
     eval_sampling = dict(sampling, do_sample=evaluation.decoding == "sample")
@@ -226,14 +233,31 @@ def compile_run(
          "vllm": vllm_settings(spec, env) if engine == "vllm" else None,
          # the untuned student's accuracy is the same for every variant: cached under this key
          "base_fingerprint": fingerprint("evaluate-base", base_identity)},
-        [train], ("predictions.jsonl", "metrics.json"),
+        [train],
     )
-    add("report", {"run": "report"}, {}, [exam, teach, review, build, train, evaluate],
-        ("report.md", "report.html"))
+    add("report", {"run": "report"}, {}, [exam, teach, review, build, train, evaluate])
+    check_graph(run_name, stages)
     return RunPlan(
         name=run_name, variant=variant, origin=origin, overrides=dict(overrides or {}),
         run_dir=run_dir, stages=tuple(stages),
     )
+
+
+def check_graph(run_name: str, stages: list[Stage]) -> None:
+    """Every input names an earlier stage that the reader's fingerprint follows (directly or
+    through others) and an output that stage declares: a graph that fails this is a bug."""
+    by_name = {s.name: s for s in stages}
+    followed: dict[str, set[str]] = {}
+    for stage in stages:
+        followed[stage.name] = set(stage.after).union(*(followed[a] for a in stage.after))
+        for wanted in stage.inputs:
+            producer = by_name.get(wanted.stage)
+            if producer is None or wanted.stage not in followed[stage.name]:
+                raise PlanError(f"run {run_name}: stage {stage.name} reads {wanted}, but its "
+                                f"fingerprint does not follow a stage {wanted.stage}")
+            if producer.output(wanted.artifact) is None:
+                raise PlanError(f"run {run_name}: stage {stage.name} reads {wanted}, which "
+                                f"{wanted.stage} does not declare")
 
 
 def compile_plan(loaded: LoadedSpec, env: Environment | None = None) -> Plan:
@@ -259,6 +283,7 @@ def compile_plan(loaded: LoadedSpec, env: Environment | None = None) -> Plan:
         spec_file=str(loaded.file),
         spec_name=spec.name,
         fairspec_version=__version__,
+        base_dir=str(loaded.base_dir),
         output_dir=out,
         call_store=os.path.join(out, CALL_STORE_NAME),
         environment=env.to_dict(),

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from fairspec.dsl.loader import template_ref
-from fairspec.dsl.rules import DATA_SUFFIXES
 from fairspec.dsl.schema import Spec
 from fairspec.hashing import canonical_json, sha256_text
 from fairspec.plan.compiler import teacher_generation
 from fairspec.plan.graph import Plan, RunPlan
+from fairspec.providers.registry import provider_kind
 from fairspec.resources import resolve_path
+from fairspec.tasks.data import DATA_SUFFIXES
+from fairspec.tasks.kinds import task_kind
 from fairspec.templates import render
 
 CHARS_PER_TOKEN = 4.0
@@ -33,12 +35,6 @@ KNOWN_TRAIN_ROWS = {
     "ChilleD/SVAMP": 700,
     "ChilleD/StrategyQA": 1603,
     "lucasmccabe/logiqa": 7376,
-}
-#: Typical field lengths in characters when the data cannot be read locally.
-DEFAULT_FIELD_CHARS = {
-    "math": {"question": 240},
-    "boolean": {"question": 70},
-    "multiple_choice": {"context": 550, "question": 80, "options": 400},
 }
 ASSUMPTIONS = {
     "chars_per_token": CHARS_PER_TOKEN,
@@ -147,7 +143,7 @@ def _read_rows(file: Path, limit: int | None = 200) -> list[dict[str, Any]]:
 
 def field_chars(spec: Spec, base_dir: Path) -> dict[str, int]:
     """Mean characters per template field, measured on local data where possible."""
-    chars = dict(DEFAULT_FIELD_CHARS[spec.task.kind])
+    chars = dict(task_kind(spec.task.kind).field_chars)  # typical lengths, per task kind
     if spec.task.dataset.path is None:
         return chars
     file = _local_split_file(spec, base_dir, spec.task.dataset.train_split)
@@ -213,7 +209,7 @@ def estimate_run(
         m = mistakes or 0
         tokens_in = m * (in_rt + in_fb + reviews_each * in_rv)
         tokens_out = m * (out_rt + out_fb + reviews_each * out_rv)
-        usd = 0.0 if teacher.provider in ("hf", "replay") else None  # local or already paid
+        usd = None if provider_kind(teacher.provider).priced else 0.0  # local or already paid
         if teacher.price is not None:
             usd = (tokens_in * teacher.price.input_per_mtok
                    + tokens_out * teacher.price.output_per_mtok) / 1e6

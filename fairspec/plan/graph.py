@@ -1,32 +1,73 @@
-"""The Plan: what ``fairspec run`` will do, as frozen data (stages, runs, hardware mapping)."""
+"""The Plan as frozen data: runs of stage instances, each declaring what it reads and writes.
+
+A stage instance names its kind (the registered implementation that runs it), the
+stages its fingerprint follows (``after``), the artifacts it reads (``inputs``: a
+producing stage of the same run and one of that stage's declared outputs) and the
+artifacts it writes (``outputs``). The executor hands a stage exactly these through
+its context; nothing else connects two stages.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatch
 from typing import Any
 
 STAGE_NAMES = ("exam", "teach", "review", "build", "train", "evaluate", "report")
 
 
 @dataclass(frozen=True)
-class Stage:
-    """One step of a run: its settings, what it reads and writes, and its fingerprint.
+class Output:
+    """One artifact a stage writes: a file, a folder (``name/``) or a glob (``*.png``).
 
-    ``identity`` is exactly what the fingerprint covers; ``settings`` also carries what
-    does not change outputs (batch sizes, concurrency), which the executor needs.
+    ``required``: the stage always writes it; an optional one is written only in some
+    cases (no model when nothing was trained), and a reader must allow its absence.
     """
 
     name: str
+    required: bool = True
+
+    def matches(self, entry: str) -> bool:
+        """Whether the folder entry ``entry`` (a folder with a trailing ``/``) is this artifact."""
+        return fnmatch(entry, self.name)
+
+
+@dataclass(frozen=True)
+class Input:
+    """An artifact a stage reads: ``artifact`` as declared by the stage ``stage``."""
+
+    stage: str
+    artifact: str
+
+    def __str__(self) -> str:
+        return f"{self.stage}/{self.artifact}"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage instance of a run: its kind, settings, graph edges and fingerprint.
+
+    ``identity`` is exactly what the fingerprint covers, with the fingerprints of the
+    stages in ``after``; ``settings`` also carries what does not change outputs (batch
+    sizes, concurrency, devices), which the stage needs to run.
+    """
+
+    name: str
+    kind: str
     fingerprint: str
     settings: Mapping[str, Any]
     identity: Mapping[str, Any]
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
+    after: tuple[str, ...]
+    inputs: tuple[Input, ...]
+    outputs: tuple[Output, ...]
 
     @property
     def short(self) -> str:
         return self.fingerprint[:12]
+
+    def output(self, name: str) -> Output | None:
+        return next((o for o in self.outputs if o.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -43,14 +84,22 @@ class RunPlan:
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
 
+    def has_stage(self, name: str) -> bool:
+        return any(s.name == name for s in self.stages)
+
 
 @dataclass(frozen=True)
 class Plan:
-    """Every run a spec declares, sharing identical stages by fingerprint."""
+    """Every run a spec declares, sharing identical stages by fingerprint.
+
+    ``base_dir`` is the spec's folder: the relative paths in stage settings (templates,
+    local datasets and models) are relative to it.
+    """
 
     spec_file: str
     spec_name: str
     fairspec_version: str
+    base_dir: str
     output_dir: str
     call_store: str
     environment: Mapping[str, Any]
@@ -72,4 +121,10 @@ class Plan:
         return owners
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for run in data["runs"]:
+            for stage in run["stages"]:
+                stage["inputs"] = [f"{i['stage']}/{i['artifact']}" for i in stage["inputs"]]
+                stage["outputs"] = [{"name": o["name"], "required": o["required"]}
+                                    for o in stage["outputs"]]
+        return data

@@ -1,4 +1,4 @@
-"""Errors a teacher provider raises, in one place.
+"""Errors a teacher provider raises (defined in :mod:`fairspec.errors`, named here).
 
     FairspecError                  (fairspec.errors)
     └── ProviderError              a teacher could not answer a call
@@ -14,46 +14,8 @@ servers echo the key they were sent).
 
 from __future__ import annotations
 
-from fairspec.errors import FairspecError
+# One definition of each, in the package-wide tree: ``except fairspec.errors.ProviderError``
+# and ``except fairspec.providers.ProviderError`` catch the same errors.
+from fairspec.errors import FatalProviderError, ProviderError, RetryableExhausted
 
-
-class ProviderError(FairspecError):
-    """A teacher could not answer a call; ``teacher`` is its name."""
-
-    def __init__(self, teacher: str, message: str) -> None:
-        self.teacher = teacher
-        super().__init__(message)
-
-
-class FatalProviderError(ProviderError):
-    """Retrying cannot help: ``status`` is the HTTP status (None before any request), ``hint``
-    what to fix, ``attempts`` how many requests were sent (0 or 1)."""
-
-    def __init__(
-        self,
-        teacher: str,
-        message: str,
-        *,
-        status: int | None = None,
-        hint: str | None = None,
-        attempts: int = 0,
-    ) -> None:
-        self.status = status
-        self.hint = hint
-        self.attempts = attempts
-        text = f"teacher {teacher!r}: {message}"
-        if hint:
-            text += f" (fix: {hint})"
-        super().__init__(teacher, text)
-
-
-class RetryableExhausted(ProviderError):
-    """All ``attempts`` failed with transient errors; ``last_error`` is the last one, scrubbed."""
-
-    def __init__(self, teacher: str, *, attempts: int, last_error: str) -> None:
-        self.attempts = attempts
-        self.last_error = last_error
-        super().__init__(
-            teacher,
-            f"teacher {teacher!r}: gave up after {attempts} attempt(s); last error: {last_error}",
-        )
+__all__ = ["FatalProviderError", "ProviderError", "RetryableExhausted"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 from urllib.parse import urlparse
 
@@ -29,18 +28,9 @@ from google.auth import exceptions as auth_exceptions
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from fairspec.providers.base import (
-    ChatProvider,
-    ChatRequest,
-    ChatResult,
-    GenerationSettings,
-    read_api_key,
-    result_status,
-    scrub,
-)
+from fairspec.providers.base import ChatRequest, GenerationSettings
 from fairspec.providers.errors import FatalProviderError
-from fairspec.providers.failures import status_failure
-from fairspec.providers.limits import Limiter, RetryPolicy, TransientFailure, call_with_retries
+from fairspec.providers.remote import RemoteProvider, Reply
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +65,9 @@ def generation_config(settings: GenerationSettings, system: str | None) -> types
     )
 
 
-class GeminiProvider(ChatProvider):
-    """A teacher on the Gemini API (or Vertex AI with ``vertex_project``)."""
+class GeminiProvider(RemoteProvider):
+    """A teacher on the Gemini API (or Vertex AI with ``vertex_project``). The limits, retry
+    and back-off options are :class:`~fairspec.providers.remote.RemoteProvider`'s."""
 
     kind = "gemini"
 
@@ -87,29 +78,17 @@ class GeminiProvider(ChatProvider):
         model: str,
         base_url: str | None = None,
         api_key_env: str | None = "GEMINI_API_KEY",
-        concurrency: int = 16,
-        rpm: int | None = None,
-        tpm: int | None = None,
-        timeout_s: float = 120.0,
-        max_retries: int = 8,
-        backoff_s: float = 1.0,
-        backoff_max_s: float = 60.0,
         vertex_project: str | None = None,
         vertex_location: str = "us-central1",
         bearer_auth: bool | None = None,
+        **limits: Any,
     ) -> None:
-        super().__init__(name=name, model=model, base_url=base_url)
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
         if vertex_project is None and api_key_env is None:
             raise ValueError("the Gemini API needs api_key_env (or vertex_project for Vertex AI)")
-        self.api_key_env = api_key_env
+        super().__init__(name=name, model=model, base_url=base_url, api_key_env=api_key_env,
+                         **limits)
         self.vertex_project = vertex_project
         self.vertex_location = vertex_location
-        self._key = read_api_key(name, api_key_env)
-        self.timeout_s = timeout_s
-        self.limiter = Limiter(concurrency, rpm, tpm)
-        self.policy = RetryPolicy(max_retries=max_retries, base_s=backoff_s, max_s=backoff_max_s)
         if bearer_auth is None:
             host = (urlparse(base_url).hostname or "") if base_url else "googleapis.com"
             bearer_auth = not host.endswith("googleapis.com")
@@ -117,7 +96,7 @@ class GeminiProvider(ChatProvider):
         http_options = types.HttpOptions(
             base_url=base_url,
             headers=headers,
-            timeout=int(timeout_s * 1000),
+            timeout=int(self.timeout_s * 1000),
             # one attempt: the SDK neither retries statuses nor sleeps on connection errors
             retry_options=types.HttpRetryOptions(attempts=1),
         )
@@ -132,77 +111,54 @@ class GeminiProvider(ChatProvider):
             self._client = genai.Client(vertexai=False, api_key=self._key, http_options=http_options)
         self._models = self._client.aio.models
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
+    def _prepare(self, request: ChatRequest) -> tuple[list[dict[str, Any]], types.GenerateContentConfig]:
         system, contents = to_gemini(request.messages)
-        config = generation_config(request.settings, system)
-        estimate = request.estimated_tokens()
+        return contents, generation_config(request.settings, system)
 
-        async def attempt() -> tuple[types.GenerateContentResponse, int | None]:
-            try:
-                reply = await self._models.generate_content(
-                    model=self.model, contents=contents, config=config
-                )
-            except genai_errors.APIError as exc:
-                raise self._status_failure(exc) from None
-            except auth_exceptions.DefaultCredentialsError:
-                raise FatalProviderError(
-                    self.name,
-                    "no Google Cloud credentials for Vertex AI",
-                    hint="run 'gcloud auth application-default login' "
-                    "or set GOOGLE_APPLICATION_CREDENTIALS",
-                ) from None
-            except auth_exceptions.RefreshError as exc:
-                raise FatalProviderError(
-                    self.name,
-                    f"Google Cloud credentials were refused: {scrub(str(exc), self._key)}",
-                    hint="renew them with 'gcloud auth application-default login'",
-                ) from None
-            except (asyncio.TimeoutError, TimeoutError):
-                raise TransientFailure(f"timed out after {self.timeout_s:g}s") from None
-            except Exception as exc:  # connection errors of aiohttp/httpx2: retry
-                if not _is_transport_error(exc):
-                    raise
-                detail = scrub(f"{type(exc).__name__}: {exc}", self._key)
-                raise TransientFailure(f"connection error: {detail}") from None
-            meta = reply.usage_metadata
-            return reply, (meta.total_token_count if meta is not None else None)
-
-        started = time.perf_counter()
-        reply, attempts, last_error = await call_with_retries(
-            attempt,
-            teacher=self.name,
-            limiter=self.limiter,
-            policy=self.policy,
-            estimated_tokens=estimate,
-        )
-        latency = time.perf_counter() - started
+    async def _send(self, prepared: tuple[list[dict[str, Any]], types.GenerateContentConfig]) -> Reply:
+        contents, config = prepared
+        try:
+            reply = await self._models.generate_content(
+                model=self.model, contents=contents, config=config
+            )
+        except genai_errors.APIError as exc:
+            response = getattr(exc, "response", None)
+            raise self._status_error(
+                int(exc.code or 0),
+                str(exc.message or exc.status or "no message"),
+                getattr(response, "headers", None),
+            ) from None
+        except auth_exceptions.DefaultCredentialsError:
+            raise FatalProviderError(
+                self.name,
+                "no Google Cloud credentials for Vertex AI",
+                hint="run 'gcloud auth application-default login' "
+                "or set GOOGLE_APPLICATION_CREDENTIALS",
+            ) from None
+        except auth_exceptions.RefreshError as exc:
+            raise FatalProviderError(
+                self.name,
+                f"Google Cloud credentials were refused: {self._scrub(str(exc))}",
+                hint="renew them with 'gcloud auth application-default login'",
+            ) from None
+        except (asyncio.TimeoutError, TimeoutError):
+            raise self._timed_out() from None
+        except Exception as exc:  # connection errors of aiohttp/httpx2: retry
+            if not _is_transport_error(exc):
+                raise
+            raise self._connection_error(f"{type(exc).__name__}: {exc}") from None
         text, finish = _text_and_finish(reply)
         meta = reply.usage_metadata
         output_tokens = None
         if meta is not None and meta.candidates_token_count is not None:
             output_tokens = meta.candidates_token_count + (meta.thoughts_token_count or 0)
-        return ChatResult(
+        return Reply(
             text=text,
             finish_reason=finish,
-            status=result_status(text, finish in _TRUNCATED),
+            truncated=finish in _TRUNCATED,
             input_tokens=meta.prompt_token_count if meta is not None else None,
             output_tokens=output_tokens,
-            latency_s=latency,
-            attempts=attempts,
-            last_error=last_error,
-        )
-
-    def _status_failure(self, exc: genai_errors.APIError) -> TransientFailure | FatalProviderError:
-        response = getattr(exc, "response", None)
-        headers = getattr(response, "headers", None)
-        return status_failure(
-            teacher=self.name,
-            model=self.model,
-            base_url=self.base_url,
-            key_env=self.api_key_env,
-            status=int(exc.code or 0),
-            message=scrub(str(exc.message or exc.status or "no message"), self._key),
-            headers=headers,
+            total_tokens=meta.total_token_count if meta is not None else None,
         )
 
     async def aclose(self) -> None:

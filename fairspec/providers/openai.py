@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,18 +25,10 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 
-from fairspec.providers.base import (
-    ChatProvider,
-    ChatRequest,
-    ChatResult,
-    GenerationSettings,
-    read_api_key,
-    result_status,
-    scrub,
-)
+from fairspec.providers.base import ChatRequest, GenerationSettings
 from fairspec.providers.errors import FatalProviderError
-from fairspec.providers.failures import status_failure
-from fairspec.providers.limits import Limiter, RetryPolicy, TransientFailure, call_with_retries
+from fairspec.providers.limits import TransientFailure
+from fairspec.providers.remote import RemoteProvider, Reply
 
 logger = logging.getLogger(__name__)
 
@@ -95,13 +86,13 @@ def settings_body(settings: GenerationSettings) -> dict[str, Any]:
     return body
 
 
-class OpenAIProvider(ChatProvider):
+class OpenAIProvider(RemoteProvider):
     """A teacher on an OpenAI-compatible chat completions API.
 
     ``api_key_env`` is the NAME of the variable holding the key (read once, here); None
     only for a local server without auth. ``http="httpx"`` uses the SDK's default
-    transport instead of aiohttp (for comparison). ``backoff_s``/``backoff_max_s`` shape
-    the retry back-off.
+    transport instead of aiohttp (for comparison). The limits, retry and back-off
+    options are :class:`~fairspec.providers.remote.RemoteProvider`'s.
     """
 
     kind = "openai"
@@ -113,30 +104,18 @@ class OpenAIProvider(ChatProvider):
         model: str,
         base_url: str | None = None,
         api_key_env: str | None = "OPENAI_API_KEY",
-        concurrency: int = 16,
-        rpm: int | None = None,
-        tpm: int | None = None,
-        timeout_s: float = 120.0,
-        max_retries: int = 8,
-        backoff_s: float = 1.0,
-        backoff_max_s: float = 60.0,
         http: HttpBackend = "aiohttp",
+        **limits: Any,
     ) -> None:
-        super().__init__(name=name, model=model, base_url=base_url)
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
         if http not in ("aiohttp", "httpx"):
             raise ValueError(f"http must be 'aiohttp' or 'httpx', got {http!r}")
-        self.api_key_env = api_key_env
-        self._key = read_api_key(name, api_key_env)
-        self.timeout_s = timeout_s
+        super().__init__(name=name, model=model, base_url=base_url, api_key_env=api_key_env,
+                         **limits)
         self.http: HttpBackend = http
-        self.limiter = Limiter(concurrency, rpm, tpm)
-        self.policy = RetryPolicy(max_retries=max_retries, base_s=backoff_s, max_s=backoff_max_s)
         self._client: openai.AsyncOpenAI | None = None
         self._http_client: Any = None
         self._pool_key = base_url or "https://api.openai.com/v1"
-        self._options = {"timeout": timeout_s}
+        self._options = {"timeout": self.timeout_s}
 
     def _sdk(self) -> openai.AsyncOpenAI:
         if self._client is None:
@@ -150,45 +129,31 @@ class OpenAIProvider(ChatProvider):
             )
         return self._client
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        client = self._sdk()
+    def _prepare(self, request: ChatRequest) -> dict[str, Any]:
         body = {"model": self.model, "messages": request.messages}
         body.update(settings_body(request.settings))
-        estimate = request.estimated_tokens()
+        return body
 
-        async def attempt() -> tuple[ChatCompletion, int | None]:
-            try:
-                raw = await client.post(
-                    "/chat/completions", body=body, cast_to=httpx2.Response, options=self._options
-                )
-            except openai.APIError as exc:
-                raise self._failure(exc) from None
-            reply = parse_completion(await raw.aread())
-            usage = reply.usage
-            return reply, (usage.total_tokens if usage is not None else None)
-
-        started = time.perf_counter()
-        reply, attempts, last_error = await call_with_retries(
-            attempt,
-            teacher=self.name,
-            limiter=self.limiter,
-            policy=self.policy,
-            estimated_tokens=estimate,
-        )
-        latency = time.perf_counter() - started
+    async def _send(self, prepared: dict[str, Any]) -> Reply:
+        client = self._sdk()
+        try:
+            raw = await client.post(
+                "/chat/completions", body=prepared, cast_to=httpx2.Response, options=self._options
+            )
+        except openai.APIError as exc:
+            raise self._failure(exc) from None
+        reply = parse_completion(await raw.aread())
         choice = reply.choices[0] if reply.choices else None
         text = (choice.message.content or "") if choice is not None else ""
         finish = choice.finish_reason if choice is not None else None
         usage = reply.usage
-        return ChatResult(
+        return Reply(
             text=text,
             finish_reason=finish,
-            status=result_status(text, finish == "length"),
+            truncated=finish == "length",
             input_tokens=usage.prompt_tokens if usage is not None else None,
             output_tokens=usage.completion_tokens if usage is not None else None,
-            latency_s=latency,
-            attempts=attempts,
-            last_error=last_error,
+            total_tokens=usage.total_tokens if usage is not None else None,
         )
 
     def _failure(self, exc: openai.APIError) -> TransientFailure | FatalProviderError:
@@ -197,22 +162,15 @@ class OpenAIProvider(ChatProvider):
             # the aiohttp transport reports a refused connection as a connect *timeout*
             timed_out = root is exc and isinstance(exc, openai.APITimeoutError)
             if timed_out or isinstance(root, (TimeoutError, asyncio.TimeoutError)):
-                return TransientFailure(f"timed out after {self.timeout_s:g}s")
+                return self._timed_out()
             detail = f"{type(root).__name__}: {root}" if root is not exc else exc.message
-            return TransientFailure(f"connection error: {scrub(detail, self._key)}")
+            return self._connection_error(detail)
         if isinstance(exc, openai.APIStatusError):
-            return status_failure(
-                teacher=self.name,
-                model=self.model,
-                base_url=self.base_url,
-                key_env=self.api_key_env,
-                status=exc.status_code,
-                message=scrub(_server_message(exc), self._key),
-                headers=exc.response.headers,
-                code=exc.code,
+            return self._status_error(
+                exc.status_code, _server_message(exc), exc.response.headers, exc.code
             )
         # e.g. a response that is not valid JSON: the server is misbehaving, retry
-        return TransientFailure(f"{type(exc).__name__}: {scrub(exc.message, self._key)}")
+        return TransientFailure(f"{type(exc).__name__}: {self._scrub(exc.message)}")
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,18 +62,25 @@ class RunSummary:
         return total
 
 
-def collect(run_dir: Path) -> RunSummary:
+#: Where a stage's artifact is: ``locate(stage, artifact) -> Path``.
+Locate = Callable[[str, str], Path]
+
+
+def collect(run_dir: Path, locate: Locate | None = None) -> RunSummary:
+    """The run's summary, read from its stages' artifacts (``locate``: by default
+    ``run_dir/<stage>/<artifact>``; the report stage passes its declared inputs)."""
     run_dir = Path(run_dir)
+    at = locate or (lambda stage, artifact: run_dir / stage / artifact)
     return RunSummary(
         run_dir=run_dir,
         info=_load(run_dir / RUN_INFO) or {"name": run_dir.name},
-        exam=_load(run_dir / "exam" / "stats.json"),
-        teach=_load(run_dir / "teach" / "stats.json"),
-        review=_load(run_dir / "review" / "stats.json"),
-        reviews=list(read_jsonl(run_dir / "review" / "reviews.jsonl")),
-        build=_load(run_dir / "build" / "stats.json"),
-        train=_load(run_dir / "train" / "stats.json"),
-        metrics=_load(run_dir / "evaluate" / "metrics.json"),
+        exam=_load(at("exam", "stats.json")),
+        teach=_load(at("teach", "stats.json")),
+        review=_load(at("review", "stats.json")),
+        reviews=list(read_jsonl(at("review", "reviews.jsonl"))),
+        build=_load(at("build", "stats.json")),
+        train=_load(at("train", "stats.json")),
+        metrics=_load(at("evaluate", "metrics.json")),
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fairspec.artifacts import atomic_write_text
 from fairspec.errors import FairspecError
-from fairspec.report.collect import RunSummary, collect, siblings
+from fairspec.report.collect import Locate, RunSummary, collect, siblings
 from fairspec.report.document import Document, Heading, Image, Table, Text
 from fairspec.report.plots import accuracy_curve, loss_curve, score_heatmap, score_histogram
 
@@ -20,15 +20,20 @@ def _usd(value: float | None) -> str:
     return "unknown" if value is None else f"${value:.4f}"
 
 
-def write_report(run_dir: Path) -> list[Path]:
-    """Write ``report/report.md``, ``report/report.html`` and the PNGs; return the two pages."""
+def write_report(run_dir: Path, *, folder: Path | None = None,
+                 locate: Locate | None = None) -> list[Path]:
+    """Write ``report/report.md``, ``report/report.html`` and the PNGs; return the two pages.
+
+    ``locate(stage, artifact)`` finds the run's artifacts (default: in ``run_dir``); the
+    comparison of the main run with its variants reads the same artifacts of its siblings.
+    """
     run_dir = Path(run_dir)
     if not (run_dir / "exam").is_dir():
         raise FairspecError(f"{run_dir} is not a run folder (it has no exam/ stage folder); "
                             "pass a run's folder under the spec's output_dir, e.g. runs/<name>")
-    folder = run_dir / "report"
+    folder = folder or run_dir / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    run = collect(run_dir)
+    run = collect(run_dir, locate)
     doc = Document(f"FAIR run `{run.name}`")
     if run.info.get("description"):
         doc.add(Text(run.info["description"]))

@@ -2,8 +2,10 @@
 
 A stage shared with a sibling run (same fingerprint, already done there) is copied,
 not recomputed; teacher calls are shared through the one call store under
-``output_dir``. Stages import lazily, so ``fairspec run --until exam`` never loads the
-teacher SDKs and a plan without training never imports torch's trainer.
+``output_dir``. Each stage runs through its registered kind, given one StageContext
+(:mod:`fairspec.stages`); stage modules are imported when they run, so ``fairspec run
+--until exam`` never loads the teacher SDKs and a plan without training never imports
+torch's trainer.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from typing import Any
 
 from fairspec.artifacts import is_done
 from fairspec.dsl.loader import LoadedSpec
-from fairspec.dsl.schema import Spec
 from fairspec.plan.graph import STAGE_NAMES, Plan, RunPlan
+from fairspec.report import write_report
 from fairspec.run.record import write_record, write_run_info
+from fairspec.stages import Services, StageContext, stage_runner
+from fairspec.store import CallStore, load_replay
 from fairspec.teachers.budget import Budget
 
 log = logging.getLogger(__name__)
@@ -54,12 +58,6 @@ def select_stages(*, only: str | None = None, until: str | None = None,
     return tuple(names)
 
 
-def _specs_by_run(loaded: LoadedSpec, plan: Plan) -> dict[str, Spec]:
-    specs = {plan.runs[0].name: loaded.spec}
-    specs.update({r.name: loaded.variants[r.variant].spec for r in plan.runs[1:] if r.variant})
-    return specs
-
-
 def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None,
             stages: tuple[str, ...] = STAGE_NAMES, replay_file: Path | None = None,
             on_stage: Callable[[StageOutcome], None] | None = None,
@@ -69,10 +67,6 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
     ``budget`` (default: the spec's ``budget.max_usd``) is shared by every run, so
     variants count against the same limit.
     """
-    from fairspec.report import write_report
-    from fairspec.store import CallStore, load_replay
-
-    specs = _specs_by_run(loaded, plan)
     if budget is None:
         budget = Budget(loaded.spec.budget.max_usd)
     report = ExecutionReport()
@@ -86,23 +80,25 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
     output_dir = Path(plan.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     with CallStore(Path(plan.call_store)) as store:
+        services = Services(base_dir=Path(plan.base_dir), cache_dir=output_dir / "cache",
+                            store=store, budget=budget, replay=replay, progress=progress)
         for run in runs or list(plan.runs):
-            write_run_info(specs[run.name], run, plan)
+            spec = loaded.spec_for(run.variant)
+            write_run_info(spec, run, plan)
             for stage in run.stages:
-                if stage.name not in stages:
+                if stage.kind not in stages:
                     continue
                 folder = Path(run.run_dir) / stage.name
                 if is_done(folder, stage.fingerprint):
                     outcome = StageOutcome(run.name, stage.name, "skipped")
                 elif stage.fingerprint in done_at and done_at[stage.fingerprint] != folder \
-                        and stage.name != "report":
+                        and stage.kind != "report":
                     if folder.exists():
                         shutil.rmtree(folder)
                     shutil.copytree(done_at[stage.fingerprint], folder)
                     outcome = StageOutcome(run.name, stage.name, "copied")
                 else:
-                    result = _run_stage(stage.name, specs[run.name], loaded.base_dir, run, folder,
-                                        store, replay, output_dir, progress, budget)
+                    result = stage_runner(stage.kind)(StageContext(stage, run, services))
                     outcome = StageOutcome(run.name, stage.name, "ran", result)
                 done_at.setdefault(stage.fingerprint, folder)
                 report.outcomes.append(outcome)
@@ -110,7 +106,7 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
                     on_stage(outcome)
             changed = any(o.run == run.name and o.status != "skipped" for o in report.outcomes)
             if changed or not (Path(run.run_dir) / "record" / "spec.yaml").exists():
-                write_record(specs[run.name], run, plan, loaded.base_dir, store)
+                write_record(spec, run, plan, loaded.base_dir, store)
     main = plan.runs[0]
     if len(plan.runs) > 1 and report.count("ran") + report.count("copied") \
             and is_done(Path(main.run_dir) / "report", main.stage("report").fingerprint):
@@ -118,42 +114,8 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
     return report
 
 
-def _run_stage(name: str, spec: Spec, base_dir: Path, run: RunPlan, folder: Path, store: Any,
-               replay: Any, output_dir: Path, progress: Any, budget: Budget) -> dict[str, Any]:
-    if name == "exam":
-        from fairspec.stages.exam import run_exam
-
-        return run_exam(spec, base_dir, run.stage("exam"), folder, progress=progress)
-    if name == "teach":
-        from fairspec.stages.teach import run_teach
-
-        return run_teach(run, base_dir, folder, store, replay=replay, progress=progress, budget=budget)
-    if name == "review":
-        from fairspec.stages.review import run_review
-
-        return run_review(run, base_dir, folder, store, replay=replay, progress=progress,
-                          budget=budget)
-    if name == "build":
-        from fairspec.stages.build import run_build
-
-        return run_build(run, base_dir, folder, seed=spec.seed)
-    if name == "train":
-        from fairspec.stages.train import run_train
-
-        return run_train(run, base_dir, folder, progress=progress)
-    if name == "evaluate":
-        from fairspec.stages.evaluate import run_evaluate
-
-        return run_evaluate(spec, run, base_dir, folder, output_dir, progress=progress)
-    from fairspec.stages.report import run_report
-
-    return run_report(run, folder)
-
-
 def saved_summary(plan: Plan, runs: list[RunPlan]) -> str:
     """One line: which stages are complete and how many teacher calls the store holds."""
-    from fairspec.store import CallStore
-
     done = [f"{run.name}: {sum(is_done(Path(run.run_dir) / s.name, s.fingerprint) for s in run.stages)}"
             f"/{len(run.stages)} stages complete" for run in runs]
     calls = 0
@@ -161,3 +123,15 @@ def saved_summary(plan: Plan, runs: list[RunPlan]) -> str:
         with CallStore(Path(plan.call_store)) as store:
             calls = store.count()
     return "; ".join(done) + f"; {calls} teacher call(s) saved in {plan.call_store}"
+
+
+def run_stage(run: RunPlan, name: str, *, base_dir: Path, cache_dir: Path | None = None,
+              store: Any = None, budget: Any = None, replay: Any = None,
+              progress: Any = None) -> dict[str, Any]:
+    """Run one stage of ``run`` now, whatever its manifest says (its inputs must exist):
+    for tests, notebooks and debugging. ``execute`` is the way to run a plan."""
+    services = Services(base_dir=Path(base_dir),
+                        cache_dir=Path(cache_dir) if cache_dir else Path(run.run_dir).parent / "cache",
+                        store=store, budget=budget, replay=replay, progress=progress)
+    stage = run.stage(name)
+    return stage_runner(stage.kind)(StageContext(stage, run, services))

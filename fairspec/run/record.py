@@ -32,6 +32,7 @@ from ruamel.yaml import YAML
 from fairspec.artifacts import atomic_write_json, atomic_write_text, is_done, read_jsonl, read_manifest
 from fairspec.dsl.schema import Spec
 from fairspec.plan.graph import Plan, RunPlan
+from fairspec.providers.registry import provider_kind
 from fairspec.resources import is_builtin, resolve_path
 from fairspec.store import CallStore
 
@@ -73,7 +74,7 @@ def record_spec(spec: Spec, run: RunPlan, base_dir: Path, record_dir: Path) -> d
     data["task"]["dataset"]["path"] = _absolute(data["task"]["dataset"]["path"], base_dir)
     data["student"]["model"] = _absolute(data["student"]["model"], base_dir)
     for teacher in data["teachers"]:
-        if teacher["provider"] == "hf":
+        if provider_kind(teacher["provider"]).model_is_path:
             teacher["model"] = _absolute(teacher["model"], base_dir)
         teacher["replay_file"] = _absolute(teacher["replay_file"], base_dir)
     if data["task"]["answer"].get("extractor") is None:

@@ -11,20 +11,15 @@ sample's examples are adjacent, so batches can pair them.
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter, defaultdict
-from pathlib import Path
 from typing import Any
 
 from fairspec.artifacts import (
     atomic_write_json,
-    prepare_stage_folder,
     read_jsonl,
     write_jsonl,
-    write_manifest,
 )
-from fairspec.plan.graph import RunPlan
-from fairspec.stages.teach import load_templates
+from fairspec.stages.context import StageContext
 from fairspec.templates import render
 
 PREVIEW_ROWS = 50
@@ -64,23 +59,21 @@ def build_examples(mistakes: list[dict[str, Any]], accepted: list[dict[str, Any]
     return examples
 
 
-def run_build(run: RunPlan, base_dir: Path, folder: Path, *, seed: int) -> dict[str, Any]:
-    started = time.time()
-    stage = run.stage("build")
-    prepare_stage_folder(folder, stage.fingerprint)
-    root = Path(run.run_dir)
-    mistakes = list(read_jsonl(root / "exam" / "mistakes.jsonl"))
-    accepted = list(read_jsonl(root / "review" / "accepted.jsonl"))
-    feedback = list(read_jsonl(root / "teach" / "feedback.jsonl"))
-    templates = load_templates(stage.settings["templates"], base_dir)
+def run(ctx: StageContext) -> dict[str, Any]:
+    ctx.prepare()
+    settings = ctx.settings
+    mistakes = list(read_jsonl(ctx.input("exam", "mistakes.jsonl")))
+    accepted = list(read_jsonl(ctx.input("review", "accepted.jsonl")))
+    feedback = list(read_jsonl(ctx.input("teach", "feedback.jsonl")))
+    templates = {role: ctx.read_template(ref) for role, ref in settings["templates"].items()}
     examples = build_examples(mistakes, accepted, feedback, templates,
-                              selection=stage.settings["selection"], seed=seed)
+                              selection=settings["selection"], seed=settings["seed"])
     from datasets import Dataset
 
     columns = ("sample", "kind", "teacher", "prompt", "completion")
     Dataset.from_dict({c: [e[c] for e in examples] for c in columns}).save_to_disk(
-        str(folder / "dataset"))
-    write_jsonl(folder / "preview.jsonl", examples[:PREVIEW_ROWS])
+        str(ctx.output("dataset/")))
+    write_jsonl(ctx.output("preview.jsonl"), examples[:PREVIEW_ROWS])
     per_teacher = Counter((e["teacher"], e["kind"]) for e in examples)
     stats = {
         "mistakes": len(mistakes),
@@ -90,12 +83,8 @@ def run_build(run: RunPlan, base_dir: Path, folder: Path, *, seed: int) -> dict[
         "feedback_examples": sum(1 for e in examples if e["kind"] == "feedback"),
         "per_teacher": {t: {k: per_teacher[(t, k)] for k in ("rationale", "feedback")}
                         for t in sorted({e["teacher"] for e in examples})},
-        "selection": stage.settings["selection"],
+        "selection": settings["selection"],
     }
-    atomic_write_json(folder / "stats.json", stats)
-    write_manifest(folder, stage="build", fingerprint=stage.fingerprint,
-                   inputs={"review": run.stage("review").fingerprint},
-                   outputs=["dataset/", "preview.jsonl", "stats.json"],
-                   counts={"samples": stats["samples"], "examples": stats["examples"]},
-                   started=started)
+    atomic_write_json(ctx.output("stats.json"), stats)
+    ctx.finish({"samples": stats["samples"], "examples": stats["examples"]})
     return stats

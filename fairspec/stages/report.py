@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Any
 
-from fairspec.artifacts import write_manifest
-from fairspec.plan.graph import RunPlan
 from fairspec.report import write_report
+from fairspec.stages.context import StageContext
 
 
-def run_report(run: RunPlan, folder: Path) -> dict[str, Any]:
-    started = time.time()
-    pages = write_report(Path(run.run_dir))
-    outputs = sorted(p.name for p in folder.iterdir() if p.suffix in (".md", ".html", ".png"))
-    write_manifest(folder, stage="report", fingerprint=run.stage("report").fingerprint, inputs={},
-                   outputs=outputs, counts={}, started=started)
+def run(ctx: StageContext) -> dict[str, Any]:
+    ctx.prepare()
+    pages = write_report(ctx.folder.parent, folder=ctx.folder, locate=ctx.input)
+    ctx.finish({})
     return {"report": str(pages[1])}

@@ -8,28 +8,17 @@ early exit, ``ReviewPolicy.decision``); different rationales are reviewed concur
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
-from fairspec.artifacts import (
-    atomic_write_json,
-    prepare_stage_folder,
-    read_jsonl,
-    write_jsonl,
-    write_manifest,
-)
-from fairspec.plan.graph import RunPlan
-from fairspec.progress import TeacherProgress, attach
+from fairspec.artifacts import atomic_write_json, read_jsonl, write_jsonl
+from fairspec.errors import TeacherStopped
+from fairspec.progress import attach
 from fairspec.review import ReviewPolicy, parse_score
-from fairspec.stages.teach import TeacherStopped, load_templates, user_messages
-from fairspec.store import CallStore
-from fairspec.store.replay import Replay
-from fairspec.teachers.budget import Budget
+from fairspec.stages.context import StageContext
 from fairspec.teachers.committee import close_committee, make_committee
 from fairspec.teachers.pool import run_per_teacher, stop_for_budget
-from fairspec.templates import render
+from fairspec.teachers.prompts import review_prompt, user_messages
 
 
 def policy_from(settings: dict[str, Any]) -> ReviewPolicy:
@@ -39,23 +28,16 @@ def policy_from(settings: dict[str, Any]) -> ReviewPolicy:
                         min_valid_scores=p["min_valid_scores"])
 
 
-def run_review(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, *,
-               replay: Replay | None = None, progress: TeacherProgress | None = None,
-               budget: Budget | None = None) -> dict[str, Any]:
-    return asyncio.run(_review(run, base_dir, folder, store, replay=replay, progress=progress,
-                               budget=budget))
+def run(ctx: StageContext) -> dict[str, Any]:
+    return asyncio.run(_review(ctx))
 
 
-async def _review(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, *,
-                  replay: Replay | None, progress: TeacherProgress | None,
-                  budget: Budget | None) -> dict[str, Any]:
-    started = time.time()
-    stage = run.stage("review")
-    settings = dict(stage.settings)
-    prepare_stage_folder(folder, stage.fingerprint)
-    teach_dir = Path(run.run_dir) / "teach"
-    mistakes = {m["index"]: m for m in read_jsonl(Path(run.run_dir) / "exam" / "mistakes.jsonl")}
-    rationales = [r for r in read_jsonl(teach_dir / "rationales.jsonl")]
+async def _review(ctx: StageContext) -> dict[str, Any]:
+    settings = ctx.settings
+    ctx.prepare()
+    services = ctx.services
+    mistakes = {m["index"]: m for m in read_jsonl(ctx.input("exam", "mistakes.jsonl"))}
+    rationales = list(read_jsonl(ctx.input("teach", "rationales.jsonl")))
     usable = [r for r in rationales if r["status"] in ("ok", "truncated") and (r["text"] or "").strip()]
     reviews: list[dict[str, Any]] = []
     decided: dict[tuple[int, str], dict[str, Any]] = {}
@@ -65,19 +47,18 @@ async def _review(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, 
             decided[(r["index"], r["teacher"])] = {"accepted": True, "scores": [], "aggregate": None}
     else:
         policy = policy_from(settings)
-        teachers = run.stage("teach").settings["teachers"]
+        teachers = settings["teachers"]
         order = [t["name"] for t in teachers]
-        template = load_templates({"review": settings["template"]}, base_dir)["review"]
-        callers = make_committee(teachers, store, base_dir, replay=replay, budget=budget)
+        template = ctx.read_template(settings["template"])
+        callers = make_committee(teachers, services.store, services.base_dir,
+                                 replay=services.replay, budget=services.budget)
         exclude_self = settings["policy"]["exclude_self"]
 
-        def review_prompt(rationale: dict[str, Any]) -> str:
-            mistake = mistakes[rationale["index"]]
-            return render(template, {**mistake["fields"], "rationale": rationale["text"],
-                                     "gold_answer": mistake["gold_text"]}, name="prompts.review")
+        def prompt_of(rationale: dict[str, Any]) -> str:
+            return review_prompt(template, mistakes[rationale["index"]], rationale["text"])
 
         async def review_one(author: str, rationale: dict[str, Any]) -> None:
-            prompt = review_prompt(rationale)
+            prompt = prompt_of(rationale)
             reviewers = [n for n in order if not (exclude_self and n == author)]
             scores: list[int | None] = []
             for i, reviewer in enumerate(reviewers):
@@ -102,18 +83,18 @@ async def _review(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, 
             jobs[r["teacher"]].append(r)
         concurrency = {t["name"]: t["concurrency"] for t in teachers}
         for name in order:
-            callers[name].count_stored(user_messages(review_prompt(r)) for r in usable
+            callers[name].count_stored(user_messages(prompt_of(r)) for r in usable
                                        if not (exclude_self and r["teacher"] == name))
         per_author = {a: len(rs) for a, rs in jobs.items()}
-        attach(progress, "review", callers,  # upper bounds: early exit skips some reviews
+        attach(services.progress, "review", callers,  # upper bounds: early exit skips some reviews
                {name: sum(n for a, n in per_author.items() if not (exclude_self and a == name))
                 for name in order})
         try:
             fatal = await run_per_teacher(jobs, review_one, concurrency)
         finally:
             await close_committee(callers)
-            if progress is not None:
-                progress.finish("review")
+            if services.progress is not None:
+                services.progress.finish("review")
         if fatal:
             stop_for_budget(fatal)
             raise TeacherStopped("; ".join(str(e) for e in fatal.values())
@@ -130,17 +111,13 @@ async def _review(run: RunPlan, base_dir: Path, folder: Path, store: CallStore, 
         if verdict["accepted"]:
             accepted.append({"index": r["index"], "teacher": r["teacher"], "text": r["text"],
                              "scores": verdict["scores"], "aggregate": verdict["aggregate"]})
-    write_jsonl(folder / "reviews.jsonl", reviews)
-    write_jsonl(folder / "accepted.jsonl", accepted)
+    write_jsonl(ctx.output("reviews.jsonl"), reviews)
+    write_jsonl(ctx.output("accepted.jsonl"), accepted)
     stats = _stats(rationales, usable, decided, reviews, accepted, usage, settings["enabled"])
     if settings["enabled"]:
         stats["score_range"] = list(settings["policy"]["score_range"])
-    atomic_write_json(folder / "stats.json", stats)
-    write_manifest(folder, stage="review", fingerprint=stage.fingerprint,
-                   inputs={"teach": run.stage("teach").fingerprint},
-                   outputs=["reviews.jsonl", "accepted.jsonl", "stats.json"],
-                   counts={"rationales": len(rationales), "accepted": len(accepted),
-                           "reviews": len(reviews)}, started=started)
+    atomic_write_json(ctx.output("stats.json"), stats)
+    ctx.finish({"rationales": len(rationales), "accepted": len(accepted), "reviews": len(reviews)})
     return stats
 
 

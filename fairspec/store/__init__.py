@@ -1,6 +1,6 @@
 """The call store: every teacher call, kept durably and paid for once.
 
-``call_key`` names a call by what can change its answer; ``CallStore`` keeps
+``CallIdentity`` names a call by what can change its answer (its ``key``); ``CallStore`` keeps
 records in ``<output_dir>/calls.sqlite`` and exports the replay file that
 ``load_replay`` answers from.
 """
@@ -13,20 +13,21 @@ from fairspec.store.calls import (
     default_store_path,
     read_jsonl,
 )
-from fairspec.store.keys import NOT_SETTINGS, call_key, canonical_json, normalise_base_url
-from fairspec.store.replay import Replay, ReplayMissError, load_replay
+from fairspec.store.keys import NOT_SETTINGS, CallIdentity, canonical_json, normalise_base_url
+from fairspec.store.replay import AnyProviderReplay, Replay, ReplayMissError, load_replay
 
 __all__ = [
+    "AnyProviderReplay",
     "CALLS_FILENAME",
     "COMPLETED",
     "NOT_SETTINGS",
     "STATUSES",
+    "CallIdentity",
     "CallRecord",
     "CallStats",
     "CallStore",
     "Replay",
     "ReplayMissError",
-    "call_key",
     "canonical_json",
     "default_store_path",
     "load_replay",

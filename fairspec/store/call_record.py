@@ -8,12 +8,12 @@ never receives them, so no field can carry one.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from fairspec.store.keys import call_key, key_payload
+from fairspec.store.keys import CallIdentity
 
 #: A completed call: counted as done, never paid for again.
 COMPLETED: frozenset[str] = frozenset({"ok", "empty", "truncated"})
@@ -28,7 +28,8 @@ def utc_now() -> str:
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One teacher call. Build it with ``CallRecord.create`` so its key matches its parts.
+    """One teacher call. Build it with ``CallRecord.create(identity, ...)`` so its key
+    matches its parts.
 
     ``messages`` and ``settings`` are plain lists and dicts (JSON-ready), so a record
     compares by value but is not hashable. ``teacher`` is the display name that made
@@ -76,13 +77,8 @@ class CallRecord:
     @classmethod
     def create(
         cls,
+        identity: CallIdentity,
         *,
-        provider: str,
-        base_url: str | None,
-        model: str,
-        messages: Sequence[Mapping[str, Any]],
-        settings: Mapping[str, Any],
-        sample_index: int,
         status: str,
         text: str | None = None,
         finish_reason: str | None = None,
@@ -94,11 +90,12 @@ class CallRecord:
         created_at: str | None = None,
         teacher: str = "",
     ) -> CallRecord:
-        """A record whose key is computed from its (normalised) parts."""
-        parts = key_payload(provider, base_url, model, messages, settings, sample_index)
+        """A record of the call ``identity`` names: its key and (normalised) parts."""
+        if not isinstance(identity, CallIdentity):
+            raise TypeError(f"identity must be a CallIdentity, got {type(identity).__name__}")
         return cls(
-            key=call_key(**parts),
-            **parts,
+            key=identity.key,
+            **identity.parts(),
             status=status,
             text=text,
             finish_reason=finish_reason,
@@ -111,10 +108,15 @@ class CallRecord:
             teacher=teacher,
         )
 
+    @property
+    def identity(self) -> CallIdentity:
+        """The call this record answers, rebuilt (and re-normalised) from its parts."""
+        return CallIdentity(self.provider, self.base_url, self.model, self.messages,
+                            self.settings, self.sample_index)
+
     def expected_key(self) -> str:
         """The key this record's parts hash to (equal to ``key`` for a sound record)."""
-        return call_key(self.provider, self.base_url, self.model, self.messages,
-                        self.settings, self.sample_index)
+        return self.identity.key
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON object, fields in declaration order (the replay file's form)."""

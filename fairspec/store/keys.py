@@ -1,4 +1,4 @@
-"""Computes the call key: the identity of one teacher call in the call store.
+"""Defines CallIdentity: the identity of one teacher call, and its key in the call store.
 
 A key is the sha256 of the canonical JSON of exactly what can change a teacher's
 answer: provider, base_url, model, the rendered messages, the generation settings
@@ -9,7 +9,7 @@ and the sample index. Nothing else ever enters it:
 - the teacher's display name (two teachers naming one model share their calls).
 
 So a rerun, a resumed run or another variant of an experiment finds the calls it
-already paid for. ``call_key`` takes no credential argument at all, and settings
+already paid for. ``CallIdentity`` takes no credential argument at all, and settings
 named like credentials or transport options are refused (``ValueError``), because
 a provider that passes its whole config by mistake would both split the cache and
 write a secret into the store.
@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from fairspec.hashing import canonical_json
@@ -98,39 +100,87 @@ def normalise_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     return _normalise_value(settings, "settings")
 
 
-def key_payload(
-    provider: str,
-    base_url: str | None,
-    model: str,
-    messages: Sequence[Mapping[str, Any]],
-    settings: Mapping[str, Any],
-    sample_index: int,
-) -> dict[str, Any]:
-    """The normalised parts of a call key, as a dict (what ``call_key`` hashes)."""
-    for name, value in (("provider", provider), ("model", model)):
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+def _check_name(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _check_sample_index(sample_index: Any) -> int:
     if isinstance(sample_index, bool) or not isinstance(sample_index, int) or sample_index < 0:
         raise ValueError(f"sample_index must be an int >= 0, got {sample_index!r}")
-    return {
-        "provider": provider,
-        "base_url": normalise_base_url(base_url),
-        "model": model,
-        "messages": normalise_messages(messages),
-        "settings": normalise_settings(settings),
-        "sample_index": sample_index,
-    }
+    return sample_index
 
 
-def call_key(
-    provider: str,
-    base_url: str | None,
-    model: str,
-    messages: Sequence[Mapping[str, Any]],
-    settings: Mapping[str, Any],
-    sample_index: int,
-) -> str:
-    """sha256 hex of the canonical JSON of (provider, base_url, model, messages, settings,
-    sample_index): the same call always has the same key, in any process or run."""
-    payload = key_payload(provider, base_url, model, messages, settings, sample_index)
+def _sha256(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class CallIdentity:
+    """The identity of one teacher call: what can change its answer, normalised once.
+
+    Build it from the raw parts; ``__post_init__`` checks and normalises them (a bad
+    part is a ``ValueError``), so every field holds the form that enters the key:
+    ``base_url`` a string without trailing slashes ("" for none), ``messages`` and
+    ``settings`` JSON-ready copies (integral floats as ints). ``key`` is the sha256 of
+    the canonical JSON of :meth:`parts`, computed once; it is what the call store and a
+    replay file are indexed by (byte-identical to the keys fairspec 0.1.0 wrote).
+    ``loose_key`` leaves provider and base_url out: a ``provider: replay`` teacher
+    answers from a file recorded against any host.
+
+    Two identities are equal when their keys are. The copied ``messages`` and
+    ``settings`` are plain lists and dicts: treat them as read-only.
+    """
+
+    provider: str
+    base_url: str | None
+    model: str
+    messages: Sequence[Mapping[str, Any]]
+    settings: Mapping[str, Any]
+    sample_index: int = 0
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "provider", _check_name("provider", self.provider))
+        set_(self, "model", _check_name("model", self.model))
+        set_(self, "sample_index", _check_sample_index(self.sample_index))
+        set_(self, "base_url", normalise_base_url(self.base_url))
+        set_(self, "messages", normalise_messages(self.messages))
+        set_(self, "settings", normalise_settings(self.settings))
+
+    def parts(self) -> dict[str, Any]:
+        """The normalised parts as a new dict (what ``key`` hashes; ``CallRecord``'s fields)."""
+        return {
+            "provider": self.provider,
+            "base_url": self.base_url,
+            "model": self.model,
+            "messages": self.messages,
+            "settings": self.settings,
+            "sample_index": self.sample_index,
+        }
+
+    @cached_property
+    def key(self) -> str:
+        """sha256 hex of the canonical JSON of :meth:`parts`: the call's key in the store."""
+        return _sha256(self.parts())
+
+    @cached_property
+    def loose_key(self) -> str:
+        """Like ``key`` but without provider and base_url (model, messages, settings and
+        sample index only): the index of ``provider: replay`` lookups. Never stored."""
+        parts = self.parts()
+        del parts["provider"], parts["base_url"]
+        return _sha256(parts)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CallIdentity):
+            return NotImplemented
+        return self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __repr__(self) -> str:
+        return (f"CallIdentity(provider={self.provider!r}, base_url={self.base_url!r}, "
+                f"model={self.model!r}, sample_index={self.sample_index}, key={self.key[:12]!r})")

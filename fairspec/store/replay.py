@@ -1,8 +1,8 @@
 """Answers teacher calls from a replay file (an exported call store), never by guessing.
 
-The replay provider computes the key of the call it is asked for exactly as the
-real provider would (same provider name, base_url, model, messages, settings and
-sample index) and looks it up here. A missing call is a ``ReplayMissError`` naming
+A teacher asks with the ``CallIdentity`` of its call, built exactly as for the real
+provider (same provider name, base_url, model, messages, settings and sample index),
+and its key is looked up here. A missing call is a ``ReplayMissError`` naming
 the model and the start of the first message: a replay never makes up an answer.
 """
 
@@ -13,22 +13,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fairspec.errors import FairspecError
+from fairspec.errors import ReplayMissError
 from fairspec.store.call_record import CallRecord
 from fairspec.store.calls import read_jsonl
-from fairspec.store.keys import call_key, normalise_base_url
+from fairspec.store.keys import CallIdentity
 
-
-class ReplayMissError(FairspecError, KeyError):
-    """A call the replay file does not hold (a KeyError, so ``except KeyError`` sees it)."""
-
-    def __init__(self, message: str, key: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.key = key
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return self.message
+__all__ = ["AnyProviderReplay", "Replay", "ReplayMissError", "load_replay"]
 
 
 def _preview(messages: Sequence[Mapping[str, Any]], limit: int = 80) -> str:
@@ -57,29 +47,43 @@ class Replay(Mapping[str, CallRecord]):
     def __len__(self) -> int:
         return len(self._records)
 
-    def answer(
-        self,
-        provider: str,
-        base_url: str | None,
-        model: str,
-        messages: Sequence[Mapping[str, Any]],
-        settings: Mapping[str, Any],
-        sample_index: int,
-    ) -> CallRecord:
-        """The recorded call with these parts; ``ReplayMissError`` when there is none."""
-        key = call_key(provider, base_url, model, messages, settings, sample_index)
-        record = self._records.get(key)
+    def answer(self, identity: CallIdentity) -> CallRecord:
+        """The recorded call ``identity`` names; ``ReplayMissError`` when there is none."""
+        record = self._records.get(identity.key)
         if record is not None:
             return record
-        same_model = sum(1 for r in self._records.values() if r.model == model)
+        same_model = sum(1 for r in self._records.values() if r.model == identity.model)
         raise ReplayMissError(
-            f"{self.source} has no recorded call for model {model!r} (provider {provider!r}, "
-            f"base_url {normalise_base_url(base_url)!r}, sample {sample_index}) starting "
-            f"{_preview(messages)!r} (key {key[:12]}); it holds {same_model} call(s) of this "
-            "model. Record the run with the real provider first, or check that the prompts "
-            "and generation settings are unchanged.",
-            key,
+            f"{self.source} has no recorded call for model {identity.model!r} (provider "
+            f"{identity.provider!r}, base_url {identity.base_url!r}, sample "
+            f"{identity.sample_index}) starting {_preview(identity.messages)!r} (key "
+            f"{identity.key[:12]}); it holds {same_model} call(s) of this model. Record the run "
+            "with the real provider first, or check that the prompts and generation settings "
+            "are unchanged.",
+            identity.key,
         )
+
+
+class AnyProviderReplay:
+    """Replay lookups that ignore provider and base_url (``provider: replay`` teachers): the
+    calls of ``replay`` indexed by their identity's ``loose_key``."""
+
+    def __init__(self, replay: Replay) -> None:
+        self._index = {record.identity.loose_key: record for record in replay.values()}
+        self.source = getattr(replay, "source", "replay file")
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def answer(self, identity: CallIdentity) -> CallRecord:
+        """The recorded call with ``identity``'s model, messages, settings and sample index,
+        whatever provider and base_url recorded it; ``ReplayMissError`` when there is none."""
+        found = self._index.get(identity.loose_key)
+        if found is None:
+            content = str(identity.messages[0].get("content", ""))
+            raise ReplayMissError(f"{self.source} has no recorded call for model "
+                                  f"{identity.model!r} starting {content[:60]!r}", identity.key)
+        return found
 
 
 def load_replay(path: str | os.PathLike[str]) -> Replay:

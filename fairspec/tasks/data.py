@@ -1,6 +1,7 @@
 """Loads a benchmark split into typed rows: template fields, parsed gold answer, fingerprint.
 
-:func:`load_rows` reads the split a spec's ``task.dataset`` names, keeps the first
+:func:`load_rows` reads the split a :class:`DatasetSource` names (the spec's
+``task.dataset``, as plain values: this package knows nothing of the spec), keeps the first
 ``limit`` rows in the order of the source, maps each ``task.fields`` entry (template
 variable -> column) and parses the ``answer`` column with
 :func:`fairspec.tasks.gold.parse_gold`. Every problem is found before anything runs:
@@ -38,15 +39,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fairspec.dsl.rules import DATA_SUFFIXES
-from fairspec.dsl.schema import Dataset
 from fairspec.errors import FairspecError
+from fairspec.hashing import canonical_json, sha256_file, sha256_text
 from fairspec.resources import resolve_path
 from fairspec.tasks.extract import ANSWER_KINDS, Answer
-from fairspec.tasks.gold import parse_gold
+from fairspec.tasks.gold import gold_display, parse_gold
+from fairspec.tasks.kinds import COMMON_FIELDS
 
 logger = logging.getLogger(__name__)
 
+#: The local data file types, in the order a split's file is looked for in a folder.
+DATA_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".csv", ".parquet")
+_SOURCE_KEYS = ("hf", "config", "revision", "path")
 #: At most this many bad-row problems are spelled out in a DataError's message.
 MAX_LISTED_PROBLEMS = 20
 _MISSING = object()
@@ -62,6 +66,30 @@ class DataError(FairspecError):
     def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
         self.problems = list(problems)
         super().__init__(message)
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """Where a task's rows come from: exactly one of ``hf`` (a hub id) or ``path`` (local).
+
+    Attributes:
+        hf: a datasets hub id (or anything ``datasets.load_dataset`` takes), or None.
+        config: the hub config name (gsm8k: ``main``), or None.
+        revision: the hub revision (commit or tag), or None.
+        path: a local file or folder (jsonl, json, csv, parquet), relative to the
+            ``base_dir`` given to :func:`load_rows`, or ``builtin:...``; or None.
+    """
+
+    hf: str | None = None
+    config: str | None = None
+    revision: str | None = None
+    path: str | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> DatasetSource:
+        """The source ``data`` describes: its ``hf``, ``config``, ``revision`` and ``path``
+        (a missing one is None; other keys, such as ``split`` or ``sha256``, are ignored)."""
+        return cls(**{key: data.get(key) for key in _SOURCE_KEYS})
 
 
 @dataclass(frozen=True)
@@ -129,7 +157,7 @@ class _RawSplit:
 
 
 def load_rows(
-    dataset: Dataset,
+    dataset: DatasetSource,
     fields: Mapping[str, str],
     extractor_kind: str,
     split: str,
@@ -139,13 +167,14 @@ def load_rows(
     """Read ``split`` of ``dataset`` and turn its first ``limit`` rows into :class:`Row` s.
 
     Args:
-        dataset: the spec's ``task.dataset`` (exactly one of ``hf`` / ``path``).
+        dataset: where the rows are (exactly one of ``hf`` / ``path``); any object with
+            ``hf``, ``config``, ``revision`` and ``path`` attributes serves.
         fields: the spec's ``task.fields``, template variable -> column; needs
             ``question`` and ``answer``; ``options`` must hold a list of option texts
             (for CSV: a JSON array in the cell).
         extractor_kind: ``number``, ``boolean``, ``choice`` or ``regex``: how the
             ``answer`` column is parsed.
-        split: the split to read (``dataset.train_split`` or ``dataset.test_split``).
+        split: the split to read (the spec's ``train_split`` or ``test_split``).
         limit: keep the first ``limit`` rows; None keeps all.
         base_dir: the folder a relative ``path`` is resolved against (the spec's folder).
 
@@ -166,7 +195,7 @@ def load_rows(
         )
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit must be None or an integer >= 0, got {limit!r}")
-    for required in ("question", "answer"):
+    for required in COMMON_FIELDS:
         if required not in fields:
             raise ValueError(f"fields must map {required!r} to a column, got {dict(fields)!r}")
     if (dataset.hf is None) == (dataset.path is None):
@@ -207,8 +236,6 @@ def split_file(path: Path, split: str) -> Path:
 
 
 def _read_local(path: Path, split: str, limit: int | None) -> _RawSplit:
-    from fairspec.hashing import sha256_file  # fairspec.plan imports the stages
-
     file = split_file(path, split)
     suffix = file.suffix.lower()
     if suffix not in DATA_SUFFIXES:
@@ -333,8 +360,6 @@ def _read_hub(
     hf: str, config: str | None, revision: str | None, split: str, limit: int | None
 ) -> _RawSplit:
     import datasets
-
-    from fairspec.hashing import canonical_json, sha256_text
 
     what = hf + (f" (config {config})" if config else "") + (f" @ {revision}" if revision else "")
     try:
@@ -464,24 +489,3 @@ def _as_options(value: Any, text_cells: bool) -> list[str] | None:
         return None
     return list(value)
 
-
-def gold_display(kind: str, gold: Answer, options: Sequence[str] | None = None) -> str:
-    """A gold answer as a prompt shows it.
-
-    >>> gold_display("number", 145.0)
-    '145'
-    >>> gold_display("number", 2.5)
-    '2.5'
-    >>> gold_display("boolean", False)
-    'false'
-    >>> gold_display("choice", 2, ["red", "green", "blue"])
-    'C. blue'
-    """
-    if kind == "boolean" and isinstance(gold, bool):
-        return "true" if gold else "false"
-    if kind == "number" and isinstance(gold, float):
-        return str(int(gold)) if gold.is_integer() and abs(gold) < 1e16 else repr(gold)
-    if kind == "choice" and isinstance(gold, int):
-        letter = chr(ord("A") + gold)
-        return f"{letter}. {options[gold]}" if options is not None else letter
-    return str(gold)

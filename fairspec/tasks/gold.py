@@ -11,7 +11,12 @@ extracted answer and a gold answer compare with :func:`fairspec.tasks.answers_ma
 - ``regex``: the text itself, stripped.
 
 A gold answer that does not parse raises ValueError naming the value: a gold
-that cannot be read is a data error, never a silent "wrong".
+that cannot be read is a data error, never a silent "wrong". :func:`gold_display`
+writes a parsed gold answer the way a prompt shows it.
+
+These functions are keyed by the answer (extractor) kind, not the task kind: a task
+kind's default extractor is in :mod:`fairspec.tasks.kinds`, and a spec may override
+it (``regex`` reads the gold as text for any task kind).
 """
 
 from __future__ import annotations
@@ -128,3 +133,25 @@ def _gold_choice(value: object, options: Sequence[str] | None) -> int:
             f"A-{chr(ord('A') + count - 1)}, got {value!r}"
         )
     return index
+
+
+def gold_display(kind: str, gold: Answer, options: Sequence[str] | None = None) -> str:
+    """A gold answer as a prompt shows it.
+
+    >>> gold_display("number", 145.0)
+    '145'
+    >>> gold_display("number", 2.5)
+    '2.5'
+    >>> gold_display("boolean", False)
+    'false'
+    >>> gold_display("choice", 2, ["red", "green", "blue"])
+    'C. blue'
+    """
+    if kind == "boolean" and isinstance(gold, bool):
+        return "true" if gold else "false"
+    if kind == "number" and isinstance(gold, float):
+        return str(int(gold)) if gold.is_integer() and abs(gold) < 1e16 else repr(gold)
+    if kind == "choice" and isinstance(gold, int):
+        letter = chr(ord("A") + gold)
+        return f"{letter}. {options[gold]}" if options is not None else letter
+    return str(gold)

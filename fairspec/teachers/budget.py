@@ -12,11 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from fairspec.errors import FairspecError
-
-
-class BudgetReached(FairspecError):
-    """The next teacher call could pass the spending limit; nothing past it was sent."""
+from fairspec.errors import BudgetReached
 
 
 def call_usd(price: Mapping[str, float] | None, input_tokens: int, output_tokens: int) -> float:

@@ -7,15 +7,15 @@ Nothing else in the stages talks to a provider, so no path can pay twice for one
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from fairspec.providers import ChatProvider, ChatRequest, RetryableExhausted
-from fairspec.store import CallRecord, CallStore, call_key
-from fairspec.store.replay import Replay, ReplayMissError
+from fairspec.providers.registry import find_kind
+from fairspec.store import AnyProviderReplay, CallIdentity, CallRecord, CallStore
+from fairspec.store.replay import Replay
 from fairspec.teachers.budget import Budget, call_usd
 
 log = logging.getLogger(__name__)
@@ -55,31 +55,13 @@ class TeacherUsage:
         return dict(self.__dict__)
 
 
-class AnyProviderReplay:
-    """Replay lookups that ignore provider and base_url (``provider: replay`` teachers)."""
-
-    def __init__(self, replay: Replay) -> None:
-        self._index = {
-            self._key(r.model, r.messages, r.settings, r.sample_index): r for r in replay.values()
-        }
-        self.source = getattr(replay, "source", "replay file")
-
-    @staticmethod
-    def _key(model: str, messages: Any, settings: Any, sample_index: int) -> str:
-        return json.dumps([model, messages, settings, sample_index], sort_keys=True)
-
-    def answer(self, model: str, messages: Sequence[Mapping[str, Any]],
-               settings: Mapping[str, Any], sample_index: int) -> CallRecord:
-        found = self._index.get(self._key(model, [dict(m) for m in messages], dict(settings),
-                                          sample_index))
-        if found is None:
-            raise ReplayMissError(f"{self.source} has no recorded call for model {model!r} "
-                                  f"starting {str(messages[0].get('content', ''))[:60]!r}", "")
-        return found
-
-
 class TeacherCaller:
-    """One teacher bound to the call store: ``await ask(messages)`` -> a stored CallRecord."""
+    """One teacher bound to the call store: ``await ask(messages)`` -> a stored CallRecord.
+
+    Each request's :class:`CallIdentity` is built once (:meth:`identity`); its key finds
+    the stored call, joins a request already in flight, looks the call up in a replay
+    file, and names the record stored after the provider answers.
+    """
 
     def __init__(self, *, name: str, provider_kind: str, base_url: str | None, model: str,
                  settings: Mapping[str, Any], store: CallStore, provider: ChatProvider | None = None,
@@ -96,19 +78,19 @@ class TeacherCaller:
         self.any_provider_replay = any_provider_replay
         self.price = price
         self.budget = budget
-        known = price is not None or provider_kind == "hf"
+        kind = find_kind(provider_kind)
+        known = price is not None or (kind is not None and kind.local)  # a local model is free
         self.usage = TeacherUsage(usd=0.0 if known else None, spent_usd=0.0 if known else None)
         self.on_answer: Callable[[TeacherCaller], None] | None = None
         self._in_flight: dict[str, asyncio.Future[CallRecord]] = {}
 
-    def _record(self, messages: Sequence[Mapping[str, Any]], sample_index: int, **result: Any) -> CallRecord:
-        return CallRecord.create(provider=self.provider_kind, base_url=self.base_url, model=self.model,
-                                 messages=messages, settings=self.settings,
-                                 sample_index=sample_index, teacher=self.name, **result)
+    def identity(self, messages: Sequence[Mapping[str, Any]], sample_index: int = 0) -> CallIdentity:
+        """The identity of this teacher's call for ``messages`` (ValueError for bad parts)."""
+        return CallIdentity(self.provider_kind, self.base_url, self.model, messages,
+                            self.settings, sample_index)
 
-    def _key(self, messages: Sequence[Mapping[str, Any]], sample_index: int) -> str:
-        return call_key(self.provider_kind, self.base_url, self.model, messages, self.settings,
-                        sample_index)
+    def _record(self, identity: CallIdentity, **result: Any) -> CallRecord:
+        return CallRecord.create(identity, teacher=self.name, **result)
 
     def _cost(self, record: CallRecord) -> float:
         return call_usd(self.price, record.input_tokens or 0, record.output_tokens or 0)
@@ -118,12 +100,13 @@ class TeacherCaller:
         invocation, so that a resumed run knows its spend before it sends anything new."""
         if self.budget is None:
             return
-        for key, record in self.store.get_many(self._key(m, 0) for m in requests).items():
+        for key, record in self.store.get_many(self.identity(m).key for m in requests).items():
             self.budget.count_reused(key, self._cost(record))
 
     async def ask(self, messages: Sequence[Mapping[str, Any]], sample_index: int = 0) -> CallRecord:
         """The answer to ``messages``: stored, in flight (shared), replayed, or asked now."""
-        key = self._key(messages, sample_index)
+        identity = self.identity(messages, sample_index)
+        key = identity.key
         stored = self.store.get(key)
         if stored is not None:
             if self.budget is not None:
@@ -139,7 +122,7 @@ class TeacherCaller:
         future: asyncio.Future[CallRecord] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            record = await self._answer(key, messages, sample_index)
+            record = await self._answer(identity, messages)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: the waiters, if any, re-raise it
@@ -152,16 +135,12 @@ class TeacherCaller:
             if self.on_answer is not None:
                 self.on_answer(self)
 
-    async def _answer(self, key: str, messages: Sequence[Mapping[str, Any]],
-                      sample_index: int) -> CallRecord:
-        if self.replay is not None or self.any_provider_replay is not None:
-            if self.any_provider_replay is not None:
-                found = self.any_provider_replay.answer(self.model, messages, self.settings,
-                                                        sample_index)
-            else:
-                found = self.replay.answer(self.provider_kind, self.base_url, self.model, messages,
-                                           self.settings, sample_index)
-            record = self._record(messages, sample_index, status=found.status, text=found.text,
+    async def _answer(self, identity: CallIdentity,
+                      messages: Sequence[Mapping[str, Any]]) -> CallRecord:
+        replay = self.any_provider_replay if self.any_provider_replay is not None else self.replay
+        if replay is not None:
+            found = replay.answer(identity)
+            record = self._record(identity, status=found.status, text=found.text,
                                   finish_reason=found.finish_reason, input_tokens=found.input_tokens,
                                   output_tokens=found.output_tokens, latency_s=found.latency_s,
                                   attempts=found.attempts)
@@ -179,17 +158,17 @@ class TeacherCaller:
         try:
             result = await self.provider.complete(request)
         except RetryableExhausted as exc:
-            record = self.store.put(self._record(messages, sample_index, status="error",
-                                                 attempts=exc.attempts, last_error=str(exc)))
+            record = self.store.put(self._record(identity, status="error", attempts=exc.attempts,
+                                                 last_error=str(exc)))
             self.usage.add(record, "errors", None)
             return record
         else:
             cost = call_usd(self.price, result.input_tokens or 0, result.output_tokens or 0)
         finally:
             if self.budget is not None:
-                self.budget.settle(key, worst, cost)
+                self.budget.settle(identity.key, worst, cost)
         record = self.store.put(self._record(
-            messages, sample_index, status=result.status, text=result.text,
+            identity, status=result.status, text=result.text,
             finish_reason=result.finish_reason, input_tokens=result.input_tokens,
             output_tokens=result.output_tokens, latency_s=result.latency_s,
             attempts=result.attempts, last_error=result.last_error,

@@ -7,34 +7,23 @@ from pathlib import Path
 from typing import Any
 
 from fairspec.providers import ChatProvider, provider_class
+from fairspec.providers.registry import provider_kind
 from fairspec.resources import resolve_path
-from fairspec.store import CallStore, load_replay
+from fairspec.store import AnyProviderReplay, CallStore, load_replay
 from fairspec.store.replay import Replay
 from fairspec.teachers.budget import Budget
-from fairspec.teachers.caller import AnyProviderReplay, TeacherCaller
+from fairspec.teachers.caller import TeacherCaller
 from fairspec.weights import resolve_model
 
 
 def make_provider(teacher: Mapping[str, Any], base_dir: Path) -> ChatProvider:
-    """The live provider for one teacher's plan settings (reads its key variable now)."""
-    kind = teacher["provider"]
-    common = {"name": teacher["name"], "model": teacher["model"]}
-    if kind == "hf":
-        return provider_class("hf")(**common, model_path=resolve_model(teacher["model"], base_dir))
-    options = {
-        "base_url": teacher["base_url"],
-        "concurrency": teacher["concurrency"],
-        "rpm": teacher["rpm"],
-        "tpm": teacher["tpm"],
-        "timeout_s": teacher["timeout_s"],
-        "max_retries": teacher["max_retries"],
-    }
-    if teacher["api_key_env"]:
-        options["api_key_env"] = teacher["api_key_env"]
-    if kind == "gemini" and teacher.get("vertex"):
-        options["vertex_project"] = teacher["vertex"]["project"]
-        options["vertex_location"] = teacher["vertex"]["location"]
-    return provider_class(kind)(**common, **options)
+    """The live provider for one teacher's plan settings (reads its key variable now): the
+    options its kind takes (``ProviderKind.arguments``), a local model resolved to a folder."""
+    kind = provider_kind(teacher["provider"])
+    options = kind.arguments(teacher)
+    if kind.model_is_path:
+        options["model_path"] = resolve_model(teacher["model"], base_dir)
+    return provider_class(kind.name)(name=teacher["name"], model=teacher["model"], **options)
 
 
 def make_committee(teachers: list[Mapping[str, Any]], store: CallStore, base_dir: Path, *,
@@ -44,7 +33,7 @@ def make_committee(teachers: list[Mapping[str, Any]], store: CallStore, base_dir
     callers = {}
     for teacher in teachers:
         provider, own_replay = None, None
-        if teacher["provider"] == "replay":
+        if provider_kind(teacher["provider"]).takes("replay_file"):  # answers from that file
             own_replay = AnyProviderReplay(load_replay(resolve_path(teacher["replay_file"], base_dir)))
         elif replay is None:
             provider = make_provider(teacher, base_dir)

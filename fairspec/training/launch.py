@@ -71,6 +71,7 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[[int, int], No
 
     started = time.time()
     out = Path(args["output_dir"])
+    checkpoints = Path(args.get("work_dir") or out) / "checkpoints"
     tokenizer = AutoTokenizer.from_pretrained(args["model_path"])
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -88,7 +89,7 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[[int, int], No
     truncated = int(sum(dataset["truncated"]))
     dataset = dataset.remove_columns(["truncated"])
     training_args = TrainingArguments(
-        output_dir=str(out / "checkpoints"),
+        output_dir=str(checkpoints),
         num_train_epochs=args["epochs"],
         per_device_train_batch_size=args["batch_size"],
         gradient_accumulation_steps=args["gradient_accumulation_steps"],
@@ -118,7 +119,7 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[[int, int], No
     )
     if on_step is not None:
         trainer.add_callback(step_reporter(on_step))
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(out / "checkpoints"))
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))
     final = trainer.model.merge_and_unload() if args.get("lora") else trainer.model
     if trainer.is_world_process_zero():
         final.save_pretrained(out / "model")
@@ -143,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         raise SystemExit("usage: python -m fairspec.training.launch TRAIN_ARGS.json")
     path = Path(argv[0])
-    stats = train(json.loads(path.read_text(encoding="utf-8")))
-    (path.parent / "train_result.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    args = json.loads(path.read_text(encoding="utf-8"))
+    stats = train(args)
+    result = Path(args.get("work_dir") or path.parent) / "train_result.json"
+    result.write_text(json.dumps(stats, indent=2), encoding="utf-8")
     return 0
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fairspec.errors import SpecError
 from fairspec.dsl import load_spec
+from fairspec.errors import SpecError
 
 BASE = textwrap.dedent("""\
     fairspec: 1

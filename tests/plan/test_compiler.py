@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from fairspec.dsl import load_spec, load_spec_text
 from fairspec.plan import STAGE_NAMES, Environment, compile_plan
 from fairspec.plan.estimate import calls_per_mistake, estimate_run, unique_calls_per_mistake
-from fairspec.dsl import load_spec, load_spec_text
 
 REPO = Path(__file__).resolve().parents[2]
 CPU = Environment(cuda_devices=0, vllm=False)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fairspec.plan import Environment, compile_plan
 from fairspec.dsl import load_spec_text
+from fairspec.plan import Environment, compile_plan
 
 REPO = Path(__file__).resolve().parents[2]
 GPU = Environment(cuda_devices=8, vllm=True)

@@ -30,11 +30,11 @@ import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
-from fairspec.plan import Environment, compile_plan
-from fairspec.plan.graph import RunPlan
 from fairspec.artifacts import is_done, read_jsonl, write_jsonl
 from fairspec.dsl import load_spec_text
-from fairspec.stages.teach import run_teach
+from fairspec.plan import Environment, compile_plan
+from fairspec.plan.graph import RunPlan
+from fairspec.run.executor import run_stage
 from fairspec.store import CallStore
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def child(base: Path, url: str) -> None:
     """The process that gets killed: the teach stage, as ``fairspec run`` would run it."""
     run = plan_run(base, url)
     with CallStore(base / "calls.sqlite") as store:
-        run_teach(run, base, base / "run" / "teach", store)
+        run_stage(run, "teach", base_dir=base, store=store)
 
 
 def served(root: str) -> int:
@@ -159,7 +159,7 @@ def _kill_then_rerun(tmp_path: Path, start_katan, monkeypatch, low: float, high:
         assert 0 <= at_kill - stored <= IN_FLIGHT_MAX, where
         assert not is_done(tmp_path / "run" / "teach", run.stage("teach").fingerprint)
 
-        stats = run_teach(run, tmp_path, tmp_path / "run" / "teach", store)
+        stats = run_stage(run, "teach", base_dir=tmp_path, store=store)
 
         assert stats["calls"] == TOTAL and stats["calls_made"] == TOTAL - stored, where
         total_served = settled_count(server.root)

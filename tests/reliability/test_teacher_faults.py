@@ -24,12 +24,12 @@ from typing import Any
 
 import pytest
 
-from fairspec.plan import Environment, compile_plan
-from fairspec.plan.graph import RunPlan
 from fairspec.artifacts import is_done, read_jsonl, write_jsonl
 from fairspec.dsl import load_spec_text
-from fairspec.stages.review import run_review
-from fairspec.stages.teach import TeacherStopped, run_teach
+from fairspec.errors import TeacherStopped
+from fairspec.plan import Environment, compile_plan
+from fairspec.plan.graph import RunPlan
+from fairspec.run.executor import run_stage
 from fairspec.store import CallStore
 
 pytestmark = pytest.mark.filterwarnings(
@@ -100,8 +100,8 @@ def outcome(tmp_path: Path) -> dict[str, Any]:
 
 
 def run_both(run: RunPlan, tmp_path: Path, store: CallStore) -> tuple[dict, dict]:
-    teach = run_teach(run, tmp_path, tmp_path / "run" / "teach", store)
-    review = run_review(run, tmp_path, tmp_path / "run" / "review", store)
+    teach = run_stage(run, "teach", base_dir=tmp_path, store=store)
+    review = run_stage(run, "review", base_dir=tmp_path, store=store)
     return teach, review
 
 
@@ -142,7 +142,7 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 def set_backoff(monkeypatch: pytest.MonkeyPatch, *, base_s: float, max_s: float) -> None:
     """Set the retry back-off of the stages' providers: the spec has no back-off key, so the
     stage's provider factory is wrapped to pass the providers' own back-off arguments."""
-    from fairspec.stages import committee
+    from fairspec.teachers import committee
 
     real = committee.provider_class
 
@@ -241,9 +241,9 @@ def test_latency_calls_overlap_and_nothing_is_lost(tmp_path, start_katan, baseli
     run = make_run(tmp_path, openai_committee(server.openai_url, concurrency=8, timeout_s=20))
     with CallStore(tmp_path / "calls.sqlite") as store:
         started = time.monotonic()
-        teach = run_teach(run, tmp_path, tmp_path / "run" / "teach", store)
+        teach = run_stage(run, "teach", base_dir=tmp_path, store=store)
         teach_s = time.monotonic() - started
-        run_review(run, tmp_path, tmp_path / "run" / "review", store)
+        run_stage(run, "review", base_dir=tmp_path, store=store)
         assert_complete(run, tmp_path, store)
         assert all(r.attempts == 1 for r in store.records())
         assert requests_served(server.root) == store.count()
@@ -286,7 +286,7 @@ def test_429_storm_outlasting_retries_stops_and_the_rerun_pays_only_the_rest(
     run = make_run(tmp_path, openai_committee(server.openai_url, concurrency=3, max_retries=2))
     with CallStore(tmp_path / "calls.sqlite") as store:
         with pytest.raises(TeacherStopped, match="rerun"):
-            run_teach(run, tmp_path, tmp_path / "run" / "teach", store)
+            run_stage(run, "teach", base_dir=tmp_path, store=store)
         # exactly the first `limit` requests were answered, and each is stored
         assert requests_served(server.root) == limit == store.count()
         errors = [r for r in store.records() if not r.completed]
@@ -328,10 +328,10 @@ def test_429_until_the_window_resets_is_retried_to_success(tmp_path, start_katan
     thread = threading.Thread(target=reset_window, daemon=True)
     thread.start()
     with CallStore(tmp_path / "calls.sqlite") as store:
-        teach = run_teach(run, tmp_path, tmp_path / "run" / "teach", store)
+        teach = run_stage(run, "teach", base_dir=tmp_path, store=store)
         thread.join(timeout=30)
         assert not thread.is_alive() and not failure, failure
-        run_review(run, tmp_path, tmp_path / "run" / "review", store)
+        run_stage(run, "review", base_dir=tmp_path, store=store)
         assert_complete(run, tmp_path, store)
         assert teach["calls_made"] == 36 and teach["teachers"]["alpha"]["errors"] == 0
         # once the limit is reached, each of the 3 x 3 workers retries the call it holds

@@ -4,17 +4,18 @@ with the same limit sends nothing, a higher limit resumes and pays only for the 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from fairspec.plan import Environment, compile_plan
 from fairspec.artifacts import is_done, write_jsonl
-from fairspec.teachers.budget import Budget, BudgetReached
 from fairspec.dsl import load_spec_text
-from fairspec.stages.teach import run_teach
+from fairspec.plan import Environment, compile_plan
+from fairspec.run.executor import run_stage
 from fairspec.store import CallStore
+from fairspec.teachers.budget import Budget, BudgetReached
 
 from .test_teach_review import REPO, requests_served
 
@@ -55,14 +56,16 @@ def test_budget_stops_before_the_limit_and_resumes_with_a_higher_one(tmp_path, k
     start = requests_served(katan)
     with CallStore(tmp_path / "calls.sqlite") as store:
         # what the whole stage costs, measured on a throwaway store
+        probe_run = replace(run, run_dir=str(tmp_path / "probe"))
+        shutil.copytree(tmp_path / "run" / "exam", tmp_path / "probe" / "exam")
         with CallStore(tmp_path / "probe.sqlite") as probe:
-            full = run_teach(run, tmp_path, tmp_path / "probe" / "teach", probe)
+            full = run_stage(probe_run, "teach", base_dir=tmp_path, store=probe)
         total_usd = full["usd"]
         start = requests_served(katan)
         limit = total_usd / 2
         first = Budget(limit)
         with pytest.raises(BudgetReached, match="budget reached"):
-            run_teach(run, tmp_path, folder, store, budget=first)
+            run_stage(run, "teach", base_dir=tmp_path, store=store, budget=first)
         paid = store.count()
         assert 0 < paid < all_calls
         assert requests_served(katan) - start == paid  # nothing was sent past the stop
@@ -71,12 +74,12 @@ def test_budget_stops_before_the_limit_and_resumes_with_a_higher_one(tmp_path, k
         # the same limit again: the stored calls already use it up, so nothing new is sent
         again = Budget(limit)
         with pytest.raises(BudgetReached):
-            run_teach(run, tmp_path, folder, store, budget=again)
+            run_stage(run, "teach", base_dir=tmp_path, store=store, budget=again)
         assert again.spent_usd == pytest.approx(first.spent_usd)
         assert requests_served(katan) - start == paid
         # a higher limit resumes: only the missing calls are paid
         higher = Budget(total_usd * 1.01)
-        done = run_teach(run, tmp_path, folder, store, budget=higher)
+        done = run_stage(run, "teach", base_dir=tmp_path, store=store, budget=higher)
     assert done["calls_made"] == all_calls - paid
     assert requests_served(katan) - start == all_calls
     assert higher.spent_usd == pytest.approx(total_usd)

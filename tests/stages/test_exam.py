@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from fairspec.plan import Environment, compile_plan
 from fairspec.artifacts import is_done, read_jsonl
 from fairspec.dsl import load_spec_text
+from fairspec.plan import Environment, compile_plan
+from fairspec.run.executor import run_stage
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,15 +53,13 @@ CASES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_exam_on_real_rows_of_each_benchmark(tmp_path, shared_data, tiny_model, name):
-    from fairspec.stages.exam import run_exam
-
     kind, dataset, fields = CASES[name]
     extra = ""
     if name == "svamp":  # Body and Question are two columns: a template that joins them
         (tmp_path / "exam.j2").write_text("{{ context }} {{ question }}\nEnd with: Answer: <number>")
         extra = f"prompts: {{exam: {tmp_path / 'exam.j2'}}}\n"
     loaded, run = exam_run(tmp_path, kind, dataset, fields, shared_data, extra=extra)
-    stats = run_exam(loaded.spec, shared_data, run.stage("exam"), tmp_path / "run" / "exam")
+    stats = run_stage(run, "exam", base_dir=shared_data)
     records = list(read_jsonl(tmp_path / "run" / "exam" / "exam.jsonl"))
     assert [r["index"] for r in records] == [0, 1, 2]
     assert all(r["output"] and r["output_tokens"] > 0 for r in records)
@@ -72,19 +71,16 @@ def test_exam_on_real_rows_of_each_benchmark(tmp_path, shared_data, tiny_model, 
 
 @pytest.mark.slow
 def test_exam_resumes_by_row_and_skips_when_done(tmp_path, tiny_model):
-    from fairspec.stages.exam import run_exam
-
     loaded, run = exam_run(tmp_path, "math", "path: builtin:data/svamp-mini",
                            "{question: question_concat, answer: Answer}", REPO, limit=4)
     folder = tmp_path / "run" / "exam"
-    stage = run.stage("exam")
-    run_exam(loaded.spec, REPO, stage, folder)
+    run_stage(run, "exam", base_dir=REPO)
     first = (folder / "exam.jsonl").read_text().splitlines()
     assert len(first) == 4
     # a crash after two rows: the manifest is gone and the last line is half written
     (folder / "manifest.json").unlink()
     (folder / "exam.jsonl").write_text("\n".join(first[:2]) + "\n" + first[2][:10])
-    stats = run_exam(loaded.spec, REPO, stage, folder)
+    stats = run_stage(run, "exam", base_dir=REPO)
     again = (folder / "exam.jsonl").read_text().splitlines()
     assert again[:2] == first[:2] and len(again) == 4
     assert [json.loads(line)["output"] for line in again] == [json.loads(line)["output"] for line in first]
@@ -96,13 +92,11 @@ def test_exam_resumes_by_row_and_skips_when_done(tmp_path, tiny_model):
 def test_evaluate_scores_base_and_tuned_and_shares_the_base_answers(tmp_path, tiny_model):
     import shutil
 
-    from fairspec.stages.evaluate import run_evaluate
-
     loaded, run = exam_run(tmp_path, "math", "path: builtin:data/svamp-mini",
                            "{question: question_concat, answer: Answer}", REPO, limit=3,
                            extra="evaluation: {decoding: greedy}\n")
     shutil.copytree(tiny_model, tmp_path / "run" / "train" / "model")  # "tuned" = the base weights
-    metrics = run_evaluate(loaded.spec, run, REPO, tmp_path / "run" / "evaluate", tmp_path / "out")
+    metrics = run_stage(run, "evaluate", base_dir=REPO, cache_dir=tmp_path / "out" / "cache")
     assert metrics["base"]["total"] == metrics["tuned"]["total"] == 3
     assert metrics["gain"] == 0  # same weights, greedy: the same answers
     base = list(read_jsonl(tmp_path / "run" / "evaluate" / "predictions-base.jsonl"))

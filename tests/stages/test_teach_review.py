@@ -10,12 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from fairspec.plan import Environment, compile_plan
 from fairspec.artifacts import is_done, read_jsonl, write_jsonl
 from fairspec.dsl import load_spec_text
-from fairspec.stages.build import run_build
-from fairspec.stages.review import run_review
-from fairspec.stages.teach import run_teach
+from fairspec.plan import Environment, compile_plan
+from fairspec.run.executor import run_stage
 from fairspec.store import CallStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,7 +61,7 @@ def test_teach_then_review_store_every_call_and_repeat_none(tmp_path, katan, mon
     run = make_run(tmp_path, katan.openai_url)
     before = requests_served(katan)
     with CallStore(tmp_path / "calls.sqlite") as store:
-        teach = run_teach(run, tmp_path, tmp_path / "run" / "teach", store)
+        teach = run_stage(run, "teach", base_dir=tmp_path, store=store)
         assert teach["calls_made"] == 4 * 3 * 2
         rationales = list(read_jsonl(tmp_path / "run" / "teach" / "rationales.jsonl"))
         feedback = list(read_jsonl(tmp_path / "run" / "teach" / "feedback.jsonl"))
@@ -71,7 +69,7 @@ def test_teach_then_review_store_every_call_and_repeat_none(tmp_path, katan, mon
             (i, t) for i in range(4) for t in ("alpha", "beta", "gamma")}
         assert all("Student's answer: The answer is 7." in f["text"] for f in feedback)  # echo
         assert teach["teachers"]["alpha"]["usd"] > 0 and teach["teachers"]["beta"]["usd"] is None
-        review = run_review(run, tmp_path, tmp_path / "run" / "review", store)
+        review = run_stage(run, "review", base_dir=tmp_path, store=store)
         # the echoed review prompt ends its instructions with "e.g. [4]": every score is 4
         assert review["reviews_made"] == 4 * 3 * 2 and review["invalid_scores"] == 0
         assert review["accepted"] == 12
@@ -81,7 +79,7 @@ def test_teach_then_review_store_every_call_and_repeat_none(tmp_path, katan, mon
         served = requests_served(katan) - before
         assert served == store.count() <= 48
     assert is_done(tmp_path / "run" / "teach", run.stage("teach").fingerprint)
-    build = run_build(run, tmp_path, tmp_path / "run" / "build", seed=42)
+    build = run_stage(run, "build", base_dir=tmp_path)
     assert build["samples"] == 4 and build["examples"] == 8  # random_one: one of each
     from datasets import load_from_disk
 
@@ -91,9 +89,9 @@ def test_teach_then_review_store_every_call_and_repeat_none(tmp_path, katan, mon
     for stage in ("teach", "review"):
         (tmp_path / "run" / stage / "manifest.json").unlink()
     with CallStore(tmp_path / "calls.sqlite") as store:
-        again = run_teach(run, tmp_path, tmp_path / "run" / "teach", store)
+        again = run_stage(run, "teach", base_dir=tmp_path, store=store)
         assert again["calls_made"] == 0 and again["calls"] == 24
-        run_review(run, tmp_path, tmp_path / "run" / "review", store)
+        run_stage(run, "review", base_dir=tmp_path, store=store)
     assert requests_served(katan) - before == served
 
 
@@ -116,8 +114,8 @@ def test_progress_sees_every_teacher_reach_its_total(tmp_path, katan, monkeypatc
     run = make_run(tmp_path, katan.openai_url)
     recorder = Recorder()
     with CallStore(tmp_path / "calls.sqlite") as store:
-        run_teach(run, tmp_path, tmp_path / "run" / "teach", store, progress=recorder)
-        run_review(run, tmp_path, tmp_path / "run" / "review", store, progress=recorder)
+        run_stage(run, "teach", base_dir=tmp_path, store=store, progress=recorder)
+        run_stage(run, "review", base_dir=tmp_path, store=store, progress=recorder)
     assert recorder.totals["teach"] == {"alpha": 8, "beta": 8, "gamma": 8}
     assert recorder.totals["review"] == {"alpha": 8, "beta": 8, "gamma": 8}
     assert all(recorder.done[("teach", t)] == 8 for t in ("alpha", "beta", "gamma"))
@@ -129,8 +127,8 @@ def test_review_exits_early_when_the_decision_is_made(tmp_path, katan, monkeypat
     # threshold 5 with mean: the first score of 4 makes a mean of 5 impossible
     run = make_run(tmp_path, katan.openai_url, threshold=5)
     with CallStore(tmp_path / "calls.sqlite") as store:
-        run_teach(run, tmp_path, tmp_path / "run" / "teach", store)
-        review = run_review(run, tmp_path, tmp_path / "run" / "review", store)
+        run_stage(run, "teach", base_dir=tmp_path, store=store)
+        review = run_stage(run, "review", base_dir=tmp_path, store=store)
     assert review["reviews_made"] == 12 and review["reviews_saved_by_early_exit"] == 12
     assert review["accepted"] == 0
 
@@ -140,10 +138,10 @@ def test_a_fatal_provider_error_stops_the_stage_and_keeps_nothing_half_done(tmp_
     server = start_katan("--validate-keys")
     monkeypatch.setenv("KATAN_KEY", "sk-wrong-key-0000000000000000")
     run = make_run(tmp_path, server.openai_url)
-    from fairspec.stages.teach import TeacherStopped
+    from fairspec.errors import TeacherStopped
 
     with CallStore(tmp_path / "calls.sqlite") as store, pytest.raises(TeacherStopped) as caught:
-        run_teach(run, tmp_path, tmp_path / "run" / "teach", store)
+        run_stage(run, "teach", base_dir=tmp_path, store=store)
     assert "sk-wrong-key" not in str(caught.value)
     assert not is_done(tmp_path / "run" / "teach", run.stage("teach").fingerprint)
 
@@ -155,8 +153,8 @@ def test_replay_reproduces_the_teacher_outputs_without_a_key_or_a_server(tmp_pat
     monkeypatch.setenv("KATAN_KEY", "sk-test-not-a-real-key-000000")
     run = make_run(tmp_path, katan.openai_url)
     with CallStore(tmp_path / "calls.sqlite") as store:
-        run_teach(run, tmp_path, tmp_path / "run" / "teach", store)
-        run_review(run, tmp_path, tmp_path / "run" / "review", store)
+        run_stage(run, "teach", base_dir=tmp_path, store=store)
+        run_stage(run, "review", base_dir=tmp_path, store=store)
         store.export_jsonl(tmp_path / "calls.jsonl")
     recorded = {name: (tmp_path / "run" / stage / name).read_text()
                 for stage, name in (("teach", "rationales.jsonl"), ("teach", "feedback.jsonl"),
@@ -166,8 +164,8 @@ def test_replay_reproduces_the_teacher_outputs_without_a_key_or_a_server(tmp_pat
     other = make_run(tmp_path / "other", katan.openai_url)
     replay = load_replay(tmp_path / "calls.jsonl")
     with CallStore(tmp_path / "other" / "calls.sqlite") as store:
-        teach = run_teach(other, tmp_path, tmp_path / "other" / "run" / "teach", store, replay=replay)
-        run_review(other, tmp_path, tmp_path / "other" / "run" / "review", store, replay=replay)
+        teach = run_stage(other, "teach", base_dir=tmp_path, store=store, replay=replay)
+        run_stage(other, "review", base_dir=tmp_path, store=store, replay=replay)
     assert teach["calls_made"] == 0 and teach["teachers"]["alpha"]["replayed"] == 8
     for (stage, name), text in zip(
             (("teach", "rationales.jsonl"), ("teach", "feedback.jsonl"), ("review", "accepted.jsonl")),
@@ -181,12 +179,12 @@ def test_replay_of_a_changed_prompt_is_a_clear_error(tmp_path, katan, monkeypatc
     monkeypatch.setenv("KATAN_KEY", "sk-test-not-a-real-key-000000")
     run = make_run(tmp_path, katan.openai_url)
     with CallStore(tmp_path / "calls.sqlite") as store:
-        run_teach(run, tmp_path, tmp_path / "run" / "teach", store)
+        run_stage(run, "teach", base_dir=tmp_path, store=store)
         store.export_jsonl(tmp_path / "calls.jsonl")
     other = make_run(tmp_path / "other", katan.openai_url)
     mistakes = tmp_path / "other" / "run" / "exam" / "mistakes.jsonl"
     mistakes.write_text(mistakes.read_text().replace("The answer is 7.", "The answer is 8."))
     with CallStore(tmp_path / "other.sqlite") as store, pytest.raises(ReplayMissError) as caught:
-        run_teach(other, tmp_path, tmp_path / "other" / "run" / "teach", store,
+        run_stage(other, "teach", base_dir=tmp_path, store=store,
                   replay=load_replay(tmp_path / "calls.jsonl"))
     assert "gpt-" in str(caught.value) and "no recorded call" in str(caught.value)

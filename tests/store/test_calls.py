@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from fairspec.store import CallRecord, CallStore, default_store_path, read_jsonl
+from fairspec.store import CallIdentity, CallRecord, CallStore, default_store_path, read_jsonl
 
 
 def make(i: int = 0, *, status: str = "ok", text: str | None = "answer", model: str = "m",
          teacher: str = "T1", **fields) -> CallRecord:
     return CallRecord.create(
-        provider="openai", base_url="http://127.0.0.1:8000/v1", model=model,
-        messages=[{"role": "system", "content": "Teach."},
-                  {"role": "user", "content": f"Question {i}: 東京 → ∑ ✓"}],
-        settings={"temperature": 0.7, "max_tokens": 64}, sample_index=i % 3,
+        CallIdentity(provider="openai", base_url="http://127.0.0.1:8000/v1", model=model,
+                     messages=[{"role": "system", "content": "Teach."},
+                               {"role": "user", "content": f"Question {i}: 東京 → ∑ ✓"}],
+                     settings={"temperature": 0.7, "max_tokens": 64}, sample_index=i % 3),
         status=status, text=None if status == "error" else text, teacher=teacher, **fields)
 
 

@@ -15,22 +15,23 @@ from pathlib import Path
 
 import pytest
 
-from fairspec.store import CallRecord, CallStore
+from fairspec.store import CallIdentity, CallRecord, CallStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Writes records one by one and prints each key only after put() has returned.
 CHILD = r"""
 import sys
-from fairspec.store import CallRecord, CallStore
+from fairspec.store import CallIdentity, CallRecord, CallStore
 
 store = CallStore(sys.argv[1])
 filler = "x" * int(sys.argv[2])
 for i in range(1_000_000):
     record = CallRecord.create(
-        provider="openai", base_url=None, model="teacher",
-        messages=[{"role": "user", "content": f"question {i}"}],
-        settings={"temperature": 0.5}, sample_index=0, status="ok", text=f"{i}:{filler}")
+        CallIdentity(provider="openai", base_url=None, model="teacher",
+                     messages=[{"role": "user", "content": f"question {i}"}],
+                     settings={"temperature": 0.5}, sample_index=0),
+        status="ok", text=f"{i}:{filler}")
     store.put(record)
     sys.stdout.write(record.key + "\n")
     sys.stdout.flush()
@@ -86,9 +87,11 @@ def _writer(path: str, worker: int, start: multiprocessing.synchronize.Event) ->
         for i in range(300):
             shared = i % 3 == 0  # both workers write these: same call, same answer
             store.put(CallRecord.create(
-                provider="openai", base_url=None, model="m",
-                messages=[{"role": "user", "content": f"q{i}" if shared else f"w{worker}-{i}"}],
-                settings={}, sample_index=0, status="ok",
+                CallIdentity(provider="openai", base_url=None, model="m",
+                             messages=[{"role": "user",
+                                        "content": f"q{i}" if shared else f"w{worker}-{i}"}],
+                             settings={}, sample_index=0),
+                status="ok",
                 text=f"a{i}" if shared else f"w{worker}", teacher=f"T{worker}"))
 
 

@@ -6,23 +6,23 @@ import dataclasses
 
 import pytest
 
-from fairspec.store import CallRecord, call_key
+from fairspec.store import CallIdentity, CallRecord
 
-PARTS = dict(provider="openai", base_url="http://h/v1/", model="m",
-             messages=[{"role": "user", "content": "hi"}], settings={"temperature": 0.0},
-             sample_index=2)
+IDENTITY = CallIdentity(provider="openai", base_url="http://h/v1/", model="m",
+                        messages=[{"role": "user", "content": "hi"}], settings={"temperature": 0.0},
+                        sample_index=2)
 
 
-def test_create_computes_the_key_from_normalised_parts() -> None:
-    record = CallRecord.create(**PARTS, status="ok", text="hello", teacher="T1")
-    assert record.key == call_key(**PARTS)
+def test_create_takes_the_key_and_normalised_parts_of_its_identity() -> None:
+    record = CallRecord.create(IDENTITY, status="ok", text="hello", teacher="T1")
+    assert record.key == IDENTITY.key and record.identity == IDENTITY
     assert record.base_url == "http://h/v1"
     assert record.completed
 
 
 def test_teacher_name_is_not_part_of_the_key() -> None:
-    a = CallRecord.create(**PARTS, status="ok", text="x", teacher="gpt")
-    b = CallRecord.create(**PARTS, status="ok", text="x", teacher="other")
+    a = CallRecord.create(IDENTITY, status="ok", text="x", teacher="gpt")
+    b = CallRecord.create(IDENTITY, status="ok", text="x", teacher="other")
     assert a.key == b.key
 
 
@@ -34,16 +34,21 @@ def test_teacher_name_is_not_part_of_the_key() -> None:
 ])
 def test_bad_fields_raise_value_error(fields: dict) -> None:
     with pytest.raises(ValueError):
-        CallRecord.create(**PARTS, **fields)
+        CallRecord.create(IDENTITY, **fields)
 
 
 def test_error_record_is_not_completed() -> None:
-    record = CallRecord.create(**PARTS, status="error", last_error="HTTP 500", attempts=3)
+    record = CallRecord.create(IDENTITY, status="error", last_error="HTTP 500", attempts=3)
     assert not record.completed and record.text is None
 
 
+def test_create_wants_an_identity() -> None:
+    with pytest.raises(TypeError, match="CallIdentity"):
+        CallRecord.create(IDENTITY.parts(), status="ok", text="x")  # type: ignore[arg-type]
+
+
 def test_json_roundtrip_and_field_order() -> None:
-    record = CallRecord.create(**PARTS, status="truncated", text="ab", finish_reason="length",
+    record = CallRecord.create(IDENTITY, status="truncated", text="ab", finish_reason="length",
                                input_tokens=3, output_tokens=2, latency_s=0.25)
     data = record.to_json()
     assert list(data)[:2] == ["key", "provider"] and list(data)[-1] == "teacher"
@@ -59,7 +64,7 @@ def test_no_field_can_carry_credentials_or_headers() -> None:
     assert not {n for n in names if any(w in n for w in ("key_env", "api", "header", "auth",
                                                           "token_", "secret", "password"))}
     with pytest.raises(TypeError):
-        CallRecord.create(**PARTS, status="ok", text="x", api_key="sk-x")  # type: ignore
+        CallRecord.create(IDENTITY, status="ok", text="x", api_key="sk-x")  # type: ignore
 
 
 def test_public_api_names_resolve() -> None:

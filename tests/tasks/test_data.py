@@ -11,8 +11,7 @@ import pytest
 
 from fairspec.hashing import sha256_file
 from fairspec.resources import resource_root
-from fairspec.dsl.schema import Dataset
-from fairspec.tasks.data import MAX_LISTED_PROBLEMS, DataError, load_rows
+from fairspec.tasks.data import MAX_LISTED_PROBLEMS, DataError, DatasetSource, load_rows
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GSM8K = {"question": "question", "answer": "answer"}
@@ -34,7 +33,7 @@ def _write_jsonl(path: Path, lines: list[object]) -> Path:
 
 
 def test_gsm8k_train_parses_every_final_answer(shared_data: Path) -> None:
-    loaded = load_rows(Dataset(path="gsm8k"), GSM8K, "number", "train", None, shared_data)
+    loaded = load_rows(DatasetSource(path="gsm8k"), GSM8K, "number", "train", None, shared_data)
     records = _jsonl(shared_data / "gsm8k" / "train.jsonl")
     assert loaded.total_rows == len(records) == 7473
     assert [row.index for row in loaded.rows] == list(range(7473))
@@ -54,7 +53,7 @@ def test_gsm8k_train_parses_every_final_answer(shared_data: Path) -> None:
 
 def test_svamp_json_array_maps_one_column_per_field(shared_data: Path) -> None:
     fields = {"question": "Question", "context": "Body", "answer": "Answer"}
-    loaded = load_rows(Dataset(path="svamp/hf_ChilleD_split"), fields, "number", "train", None,
+    loaded = load_rows(DatasetSource(path="svamp/hf_ChilleD_split"), fields, "number", "train", None,
                        shared_data)
     file = shared_data / "svamp" / "hf_ChilleD_split" / "train.json"
     records = json.loads(file.read_text(encoding="utf-8"))
@@ -67,7 +66,7 @@ def test_svamp_json_array_maps_one_column_per_field(shared_data: Path) -> None:
 
 
 def test_strategyqa_gold_is_boolean(shared_data: Path) -> None:
-    loaded = load_rows(Dataset(path="strategyqa/hf_ChilleD_split"), GSM8K, "boolean", "train",
+    loaded = load_rows(DatasetSource(path="strategyqa/hf_ChilleD_split"), GSM8K, "boolean", "train",
                        None, shared_data)
     assert len(loaded.rows) == 1603
     assert all(isinstance(row.gold, bool) for row in loaded.rows)
@@ -77,7 +76,7 @@ def test_strategyqa_gold_is_boolean(shared_data: Path) -> None:
 
 
 def test_logiqa_options_and_choice_gold(shared_data: Path) -> None:
-    loaded = load_rows(Dataset(path="logiqa/hf_lucasmccabe_equivalent"), LOGIQA, "choice",
+    loaded = load_rows(DatasetSource(path="logiqa/hf_lucasmccabe_equivalent"), LOGIQA, "choice",
                        "train", None, shared_data)
     assert len(loaded.rows) == 7376
     assert Counter(row.gold for row in loaded.rows) == {0: 1609, 1: 1814, 2: 2004, 3: 1949}
@@ -91,7 +90,7 @@ def test_logiqa_options_and_choice_gold(shared_data: Path) -> None:
 
 def test_logiqa_parquet_loads_and_agrees_with_the_jsonl(shared_data: Path) -> None:
     parquet = "logiqa/train_parquet_viratzzs/logiqa_train.parquet"
-    loaded = load_rows(Dataset(path=parquet), {"question": "prompt", "answer": "answer"},
+    loaded = load_rows(DatasetSource(path=parquet), {"question": "prompt", "answer": "answer"},
                        "regex", "train", None, shared_data)
     assert loaded.total_rows == len(loaded.rows) == 7376
     assert {row.gold for row in loaded.rows} == {"A", "B", "C", "D"}
@@ -102,14 +101,14 @@ def test_logiqa_parquet_loads_and_agrees_with_the_jsonl(shared_data: Path) -> No
 
 
 def test_limit_keeps_the_first_rows_and_counts_all(shared_data: Path) -> None:
-    full = load_rows(Dataset(path="gsm8k"), GSM8K, "number", "test", None, shared_data)
-    cut = load_rows(Dataset(path="gsm8k"), GSM8K, "number", "test", 10, shared_data)
+    full = load_rows(DatasetSource(path="gsm8k"), GSM8K, "number", "test", None, shared_data)
+    cut = load_rows(DatasetSource(path="gsm8k"), GSM8K, "number", "test", 10, shared_data)
     assert cut.total_rows == full.total_rows == 1319
     assert cut.rows == full.rows[:10]
     assert cut.fingerprint == full.fingerprint
-    assert load_rows(Dataset(path="gsm8k"), GSM8K, "number", "test", 0, shared_data).rows == []
+    assert load_rows(DatasetSource(path="gsm8k"), GSM8K, "number", "test", 0, shared_data).rows == []
     parquet = "logiqa/train_parquet_viratzzs/logiqa_train.parquet"
-    few = load_rows(Dataset(path=parquet), {"question": "prompt", "answer": "answer"},
+    few = load_rows(DatasetSource(path=parquet), {"question": "prompt", "answer": "answer"},
                     "choice", "train", 3, shared_data)
     assert (few.total_rows, [row.index for row in few.rows]) == (7376, [0, 1, 2])
 
@@ -120,7 +119,7 @@ def test_limit_keeps_the_first_rows_and_counts_all(shared_data: Path) -> None:
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_builtin_svamp_mini_folder(split: str, tmp_path: Path) -> None:
     fields = {"question": "question_concat", "answer": "Answer"}
-    loaded = load_rows(Dataset(path="builtin:data/svamp-mini"), fields, "number", split, None,
+    loaded = load_rows(DatasetSource(path="builtin:data/svamp-mini"), fields, "number", split, None,
                        tmp_path)
     file = resource_root() / "data" / "svamp-mini" / f"{split}.jsonl"
     records = _jsonl(file)
@@ -131,7 +130,7 @@ def test_builtin_svamp_mini_folder(split: str, tmp_path: Path) -> None:
 
 
 def test_csv_cells_are_read_as_written() -> None:
-    loaded = load_rows(Dataset(path="data-csv"), GSM8K, "number", "train", None, FIXTURES)
+    loaded = load_rows(DatasetSource(path="data-csv"), GSM8K, "number", "train", None, FIXTURES)
     assert [row.gold for row in loaded.rows] == [1080.0, 7.0, 2.5, 12.0]
     assert [row.gold_text for row in loaded.rows] == ["1080", "7", "2.5", "12"]
     assert [row.raw_answer for row in loaded.rows] == ["1,080", "7", "2.5", "0012"]
@@ -142,7 +141,7 @@ def test_csv_cells_are_read_as_written() -> None:
 
 def test_csv_options_cell_holds_a_json_array() -> None:
     fields = {"question": "question", "options": "options", "answer": "answer"}
-    loaded = load_rows(Dataset(path="data-csv"), fields, "choice", "test", None, FIXTURES)
+    loaded = load_rows(DatasetSource(path="data-csv"), fields, "choice", "test", None, FIXTURES)
     assert [row.gold for row in loaded.rows] == [1, 0]
     assert loaded.rows[0].fields["options"] == ["green", "blue", "red"]
     assert [row.gold_text for row in loaded.rows] == ["B. blue", "A. 4"]
@@ -151,7 +150,7 @@ def test_csv_options_cell_holds_a_json_array() -> None:
 def test_a_single_file_serves_any_split(tmp_path: Path) -> None:
     file = _write_jsonl(tmp_path / "rows.jsonl", [{"question": "q", "answer": "3"}])
     for split in ("train", "test"):
-        loaded = load_rows(Dataset(path="rows.jsonl"), GSM8K, "number", split, None, tmp_path)
+        loaded = load_rows(DatasetSource(path="rows.jsonl"), GSM8K, "number", split, None, tmp_path)
         assert [row.gold for row in loaded.rows] == [3.0]
         assert loaded.split == split
     assert loaded.fingerprint == sha256_file(file)
@@ -160,14 +159,14 @@ def test_a_single_file_serves_any_split(tmp_path: Path) -> None:
 def test_json_lines_named_json_still_load(tmp_path: Path) -> None:
     _write_jsonl(tmp_path / "train.json", [{"question": "a", "answer": 1}, {"question": "b",
                                                                               "answer": 2}])
-    loaded = load_rows(Dataset(path="."), GSM8K, "number", "train", None, tmp_path)
+    loaded = load_rows(DatasetSource(path="."), GSM8K, "number", "train", None, tmp_path)
     assert [row.gold for row in loaded.rows] == [1.0, 2.0]
 
 
 def test_jsonl_folder_wins_over_csv_like_the_plan(tmp_path: Path) -> None:
     _write_jsonl(tmp_path / "train.jsonl", [{"question": "a", "answer": 1}])
     (tmp_path / "train.csv").write_text("question,answer\nb,2\n", encoding="utf-8")
-    loaded = load_rows(Dataset(path="."), GSM8K, "number", "train", None, tmp_path)
+    loaded = load_rows(DatasetSource(path="."), GSM8K, "number", "train", None, tmp_path)
     assert [row.gold for row in loaded.rows] == [1.0]
 
 
@@ -177,11 +176,11 @@ def test_jsonl_folder_wins_over_csv_like_the_plan(tmp_path: Path) -> None:
 def test_fingerprint_follows_the_file_content(shared_data: Path, tmp_path: Path) -> None:
     copy = tmp_path / "train.jsonl"
     shutil.copyfile(shared_data / "gsm8k" / "train.jsonl", copy)
-    before = load_rows(Dataset(path="train.jsonl"), GSM8K, "number", "train", 5, tmp_path)
+    before = load_rows(DatasetSource(path="train.jsonl"), GSM8K, "number", "train", 5, tmp_path)
     assert before.fingerprint == sha256_file(shared_data / "gsm8k" / "train.jsonl")
     with copy.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps({"question": "one more", "answer": "#### 1"}) + "\n")
-    after = load_rows(Dataset(path="train.jsonl"), GSM8K, "number", "train", 5, tmp_path)
+    after = load_rows(DatasetSource(path="train.jsonl"), GSM8K, "number", "train", 5, tmp_path)
     assert after.fingerprint != before.fingerprint
     assert after.fingerprint == sha256_file(copy)
     assert after.rows == before.rows
@@ -204,7 +203,7 @@ def test_bad_rows_are_reported_together_with_row_line_and_field(tmp_path: Path) 
     ])
     fields = {"question": "question", "options": "options", "answer": "answer"}
     with pytest.raises(DataError) as caught:
-        load_rows(Dataset(path="."), fields, "choice", "train", None, tmp_path)
+        load_rows(DatasetSource(path="."), fields, "choice", "train", None, tmp_path)
     message = str(caught.value)
     file = str(tmp_path / "train.jsonl")
     assert f"{file}:3: row 1: field 'question': column 'question' is missing" in message
@@ -220,7 +219,7 @@ def test_bad_rows_are_reported_together_with_row_line_and_field(tmp_path: Path) 
 def test_unparseable_number_gold_names_the_value(tmp_path: Path) -> None:
     _write_jsonl(tmp_path / "test.jsonl", [{"question": "q", "answer": "#### twelve"}])
     with pytest.raises(DataError, match=r"test\.jsonl:1: row 0: field 'answer': column 'answer'"):
-        load_rows(Dataset(path="."), GSM8K, "number", "test", None, tmp_path)
+        load_rows(DatasetSource(path="."), GSM8K, "number", "test", None, tmp_path)
 
 
 def test_many_bad_rows_are_capped_in_the_message(tmp_path: Path) -> None:
@@ -228,7 +227,7 @@ def test_many_bad_rows_are_capped_in_the_message(tmp_path: Path) -> None:
                  [{"question": "q", "answer": "x"}] * (MAX_LISTED_PROBLEMS + 10)
                  + [{"question": "q", "answer": "1"}])
     with pytest.raises(DataError) as caught:
-        load_rows(Dataset(path="."), GSM8K, "number", "train", None, tmp_path)
+        load_rows(DatasetSource(path="."), GSM8K, "number", "train", None, tmp_path)
     message = str(caught.value)
     assert "... and 10 more problems" in message
     assert f"row {MAX_LISTED_PROBLEMS - 1}:" in message
@@ -238,16 +237,16 @@ def test_many_bad_rows_are_capped_in_the_message(tmp_path: Path) -> None:
 
 def test_bad_rows_past_the_limit_are_not_checked(tmp_path: Path) -> None:
     _write_jsonl(tmp_path / "train.jsonl", [{"question": "q", "answer": 1}, {"question": "q"}])
-    loaded = load_rows(Dataset(path="."), GSM8K, "number", "train", 1, tmp_path)
+    loaded = load_rows(DatasetSource(path="."), GSM8K, "number", "train", 1, tmp_path)
     assert (len(loaded.rows), loaded.total_rows) == (1, 2)
     with pytest.raises(DataError, match="row 1"):
-        load_rows(Dataset(path="."), GSM8K, "number", "train", None, tmp_path)
+        load_rows(DatasetSource(path="."), GSM8K, "number", "train", None, tmp_path)
 
 
 def test_missing_column_is_one_error_listing_the_available_ones(shared_data: Path) -> None:
     fields = {"question": "question", "context": "passage", "answer": "correct"}
     with pytest.raises(DataError) as caught:
-        load_rows(Dataset(path="gsm8k"), fields, "number", "train", None, shared_data)
+        load_rows(DatasetSource(path="gsm8k"), fields, "number", "train", None, shared_data)
     message = str(caught.value)
     assert "column 'passage' (field 'context')" in message
     assert "column 'correct' (field 'answer')" in message
@@ -260,7 +259,7 @@ def test_missing_column_is_one_error_listing_the_available_ones(shared_data: Pat
 def test_missing_csv_column_lists_the_header() -> None:
     with pytest.raises(DataError, match=r"column 'query' \(field 'question'\).*"
                                         r"available columns: question, answer, topic"):
-        load_rows(Dataset(path="data-csv"), {"question": "query", "answer": "answer"}, "number",
+        load_rows(DatasetSource(path="data-csv"), {"question": "query", "answer": "answer"}, "number",
                   "train", None, FIXTURES)
 
 
@@ -269,21 +268,21 @@ def test_csv_options_that_are_not_a_json_list_are_bad_rows(tmp_path: Path) -> No
                                         encoding="utf-8")
     fields = {"question": "question", "options": "options", "answer": "answer"}
     with pytest.raises(DataError, match=r"train\.csv: row 0: field 'options'"):
-        load_rows(Dataset(path="."), fields, "choice", "train", None, tmp_path)
+        load_rows(DatasetSource(path="."), fields, "choice", "train", None, tmp_path)
 
 
 def test_missing_split_file_and_missing_path(tmp_path: Path) -> None:
     _write_jsonl(tmp_path / "train.jsonl", [{"question": "q", "answer": 1}])
     with pytest.raises(DataError, match=r"no file for split 'test'.*test\.jsonl"):
-        load_rows(Dataset(path="."), GSM8K, "number", "test", None, tmp_path)
+        load_rows(DatasetSource(path="."), GSM8K, "number", "test", None, tmp_path)
     with pytest.raises(DataError, match="no such data file or folder"):
-        load_rows(Dataset(path="absent"), GSM8K, "number", "train", None, tmp_path)
+        load_rows(DatasetSource(path="absent"), GSM8K, "number", "train", None, tmp_path)
 
 
 def test_json_file_that_is_not_an_array(tmp_path: Path) -> None:
     (tmp_path / "train.json").write_text('{"question": "q", "answer": 1}', encoding="utf-8")
     with pytest.raises(DataError, match="JSON array"):
-        load_rows(Dataset(path="."), GSM8K, "number", "train", None, tmp_path)
+        load_rows(DatasetSource(path="."), GSM8K, "number", "train", None, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -299,7 +298,7 @@ def test_bad_arguments_raise_value_error(
 ) -> None:
     _write_jsonl(tmp_path / "train.jsonl", [{"question": "q", "answer": 1}])
     with pytest.raises(ValueError, match=message):
-        load_rows(Dataset(path="."), fields, kind, "train", limit, tmp_path)
+        load_rows(DatasetSource(path="."), fields, kind, "train", limit, tmp_path)
 
 
 def test_hub_dataset_offline_names_the_id_and_suggests_path(
@@ -316,7 +315,7 @@ def test_hub_dataset_offline_names_the_id_and_suggests_path(
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # never a cached copy
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
-    dataset = Dataset(hf="fairspec-tests/no-such-dataset", config="main")
+    dataset = DatasetSource(hf="fairspec-tests/no-such-dataset", config="main")
     with pytest.raises(DataError) as caught:
         load_rows(dataset, GSM8K, "number", "train", None, tmp_path)
     message = str(caught.value)
@@ -334,16 +333,16 @@ def test_hub_code_path_loads_a_local_dataset_folder(
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
     folder = str(resource_root() / "data" / "svamp-mini")
     fields = {"question": "question_concat", "answer": "Answer"}
-    local = load_rows(Dataset(path="builtin:data/svamp-mini"), fields, "number", "test", None,
+    local = load_rows(DatasetSource(path="builtin:data/svamp-mini"), fields, "number", "test", None,
                       tmp_path)
-    hub = load_rows(Dataset(hf=folder), fields, "number", "test", 5, tmp_path)
+    hub = load_rows(DatasetSource(hf=folder), fields, "number", "test", 5, tmp_path)
     assert (hub.total_rows, len(hub.rows)) == (local.total_rows, 5)
     assert [(r.index, r.fields, r.gold) for r in hub.rows] == \
         [(r.index, r.fields, r.gold) for r in local.rows[:5]]
     assert hub.source == f"hub dataset {folder}, split 'test'"
-    again = load_rows(Dataset(hf=folder), fields, "number", "test", None, tmp_path)
-    train = load_rows(Dataset(hf=folder), fields, "number", "train", 5, tmp_path)
+    again = load_rows(DatasetSource(hf=folder), fields, "number", "test", None, tmp_path)
+    train = load_rows(DatasetSource(hf=folder), fields, "number", "train", 5, tmp_path)
     assert again.fingerprint == hub.fingerprint
     assert len({hub.fingerprint, train.fingerprint, local.fingerprint}) == 3
     with pytest.raises(DataError, match=r"has no split 'validation'"):
-        load_rows(Dataset(hf=folder), fields, "number", "validation", None, tmp_path)
+        load_rows(DatasetSource(hf=folder), fields, "number", "validation", None, tmp_path)

@@ -40,8 +40,9 @@ def _records(shared_data: Path, name: str) -> list[dict]:
 
 def test_public_api_is_exported() -> None:
     assert set(fairspec.tasks.__all__) == {
-        "ANSWER_KINDS", "DataError", "LoadedSplit", "Row", "answers_match", "extract_answer",
-        "gold_display", "load_rows", "parse_gold"}
+        "ANSWER_KINDS", "DATA_SUFFIXES", "DataError", "DatasetSource", "LoadedSplit", "Row",
+        "TASK_KINDS", "TaskKindInfo", "answers_match", "extract_answer", "gold_display",
+        "load_rows", "parse_gold", "task_kind"}
     assert ANSWER_KINDS == ("number", "boolean", "choice", "regex")
 
 

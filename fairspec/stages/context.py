@@ -1,0 +1,138 @@
+"""What a stage is handed: its compiled stage, its folder, its declared inputs, shared services.
+
+A stage opens an input only through ``ctx.input(stage, artifact)`` and names an output
+only through ``ctx.output(artifact)``; both must be declared by the plan
+(:mod:`fairspec.plan.kinds`), else :class:`~fairspec.errors.StageContractError`.
+``ctx.finish`` writes the manifest last, listing exactly the declared outputs the folder
+holds; an undeclared entry left in the folder is an error when ``strict`` (tests set
+``FAIRSPEC_STRICT_ARTIFACTS=1``), a warning otherwise. Scratch that no other stage
+reads (checkpoints, partial answers) goes under ``ctx.work_dir``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fairspec.artifacts import MANIFEST, OWNER_FILE, prepare_stage_folder, write_manifest
+from fairspec.errors import StageContractError
+from fairspec.plan.graph import RunPlan, Stage
+from fairspec.resources import resolve_path
+
+log = logging.getLogger(__name__)
+
+WORK_DIR = "work"
+STRICT_ENV = "FAIRSPEC_STRICT_ARTIFACTS"
+
+
+@dataclass
+class Services:
+    """What every stage of an execution shares: the call store, the budget, a replay file,
+    the progress display, the spec's folder and the output folder's shared cache."""
+
+    base_dir: Path
+    cache_dir: Path
+    store: Any = None
+    budget: Any = None
+    replay: Any = None
+    progress: Any = None
+
+
+class StageContext:
+    def __init__(self, stage: Stage, run: RunPlan, services: Services, *,
+                 strict: bool | None = None) -> None:
+        self.stage = stage
+        self.run = run
+        self.services = services
+        self.folder = Path(run.run_dir) / stage.name
+        self.strict = os.environ.get(STRICT_ENV) == "1" if strict is None else strict
+        self.started = time.time()
+        self.resumed = False
+
+    # --- what the plan compiled -------------------------------------------------------
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.stage.settings)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.stage.fingerprint
+
+    def fingerprint_of(self, stage: str) -> str:
+        return self.run.stage(stage).fingerprint
+
+    # --- files ------------------------------------------------------------------------
+    def prepare(self) -> bool:
+        """Make the folder this fingerprint's; True when earlier partial work is kept."""
+        self.resumed = prepare_stage_folder(self.folder, self.fingerprint)
+        return self.resumed
+
+    def input(self, stage: str, artifact: str) -> Path:
+        """The path of a declared input (it may not exist when its output is optional)."""
+        if not any(i.stage == stage and i.artifact == artifact for i in self.stage.inputs):
+            raise StageContractError(
+                f"stage {self.stage.name} reads {stage}/{artifact}, which its plan does not "
+                f"declare (declared: {', '.join(map(str, self.stage.inputs)) or 'none'})")
+        return Path(self.run.run_dir) / self.run.stage(stage).name / artifact.rstrip("/")
+
+    def output(self, artifact: str) -> Path:
+        """The path of a declared output of this stage."""
+        if self.stage.output(artifact) is None:
+            raise StageContractError(
+                f"stage {self.stage.name} writes {artifact}, which its plan does not declare "
+                f"(declared: {', '.join(o.name for o in self.stage.outputs)})")
+        return self.folder / artifact.rstrip("/")
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch of this stage (kept across a crash, read by no other stage)."""
+        path = self.folder / WORK_DIR
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def resolve(self, ref: str) -> Path:
+        """A file the spec names (``builtin:...`` or relative to the spec's folder)."""
+        return resolve_path(ref, self.services.base_dir)
+
+    def read_template(self, ref: dict[str, str]) -> str:
+        """The source of a compiled template reference ``{"ref": ..., "sha256": ...}``."""
+        return self.resolve(ref["ref"]).read_text(encoding="utf-8")
+
+    def cache(self, *parts: str) -> Path:
+        """A file in the output folder's cache, shared by every run of the spec."""
+        path = self.services.cache_dir.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def written(self) -> list[str]:
+        """The declared outputs present in the folder, in declaration order."""
+        entries = self._entries()
+        return [e for o in self.stage.outputs for e in entries if o.matches(e)]
+
+    def _entries(self) -> list[str]:
+        skip = {MANIFEST, OWNER_FILE, WORK_DIR}
+        return sorted(p.name + ("/" if p.is_dir() else "") for p in self.folder.iterdir()
+                      if p.name not in skip and not p.name.startswith("."))
+
+    def finish(self, counts: dict[str, Any], extra_inputs: dict[str, str] | None = None
+               ) -> dict[str, Any]:
+        """Check the folder against the declared outputs and write the manifest (last)."""
+        undeclared = [e for e in self._entries() if not any(o.matches(e) for o in self.stage.outputs)]
+        missing = [o.name for o in self.stage.outputs
+                   if o.required and not any(o.matches(e) for e in self._entries())]
+        problems = ([f"undeclared {', '.join(undeclared)}"] if undeclared else []) + \
+            ([f"missing required {', '.join(missing)}"] if missing else [])
+        if problems:
+            message = f"stage {self.stage.name} of {self.run.name}: {'; '.join(problems)}"
+            if self.strict or missing:
+                raise StageContractError(message)
+            log.warning(message)
+        inputs = {str(i): self.fingerprint_of(i.stage) for i in self.stage.inputs}
+        inputs.update(extra_inputs or {})
+        return write_manifest(self.folder, stage=self.stage.name, fingerprint=self.fingerprint,
+                              inputs=inputs, outputs=self.written(), counts=counts,
+                              started=self.started)

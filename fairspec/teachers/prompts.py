@@ -1,0 +1,31 @@
+"""The teacher prompts of a mistake: P_rt(x), P_fb(x, r', y) and P_pr(x, r), rendered and sent
+as one user message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fairspec.templates import render
+
+TEACH_ROLES = ("rationale", "feedback")
+
+
+def user_messages(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def teach_prompts(templates: dict[str, str], mistake: dict[str, Any]) -> dict[str, str]:
+    """The rendered P_rt(x) and P_fb(x, r', y) for one mistake."""
+    fields = mistake["fields"]
+    return {
+        "rationale": render(templates["rationale"], fields, name="prompts.rationale"),
+        "feedback": render(templates["feedback"], {**fields, "student_answer": mistake["output"],
+                                                   "gold_answer": mistake["gold_text"]},
+                           name="prompts.feedback"),
+    }
+
+
+def review_prompt(template: str, mistake: dict[str, Any], rationale: str) -> str:
+    """The rendered P_pr(x, r): a reviewer scores one rationale of one mistake."""
+    return render(template, {**mistake["fields"], "rationale": rationale,
+                             "gold_answer": mistake["gold_text"]}, name="prompts.review")
