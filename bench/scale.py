@@ -19,72 +19,42 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "support"))  # the tests' spec and server helpers
 
-from fairspec.artifacts import write_jsonl  # noqa: E402
-from fairspec.dsl import load_spec_text  # noqa: E402
-from fairspec.plan import Environment, compile_plan  # noqa: E402
+from katan_runs import (  # noqa: E402
+    TEACHERS,
+    committee,
+    compile_run,
+    mistake,
+    spec_text,
+    start_server,
+    write_mistakes,
+)
+
 from fairspec.run.executor import run_stage  # noqa: E402
 from fairspec.store import CallStore  # noqa: E402
 
-TEACHERS = ("alpha", "beta", "gamma")
+KEY_ENV = "SCALE_KEY"
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def start_katan(folder: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = (folder / "katan.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llm_katan.cli", "--model", "echo-model", "--backend", "echo",
-         "--host", "127.0.0.1", "--port", str(port), "--providers", "openai",
-         "--max-concurrent", "1024", "--disable-dashboard", "--stats-file", "", "--log-level", "error"],
-        stdout=log, stderr=subprocess.STDOUT)
-    root = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(f"{root}/health", timeout=1):
-                return process, f"{root}/v1"
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"llm-katan did not start: {(folder / 'katan.log').read_text()[-2000:]}")
-
-
 def make_run(folder: Path, url: str, mistakes: int, concurrency: int):
-    teachers = "".join(
-        f'  - {{name: {n}, provider: openai, model: gpt-{n}, base_url: "{url}", api_key_env: SCALE_KEY,'
-        f" concurrency: {concurrency}}}\n" for n in TEACHERS)
-    loaded = load_spec_text(f"""
-fairspec: 1
-name: scale
-task:
-  kind: math
-  dataset: {{path: builtin:data/svamp-mini}}
-  fields: {{question: question_concat, answer: Answer}}
-student: {{model: builtin:smollm2-135m-instruct, hardware: {{device: cpu}}}}
-teachers:
-{teachers}""", base_dir=folder)
-    run = replace(compile_plan(loaded, Environment()).runs[0], run_dir=str(folder / "run"))
-    write_jsonl(folder / "run" / "exam" / "mistakes.jsonl", [
-        {"index": i, "fields": {"question": f"Ann has {i} pens and buys {i % 7 + 2} more. How many now?"},
-         "gold": float(i + i % 7 + 2), "gold_text": str(i + i % 7 + 2), "output": "The answer is 3.",
-         "prediction": 3.0, "correct": False} for i in range(mistakes)])
-    return run
+    made = compile_run(spec_text(committee(url, key_env=KEY_ENV, concurrency=concurrency), name="scale"),
+                       folder)
+    write_mistakes(made.run_dir, [
+        mistake(i, f"Ann has {i} pens and buys {i % 7 + 2} more. How many now?", float(i + i % 7 + 2),
+                answer=3) for i in range(mistakes)])
+    return made.run
 
 
 def store_bytes(path: Path) -> int:
@@ -99,13 +69,16 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = parser.parse_args()
     stages = args.stages.split(",")
-    os.environ["SCALE_KEY"] = "sk-bench-not-a-real-key-0000000"
+    os.environ[KEY_ENV] = "sk-bench-not-a-real-key-0000000"
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        katan, url = start_katan(folder)
         try:
-            run = make_run(folder, url, args.mistakes, args.concurrency)
+            katan = start_server(folder, providers="openai", max_concurrent=1024, log_level="error")
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from None
+        try:
+            run = make_run(folder, katan.openai_url, args.mistakes, args.concurrency)
             store_path = folder / "calls.sqlite"
             print(f"{args.mistakes:,} mistakes x {len(TEACHERS)} teachers, {args.concurrency} workers "
                   f"per teacher, stages {', '.join(stages)}; echo server on 127.0.0.1")
@@ -134,8 +107,7 @@ def main() -> int:
                   f"({size / total:,.0f} bytes/call); peak RSS {peak_rss_mib():,.0f} MiB "
                   f"(started at {start_rss:,.0f} MiB)")
         finally:
-            katan.terminate()
-            katan.wait(timeout=30)
+            katan.stop()
     return 0
 
 

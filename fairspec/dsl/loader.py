@@ -26,7 +26,7 @@ from fairspec.errors import Problem, SpecError
 from fairspec.resources import resolve_path
 from fairspec.secrets import find_key_like, iter_strings, redact
 from fairspec.tasks.kinds import default_prompt, default_training_template
-from fairspec.templates import ROLES, check_template, role_variables
+from fairspec.templates import TEMPLATE_ROLES, check_template, role_variables
 
 _PATTERN_HINTS = {
     "name": "lower-case letters, digits, '.', '_' and '-', starting with a letter or digit",
@@ -111,7 +111,7 @@ def _pydantic_problems(exc: ValidationError) -> list[tuple[FieldPath, str, str |
 
 def _template_problems(spec: Spec, base_dir: Path) -> list[tuple[FieldPath, str, str | None]]:
     found = []
-    for role in ROLES:
+    for role in TEMPLATE_ROLES:
         ref = template_ref(spec, role)
         path = role_key_path(role)
         file = resolve_path(ref, base_dir)

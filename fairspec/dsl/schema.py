@@ -253,7 +253,7 @@ class Evaluation(Section):
     base: bool = Field(True, description="also evaluate the untuned student")
 
 
-class Budget(Section):
+class BudgetSection(Section):
     """Spending limit for the teacher stages."""
 
     max_usd: Annotated[float, Field(gt=0)] | None = None
@@ -282,7 +282,7 @@ class Spec(Section):
     review: Review = Review()
     training: Training = Training()
     evaluation: Evaluation = Evaluation()
-    budget: Budget = Budget()
+    budget: BudgetSection = BudgetSection()
     variants: list[Variant] = []
     sweep: dict[str, list[Scalar]] = {}
     output_dir: str = Field("runs", description="run folders and the call store, relative to the spec")

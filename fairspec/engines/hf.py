@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 
+from fairspec.dtypes import torch_dtype
 from fairspec.engines.base import Completion, Sampling, chat_prompt
 
 log = logging.getLogger(__name__)
-
-_TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
 class HfEngine:
@@ -24,7 +23,6 @@ class HfEngine:
 
     def __init__(self, model_path: str, *, dtype: str = "fp32", device: str = "cpu",
                  batch_size: int = 16, use_chat_template: bool = True) -> None:
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = device
@@ -34,7 +32,7 @@ class HfEngine:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(
-            model_path, dtype=getattr(torch, _TORCH_DTYPES[dtype])
+            model_path, dtype=torch_dtype(dtype)
         ).to(device)
         self.model.eval()
 

@@ -19,15 +19,11 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from fairspec.dtypes import dtype_name
 from fairspec.engines.base import Completion, Sampling, chat_prompt
 
 log = logging.getLogger(__name__)
 
-#: accepted dtype names -> vLLM's; the short forms are the HF engine's spelling
-_DTYPES = {
-    "bfloat16": "bfloat16", "float16": "float16", "float32": "float32",
-    "bf16": "bfloat16", "fp16": "float16", "fp32": "float32",
-}
 _FINISH_REASONS = {"stop": "stop", "length": "length"}
 
 
@@ -49,8 +45,7 @@ class VllmEngine:
         gpu_memory_utilization: float | None = None,
         chunk_size: int = 256,
     ) -> None:
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype {dtype!r} is not one of {', '.join(_DTYPES)}")
+        dtype = dtype_name(dtype)  # ValueError for an unknown dtype, before vLLM loads
         if tensor_parallel_size < 1:
             raise ValueError(f"tensor_parallel_size must be at least 1, got {tensor_parallel_size}")
         if max_model_len is not None and max_model_len < 1:
@@ -65,7 +60,7 @@ class VllmEngine:
 
         kwargs: dict[str, Any] = {
             "model": model_path,
-            "dtype": _DTYPES[dtype],
+            "dtype": dtype,
             "tensor_parallel_size": tensor_parallel_size,
             "seed": seed,
             "enforce_eager": enforce_eager,

@@ -33,7 +33,7 @@ from fairspec.plan.hardware import (
 from fairspec.plan.kinds import STAGE_KINDS
 from fairspec.resources import resolve_path
 from fairspec.tasks.data import DATA_SUFFIXES
-from fairspec.templates import ROLES
+from fairspec.templates import TEMPLATE_ROLES
 
 CALL_STORE_NAME = "calls.sqlite"
 
@@ -111,7 +111,7 @@ def compile_run(
     overrides: dict[str, Any] | None = None,
 ) -> RunPlan:
     """The seven stages of one run."""
-    templates = {role: _template(spec, base_dir, role) for role in ROLES}
+    templates = {role: _template(spec, base_dir, role) for role in TEMPLATE_ROLES}
     hw = spec.student.hardware
     device, dtype = resolve_device(hw, env), resolve_dtype(hw, env)
     engine, engine_why = resolve_engine(spec, env)

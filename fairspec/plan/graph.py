@@ -67,7 +67,8 @@ class Stage:
         return self.fingerprint[:12]
 
     def output(self, name: str) -> Output | None:
-        return next((o for o in self.outputs if o.name == name), None)
+        """The declared output ``name`` is (by name, or matching a declared glob)."""
+        return next((o for o in self.outputs if o.name == name or o.matches(name)), None)
 
 
 @dataclass(frozen=True)

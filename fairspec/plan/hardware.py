@@ -6,9 +6,8 @@ import shlex
 from typing import Any
 
 from fairspec.dsl.schema import Hardware, Spec
+from fairspec.dtypes import dtype_name
 from fairspec.plan.environment import Environment
-
-_DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
 def resolve_device(hardware: Hardware, env: Environment) -> str:
@@ -45,7 +44,7 @@ def vllm_settings(spec: Spec, env: Environment) -> dict[str, Any]:
     hw = spec.student.hardware
     return {
         "tensor_parallel_size": hw.tensor_parallel,
-        "dtype": _DTYPE_NAMES[resolve_dtype(hw, env)],
+        "dtype": dtype_name(resolve_dtype(hw, env)),
         "seed": spec.seed,
     }
 

@@ -19,7 +19,7 @@ from fairspec.providers.errors import FatalProviderError
 from fairspec.secrets import redact
 
 Status = Literal["ok", "empty", "truncated"]
-ROLES = frozenset({"system", "user", "assistant"})
+MESSAGE_ROLES = frozenset({"system", "user", "assistant"})
 _MAX_ERROR_TEXT = 300
 
 
@@ -85,8 +85,8 @@ class ChatRequest:
             raise ValueError(f"messages must be a non-empty list, got {self.messages!r}")
         for i, message in enumerate(self.messages):
             role = message.get("role") if isinstance(message, Mapping) else None
-            if role not in ROLES:
-                raise ValueError(f"messages[{i}] role must be one of {sorted(ROLES)}, got {role!r}")
+            if role not in MESSAGE_ROLES:
+                raise ValueError(f"messages[{i}] role must be one of {sorted(MESSAGE_ROLES)}, got {role!r}")
             if not isinstance(message.get("content"), str):
                 raise ValueError(
                     f"messages[{i}] content must be a string, got {message.get('content')!r}"

@@ -14,25 +14,23 @@ import threading
 import time
 from typing import Any
 
+from fairspec.dtypes import torch_dtype
 from fairspec.providers.base import ChatProvider, ChatRequest, ChatResult, GenerationSettings, result_status
 
 _MODELS: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 _MODELS_LOCK = threading.Lock()
-_TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
-
 
 def _load(path: str, dtype: str, device: str) -> tuple[Any, Any]:
     with _MODELS_LOCK:
         key = (path, dtype, device)
         if key not in _MODELS:
-            import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
             if tokenizer.pad_token_id is None:
                 tokenizer.pad_token = tokenizer.eos_token
             model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=getattr(torch, _TORCH_DTYPES[dtype])
+                path, dtype=torch_dtype(dtype)
             ).to(device)
             model.eval()
             _MODELS[key] = (tokenizer, model)

@@ -12,20 +12,24 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from fairspec.answering import Scoring, accuracy_stats, answer_split, engine_factory, sampling_from
+from fairspec.answering import (
+    Scoring,
+    accuracy_stats,
+    answer_split,
+    engine_factory,
+    load_split,
+    sampling_from,
+)
 from fairspec.artifacts import atomic_write_json, write_jsonl
 from fairspec.progress import counter
 from fairspec.stages.context import StageContext
-from fairspec.tasks.data import DatasetSource, load_rows
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
     ctx.prepare()
     settings = ctx.settings
     dataset = settings["dataset"]
-    split = load_rows(DatasetSource.from_mapping(dataset), settings["fields"],
-                      settings["answer"]["extractor"], dataset["split"], settings["limit"],
-                      ctx.services.base_dir)
+    split = load_split(settings, ctx.services.base_dir)
     template = ctx.read_template(settings["template"])
     scoring = Scoring.from_settings(settings["answer"])
     sampling = sampling_from(settings, settings["seed"])

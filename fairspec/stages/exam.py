@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fairspec.answering import Scoring, accuracy_stats, answer_split, engine_factory, sampling_from
+from fairspec.answering import (
+    Scoring,
+    accuracy_stats,
+    answer_split,
+    engine_factory,
+    load_split,
+    sampling_from,
+)
 from fairspec.artifacts import atomic_write_json, write_jsonl
 from fairspec.progress import counter
 from fairspec.stages.context import StageContext
-from fairspec.tasks.data import DatasetSource, load_rows
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -16,9 +22,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     ctx.prepare()
     settings = ctx.settings
     dataset = settings["dataset"]
-    split = load_rows(DatasetSource.from_mapping(dataset), settings["fields"],
-                      settings["answer"]["extractor"], dataset["split"], settings["limit"],
-                      ctx.services.base_dir)
+    split = load_split(settings, ctx.services.base_dir)
     records = answer_split(
         split.rows, ctx.read_template(settings["template"]),
         engine_factory(settings, settings["model"], ctx.services.base_dir,

@@ -11,7 +11,7 @@ from fairspec.store.calls import (
     CallStats,
     CallStore,
     default_store_path,
-    read_jsonl,
+    read_call_records,
 )
 from fairspec.store.keys import NOT_SETTINGS, CallIdentity, canonical_json, normalise_base_url
 from fairspec.store.replay import AnyProviderReplay, Replay, ReplayMissError, load_replay
@@ -32,5 +32,5 @@ __all__ = [
     "default_store_path",
     "load_replay",
     "normalise_base_url",
-    "read_jsonl",
+    "read_call_records",
 ]

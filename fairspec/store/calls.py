@@ -319,7 +319,7 @@ class CallStore:
     def import_jsonl(self, path: str | os.PathLike[str]) -> int:
         """Merge a replay file into the store (same rules as ``put``, one transaction).
         Idempotent: returns how many records were added or changed, 0 the second time."""
-        records = list(read_jsonl(path))
+        records = list(read_call_records(path))
         return self.put_many(records)
 
     # -- lifetime -----------------------------------------------------------------------
@@ -354,7 +354,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> Iterator[CallRecord]:
+def read_call_records(path: str | os.PathLike[str]) -> Iterator[CallRecord]:
     """The records of a replay file; a bad line is a ValueError naming file and line."""
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):

@@ -15,7 +15,7 @@ from typing import Any
 
 from fairspec.errors import ReplayMissError
 from fairspec.store.call_record import CallRecord
-from fairspec.store.calls import read_jsonl
+from fairspec.store.calls import read_call_records
 from fairspec.store.keys import CallIdentity
 
 __all__ = ["AnyProviderReplay", "Replay", "ReplayMissError", "load_replay"]
@@ -88,5 +88,5 @@ class AnyProviderReplay:
 
 def load_replay(path: str | os.PathLike[str]) -> Replay:
     """The completed calls of the replay file at ``path`` (error records are skipped)."""
-    records = {record.key: record for record in read_jsonl(path) if record.completed}
+    records = {record.key: record for record in read_call_records(path) if record.completed}
     return Replay(records, source=str(Path(path)))

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fairspec.errors import FairspecError
+from fairspec.errors import DataError
 from fairspec.hashing import canonical_json, sha256_file, sha256_text
 from fairspec.resources import resolve_path
 from fairspec.tasks.extract import ANSWER_KINDS, Answer
@@ -56,16 +56,6 @@ MAX_LISTED_PROBLEMS = 20
 _MISSING = object()
 
 
-class DataError(FairspecError):
-    """A split cannot be read, lacks a mapped column, or has bad rows.
-
-    ``problems`` holds one line per problem (all of them, even when the message
-    lists only the first :data:`MAX_LISTED_PROBLEMS`).
-    """
-
-    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
-        self.problems = list(problems)
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

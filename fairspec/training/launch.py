@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from fairspec.dtypes import torch_dtype
 
-_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+log = logging.getLogger(__name__)
 
 
 def last_checkpoint(folder: Path) -> str | None:
@@ -51,7 +51,8 @@ def encode_dataset(dataset: Any, tokenizer: Any, *, max_seq_length: int, chat_te
         return encode_example(tokenizer, example["prompt"], example["completion"],
                               max_seq_length=max_seq_length, use_chat_template=chat_template)
 
-    return dataset.map(encode, remove_columns=["prompt", "completion", "teacher"])
+    # in memory: a cache file would be written into the build stage's dataset folder
+    return dataset.map(encode, remove_columns=["prompt", "completion", "teacher"], keep_in_memory=True)
 
 
 def train(args: dict[str, Any], on_step: Callable[[int], Callable[[int, int], None] | None] | None = None,
@@ -61,7 +62,6 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[[int, int], No
     ``on_step(total_steps)`` may return an ``update(done, total)`` called after each
     optimizer step (the CLI's progress display).
     """
-    import torch
     from datasets import load_from_disk
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
@@ -76,7 +76,7 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[[int, int], No
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     dtype = args["dtype"]
-    model = AutoModelForCausalLM.from_pretrained(args["model_path"], dtype=getattr(torch, _DTYPES[dtype]))
+    model = AutoModelForCausalLM.from_pretrained(args["model_path"], dtype=torch_dtype(dtype))
     if args.get("lora"):
         from peft import LoraConfig, get_peft_model
 

@@ -12,34 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-from fairspec.artifacts import write_jsonl
-
-REPO = Path(__file__).resolve().parents[2]
+from katan_runs import KEY_ENV, TEST_KEY, committee, spec_text, svamp_mistakes, write_mistakes, write_spec
 
 
-def write_spec(folder: Path, url: str) -> Path:
-    teachers = "\n".join(
-        f"  - {{name: {n}, provider: openai, model: gpt-{n}, base_url: \"{url}\", api_key_env: KATAN_KEY,"
-        f" concurrency: 2}}" for n in ("a", "b", "c"))
-    spec = folder / "spec.yaml"
-    spec.write_text(f"""
-fairspec: 1
-name: interrupt
-task:
-  kind: math
-  dataset: {{path: builtin:data/svamp-mini, limit: {{train: 8}}}}
-  fields: {{question: question_concat, answer: Answer}}
-student: {{model: builtin:smollm2-135m-instruct, hardware: {{device: cpu}}}}
-teachers:
-{teachers}
-output_dir: runs
-""")
-    rows = [json.loads(line) for line in
-            (REPO / "fairspec/resources/data/svamp-mini/train.jsonl").read_text().splitlines()[:8]]
-    write_jsonl(folder / "runs" / "interrupt" / "exam" / "mistakes.jsonl", [
-        {"index": i, "fields": {"question": r["question_concat"]}, "gold": r["Answer"],
-         "gold_text": f"{r['Answer']:g}", "output": "The answer is 7.", "prediction": 7.0,
-         "correct": False} for i, r in enumerate(rows)])
+def write_interrupt_spec(folder: Path, url: str) -> Path:
+    """Teachers a, b and c on ``url``; 8 svamp-mini mistakes in the run folder ``runs/interrupt``."""
+    spec = write_spec(folder, spec_text(committee(url, ("a", "b", "c"), concurrency=2), name="interrupt",
+                                        limit="{train: 8}", output_dir="runs"))
+    write_mistakes(folder / "runs" / "interrupt", svamp_mistakes(8))
     return spec
 
 
@@ -53,8 +33,8 @@ def stored(folder: Path) -> int:
 
 def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(tmp_path, start_katan):
     server = start_katan("--latency-ms", "250")
-    spec = write_spec(tmp_path, server.openai_url)
-    env = {**os.environ, "KATAN_KEY": "sk-test-not-a-real-key-000000"}
+    spec = write_interrupt_spec(tmp_path, server.openai_url)
+    env = {**os.environ, KEY_ENV: TEST_KEY}
     command = [sys.executable, "-m", "fairspec.cli", "run", str(spec), "--only", "teach"]
     child = subprocess.Popen(command, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -17,8 +17,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from katan_runs import mistake, spec_text, teacher_line, write_mistakes, write_spec
 
-from fairspec.artifacts import read_jsonl, write_jsonl
+from fairspec.artifacts import read_jsonl
 
 HUGE = 300_000
 CASES = ("CASE-OK", "CASE-EMPTY", "CASE-HUGE", "CASE-BYTES", "CASE-CONTROL")
@@ -71,25 +72,11 @@ def odd_server():
 
 
 def test_odd_teacher_outputs_are_recorded_not_fatal(tmp_path, odd_server) -> None:
-    spec = tmp_path / "spec.yaml"
-    teachers = "".join(
-        f'  - {{name: {n}, provider: openai, model: m-{n}, base_url: "{odd_server}", '
-        f"api_key_env: ODD_KEY, max_retries: 1}}\n" for n in ("one", "two"))
-    spec.write_text(f"""
-fairspec: 1
-name: odd
-task:
-  kind: math
-  dataset: {{path: builtin:data/svamp-mini}}
-  fields: {{question: question_concat, answer: Answer}}
-student: {{model: builtin:smollm2-135m-instruct, hardware: {{device: cpu}}}}
-teachers:
-{teachers}output_dir: runs
-""")
-    write_jsonl(tmp_path / "runs" / "odd" / "exam" / "mistakes.jsonl", [
-        {"index": i, "fields": {"question": f"{case}: Bob has 5 apples. How many?"}, "gold": 5.0,
-         "gold_text": "5", "output": "The answer is 4.", "prediction": 4.0, "correct": False}
-        for i, case in enumerate(CASES)])
+    teachers = "".join(teacher_line(n, odd_server, model=f"m-{n}", key_env="ODD_KEY", max_retries=1)
+                       for n in ("one", "two"))
+    spec = write_spec(tmp_path, spec_text(teachers, name="odd", output_dir="runs"))
+    write_mistakes(tmp_path / "runs" / "odd", [
+        mistake(i, f"{case}: Bob has 5 apples. How many?", 5.0, answer=4) for i, case in enumerate(CASES)])
     env = {**os.environ, "ODD_KEY": "sk-test-not-a-real-key-000000"}
     outcomes = {}
     for stage in ("teach", "review", "build"):

@@ -18,22 +18,20 @@ import json
 import logging
 import os
 import random
-import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from katan_runs import KEY_ENV, TEACHERS, TEST_KEY, committee, requests_served, spec_text, write_spec
 
 log = logging.getLogger(__name__)
 pytestmark = pytest.mark.slow
 
-KEY_ENV, KEY = "KATAN_KEY", "sk-test-not-a-real-key-000000"
-TEACHERS, CONCURRENCY, TRAIN_ROWS = ("alpha", "beta", "gamma"), 2, 6
+CONCURRENCY, TRAIN_ROWS = 2, 6
 IN_FLIGHT_MAX = CONCURRENCY * len(TEACHERS)
 WAIT_S = 240.0
 SAME_FILES = ("exam/exam.jsonl", "exam/mistakes.jsonl", "teach/rationales.jsonl", "teach/feedback.jsonl",
@@ -42,36 +40,16 @@ SAME_FILES = ("exam/exam.jsonl", "exam/mistakes.jsonl", "teach/rationales.jsonl"
               "evaluate/metrics.json")
 
 
-def write_spec(folder: Path, url: str) -> Path:
-    teachers = "".join(
-        f'  - {{name: {n}, provider: openai, model: gpt-{n}, base_url: "{url}", api_key_env: {KEY_ENV},'
-        f" concurrency: {CONCURRENCY}, timeout_s: 30}}\n" for n in TEACHERS)
-    spec = folder / "spec.yaml"
-    spec.write_text(f"""
-fairspec: 1
-name: crash
-seed: 7
-task:
-  kind: math
-  dataset: {{path: builtin:data/svamp-mini, limit: {{train: {TRAIN_ROWS}, test: 3}}}}
-  fields: {{question: question_concat, answer: Answer}}
-student:
-  model: builtin:smollm2-135m-instruct
-  exam: {{engine: hf, max_new_tokens: 32, batch_size: 2}}
-  hardware: {{device: cpu, dtype: fp32}}
-teachers:
-{teachers}generation: {{max_tokens: 48}}
-training: {{epochs: 2, batch_size: 2, learning_rate: 1.0e-4, max_seq_length: 256}}
-evaluation: {{decoding: greedy}}
-output_dir: runs
-""")
-    return spec
-
-
-def served(server) -> int:
-    with urllib.request.urlopen(f"{server.root}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    return int(sum(float(v) for v in re.findall(r"^llm_katan_requests_total\{[^}]*\} (\S+)", text, re.M)))
+def write_crash_spec(folder: Path, url: str) -> Path:
+    """The whole pipeline on 6 svamp-mini rows, teachers alpha, beta and gamma on ``url``."""
+    return write_spec(folder, spec_text(
+        committee(url, concurrency=CONCURRENCY, timeout_s=30), name="crash", seed=7,
+        limit=f"{{train: {TRAIN_ROWS}, test: 3}}",
+        student="{model: builtin:smollm2-135m-instruct, exam: {engine: hf, max_new_tokens: 32, "
+                "batch_size: 2}, hardware: {device: cpu, dtype: fp32}}",
+        generation="{max_tokens: 48}",
+        training="{epochs: 2, batch_size: 2, learning_rate: 1.0e-4, max_seq_length: 256}",
+        evaluation="{decoding: greedy}", output_dir="runs"))
 
 
 def stored_keys(folder: Path) -> list[str]:
@@ -83,7 +61,7 @@ def stored_keys(folder: Path) -> list[str]:
 
 
 def start(folder: Path, spec: Path) -> subprocess.Popen:
-    env = {**os.environ, KEY_ENV: KEY, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    env = {**os.environ, KEY_ENV: TEST_KEY, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     log_file = (folder / "child.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", "fairspec.cli", "run", str(spec)], cwd=folder,
                             env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
@@ -94,8 +72,9 @@ def in_stage(run_dir: Path, stage: str, folder: Path) -> bool:
     stage_dir = run_dir / stage
     if not stage_dir.is_dir() or (stage_dir / "manifest.json").exists():
         return False
-    if stage == "train":
-        return any((stage_dir / "checkpoints").glob("checkpoint-*/trainer_state.json"))
+    if stage == "train":  # a checkpoint is saved (in the stage's work/ folder, where they survive)
+        return any(any((stage_dir / sub).glob("checkpoint-*/trainer_state.json"))
+                   for sub in ("work/checkpoints", "checkpoints"))
     if stage in ("teach", "review"):
         teach = run_dir / "teach"
         done_before = 0 if stage == "teach" else sum(
@@ -140,7 +119,7 @@ def test_kill_nine_in_every_stage_changes_no_output_and_pays_no_call_twice(tmp_p
     reference.mkdir()
     crashed.mkdir()
     server = start_katan("--latency-ms", "300")
-    spec = write_spec(crashed, server.openai_url)
+    spec = write_crash_spec(crashed, server.openai_url)
     landed = [kill_inside(crashed, spec, "exam", (1.0, 3.0)),
               kill_inside(crashed, spec, "teach", (0.0, 0.6)),
               kill_inside(crashed, spec, "review", (0.0, 0.6)),
@@ -150,7 +129,7 @@ def test_kill_nine_in_every_stage_changes_no_output_and_pays_no_call_twice(tmp_p
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     run_to_end(crashed, spec)
     keys = stored_keys(crashed)
-    answered = served(server)
+    answered = requests_served(server)
     # an answer the server sent while the run was being killed may never have been stored;
     # at most the calls in flight at the two teacher-stage kills: every other call once
     assert len(keys) == len(set(keys)) and 0 <= answered - len(keys) <= 2 * IN_FLIGHT_MAX
@@ -159,8 +138,8 @@ def test_kill_nine_in_every_stage_changes_no_output_and_pays_no_call_twice(tmp_p
     with sqlite3.connect(crashed / "runs" / "calls.sqlite") as source, \
             sqlite3.connect(reference / "runs" / "calls.sqlite") as target:
         source.backup(target)
-    run_to_end(reference, write_spec(reference, server.openai_url))
-    assert served(server) == answered  # the reference asked nothing: same answers, same calls
+    run_to_end(reference, write_crash_spec(reference, server.openai_url))
+    assert requests_served(server) == answered  # the reference asked nothing: same answers, same calls
     assert sorted(stored_keys(reference)) == sorted(keys)
     ours_dir, theirs_dir = crashed / "runs" / "crash", reference / "runs" / "crash"
     for name in SAME_FILES:

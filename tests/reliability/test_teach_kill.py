@@ -20,28 +20,33 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
-from dataclasses import replace
 from pathlib import Path
 
-from fairspec.artifacts import is_done, read_jsonl, write_jsonl
-from fairspec.dsl import load_spec_text
-from fairspec.plan import Environment, compile_plan
+from katan_runs import (
+    KEY_ENV,
+    SUPPORT_DIR,
+    TEACHERS,
+    TEST_KEY,
+    committee,
+    compile_run,
+    mistake,
+    requests_served,
+    spec_text,
+    write_mistakes,
+)
+
+from fairspec.artifacts import is_done, read_jsonl
 from fairspec.plan.graph import RunPlan
 from fairspec.run.executor import run_stage
 from fairspec.store import CallStore
 
 log = logging.getLogger(__name__)
 
-KEY_ENV = "KATAN_KEY"
-KEY = "sk-test-not-a-real-key-000000"
-TEACHERS = ("alpha", "beta", "gamma")
 MISTAKES = 30
 CONCURRENCY = 4
 LATENCY_S = 0.2
@@ -51,29 +56,13 @@ WAIT_S = 60.0  # bound on every wait for the child or the server
 
 
 def plan_run(base: Path, url: str) -> RunPlan:
-    teachers = "".join(
-        f'  - {{name: {name}, provider: openai, model: gpt-{name}, base_url: "{url}", '
-        f"api_key_env: {KEY_ENV}, concurrency: {CONCURRENCY}, timeout_s: 30}}\n"
-        for name in TEACHERS)
-    text = f"""
-fairspec: 1
-name: katan-kill
-task:
-  kind: math
-  dataset: {{path: builtin:data/svamp-mini}}
-  fields: {{question: question_concat, answer: Answer}}
-student: {{model: builtin:smollm2-135m-instruct, hardware: {{device: cpu}}}}
-teachers:
-{teachers}"""
-    plan = compile_plan(load_spec_text(text, base_dir=base), Environment())
-    return replace(plan.runs[0], run_dir=str(base / "run"))
+    teachers = committee(url, concurrency=CONCURRENCY, timeout_s=30)
+    return compile_run(spec_text(teachers, name="katan-kill"), base).run
 
 
-def write_mistakes(base: Path) -> None:
-    write_jsonl(base / "run" / "exam" / "mistakes.jsonl", [
-        {"index": i, "fields": {"question": f"Bob has {i} apples and eats 1. How many are left?"},
-         "gold": float(i - 1), "gold_text": str(i - 1), "output": "The answer is 99.",
-         "prediction": 99.0, "correct": False}
+def write_apple_mistakes(base: Path) -> None:
+    write_mistakes(base / "run", [
+        mistake(i, f"Bob has {i} apples and eats 1. How many are left?", float(i - 1), answer=99)
         for i in range(MISTAKES)])
 
 
@@ -84,21 +73,14 @@ def child(base: Path, url: str) -> None:
         run_stage(run, "teach", base_dir=base, store=store)
 
 
-def served(root: str) -> int:
-    with urllib.request.urlopen(f"{root}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    return int(sum(float(v) for v in
-                   re.findall(r"^llm_katan_requests_total\{[^}]*\} (\S+)", text, re.M)))
-
-
 def settled_count(root: str) -> int:
     """The server's answer count once the requests it still held are done."""
     time.sleep(LATENCY_S + 0.2)
     deadline = time.monotonic() + WAIT_S
-    last = served(root)
+    last = requests_served(root)
     while time.monotonic() < deadline:
         time.sleep(0.3)
-        now = served(root)
+        now = requests_served(root)
         if now == last:
             return now
         last = now
@@ -116,13 +98,15 @@ def integrity(path: Path) -> str:
 def kill_mid_stage(base: Path, server, delay_s: float) -> subprocess.Popen[bytes]:
     """Start the child, wait for its first answer, wait ``delay_s`` more, SIGKILL it."""
     out = (base / "child.log").open("wb")
-    env = {**os.environ, KEY_ENV: KEY}
+    # the child imports katan_runs with no conftest to put tests/support on sys.path
+    path = os.pathsep.join(filter(None, [str(SUPPORT_DIR), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, KEY_ENV: TEST_KEY, "PYTHONPATH": path}
     proc = subprocess.Popen([sys.executable, __file__, str(base), server.openai_url],
                             stdout=out, stderr=subprocess.STDOUT, env=env)
     out.close()
     try:
         deadline = time.monotonic() + WAIT_S
-        while served(server.root) == 0:
+        while requests_served(server.root) == 0:
             assert proc.poll() is None, f"child ended early: {(base / 'child.log').read_text()}"
             assert time.monotonic() < deadline, "the child sent no call in time"
             time.sleep(0.02)
@@ -142,13 +126,13 @@ def _kill_then_rerun(tmp_path: Path, start_katan, monkeypatch, low: float, high:
     delay = random.Random().uniform(low, high)
     log.info("killing the teach stage %.2fs after its first answer", delay)
     server = start_katan("--latency-ms", str(int(LATENCY_S * 1000)))
-    write_mistakes(tmp_path)
+    write_apple_mistakes(tmp_path)
     kill_mid_stage(tmp_path, server, delay)
     at_kill = settled_count(server.root)
     store_path = tmp_path / "calls.sqlite"
     assert integrity(store_path) == "ok"
     run = plan_run(tmp_path, server.openai_url)
-    monkeypatch.setenv(KEY_ENV, KEY)
+    monkeypatch.setenv(KEY_ENV, TEST_KEY)
     with CallStore(store_path) as store:
         before = {r.key: r for r in store.records()}
         assert all(r.completed for r in before.values())

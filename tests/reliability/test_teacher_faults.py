@@ -12,32 +12,39 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from katan_runs import (
+    KEY_ENV,
+    TEACHERS,
+    TEST_KEY,
+    committee,
+    compile_run,
+    mistake,
+    requests_served,
+    spec_text,
+    teacher_line,
+    write_mistakes,
+)
 
-from fairspec.artifacts import is_done, read_jsonl, write_jsonl
-from fairspec.dsl import load_spec_text
+from fairspec.artifacts import is_done, read_jsonl
 from fairspec.errors import TeacherStopped
-from fairspec.plan import Environment, compile_plan
 from fairspec.plan.graph import RunPlan
 from fairspec.run.executor import run_stage
 from fairspec.store import CallStore
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Inheritance class AiohttpClientSession:DeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning"),
+    pytest.mark.usefixtures("katan_key"),
+]
 
-KEY_ENV = "KATAN_KEY"
-TEACHERS = ("alpha", "beta", "gamma")
 #: the score every review of mistake i gets (the bracket in its question)
 SCORES = (5, 4, 3, 2, 1, 4)
 #: what the review policy (mean >= 4 of the two other teachers, exact early exit) decides:
@@ -46,46 +53,13 @@ EXPECTED_REVIEWS = {5: [5, 5], 4: [4, 4], 3: [3, 3], 2: [2], 1: [1]}
 EXPECTED_ACCEPTED = {(i, t) for i, k in enumerate(SCORES) if k >= 4 for t in TEACHERS}
 
 
-def teacher_line(name: str, url: str, *, provider: str = "openai", model: str | None = None,
-                 **limits: Any) -> str:
-    extra = "".join(f", {key}: {value}" for key, value in limits.items())
-    return (f'  - {{name: {name}, provider: {provider}, model: {model or "gpt-" + name}, '
-            f'base_url: "{url}", api_key_env: {KEY_ENV}{extra}}}\n')
-
-
 def make_run(tmp_path: Path, teachers: str) -> RunPlan:
-    text = f"""
-fairspec: 1
-name: katan-faults
-task:
-  kind: math
-  dataset: {{path: builtin:data/svamp-mini}}
-  fields: {{question: question_concat, answer: Answer}}
-student: {{model: builtin:smollm2-135m-instruct, hardware: {{device: cpu}}}}
-teachers:
-{teachers}review: {{threshold: 4}}
-"""
-    plan = compile_plan(load_spec_text(text, base_dir=tmp_path), Environment())
-    run = replace(plan.runs[0], run_dir=str(tmp_path / "run"))
-    mistakes = [{"index": i, "fields": {"question": f"Ann has {i + 2} pens and buys [{k}] more. "
-                                                    "How many pens does she have?"},
-                 "gold": float(i + 2 + k), "gold_text": str(i + 2 + k),
-                 "output": "The answer is 0.", "prediction": 0.0, "correct": False}
-                for i, k in enumerate(SCORES)]
-    write_jsonl(tmp_path / "run" / "exam" / "mistakes.jsonl", mistakes)
-    return run
-
-
-def openai_committee(url: str, **limits: Any) -> str:
-    return "".join(teacher_line(name, url, **limits) for name in TEACHERS)
-
-
-def requests_served(root: str) -> int:
-    """Successful chat answers the server sent (llm-katan counts only those)."""
-    with urllib.request.urlopen(f"{root}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    return int(sum(float(v) for v in
-                   re.findall(r"^llm_katan_requests_total\{[^}]*\} (\S+)", text, re.M)))
+    """The committee ``teachers`` on one mistake per score of SCORES (the bracket in its question)."""
+    made = compile_run(spec_text(teachers, name="katan-faults", review="{threshold: 4}"), tmp_path)
+    write_mistakes(made.run_dir, [
+        mistake(i, f"Ann has {i + 2} pens and buys [{k}] more. How many pens does she have?",
+                float(i + 2 + k), answer=0) for i, k in enumerate(SCORES)])
+    return made.run
 
 
 def outcome(tmp_path: Path) -> dict[str, Any]:
@@ -134,11 +108,6 @@ def expected_reviews() -> list[tuple[int, str, str, int]]:
     return sorted(rows)
 
 
-@pytest.fixture(autouse=True)
-def _key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, "sk-test-not-a-real-key-000000")
-
-
 def set_backoff(monkeypatch: pytest.MonkeyPatch, *, base_s: float, max_s: float) -> None:
     """Set the retry back-off of the stages' providers: the spec has no back-off key, so the
     stage's provider factory is wrapped to pass the providers' own back-off arguments."""
@@ -166,8 +135,8 @@ def baseline(katan, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The fault-free run on the same prompts (the shared echo server)."""
     tmp_path = tmp_path_factory.mktemp("baseline")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(KEY_ENV, "sk-test-not-a-real-key-000000")
-        run = make_run(tmp_path, openai_committee(katan.openai_url))
+        patch.setenv(KEY_ENV, TEST_KEY)
+        run = make_run(tmp_path, committee(katan.openai_url))
         with CallStore(tmp_path / "calls.sqlite") as store:
             run_both(run, tmp_path, store)
             assert_complete(run, tmp_path, store)
@@ -188,7 +157,7 @@ def retried(store: CallStore) -> list:
 def test_twenty_percent_http_500_loses_nothing(tmp_path, start_katan, baseline,
                                                fast_backoff) -> None:
     server = start_katan("--error-rate", "0.2")
-    run = make_run(tmp_path, openai_committee(server.openai_url, concurrency=4, max_retries=12))
+    run = make_run(tmp_path, committee(server.openai_url, concurrency=4, max_retries=12))
     with CallStore(tmp_path / "calls.sqlite") as store:
         teach, review = run_both(run, tmp_path, store)
         assert_complete(run, tmp_path, store)
@@ -225,7 +194,7 @@ def test_503_over_max_inflight_with_concurrency_above_it(tmp_path, start_katan, 
                                                          fast_backoff) -> None:
     # 3 teachers x 6 in flight against a server that takes 4 at a time
     server = start_katan("--max-inflight", "4", "--latency-ms", "60")
-    run = make_run(tmp_path, openai_committee(server.openai_url, concurrency=6, max_retries=40))
+    run = make_run(tmp_path, committee(server.openai_url, concurrency=6, max_retries=40))
     with CallStore(tmp_path / "calls.sqlite") as store:
         run_both(run, tmp_path, store)
         assert_complete(run, tmp_path, store)
@@ -238,7 +207,7 @@ def test_503_over_max_inflight_with_concurrency_above_it(tmp_path, start_katan, 
 def test_latency_calls_overlap_and_nothing_is_lost(tmp_path, start_katan, baseline) -> None:
     latency = 0.25
     server = start_katan("--latency-ms", str(int(latency * 1000)))
-    run = make_run(tmp_path, openai_committee(server.openai_url, concurrency=8, timeout_s=20))
+    run = make_run(tmp_path, committee(server.openai_url, concurrency=8, timeout_s=20))
     with CallStore(tmp_path / "calls.sqlite") as store:
         started = time.monotonic()
         teach = run_stage(run, "teach", base_dir=tmp_path, store=store)
@@ -283,7 +252,7 @@ def test_429_storm_outlasting_retries_stops_and_the_rerun_pays_only_the_rest(
         tmp_path, start_katan, baseline, fast_backoff) -> None:
     limit = 10
     server = start_katan("--rate-limit-after", str(limit))
-    run = make_run(tmp_path, openai_committee(server.openai_url, concurrency=3, max_retries=2))
+    run = make_run(tmp_path, committee(server.openai_url, concurrency=3, max_retries=2))
     with CallStore(tmp_path / "calls.sqlite") as store:
         with pytest.raises(TeacherStopped, match="rerun"):
             run_stage(run, "teach", base_dir=tmp_path, store=store)
@@ -312,7 +281,7 @@ def test_429_until_the_window_resets_is_retried_to_success(tmp_path, start_katan
     limit = 8
     server = start_katan("--rate-limit-after", str(limit))
     first_log = server.log
-    run = make_run(tmp_path, openai_committee(server.openai_url, concurrency=3, max_retries=60))
+    run = make_run(tmp_path, committee(server.openai_url, concurrency=3, max_retries=60))
     failure: list[BaseException] = []
 
     def reset_window() -> None:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import os
 import textwrap
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from katan_runs import compile_run
 
 from fairspec.artifacts import is_done, read_jsonl
-from fairspec.dsl import load_spec_text
-from fairspec.plan import Environment, compile_plan
 from fairspec.run.executor import run_stage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,9 +32,8 @@ def exam_run(tmp_path: Path, task: str, dataset: str, fields: str, base_dir: Pat
         teachers: [{{name: t, provider: hf, model: builtin:smollm2-135m-instruct}}]
         review: {{enabled: false}}
         """) + extra
-    loaded = load_spec_text(text, base_dir=base_dir)
-    run = replace(compile_plan(loaded, Environment()).runs[0], run_dir=str(tmp_path / "run"))
-    return loaded, run
+    made = compile_run(text, base_dir, run_dir=tmp_path / "run")
+    return made.loaded, made.run
 
 
 CASES = {
@@ -86,24 +83,3 @@ def test_exam_resumes_by_row_and_skips_when_done(tmp_path, tiny_model):
     assert [json.loads(line)["output"] for line in again] == [json.loads(line)["output"] for line in first]
     assert stats["total"] == 4
     assert os.path.getsize(folder / "mistakes.jsonl") > 0 or stats["mistakes"] == 0
-
-
-@pytest.mark.slow
-def test_evaluate_scores_base_and_tuned_and_shares_the_base_answers(tmp_path, tiny_model):
-    import shutil
-
-    loaded, run = exam_run(tmp_path, "math", "path: builtin:data/svamp-mini",
-                           "{question: question_concat, answer: Answer}", REPO, limit=3,
-                           extra="evaluation: {decoding: greedy}\n")
-    shutil.copytree(tiny_model, tmp_path / "run" / "train" / "model")  # "tuned" = the base weights
-    metrics = run_stage(run, "evaluate", base_dir=REPO, cache_dir=tmp_path / "out" / "cache")
-    assert metrics["base"]["total"] == metrics["tuned"]["total"] == 3
-    assert metrics["gain"] == 0  # same weights, greedy: the same answers
-    base = list(read_jsonl(tmp_path / "run" / "evaluate" / "predictions-base.jsonl"))
-    tuned = list(read_jsonl(tmp_path / "run" / "evaluate" / "predictions-tuned.jsonl"))
-    assert [r["output"] for r in base] == [r["output"] for r in tuned]
-    first_test_row = json.loads((REPO / "fairspec/resources/data/svamp-mini/test.jsonl").read_text()
-                                .splitlines()[0])
-    assert base[0]["fields"]["question"] == first_test_row["question_concat"]  # the test split
-    (cached,) = (tmp_path / "out" / "cache" / "evaluate-base").glob("*.jsonl")
-    assert len(cached.read_text().splitlines()) == 3

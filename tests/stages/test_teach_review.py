@@ -2,63 +2,25 @@
 
 from __future__ import annotations
 
-import json
-import re
-import urllib.request
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from katan_runs import KEY_ENV, committee, requests_served, teacher_line
 
-from fairspec.artifacts import is_done, read_jsonl, write_jsonl
-from fairspec.dsl import load_spec_text
-from fairspec.plan import Environment, compile_plan
+from fairspec.artifacts import is_done, read_jsonl
 from fairspec.run.executor import run_stage
 from fairspec.store import CallStore
 
-REPO = Path(__file__).resolve().parents[2]
+
+def make_run(katan_run, url: str, threshold: int = 4, base: Path | None = None):
+    """alpha (priced), beta and gamma on ``url``; 4 svamp-mini mistakes answered 7."""
+    teachers = (teacher_line("alpha", url, price="{input_per_mtok: 1.0, output_per_mtok: 2.0}")
+                + committee(url, ("beta", "gamma")))
+    return katan_run(teachers, base=base, mistakes=4, review=f"{{threshold: {threshold}}}").run
 
 
-def spec_text(url: str, threshold: int = 4) -> str:
-    return f"""
-fairspec: 1
-name: katan-test
-task:
-  kind: math
-  dataset: {{path: builtin:data/svamp-mini}}
-  fields: {{question: question_concat, answer: Answer}}
-student: {{model: builtin:smollm2-135m-instruct, hardware: {{device: cpu}}}}
-teachers:
-  - {{name: alpha, provider: openai, model: gpt-a, base_url: "{url}", api_key_env: KATAN_KEY,
-     price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}}}
-  - {{name: beta, provider: openai, model: gpt-b, base_url: "{url}", api_key_env: KATAN_KEY}}
-  - {{name: gamma, provider: openai, model: gpt-c, base_url: "{url}", api_key_env: KATAN_KEY}}
-review: {{threshold: {threshold}}}
-"""
-
-
-def requests_served(server) -> int:
-    with urllib.request.urlopen(f"{server.root}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    return int(sum(float(v) for v in re.findall(r'^llm_katan_requests_total\{[^}]*\} (\S+)', text, re.M)))
-
-
-def make_run(tmp_path: Path, url: str, threshold: int = 4):
-    loaded = load_spec_text(spec_text(url, threshold), base_dir=tmp_path)
-    plan = compile_plan(loaded, Environment())
-    run = replace(plan.runs[0], run_dir=str(tmp_path / "run"))
-    rows = [json.loads(line) for line in
-            (REPO / "fairspec/resources/data/svamp-mini/train.jsonl").read_text().splitlines()[:4]]
-    mistakes = [{"index": i, "fields": {"question": r["question_concat"]}, "gold": r["Answer"],
-                 "gold_text": f"{r['Answer']:g}", "output": "The answer is 7.", "prediction": 7.0,
-                 "correct": False} for i, r in enumerate(rows)]
-    write_jsonl(tmp_path / "run" / "exam" / "mistakes.jsonl", mistakes)
-    return run
-
-
-def test_teach_then_review_store_every_call_and_repeat_none(tmp_path, katan, monkeypatch):
-    monkeypatch.setenv("KATAN_KEY", "sk-test-not-a-real-key-000000")
-    run = make_run(tmp_path, katan.openai_url)
+def test_teach_then_review_store_every_call_and_repeat_none(tmp_path, katan, katan_key, katan_run):
+    run = make_run(katan_run, katan.openai_url)
     before = requests_served(katan)
     with CallStore(tmp_path / "calls.sqlite") as store:
         teach = run_stage(run, "teach", base_dir=tmp_path, store=store)
@@ -109,9 +71,8 @@ class Recorder:
         self.finished.append(stage)
 
 
-def test_progress_sees_every_teacher_reach_its_total(tmp_path, katan, monkeypatch):
-    monkeypatch.setenv("KATAN_KEY", "sk-test-not-a-real-key-000000")
-    run = make_run(tmp_path, katan.openai_url)
+def test_progress_sees_every_teacher_reach_its_total(tmp_path, katan, katan_key, katan_run):
+    run = make_run(katan_run, katan.openai_url)
     recorder = Recorder()
     with CallStore(tmp_path / "calls.sqlite") as store:
         run_stage(run, "teach", base_dir=tmp_path, store=store, progress=recorder)
@@ -122,10 +83,9 @@ def test_progress_sees_every_teacher_reach_its_total(tmp_path, katan, monkeypatc
     assert recorder.finished == ["teach", "review"]
 
 
-def test_review_exits_early_when_the_decision_is_made(tmp_path, katan, monkeypatch):
-    monkeypatch.setenv("KATAN_KEY", "sk-test-not-a-real-key-000000")
+def test_review_exits_early_when_the_decision_is_made(tmp_path, katan, katan_key, katan_run):
     # threshold 5 with mean: the first score of 4 makes a mean of 5 impossible
-    run = make_run(tmp_path, katan.openai_url, threshold=5)
+    run = make_run(katan_run, katan.openai_url, threshold=5)
     with CallStore(tmp_path / "calls.sqlite") as store:
         run_stage(run, "teach", base_dir=tmp_path, store=store)
         review = run_stage(run, "review", base_dir=tmp_path, store=store)
@@ -134,10 +94,10 @@ def test_review_exits_early_when_the_decision_is_made(tmp_path, katan, monkeypat
 
 
 def test_a_fatal_provider_error_stops_the_stage_and_keeps_nothing_half_done(tmp_path, start_katan,
-                                                                             monkeypatch):
+                                                                             katan_run, monkeypatch):
     server = start_katan("--validate-keys")
-    monkeypatch.setenv("KATAN_KEY", "sk-wrong-key-0000000000000000")
-    run = make_run(tmp_path, server.openai_url)
+    monkeypatch.setenv(KEY_ENV, "sk-wrong-key-0000000000000000")
+    run = make_run(katan_run, server.openai_url)
     from fairspec.errors import TeacherStopped
 
     with CallStore(tmp_path / "calls.sqlite") as store, pytest.raises(TeacherStopped) as caught:
@@ -146,12 +106,11 @@ def test_a_fatal_provider_error_stops_the_stage_and_keeps_nothing_half_done(tmp_
     assert not is_done(tmp_path / "run" / "teach", run.stage("teach").fingerprint)
 
 
-def test_replay_reproduces_the_teacher_outputs_without_a_key_or_a_server(tmp_path, katan,
-                                                                         monkeypatch):
+def test_replay_reproduces_the_teacher_outputs_without_a_key_or_a_server(tmp_path, katan, katan_key,
+                                                                         katan_run, monkeypatch):
     from fairspec.store import load_replay
 
-    monkeypatch.setenv("KATAN_KEY", "sk-test-not-a-real-key-000000")
-    run = make_run(tmp_path, katan.openai_url)
+    run = make_run(katan_run, katan.openai_url)
     with CallStore(tmp_path / "calls.sqlite") as store:
         run_stage(run, "teach", base_dir=tmp_path, store=store)
         run_stage(run, "review", base_dir=tmp_path, store=store)
@@ -160,8 +119,8 @@ def test_replay_reproduces_the_teacher_outputs_without_a_key_or_a_server(tmp_pat
                 for stage, name in (("teach", "rationales.jsonl"), ("teach", "feedback.jsonl"),
                                     ("review", "accepted.jsonl"))}
     # another machine: a fresh store, no key, and the server's address unreachable
-    monkeypatch.delenv("KATAN_KEY")
-    other = make_run(tmp_path / "other", katan.openai_url)
+    monkeypatch.delenv(KEY_ENV)
+    other = make_run(katan_run, katan.openai_url, base=tmp_path / "other")
     replay = load_replay(tmp_path / "calls.jsonl")
     with CallStore(tmp_path / "other" / "calls.sqlite") as store:
         teach = run_stage(other, "teach", base_dir=tmp_path, store=store, replay=replay)
@@ -173,15 +132,14 @@ def test_replay_reproduces_the_teacher_outputs_without_a_key_or_a_server(tmp_pat
         assert (tmp_path / "other" / "run" / stage / name).read_text() == text
 
 
-def test_replay_of_a_changed_prompt_is_a_clear_error(tmp_path, katan, monkeypatch):
+def test_replay_of_a_changed_prompt_is_a_clear_error(tmp_path, katan, katan_key, katan_run):
     from fairspec.store import ReplayMissError, load_replay
 
-    monkeypatch.setenv("KATAN_KEY", "sk-test-not-a-real-key-000000")
-    run = make_run(tmp_path, katan.openai_url)
+    run = make_run(katan_run, katan.openai_url)
     with CallStore(tmp_path / "calls.sqlite") as store:
         run_stage(run, "teach", base_dir=tmp_path, store=store)
         store.export_jsonl(tmp_path / "calls.jsonl")
-    other = make_run(tmp_path / "other", katan.openai_url)
+    other = make_run(katan_run, katan.openai_url, base=tmp_path / "other")
     mistakes = tmp_path / "other" / "run" / "exam" / "mistakes.jsonl"
     mistakes.write_text(mistakes.read_text().replace("The answer is 7.", "The answer is 8."))
     with CallStore(tmp_path / "other.sqlite") as store, pytest.raises(ReplayMissError) as caught:

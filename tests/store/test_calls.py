@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fairspec.store import CallIdentity, CallRecord, CallStore, default_store_path, read_jsonl
+from fairspec.store import CallIdentity, CallRecord, CallStore, default_store_path, read_call_records
 
 
 def make(i: int = 0, *, status: str = "ok", text: str | None = "answer", model: str = "m",
@@ -179,7 +179,7 @@ def test_export_of_chosen_keys_and_missing_key(store: CallStore, tmp_path: Path)
     store.put(a)
     store.put(b)
     assert store.export_jsonl(tmp_path / "one.jsonl", keys=[b.key]) == 1
-    assert [r.key for r in read_jsonl(tmp_path / "one.jsonl")] == [b.key]
+    assert [r.key for r in read_call_records(tmp_path / "one.jsonl")] == [b.key]
     with pytest.raises(ValueError, match="no completed call"):
         store.export_jsonl(tmp_path / "two.jsonl", keys=[a.key, "e" * 64])
     assert not (tmp_path / "two.jsonl").exists()
