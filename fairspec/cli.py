@@ -143,6 +143,8 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
     from fairspec.teachers.budget import Budget
 
     scrubber = _setup_logging(verbose=verbose, debug=debug)
+    if not debug:  # --debug brings the libraries' bars and logs back
+        _quiet_libraries()
     plan_, chosen, budget = None, [], None
     try:
         loaded = load_spec(spec)
@@ -185,6 +187,19 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
         page = Path(run_.run_dir) / "report" / "report.html"
         if page.exists():
             _out.print(f"report: {page} (and report.md beside it)", markup=False)
+
+
+#: Environment that turns off the libraries' own progress bars (tqdm: GGUF conversion,
+#: "Loading weights", "Writing model shards"; datasets: "Map", "Saving the dataset"; hub
+#: downloads); fairspec's progress lines replace them. Read when a bar is made, and
+#: inherited by a training subprocess. A user's own setting wins.
+QUIET_LIBRARIES = {"TQDM_DISABLE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+                   "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
+def _quiet_libraries() -> None:
+    for name, value in QUIET_LIBRARIES.items():
+        os.environ.setdefault(name, value)
 
 
 def _setup_logging(*, verbose: bool, debug: bool):

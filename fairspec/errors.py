@@ -16,6 +16,9 @@
     ├── StageContractError           a stage read or wrote an artifact its plan does not declare
     └── BudgetReached (exit 3)       the next teacher call could pass the spending limit
 
+Outside the tree, internal: ``TransientFailure`` (one attempt of a teacher call failed in
+a way another may not; raised by the providers and always caught by their retry loop).
+
 The CLI maps any of them to ``exit_status`` with one handler and prints the message (one
 line per problem for a SpecError); it never shows a Python traceback for these.
 Ctrl-C exits 130, outside this tree.
@@ -172,3 +175,13 @@ class BudgetReached(FairspecError):
 
     def lines(self) -> list[str]:
         return [str(self)]
+
+
+class TransientFailure(Exception):
+    """One attempt failed in a way another attempt may not (raised by providers, caught by the
+    retry loop, never by a user). ``message`` must already be scrubbed of secrets."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)

@@ -36,21 +36,21 @@ class CountProgress(Protocol):
     def start_count(self, task: str, total: int, unit: str) -> None:
         """A task of ``total`` units (rows answered, optimizer steps) begins."""
 
-    def count(self, task: str, done: int) -> None:
-        """``done`` units of ``task`` are complete."""
+    def count(self, task: str, done: int, note: str = "") -> None:
+        """``done`` units of ``task`` are complete; ``note`` is a short status (the loss)."""
 
     def finish(self, task: str) -> None: ...
 
 
 def counter(progress: CountProgress | None, task: str, total: int,
-            unit: str) -> Callable[[int, int], None] | None:
-    """An ``on_progress(done, total)`` callback for ``task`` (None without a progress)."""
+            unit: str) -> Callable[..., None] | None:
+    """An ``on_progress(done, total, note="")`` callback for ``task`` (None without a progress)."""
     if progress is None or not hasattr(progress, "start_count"):
         return None
     progress.start_count(task, total, unit)
 
-    def update(done: int, _total: int) -> None:
-        progress.count(task, done)
+    def update(done: int, _total: int, note: str = "") -> None:
+        progress.count(task, done, note)
         if done >= total:
             progress.finish(task)
 

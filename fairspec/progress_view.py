@@ -69,14 +69,14 @@ class RichStageProgress:
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn(unit), _RateColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=self.console, transient=False,
+            TextColumn("{task.fields[note]}"), console=self.console, transient=False,
         )
-        self._tasks = {task: self._progress.add_task(task, total=total)}
+        self._tasks = {task: self._progress.add_task(task, total=total, note="")}
         self._progress.start()
 
-    def count(self, task: str, done: int) -> None:
+    def count(self, task: str, done: int, note: str = "") -> None:
         if self._progress is not None and task in self._tasks:
-            self._progress.update(self._tasks[task], completed=done)
+            self._progress.update(self._tasks[task], completed=done, note=note)
 
     def finish(self, stage: str) -> None:
         if self._progress is not None:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from fairspec.errors import TransientFailure
 from fairspec.providers.errors import FatalProviderError, RetryableExhausted
 
 logger = logging.getLogger(__name__)
@@ -26,17 +27,6 @@ T = TypeVar("T")
 #: HTTP statuses worth another try: timeouts, conflicts, rate limits, server errors.
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
-
-class TransientFailure(Exception):
-    """One attempt failed in a way another attempt may not (raised by providers, caught here).
-
-    ``message`` must already be scrubbed of secrets.
-    """
-
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
-        self.status = status
-        self.retry_after = retry_after
-        super().__init__(message)
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None, now: float | None = None) -> float | None:

@@ -25,12 +25,14 @@ def last_checkpoint(folder: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
-def step_reporter(on_step: Callable[[int], Callable[[int, int], None] | None]) -> Any:
-    """A TrainerCallback that reports each optimizer step to what ``on_step(total)`` returns."""
+def step_reporter(on_step: Callable[[int], Callable[..., None] | None]) -> Any:
+    """A TrainerCallback that reports each optimizer step, with the last logged loss, to what
+    ``on_step(total)`` returns: ``update(done, total, note)``."""
     from transformers import TrainerCallback
 
     class StepReporter(TrainerCallback):
-        update: Callable[[int, int], None] | None = None
+        update: Callable[..., None] | None = None
+        note = ""
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.update = on_step(state.max_steps)
@@ -38,7 +40,16 @@ def step_reporter(on_step: Callable[[int], Callable[[int, int], None] | None]) -
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if self.update is not None:
-                self.update(state.global_step, state.max_steps)
+                self.update(state.global_step, state.max_steps, self.note)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None,
+                   **kwargs: Any) -> None:
+            if logs and "loss" in logs:
+                parts = [f"loss {float(logs['loss']):.3f}"]
+                parts += [f"{kind} {float(logs[f'{kind}_loss']):.3f}" for kind in ("feedback", "rationale")
+                          if f"{kind}_loss" in logs]
+                self.note = ", ".join(parts)
+                self.on_step_end(args, state, control)
 
     return StepReporter()
 
@@ -55,15 +66,16 @@ def encode_dataset(dataset: Any, tokenizer: Any, *, max_seq_length: int, chat_te
     return dataset.map(encode, remove_columns=["prompt", "completion", "teacher"], keep_in_memory=True)
 
 
-def train(args: dict[str, Any], on_step: Callable[[int], Callable[[int, int], None] | None] | None = None,
+def train(args: dict[str, Any], on_step: Callable[[int], Callable[..., None] | None] | None = None,
           ) -> dict[str, Any]:
     """Fine-tune, save the final model and tokenizer to ``args['output_dir']/model``.
 
-    ``on_step(total_steps)`` may return an ``update(done, total)`` called after each
-    optimizer step (the CLI's progress display).
+    ``on_step(total_steps)`` may return an ``update(done, total, note)`` called after each
+    optimizer step and log (``note``: the last losses) (the CLI's progress display).
     """
     from datasets import load_from_disk
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
 
     from fairspec.training.packing import packing_is_exact, wants_block_mask
     from fairspec.training.tokenize import CompletionCollator
@@ -117,6 +129,9 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[[int, int], No
         data_collator=CompletionCollator(tokenizer.pad_token_id, pack=pack, block_mask=pack and block_mask),
         alpha=args["alpha"], sample_groups=dataset["sample"],
     )
+    # the Trainer prints each log dict when its tqdm bar is off: the loss goes to the
+    # progress line (on_step) and to trainer_state.json / the report instead
+    trainer.remove_callback(PrinterCallback)
     if on_step is not None:
         trainer.add_callback(step_reporter(on_step))
     result = trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))

