@@ -45,10 +45,10 @@ def step_reporter(on_step: Callable[[int], Callable[..., None] | None]) -> Any:
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None,
                    **kwargs: Any) -> None:
             if logs and "loss" in logs:
-                parts = [f"loss {float(logs['loss']):.3f}"]
-                parts += [f"{kind} {float(logs[f'{kind}_loss']):.3f}" for kind in ("feedback", "rationale")
-                          if f"{kind}_loss" in logs]
-                self.note = ", ".join(parts)
+                kinds = [f"{short} {float(logs[f'{kind}_loss']):.3f}"
+                         for kind, short in (("feedback", "fb"), ("rationale", "rt"))
+                         if f"{kind}_loss" in logs]
+                self.note = f"loss {float(logs['loss']):.3f}" + (f" ({', '.join(kinds)})" if kinds else "")
                 self.on_step_end(args, state, control)
 
     return StepReporter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -77,6 +78,7 @@ def test_the_console_holds_fairspec_lines_only(finished):
     assert json.loads((folder / "runs" / "quickstart" / "train" / "stats.json").read_text())["steps"] > 0
     assert "quickstart train: done" in console and "quickstart exam: done" in console
     assert [noise for noise in LIBRARY_NOISE if noise in console] == []
+    assert re.search(r"train .*steps.* loss \d+\.\d{3} \(fb \d+\.\d{3}, rt \d+\.\d{3}\)", console), console
 
 
 def test_every_stage_writes_its_manifest_report_and_record(finished):
