@@ -85,9 +85,6 @@ class RunPlan:
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
 
-    def has_stage(self, name: str) -> bool:
-        return any(s.name == name for s in self.stages)
-
 
 @dataclass(frozen=True)
 class Plan:

@@ -16,7 +16,6 @@ from fairspec.plan.graph import Output
 @dataclass(frozen=True)
 class StageKind:
     name: str
-    does: str
     reads: tuple[tuple[str, str], ...]
     writes: tuple[Output, ...]
 
@@ -27,29 +26,23 @@ def _out(*names: str) -> tuple[Output, ...]:
 
 
 STAGE_KINDS: dict[str, StageKind] = {kind.name: kind for kind in (
-    StageKind("exam", "the student answers the train split (eq. 1); its wrong answers are D_mistake",
-              reads=(), writes=_out("exam.jsonl", "mistakes.jsonl", "stats.json")),
-    StageKind("teach", "each teacher writes a rationale and feedback per mistake (eq. 2-3)",
-              reads=(("exam", "mistakes.jsonl"),),
+    StageKind("exam", reads=(), writes=_out("exam.jsonl", "mistakes.jsonl", "stats.json")),
+    StageKind("teach", reads=(("exam", "mistakes.jsonl"),),
               writes=_out("rationales.jsonl", "feedback.jsonl", "stats.json")),
-    StageKind("review", "the other teachers score each rationale; the policy keeps it or not (eq. 4)",
-              reads=(("exam", "mistakes.jsonl"), ("teach", "rationales.jsonl")),
+    StageKind("review", reads=(("exam", "mistakes.jsonl"), ("teach", "rationales.jsonl")),
               writes=_out("reviews.jsonl", "accepted.jsonl", "stats.json")),
-    StageKind("build", "the instruction-tuning set from accepted rationales and feedback (4.3)",
-              reads=(("exam", "mistakes.jsonl"), ("teach", "feedback.jsonl"),
-                     ("review", "accepted.jsonl")),
+    StageKind("build", reads=(("exam", "mistakes.jsonl"), ("teach", "feedback.jsonl"),
+                              ("review", "accepted.jsonl")),
               writes=_out("dataset/", "preview.jsonl", "stats.json")),
-    StageKind("train", "joint tuning, L = alpha L_fb + (1 - alpha) L_rt (eq. 5-7)",
-              reads=(("build", "dataset/"), ("build", "stats.json")),
+    StageKind("train", reads=(("build", "dataset/"), ("build", "stats.json")),
               writes=_out("train_args.json", "accelerate_config.yaml?", "model/?",
                           "trainer_state.json?", "stats.json")),
-    StageKind("evaluate", "zero-shot accuracy of the base and the tuned student on the test split",
-              reads=(("train", "model/"),),
+    StageKind("evaluate", reads=(("train", "model/"),),
               writes=_out("predictions-base.jsonl?", "predictions-tuned.jsonl?", "base.jsonl?",
                           "metrics.json")),
-    StageKind("report", "tables and plots of the run (and its variants, for the main run)",
-              reads=(("exam", "stats.json"), ("teach", "stats.json"), ("review", "stats.json"),
-                     ("review", "reviews.jsonl"), ("build", "stats.json"), ("train", "stats.json"),
-                     ("evaluate", "metrics.json")),
+    StageKind("report", reads=(("exam", "stats.json"), ("teach", "stats.json"),
+                               ("review", "stats.json"), ("review", "reviews.jsonl"),
+                               ("build", "stats.json"), ("train", "stats.json"),
+                               ("evaluate", "metrics.json")),
               writes=_out("report.md", "report.html", "*.png?")),
 )}

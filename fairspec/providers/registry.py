@@ -66,15 +66,6 @@ class ProviderKind:
         return self.options + (LIMITS if self.remote else ())
 
     @property
-    def accepts_base_url(self) -> bool:
-        return "base_url" in self.options
-
-    @property
-    def needs_key(self) -> bool:
-        """Whether the spec must name a key variable (unless ``key_rule.unless`` is set)."""
-        return self.key_rule is not None
-
-    @property
     def live(self) -> bool:
         """Whether a provider object answers its calls (``replay`` has none)."""
         return self.class_path is not None

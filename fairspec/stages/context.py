@@ -51,7 +51,6 @@ class StageContext:
         self.folder = Path(run.run_dir) / stage.name
         self.strict = os.environ.get(STRICT_ENV) == "1" if strict is None else strict
         self.started = time.time()
-        self.resumed = False
 
     # --- what the plan compiled -------------------------------------------------------
     @property
@@ -68,8 +67,7 @@ class StageContext:
     # --- files ------------------------------------------------------------------------
     def prepare(self) -> bool:
         """Make the folder this fingerprint's; True when earlier partial work is kept."""
-        self.resumed = prepare_stage_folder(self.folder, self.fingerprint)
-        return self.resumed
+        return prepare_stage_folder(self.folder, self.fingerprint)
 
     def input(self, stage: str, artifact: str) -> Path:
         """The path of a declared input (it may not exist when its output is optional)."""
@@ -108,11 +106,6 @@ class StageContext:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def written(self) -> list[str]:
-        """The declared outputs present in the folder, in declaration order."""
-        entries = self._entries()
-        return [e for o in self.stage.outputs for e in entries if o.matches(e)]
-
     def _entries(self) -> list[str]:
         skip = {MANIFEST, OWNER_FILE, WORK_DIR}
         return sorted(p.name + ("/" if p.is_dir() else "") for p in self.folder.iterdir()
@@ -121,9 +114,10 @@ class StageContext:
     def finish(self, counts: dict[str, Any], extra_inputs: dict[str, str] | None = None
                ) -> dict[str, Any]:
         """Check the folder against the declared outputs and write the manifest (last)."""
-        undeclared = [e for e in self._entries() if not any(o.matches(e) for o in self.stage.outputs)]
-        missing = [o.name for o in self.stage.outputs
-                   if o.required and not any(o.matches(e) for e in self._entries())]
+        entries, outputs = self._entries(), self.stage.outputs
+        written = [e for o in outputs for e in entries if o.matches(e)]  # in declaration order
+        undeclared = [e for e in entries if e not in written]
+        missing = [o.name for o in outputs if o.required and not any(o.matches(e) for e in entries)]
         problems = ([f"undeclared {', '.join(undeclared)}"] if undeclared else []) + \
             ([f"missing required {', '.join(missing)}"] if missing else [])
         if problems:
@@ -134,5 +128,5 @@ class StageContext:
         inputs = {str(i): self.fingerprint_of(i.stage) for i in self.stage.inputs}
         inputs.update(extra_inputs or {})
         return write_manifest(self.folder, stage=self.stage.name, fingerprint=self.fingerprint,
-                              inputs=inputs, outputs=self.written(), counts=counts,
+                              inputs=inputs, outputs=written, counts=counts,
                               started=self.started)

@@ -50,8 +50,8 @@ def test_the_kinds_and_their_options() -> None:
     assert [k.name for k in KINDS.values() if not k.live] == ["replay"]
     assert provider_kind("openai").key_env == "OPENAI_API_KEY"
     assert provider_kind("gemini").key_env == "GEMINI_API_KEY"
-    assert provider_kind("hf").spec_options == () and not provider_kind("hf").needs_key
-    assert provider_kind("gemini").accepts_base_url and not provider_kind("replay").accepts_base_url
+    assert provider_kind("hf").spec_options == () and provider_kind("hf").key_rule is None
+    assert provider_kind("gemini").takes("base_url") and not provider_kind("replay").takes("base_url")
     with pytest.raises(ValueError, match="unknown provider kind 'claude'"):
         provider_kind("claude")
 
