@@ -214,4 +214,25 @@ def _review(spec: Spec, base_dir: Path) -> list[Finding]:
                            f"min_valid_scores {review.min_valid_scores} is more than the "
                            f"{reviewers_per_rationale(spec)} reviewer(s) each rationale gets",
                            f"at most {reviewers_per_rationale(spec)}"))
+    if review.scoring == "logprobs":
+        out.extend(_logprob_scoring(spec))
+    return out
+
+
+def _logprob_scoring(spec: Spec) -> list[Finding]:
+    review, out = spec.review, []
+    low, high = review.score_range
+    if low < high and (low < 0 or high > 9):
+        out.append(Finding(("review", "score_range"),
+                           f"scoring: logprobs reads single-digit scores; score_range "
+                           f"[{low}, {high}] has scores of two digits",
+                           "use a range within 0-9 (e.g. [1, 5]) or scoring: text"))
+    if review.scoring_fallback == "none":
+        for i, teacher in enumerate(spec.teachers):
+            if not provider_kind(teacher.provider).logprobs:
+                out.append(Finding(("teachers", i, "provider"),
+                                   f"provider {teacher.provider!r} cannot return "
+                                   "log-probabilities, and review.scoring_fallback is none: "
+                                   f"none of {teacher.name}'s reviews would have a score",
+                                   "set review.scoring_fallback: text, or use another reviewer"))
     return out

@@ -205,6 +205,14 @@ class Review(Section):
     aggregate: Literal["mean", "median", "min"] = "mean"
     exclude_self: bool = True
     min_valid_scores: PositiveInt = 1
+    scoring: Literal["text", "logprobs"] = Field(
+        "text", description="text: the score the reviewer wrote (the paper); logprobs: the "
+        "probability-weighted mean over the scores at the token where it writes its score"
+    )
+    scoring_fallback: Literal["text", "none"] = Field(
+        "text", description="with scoring: logprobs, a review whose distribution cannot be "
+        "read (the server returned none) takes its text score (text) or is invalid (none)"
+    )
 
 
 class Lora(Section):

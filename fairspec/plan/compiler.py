@@ -89,6 +89,15 @@ def _teacher_settings(spec: Spec, teacher: Teacher) -> dict[str, Any]:
     }
 
 
+def _reviewer(teacher: dict[str, Any], review: Any) -> dict[str, Any]:
+    """A teacher as a reviewer: with ``scoring: logprobs`` its calls also ask for the score
+    distribution (``score_logprobs`` enters their generation settings, and so their keys)."""
+    if review.scoring != "logprobs":
+        return teacher
+    return {**teacher, "generation": {**teacher["generation"],
+                                      "score_logprobs": list(review.score_range)}}
+
+
 def _answer(spec: Spec) -> dict[str, Any]:
     answer = spec.task.answer
     return {
@@ -178,14 +187,22 @@ def compile_run(
     review_identity: dict[str, Any] = {"enabled": review_cfg.enabled}
     if review_cfg.enabled:
         review_identity.update(
-            policy=review_cfg.model_dump(exclude={"enabled"}),
-            reviewers=[_teacher_identity(spec, t) for t in teachers],
+            # scoring enters only when it is not the paper's (text): text runs keep their
+            # fingerprints; with logprobs the reviewers' calls also ask for the distribution
+            policy=review_cfg.model_dump(exclude={"enabled", "scoring", "scoring_fallback"}),
+            reviewers=[_reviewer(_teacher_identity(spec, t), review_cfg) for t in teachers],
             template=templates["prompts.review"],
             fields=fields,
         )
+        if review_cfg.scoring != "text":
+            review_identity["scoring"] = {"method": review_cfg.scoring,
+                                          "fallback": review_cfg.scoring_fallback}
     review_settings = dict(review_identity)
     if review_cfg.enabled:  # the committee that reviews: the teachers, in the spec's order
-        review_settings["teachers"] = [_teacher_settings(spec, t) for t in spec.teachers]
+        review_settings["teachers"] = [_reviewer(_teacher_settings(spec, t), review_cfg)
+                                       for t in spec.teachers]
+        review_settings["scoring"] = {"method": review_cfg.scoring,
+                                      "fallback": review_cfg.scoring_fallback}
     review = add("review", review_identity, review_settings, [teach])
     training = spec.training
     build_identity = {

@@ -65,9 +65,14 @@ def _stage_summary(spec: Spec, run: RunPlan, name: str) -> str:
         if not s["enabled"]:
             return "off: every rationale is kept"
         p = s["policy"]
+        scoring = s.get("scoring") or {"method": "text"}
+        read = ("scores from log-probabilities (else " + ("the text" if scoring["fallback"] == "text"
+                                                          else "none") + ")"
+                if scoring["method"] == "logprobs" else "scores from the text")
         return (f"{p['aggregate']} of peer scores {p['accept']} {p['threshold']:g} "
                 f"in [{p['score_range'][0]}, {p['score_range'][1]}]"
-                f"{', exclude_self' if p['exclude_self'] else ''}, min_valid_scores {p['min_valid_scores']}")
+                f"{', exclude_self' if p['exclude_self'] else ''}, min_valid_scores {p['min_valid_scores']}"
+                f"; {read}")
     if name == "build":
         return f"selection {s['selection']}, templates {s['templates']['rationale']['ref']}"
     if name == "train":

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from fairspec.providers.errors import FatalProviderError
+from fairspec.review.logprobs import check_single_digits
 from fairspec.secrets import redact
 
 Status = Literal["ok", "empty", "truncated"]
@@ -34,6 +35,9 @@ class GenerationSettings:
     frequency_penalty: float = 0.0
     seed: int | None = None
     stop: tuple[str, ...] | None = None
+    #: (low, high): also return the reviewer's distribution over these integer scores
+    #: where its reply states its score (``review.scoring: logprobs``)
+    score_logprobs: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.temperature <= 2.0:
@@ -51,6 +55,8 @@ class GenerationSettings:
             if not all(isinstance(s, str) and s for s in stop):
                 raise ValueError(f"stop must be non-empty strings, got {self.stop!r}")
             object.__setattr__(self, "stop", stop)
+        if self.score_logprobs is not None:
+            object.__setattr__(self, "score_logprobs", check_single_digits(self.score_logprobs))
 
     @classmethod
     def coerce(cls, value: GenerationSettings | Mapping[str, Any] | Any) -> GenerationSettings:
@@ -104,7 +110,9 @@ class ChatRequest:
 class ChatResult:
     """One teacher answer. ``latency_s`` runs from the first attempt's start to the answer
     (back-off included); ``last_error`` is the last transient error before it, if any.
-    ``text`` is always storable: lone surrogates (which UTF-8 cannot hold) become U+FFFD."""
+    ``text`` is always storable: lone surrogates (which UTF-8 cannot hold) become U+FFFD.
+    ``score_logprobs`` is the reviewer's score distribution (``ScoreReading.to_json()``) when
+    the request asked for it and it could be read, else None."""
 
     text: str
     finish_reason: str | None
@@ -114,6 +122,7 @@ class ChatResult:
     latency_s: float
     attempts: int
     last_error: str | None = None
+    score_logprobs: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "text", storable_text(self.text))

@@ -31,6 +31,7 @@ from google.genai import types
 from fairspec.providers.base import ChatRequest, GenerationSettings
 from fairspec.providers.errors import FatalProviderError
 from fairspec.providers.remote import RemoteProvider, Reply
+from fairspec.review.logprobs import TOP_LOGPROBS, TokenChoices
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ def generation_config(settings: GenerationSettings, system: str | None) -> types
         seed=settings.seed,
         stop_sequences=list(settings.stop) if settings.stop else None,
         candidate_count=1,
+        response_logprobs=True if settings.score_logprobs is not None else None,
+        logprobs=TOP_LOGPROBS if settings.score_logprobs is not None else None,
     )
 
 
@@ -159,6 +162,7 @@ class GeminiProvider(RemoteProvider):
             input_tokens=meta.prompt_token_count if meta is not None else None,
             output_tokens=output_tokens,
             total_tokens=meta.total_token_count if meta is not None else None,
+            tokens=_tokens(reply),
         )
 
     async def aclose(self) -> None:
@@ -181,6 +185,25 @@ def _text_and_finish(reply: types.GenerateContentResponse) -> tuple[str, str | N
     text = "".join(p.text for p in parts or [] if p.text and not p.thought)
     reason = candidate.finish_reason
     return text, (_name(reason) if reason is not None else None)
+
+
+def _tokens(reply: types.GenerateContentResponse) -> tuple[TokenChoices, ...] | None:
+    """The reply's tokens with their top candidates (``logprobs_result``), None when the
+    model returned none (not every Gemini model returns log-probabilities)."""
+    result = reply.candidates[0].logprobs_result if reply.candidates else None
+    chosen = result.chosen_candidates if result is not None else None
+    if not chosen:
+        return None
+    tops = result.top_candidates or []
+    tokens = []
+    for i, token in enumerate(chosen):
+        top = tops[i].candidates or [] if i < len(tops) else []
+        alternatives = [(c.token, c.log_probability) for c in top
+                        if isinstance(c.token, str) and c.log_probability is not None]
+        if isinstance(token.token, str) and token.log_probability is not None:
+            alternatives.append((token.token, token.log_probability))
+        tokens.append(TokenChoices(text=token.token or "", alternatives=alternatives))
+    return tuple(tokens)
 
 
 def _name(value: Any) -> str:

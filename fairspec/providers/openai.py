@@ -29,6 +29,7 @@ from fairspec.providers.base import ChatRequest, GenerationSettings
 from fairspec.providers.errors import FatalProviderError
 from fairspec.providers.limits import TransientFailure
 from fairspec.providers.remote import RemoteProvider, Reply
+from fairspec.review.logprobs import TOP_LOGPROBS, TokenChoices
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,8 @@ class OpenAIProvider(RemoteProvider):
     def _prepare(self, request: ChatRequest) -> dict[str, Any]:
         body = {"model": self.model, "messages": request.messages}
         body.update(settings_body(request.settings))
+        if request.settings.score_logprobs is not None:
+            body.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
         return body
 
     async def _send(self, prepared: dict[str, Any]) -> Reply:
@@ -154,6 +157,7 @@ class OpenAIProvider(RemoteProvider):
             input_tokens=usage.prompt_tokens if usage is not None else None,
             output_tokens=usage.completion_tokens if usage is not None else None,
             total_tokens=usage.total_tokens if usage is not None else None,
+            tokens=_tokens(choice),
         )
 
     def _failure(self, exc: openai.APIError) -> TransientFailure | FatalProviderError:
@@ -190,6 +194,22 @@ def parse_completion(content: bytes) -> ChatCompletion:
     if not isinstance(data, dict):
         raise TransientFailure(f"the reply is not a JSON object: {content[:120]!r}")
     return ChatCompletion.construct(**data)
+
+
+def _tokens(choice: Any) -> tuple[TokenChoices, ...] | None:
+    """The reply's tokens with their ``top_logprobs`` (None when the server sent none, as
+    a server without log-probabilities does: ``logprobs: null``)."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    tokens = []
+    for item in content:
+        alternatives = [(alt.token, alt.logprob) for alt in (item.top_logprobs or [])
+                        if isinstance(getattr(alt, "token", None), str)]
+        if isinstance(item.token, str) and item.logprob is not None:
+            alternatives.append((item.token, item.logprob))
+        tokens.append(TokenChoices(text=item.token or "", alternatives=alternatives))
+    return tuple(tokens)
 
 
 def _root_cause(exc: BaseException) -> BaseException:

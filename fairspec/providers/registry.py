@@ -58,6 +58,7 @@ class ProviderKind:
     local: bool = False           # runs on this machine: its calls cost nothing
     priced: bool = False          # its calls cost money: a budget wants the teacher's price
     model_is_path: bool = False   # ``model`` is a local folder or a builtin: name
+    logprobs: bool = True         # can return log-probabilities (``review.scoring: logprobs``)
     required: tuple[tuple[str, str], ...] = ()
 
     @property

@@ -26,12 +26,15 @@ from fairspec.providers.base import ChatProvider, ChatRequest, ChatResult, read_
 from fairspec.providers.errors import FatalProviderError
 from fairspec.providers.failures import status_failure
 from fairspec.providers.limits import Limiter, RetryPolicy, TransientFailure, call_with_retries
+from fairspec.review.logprobs import TokenChoices, read_stated
 
 
 @dataclass(frozen=True)
 class Reply:
     """One attempt's answer, read from the SDK's reply: what ``ChatResult`` takes, whether the
-    token budget cut it short, and the tokens it used in all (for the tpm limit)."""
+    token budget cut it short, and the tokens it used in all (for the tpm limit). ``tokens``:
+    the generated tokens with their top alternatives, when log-probabilities were asked
+    for and the server returned them (else None)."""
 
     text: str
     finish_reason: str | None
@@ -39,6 +42,7 @@ class Reply:
     input_tokens: int | None
     output_tokens: int | None
     total_tokens: int | None
+    tokens: tuple[TokenChoices, ...] | None = None
 
 
 class RemoteProvider(ChatProvider):
@@ -103,6 +107,7 @@ class RemoteProvider(ChatProvider):
             latency_s=time.perf_counter() - started,
             attempts=attempts,
             last_error=last_error,
+            score_logprobs=_reading(request, reply),
         )
 
     def _scrub(self, text: str) -> str:
@@ -133,3 +138,13 @@ class RemoteProvider(ChatProvider):
             headers=headers,
             code=code,
         )
+
+
+def _reading(request: ChatRequest, reply: Reply) -> dict[str, Any] | None:
+    """The score distribution at the reply's stated score, when it was asked for and the
+    server returned log-probabilities (None: the review falls back to its text score)."""
+    score_range = request.settings.score_logprobs
+    if score_range is None or not reply.tokens:
+        return None
+    reading = read_stated(reply.text, reply.tokens, score_range)
+    return reading.to_json() if reading is not None else None

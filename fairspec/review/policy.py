@@ -13,10 +13,13 @@ left out of the mean; no valid score meant rejection). That rule is
 reproduces every one of the 1161 keep/drop decisions, while the paper's
 ``>= 4`` disagrees on the 43 rationales whose two scores average exactly 3.5.
 
-Scores are ``int | None``: None is a review with no valid score (see
-:func:`fairspec.review.parse_score`). None is left out of the aggregate; fewer
-than ``min_valid_scores`` valid scores means rejection. An int outside
-``score_range`` is a caller's bug (the parser maps those to None) and raises.
+Scores are numbers or None: an int read from the text (:func:`fairspec.review.parse_score`)
+or a real-valued expected score read from log-probabilities
+(:mod:`fairspec.review.logprobs`; both may meet in one rationale's reviews when a
+reviewer's distribution could not be read). None is a review with no valid score; it is
+left out of the aggregate; fewer than ``min_valid_scores`` valid scores means
+rejection. A number outside ``score_range`` is a caller's bug (the parser maps those
+to None) and raises.
 
 Early exit: reviews can be requested one at a time and stopped as soon as
 the outcome cannot change. :meth:`ReviewPolicy.decision` says whether it is
@@ -27,7 +30,7 @@ says how many reviews a given order of scores needed.
 from __future__ import annotations
 
 import logging
-import statistics
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -57,8 +60,9 @@ class ReviewPolicy:
       median is the mean of the two middle scores.
     - ``min_valid_scores``: at least this many valid scores are needed to accept (>= 1).
 
-    Aggregates are computed exactly (fractions), so ``mean([4, 4, 5]) >= 13/3``
-    holds with no float rounding.
+    Aggregates are computed exactly, on fractions of the scores as written (a float as its
+    shortest decimal form), so ``mean([4, 4, 5]) >= 13/3`` and ``mean([3.9, 4.1]) >= 4``
+    hold with no float rounding.
     """
 
     score_range: tuple[int, int] = (1, 5)
@@ -102,73 +106,83 @@ class ReviewPolicy:
 
     # -- scoring -----------------------------------------------------------------------------
 
-    def valid_scores(self, scores: Sequence[int | None]) -> list[int]:
-        """The valid scores in ``scores`` (None dropped); ValueError on any other bad value."""
+    def valid_scores(self, scores: Sequence[float | None]) -> list[Fraction]:
+        """The valid scores in ``scores`` (None dropped), as exact fractions; ValueError on
+        any other bad value."""
         low, high = self.score_range
-        valid: list[int] = []
+        valid: list[Fraction] = []
         for score in scores:
             if score is None:
                 continue
-            if isinstance(score, bool) or not isinstance(score, int):
-                raise ValueError(f"a review score must be an int or None, got {score!r}")
+            if isinstance(score, bool) or not isinstance(score, int | float) \
+                    or not math.isfinite(score):
+                raise ValueError(f"a review score must be a number or None, got {score!r}")
             if not low <= score <= high:
                 raise ValueError(
                     f"review score {score!r} is outside score_range [{low}, {high}]; "
                     "an invalid review is None"
                 )
-            valid.append(score)
+            # a float as written (its shortest decimal form): 3.9 + 4.1 is exactly 8
+            valid.append(Fraction(score) if isinstance(score, int) else Fraction(repr(score)))
         return valid
 
-    def _aggregate(self, valid: Sequence[int]) -> Fraction:
+    def _aggregate(self, valid: Sequence[Fraction]) -> Fraction:
         if self.aggregate == "mean":
-            return Fraction(sum(valid), len(valid))
+            return sum(valid, Fraction(0)) / len(valid)
         if self.aggregate == "median":
-            return Fraction(statistics.median_low(valid) + statistics.median_high(valid), 2)
-        return Fraction(min(valid))
+            ordered = sorted(valid)
+            middle = len(ordered) // 2
+            if len(ordered) % 2:
+                return ordered[middle]
+            return (ordered[middle - 1] + ordered[middle]) / 2
+        return min(valid)
 
-    def aggregate_score(self, scores: Sequence[int | None]) -> float | None:
+    def aggregate_score(self, scores: Sequence[float | None]) -> float | None:
         """The aggregate of the valid scores (for records and logs), None when there are none."""
         valid = self.valid_scores(scores)
         return float(self._aggregate(valid)) if valid else None
 
-    def _passes(self, valid: Sequence[int]) -> bool:
+    def _passes(self, valid: Sequence[Fraction]) -> bool:
         if len(valid) < self.min_valid_scores:
             return False
         value = self._aggregate(valid)
         return value >= self.threshold if self.accept == ">=" else value > self.threshold
 
-    def accepts(self, scores: Sequence[int | None]) -> bool:
+    def accepts(self, scores: Sequence[float | None]) -> bool:
         """True when the rationale with these review scores is kept (eq. 4 under this policy)."""
         return self._passes(self.valid_scores(scores))
 
     # -- early exit --------------------------------------------------------------------------
 
-    def decision(self, scores_so_far: Sequence[int | None], pending: int) -> bool | None:
+    def decision(self, scores_so_far: Sequence[float | None], pending: int) -> bool | None:
         """The final verdict if it is already certain, else None.
 
         ``pending`` reviews are still to come; each may return any score in
-        ``score_range`` or None (invalid). True/False means every possible
+        ``score_range`` (an integer, or any real number when read from log-probabilities)
+        or None (invalid). True/False means every possible
         completion gives that verdict, so the pending reviews need not be
         requested; None means some completions accept and some reject.
 
         Exact because mean, median and min never decrease when a score is raised:
         among completions with ``k`` valid pending scores, all-low is the worst
         and all-high the best, so checking those two for each ``k`` in
-        ``0..pending`` (k < pending: the rest came back None) covers every case.
+        ``0..pending`` (k < pending: the rest came back None) covers every case,
+        real-valued ones included (low and high are themselves possible scores).
         """
         if isinstance(pending, bool) or not isinstance(pending, int) or pending < 0:
             raise ValueError(f"pending must be an int >= 0, got {pending!r}")
         valid = self.valid_scores(scores_so_far)
         low, high = self.score_range
-        certain_accept = all(self._passes(valid + [low] * k) for k in range(pending + 1))
+        worst, best = Fraction(low), Fraction(high)
+        certain_accept = all(self._passes(valid + [worst] * k) for k in range(pending + 1))
         if certain_accept:
             return True
-        certain_reject = not any(self._passes(valid + [high] * k) for k in range(pending + 1))
+        certain_reject = not any(self._passes(valid + [best] * k) for k in range(pending + 1))
         if certain_reject:
             return False
         return None
 
-    def calls_needed(self, scores_in_order: Sequence[int | None]) -> int:
+    def calls_needed(self, scores_in_order: Sequence[float | None]) -> int:
         """How many of these reviews, requested one at a time in this order, were needed.
 
         ``scores_in_order`` is every reviewer's score (None: invalid) in the

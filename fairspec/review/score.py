@@ -123,23 +123,20 @@ def _last_match(patterns: Sequence[re.Pattern[str]], text: str) -> re.Match[str]
     return best
 
 
-def parse_score(text: object, score_range: Sequence[int] = (1, 5)) -> int | None:
-    """The review score in ``text``, or None when there is none or it is invalid.
-
-    See the module docstring for the exact rules. ``text`` may be anything
-    (None or a non-string gives None); only a malformed ``score_range`` raises.
-    """
-    low, high = check_score_range(score_range)
-    if not isinstance(text, str) or not text:
-        return None
-
+def _find(text: str, low: int, high: int) -> tuple[int | None, int, int] | None:
+    """The candidate the rules pick: (its judged value, start, end of its number), or None."""
     bracketed = _last_match((_BRACKETED,), text)
     if bracketed is not None:
-        return _judge(bracketed["num"], bracketed["den"], low, high)
+        return _judge(bracketed["num"], bracketed["den"], low, high), *bracketed.span("num")
 
-    only = _ONLY_NUMBER.fullmatch(text.rstrip().rpartition("\n")[2].strip())
+    stripped = text.rstrip()
+    line_start = stripped.rfind("\n") + 1
+    last_line = stripped[line_start:]
+    only = _ONLY_NUMBER.fullmatch(last_line.strip())
     if only is not None:
-        return _judge(only["num"], None, low, high)
+        offset = line_start + (len(last_line) - len(last_line.lstrip()))
+        start, end = only.span("num")
+        return _judge(only["num"], None, low, high), offset + start, offset + end
 
     stated = _last_match(_STATED, text)
     for fraction in _FRACTION.finditer(text):
@@ -149,7 +146,33 @@ def parse_score(text: object, score_range: Sequence[int] = (1, 5)) -> int | None
             stated = fraction
     if stated is None:
         return None
-    return _judge(stated["num"], stated["den"], low, high)
+    return _judge(stated["num"], stated["den"], low, high), *stated.span("num")
+
+
+def parse_score(text: object, score_range: Sequence[int] = (1, 5)) -> int | None:
+    """The review score in ``text``, or None when there is none or it is invalid.
+
+    See the module docstring for the exact rules. ``text`` may be anything
+    (None or a non-string gives None); only a malformed ``score_range`` raises.
+    """
+    low, high = check_score_range(score_range)
+    if not isinstance(text, str) or not text:
+        return None
+    found = _find(text, low, high)
+    return None if found is None else found[0]
+
+
+def score_span(text: object, score_range: Sequence[int] = (1, 5)) -> tuple[int, int] | None:
+    """Where in ``text`` the score :func:`parse_score` reads is written: the (start, end)
+    character span of its number; None when it reads no valid score. Log-probability
+    scoring reads the reviewer's distribution at the token that holds this span."""
+    low, high = check_score_range(score_range)
+    if not isinstance(text, str) or not text:
+        return None
+    found = _find(text, low, high)
+    if found is None or found[0] is None:
+        return None
+    return found[1], found[2]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,13 @@
 
 Reviews of one rationale are asked one reviewer after another, in the spec's teacher
 order, so that a review that can no longer change the decision is never made (exact
-early exit, ``ReviewPolicy.decision``); different rationales are reviewed concurrently.
+early exit, ``ReviewPolicy.decision``, also exact for real-valued scores); different
+rationales are reviewed concurrently.
+
+With ``scoring: logprobs`` a review's score is the expected score of the distribution its
+call returned (``fairspec.review.logprobs``); where none came back, its text score
+(``scoring_fallback: text``) or none. Each review row then says how it was scored
+(``scored_by``) and holds the distribution.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from fairspec.artifacts import atomic_write_json, read_jsonl, write_jsonl
 from fairspec.errors import TeacherStopped
 from fairspec.progress import attach
 from fairspec.review import ReviewPolicy, parse_score
+from fairspec.review.logprobs import ScoreReading
 from fairspec.stages.context import StageContext
+from fairspec.store import CallRecord
 from fairspec.teachers.committee import close_committee, make_committee
 from fairspec.teachers.pool import run_per_teacher, stop_for_budget
 from fairspec.teachers.prompts import review_prompt, user_messages
@@ -26,6 +34,26 @@ def policy_from(settings: dict[str, Any]) -> ReviewPolicy:
     return ReviewPolicy(score_range=tuple(p["score_range"]), threshold=p["threshold"],
                         accept=p["accept"], aggregate=p["aggregate"],
                         min_valid_scores=p["min_valid_scores"])
+
+
+#: How a review's score was read (``scored_by`` in reviews.jsonl, with scoring: logprobs).
+SCORED_BY = ("logprobs", "logprobs-forced", "text")
+
+
+def read_review(record: CallRecord, policy: ReviewPolicy, scoring: dict[str, str]
+                ) -> tuple[float | None, str | None, dict[str, float] | None]:
+    """(score, how it was read, the distribution) of one review call; score None: invalid."""
+    if record.status == "error":
+        return None, None, None
+    if scoring["method"] == "logprobs" and record.score_logprobs is not None:
+        reading = ScoreReading.from_json(record.score_logprobs)
+        how = "logprobs" if reading.how == "stated" else "logprobs-forced"
+        return (reading.expected, how,
+                {str(s): p for s, p in sorted(reading.distribution.items())})
+    if scoring["method"] == "logprobs" and scoring["fallback"] == "none":
+        return None, None, None
+    score = parse_score(record.text, policy.score_range)
+    return score, ("text" if score is not None else None), None
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -53,6 +81,8 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
         callers = make_committee(teachers, services.store, services.base_dir,
                                  replay=services.replay, budget=services.budget)
         exclude_self = settings["policy"]["exclude_self"]
+        scoring = settings.get("scoring") or {"method": "text", "fallback": "text"}
+        with_logprobs = scoring["method"] == "logprobs"
 
         def prompt_of(rationale: dict[str, Any]) -> str:
             return review_prompt(template, mistakes[rationale["index"]], rationale["text"])
@@ -60,16 +90,19 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
         async def review_one(author: str, rationale: dict[str, Any]) -> None:
             prompt = prompt_of(rationale)
             reviewers = [n for n in order if not (exclude_self and n == author)]
-            scores: list[int | None] = []
+            scores: list[float | None] = []
             for i, reviewer in enumerate(reviewers):
                 if policy.decision(scores, len(reviewers) - i) is not None:
                     break
                 record = await callers[reviewer].ask(user_messages(prompt))
-                score = parse_score(record.text, policy.score_range) if record.status != "error" else None
+                score, scored_by, distribution = read_review(record, policy, scoring)
                 scores.append(score)
-                reviews.append({"index": rationale["index"], "author": author, "reviewer": reviewer,
-                                "text": record.text, "status": record.status, "score": score,
-                                "key": record.key})
+                row = {"index": rationale["index"], "author": author, "reviewer": reviewer,
+                       "text": record.text, "status": record.status, "score": score,
+                       "key": record.key}
+                if with_logprobs:
+                    row.update(scored_by=scored_by, distribution=distribution)
+                reviews.append(row)
             decided[(rationale["index"], author)] = {
                 "accepted": policy.accepts(scores), "scores": scores,
                 "aggregate": policy.aggregate_score(scores),
@@ -116,6 +149,10 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
     stats = _stats(rationales, usable, decided, reviews, accepted, usage, settings["enabled"])
     if settings["enabled"]:
         stats["score_range"] = list(settings["policy"]["score_range"])
+        scoring = settings.get("scoring") or {"method": "text", "fallback": "text"}
+        stats["scoring"] = dict(scoring)
+        if scoring["method"] == "logprobs":
+            stats.update(_logprob_stats(reviews, stats["score_range"]))
     atomic_write_json(ctx.output("stats.json"), stats)
     ctx.finish({"rationales": len(rationales), "accepted": len(accepted), "reviews": len(reviews)})
     return stats
@@ -141,8 +178,32 @@ def _stats(rationales, usable, decided, reviews, accepted, usage, enabled) -> di
         "reviews_made": len(reviews),
         "reviews_saved_by_early_exit": sum(v.get("reviews_saved", 0) for v in decided.values()),
         "invalid_scores": sum(1 for r in reviews if r["score"] is None),
-        "score_histogram": {str(s): sum(1 for r in reviews if r["score"] == s)
-                            for s in sorted({r["score"] for r in reviews if r["score"] is not None})},
+        # text scores are integers; an expected score counts at its nearest integer
+        "score_histogram": _histogram(reviews),
         "mean_score_matrix": matrix,  # reviewer -> author -> mean valid score
         "teachers": usage,
     }
+
+
+def _histogram(reviews: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[int, int] = {}
+    for review in reviews:
+        if review["score"] is not None:
+            nearest = int(review["score"] + 0.5)  # scores are >= 0: round half up
+            counts[nearest] = counts.get(nearest, 0) + 1
+    return {str(s): counts[s] for s in sorted(counts)}
+
+
+def _logprob_stats(reviews: list[dict[str, Any]], score_range: list[int]) -> dict[str, Any]:
+    """How each review was scored, and each reviewer's mean distribution over the scores."""
+    scored_by = {how: sum(1 for r in reviews if r.get("scored_by") == how) for how in SCORED_BY}
+    scored_by["none"] = sum(1 for r in reviews if r.get("scored_by") is None)
+    labels = [str(s) for s in range(score_range[0], score_range[1] + 1)]
+    mean_distribution: dict[str, dict[str, float]] = {}
+    for reviewer in sorted({r["reviewer"] for r in reviews}):
+        read = [r["distribution"] for r in reviews
+                if r["reviewer"] == reviewer and r.get("distribution")]
+        if read:
+            mean_distribution[reviewer] = {label: sum(d.get(label, 0.0) for d in read) / len(read)
+                                           for label in labels}
+    return {"scored_by": scored_by, "mean_distribution": mean_distribution}

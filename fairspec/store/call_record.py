@@ -33,7 +33,10 @@ class CallRecord:
 
     ``messages`` and ``settings`` are plain lists and dicts (JSON-ready), so a record
     compares by value but is not hashable. ``teacher`` is the display name that made
-    the call: informational only, it is not part of the key.
+    the call: informational only, it is not part of the key. ``score_logprobs`` is a
+    review's score distribution read from log-probabilities (``ScoreReading.to_json()``),
+    None for every other call; its JSON form leaves it out when None, so records of runs
+    without log-probability scoring are byte-identical to fairspec 0.1.0's.
     """
 
     key: str
@@ -53,6 +56,7 @@ class CallRecord:
     last_error: str | None = None
     created_at: str = field(default_factory=utc_now)
     teacher: str = ""
+    score_logprobs: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -68,6 +72,8 @@ class CallRecord:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ValueError(f"{name} must be an int or None, got {value!r}")
+        if self.score_logprobs is not None and not isinstance(self.score_logprobs, Mapping):
+            raise ValueError(f"score_logprobs must be a mapping or None, got {self.score_logprobs!r}")
 
     @property
     def completed(self) -> bool:
@@ -89,6 +95,7 @@ class CallRecord:
         last_error: str | None = None,
         created_at: str | None = None,
         teacher: str = "",
+        score_logprobs: Mapping[str, Any] | None = None,
     ) -> CallRecord:
         """A record of the call ``identity`` names: its key and (normalised) parts."""
         if not isinstance(identity, CallIdentity):
@@ -106,6 +113,7 @@ class CallRecord:
             last_error=last_error,
             created_at=created_at or utc_now(),
             teacher=teacher,
+            score_logprobs=dict(score_logprobs) if score_logprobs is not None else None,
         )
 
     @property
@@ -119,8 +127,12 @@ class CallRecord:
         return self.identity.key
 
     def to_json(self) -> dict[str, Any]:
-        """The record as a JSON object, fields in declaration order (the replay file's form)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """The record as a JSON object, fields in declaration order (the replay file's form);
+        ``score_logprobs`` only when set."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if data["score_logprobs"] is None:
+            del data["score_logprobs"]
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CallRecord:

@@ -48,7 +48,8 @@ logger = logging.getLogger(__name__)
 
 #: The store's file name inside a run's output_dir.
 CALLS_FILENAME = "calls.sqlite"
-SCHEMA_VERSION = 1
+#: 1: fairspec 0.1.0; 2 adds ``score_logprobs`` (a store of schema 1 is upgraded in place)
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 60_000
 #: Keys per ``IN (...)`` query in ``get_many`` (well under SQLite's variable limit).
 _CHUNK = 500
@@ -56,7 +57,7 @@ _CHUNK = 500
 _COLUMNS = (
     "key", "provider", "base_url", "model", "messages", "settings", "sample_index", "status",
     "text", "finish_reason", "input_tokens", "output_tokens", "latency_s", "attempts",
-    "last_error", "created_at", "teacher",
+    "last_error", "created_at", "teacher", "score_logprobs",
 )
 _DONE = f"status IN ({', '.join(repr(status) for status in sorted(COMPLETED))})"
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM calls"
@@ -80,7 +81,8 @@ CREATE TABLE IF NOT EXISTS calls (
     attempts INTEGER NOT NULL,
     last_error TEXT,
     created_at TEXT NOT NULL,
-    teacher TEXT NOT NULL
+    teacher TEXT NOT NULL,
+    score_logprobs TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS calls_teacher_status ON calls (teacher, status);
 """
@@ -110,6 +112,8 @@ def _row(record: CallRecord) -> tuple[Any, ...]:
     values = record.to_json()
     values["messages"] = canonical_json(record.messages)
     values["settings"] = canonical_json(record.settings)
+    values["score_logprobs"] = (canonical_json(record.score_logprobs)
+                                if record.score_logprobs is not None else None)
     return tuple(values[name] for name in _COLUMNS)
 
 
@@ -117,6 +121,8 @@ def _record(row: tuple[Any, ...]) -> CallRecord:
     values = dict(zip(_COLUMNS, row, strict=True))
     values["messages"] = json.loads(values["messages"])
     values["settings"] = json.loads(values["settings"])
+    if values["score_logprobs"] is not None:
+        values["score_logprobs"] = json.loads(values["score_logprobs"])
     return CallRecord(**values)
 
 
@@ -162,6 +168,9 @@ class CallStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+            if "score_logprobs" not in columns:  # a schema-1 store: add the column, keep its rows
+                conn.execute("ALTER TABLE calls ADD COLUMN score_logprobs TEXT")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- transactions -------------------------------------------------------------------

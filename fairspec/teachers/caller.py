@@ -143,7 +143,7 @@ class TeacherCaller:
             record = self._record(identity, status=found.status, text=found.text,
                                   finish_reason=found.finish_reason, input_tokens=found.input_tokens,
                                   output_tokens=found.output_tokens, latency_s=found.latency_s,
-                                  attempts=found.attempts)
+                                  attempts=found.attempts, score_logprobs=found.score_logprobs)
             record = self.store.put(record)
             self.usage.add(record, "replayed", None)
             return record
@@ -172,6 +172,7 @@ class TeacherCaller:
             finish_reason=result.finish_reason, input_tokens=result.input_tokens,
             output_tokens=result.output_tokens, latency_s=result.latency_s,
             attempts=result.attempts, last_error=result.last_error,
+            score_logprobs=result.score_logprobs,
         ))
         self.usage.add(record, "made", self.price)
         return record

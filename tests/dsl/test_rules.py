@@ -22,3 +22,52 @@ teachers:
   - {name: a, provider: openai, model: gpt-4o, api_key_env: OPENAI_API_KEY}
 budget: {max_usd: 5}
 """, base_dir=tmp_path)
+
+
+LOGPROB_SPEC = """
+fairspec: 1
+name: logprob-review
+task:
+  kind: math
+  dataset: {path: builtin:data/svamp-mini}
+  fields: {question: question_concat, answer: Answer}
+student: {model: builtin:smollm2-135m-instruct}
+teachers:
+  - {name: a, provider: hf, model: builtin:smollm2-135m-instruct}
+  - {name: b, provider: hf, model: builtin:smollm2-135m-instruct}
+review: {scoring: logprobs, REVIEW}
+"""
+
+
+def test_logprob_scoring_needs_single_digit_scores(tmp_path):
+    with pytest.raises(SpecError, match="single-digit scores") as caught:
+        load_spec_text(LOGPROB_SPEC.replace("REVIEW", "score_range: [1, 10], threshold: 7"),
+                       base_dir=tmp_path)
+    assert "review.score_range" in str(caught.value)
+    spec = load_spec_text(LOGPROB_SPEC.replace("REVIEW", "score_range: [0, 9], threshold: 5"),
+                          base_dir=tmp_path)
+    assert spec.spec.review.scoring == "logprobs"
+
+
+def test_logprob_scoring_without_fallback_rejects_a_reviewer_that_cannot_return_them(
+        tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from fairspec.providers import registry
+
+    text = LOGPROB_SPEC.replace("REVIEW", "scoring_fallback: none")
+    load_spec_text(text, base_dir=tmp_path)  # hf reads its own logits: fine
+    kinds = dict(registry.KINDS)
+    kinds["hf"] = replace(kinds["hf"], logprobs=False)  # a kind with no log-probabilities
+    monkeypatch.setattr(registry, "KINDS", kinds)
+    with pytest.raises(SpecError, match="cannot return log-probabilities") as caught:
+        load_spec_text(text, base_dir=tmp_path)
+    assert "teachers[0].provider" in str(caught.value) or "teachers.0.provider" in str(caught.value)
+    # with the text score as fallback the same committee is valid
+    load_spec_text(LOGPROB_SPEC.replace("REVIEW", "scoring_fallback: text"), base_dir=tmp_path)
+
+
+def test_an_unknown_scoring_method_is_refused(tmp_path):
+    with pytest.raises(SpecError, match="scoring"):
+        load_spec_text(LOGPROB_SPEC.replace("scoring: logprobs, REVIEW", "scoring: vibes"),
+                       base_dir=tmp_path)

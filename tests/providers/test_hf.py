@@ -112,3 +112,71 @@ def test_aclose_ends_the_calls_still_waiting(tiny_model) -> None:
         return True
 
     assert asyncio.run(main())
+
+
+REVIEW = ("Imagine you are a reviewer. Question: Tom has 3 apples and buys 4 more. How many "
+          "apples does he have?\nRationale: 3 + 4 = 7. The answer is 7.\nGive one number from "
+          "1 to 5 in square brackets, e.g. [4].")
+
+
+def _next_token_scores(path: str, ids: list[int]) -> dict[int, float]:
+    """Independently: one unbatched forward over ``ids``, softmax over the whole vocabulary,
+    the probabilities of the tokens "1".."5", renormalised."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    with torch.inference_mode():
+        probs = torch.softmax(model(torch.tensor([ids])).logits[0, -1].float(), dim=-1)
+    by_score = {s: float(sum(probs[i] for i in range(len(tokenizer))
+                             if tokenizer.decode([i]).strip() == str(s))) for s in range(1, 6)}
+    total = sum(by_score.values())
+    return {s: p / total for s, p in by_score.items()}
+
+
+def test_a_reviewer_that_wrote_no_score_is_scored_with_one_forced_pass(tiny_model) -> None:
+    from transformers import AutoTokenizer
+
+    from fairspec.review.logprobs import SCORE_CUE, ScoreReading
+    from fairspec.review.score import parse_score
+
+    [result] = answers(tiny_model, [ask(REVIEW, max_tokens=24, score_logprobs=[1, 5])])
+    if parse_score(result.text) is not None:
+        pytest.skip(f"the tiny model stated a score this time: {result.text!r}")
+    reading = ScoreReading.from_json(result.score_logprobs)
+    assert reading.how == "forced"
+    assert 0.0 < reading.mass <= 1.0
+    # the same distribution as a plain forward pass over prompt + reply + the score cue
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": REVIEW}], tokenize=False,
+                                           add_generation_prompt=True)
+    ids = tokenizer(prompt + result.text, add_special_tokens=False)["input_ids"]
+    ids += tokenizer.encode(SCORE_CUE, add_special_tokens=False)
+    expected = _next_token_scores(tiny_model, ids)
+    assert reading.distribution == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_stated_score_is_read_at_its_token_in_a_padded_batch(tiny_model) -> None:
+    """read_scores on replies of different lengths (left padding, position ids) equals an
+    unbatched forward up to the score's token."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from fairspec.providers.hf import read_scores
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": REVIEW}], tokenize=False,
+                                           add_generation_prompt=True)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    texts = ["The steps are right and the sum is correct, so I give it [4]",
+             "Score: 2"]
+    replies = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    readings = read_scores(tokenizer, model, "cpu", [prompt_ids, prompt_ids], replies, texts, (1, 5))
+    for text, reply, reading in zip(texts, replies, readings, strict=True):
+        assert reading["how"] == "stated"
+        digit = next(i for i, t in enumerate(reply) if tokenizer.decode([t]).strip() in "12345"
+                     and tokenizer.decode([t]).strip())
+        expected = _next_token_scores(tiny_model, prompt_ids + reply[:digit])
+        got = {int(s): p for s, p in reading["distribution"].items()}
+        assert got == pytest.approx(expected, abs=1e-4), text

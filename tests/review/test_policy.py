@@ -121,10 +121,21 @@ def test_too_few_valid_scores_is_a_rejection() -> None:
     assert ReviewPolicy(min_valid_scores=2).accepts([5, 4, None])
 
 
-@pytest.mark.parametrize("bad", [0, 6, 83, -1, True, 4.0, "4"])
+@pytest.mark.parametrize("bad", [0, 6, 83, -1, True, 0.5, 5.25, float("nan"), float("inf"), "4"])
 def test_a_score_that_is_neither_valid_nor_none_raises(bad: object) -> None:
     with pytest.raises(ValueError, match=repr(bad).replace(".", r"\.")):
         ReviewPolicy().accepts([5, bad])  # type: ignore[list-item]
+
+
+def test_real_valued_scores_aggregate_exactly() -> None:
+    """Expected scores from log-probabilities are real numbers, aggregated as given."""
+    policy = ReviewPolicy()
+    assert policy.accepts([3.9, 4.1])  # mean exactly 4: no float rounding
+    assert not policy.accepts([3.9, 4.0999])
+    assert policy.aggregate_score([3.5, None, 4]) == 3.75
+    assert ReviewPolicy(aggregate="median").aggregate_score([4.5, 1.25, 3.0]) == 3.0
+    assert ReviewPolicy(aggregate="min").accepts([4.01, 5])
+    assert not ReviewPolicy(accept=">").accepts([4.0, 4])
 
 
 def test_decision_stops_when_the_outcome_cannot_change() -> None:
@@ -159,18 +170,18 @@ def _policies(score_range: tuple[int, int]) -> list[ReviewPolicy]:
     ]
 
 
-def _brute_force_accepts(policy: ReviewPolicy, scores: tuple[int | None, ...]) -> bool:
-    """eq. 4 written out independently: plain floats and sorted lists, no policy internals."""
-    valid = sorted(s for s in scores if s is not None)
+def _brute_force_accepts(policy: ReviewPolicy, scores: tuple[float | None, ...]) -> bool:
+    """eq. 4 written out independently: exact fractions and sorted lists, no policy internals."""
+    valid = sorted(Fraction(str(s)) for s in scores if s is not None)
     if len(valid) < policy.min_valid_scores:
         return False
     n = len(valid)
     if policy.aggregate == "mean":
-        value = Fraction(sum(valid), n)
+        value = sum(valid, Fraction(0)) / n
     elif policy.aggregate == "median":
-        value = Fraction(valid[(n - 1) // 2] + valid[n // 2], 2)
+        value = (valid[(n - 1) // 2] + valid[n // 2]) / 2
     else:
-        value = Fraction(valid[0])
+        value = valid[0]
     threshold = Fraction(policy.threshold)
     return value >= threshold if policy.accept == ">=" else value > threshold
 
@@ -202,6 +213,32 @@ def test_decision_is_exact_against_every_completion(score_range: tuple[int, int]
         for full, accepted in verdict.items():
             assert policy.accepts(list(full)) is accepted, (policy, full)
     assert checked > 10_000
+
+
+def test_decision_is_exact_with_real_valued_scores() -> None:
+    """Log-probability scores are any real in the range: decision() must agree with every
+    completion. Checked on a grid that holds the range's ends (by monotonicity the worst
+    and best completions are all-low and all-high, both on the grid) and values on
+    both sides of each threshold, with int and real scores mixed."""
+    outcomes: list[float | None] = [None, 1, 2.5, 3.75, 3.999, 4, 4.001, 4.3, 5]
+    reviewers = 3
+    checked = 0
+    policies = [ReviewPolicy(threshold=t, accept=op, aggregate=agg, min_valid_scores=m)
+                for t in (3.5, 4, 4.2) for op in (">=", ">") for agg in ("mean", "median", "min")
+                for m in (1, 2)]
+    for policy in policies:
+        verdict = {full: _brute_force_accepts(policy, full)
+                   for full in itertools.product(outcomes, repeat=reviewers)}
+        for asked in range(reviewers + 1):
+            for prefix in itertools.product(outcomes, repeat=asked):
+                finals = {verdict[prefix + rest]
+                          for rest in itertools.product(outcomes, repeat=reviewers - asked)}
+                expected = finals.pop() if len(finals) == 1 else None
+                assert policy.decision(list(prefix), reviewers - asked) is expected, (policy, prefix)
+                checked += 1
+        for full, accepted in verdict.items():
+            assert policy.accepts(list(full)) is accepted, (policy, full)
+    assert checked > 20_000
 
 
 def test_calls_needed_is_minimal_and_keeps_the_verdict() -> None:

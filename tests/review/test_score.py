@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fairspec.review import ScoredReview, parse_score
+from fairspec.review.score import score_span
 
 TEACHERS = ("gpt", "gemini", "mistral")
 RECORDS = "fair-authors-record"
@@ -74,6 +75,13 @@ RECORDS = "fair-authors-record"
 )
 def test_parse_score_reads_a_review_reply(reply: str, expected: int | None) -> None:
     assert parse_score(reply) == expected
+    # the span log-probability scoring reads at holds exactly the number that was read
+    span = score_span(reply)
+    if expected is None:
+        assert span is None
+    else:
+        assert span is not None and float(reply[span[0]:span[1]]) == expected
+        assert reply[span[0]] == str(expected)[0]
 
 
 def test_a_whole_decimal_is_that_integer() -> None:

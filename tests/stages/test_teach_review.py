@@ -12,11 +12,12 @@ from fairspec.run.executor import run_stage
 from fairspec.store import CallStore
 
 
-def make_run(katan_run, url: str, threshold: int = 4, base: Path | None = None):
+def make_run(katan_run, url: str, threshold: int = 4, base: Path | None = None, review: str = ""):
     """alpha (priced), beta and gamma on ``url``; 4 svamp-mini mistakes answered 7."""
     teachers = (teacher_line("alpha", url, price="{input_per_mtok: 1.0, output_per_mtok: 2.0}")
                 + committee(url, ("beta", "gamma")))
-    return katan_run(teachers, base=base, mistakes=4, review=f"{{threshold: {threshold}}}").run
+    return katan_run(teachers, base=base, mistakes=4,
+                     review=f"{{threshold: {threshold}{review}}}").run
 
 
 def test_teach_then_review_store_every_call_and_repeat_none(tmp_path, katan, katan_key, katan_run):
@@ -91,6 +92,34 @@ def test_review_exits_early_when_the_decision_is_made(tmp_path, katan, katan_key
         review = run_stage(run, "review", base_dir=tmp_path, store=store)
     assert review["reviews_made"] == 12 and review["reviews_saved_by_early_exit"] == 12
     assert review["accepted"] == 0
+
+
+@pytest.mark.parametrize("fallback", ["text", "none"])
+def test_logprob_scoring_falls_back_to_the_text_score_where_the_server_sends_none(
+        tmp_path, katan, katan_key, katan_run, fallback):
+    """llm-katan answers ``logprobs: null``: each review is scored from its text ("[4]" in the
+    echo) and says so, or, with scoring_fallback: none, has no score."""
+    run = make_run(katan_run, katan.openai_url,
+                   review=f", scoring: logprobs, scoring_fallback: {fallback}")
+    reviewer = run.stage("review").settings["teachers"][0]
+    assert reviewer["generation"]["score_logprobs"] == [1, 5]  # asked of every review call
+    with CallStore(tmp_path / "calls.sqlite") as store:
+        run_stage(run, "teach", base_dir=tmp_path, store=store)
+        review = run_stage(run, "review", base_dir=tmp_path, store=store)
+        stored = [store.get(r["key"]) for r in read_jsonl(tmp_path / "run" / "review" / "reviews.jsonl")]
+    rows = list(read_jsonl(tmp_path / "run" / "review" / "reviews.jsonl"))
+    assert rows and all(r["distribution"] is None for r in rows)
+    assert all(record.score_logprobs is None and record.settings["score_logprobs"] == [1, 5]
+               for record in stored)
+    assert review["scoring"] == {"method": "logprobs", "fallback": fallback}
+    if fallback == "text":
+        assert {r["scored_by"] for r in rows} == {"text"} and {r["score"] for r in rows} == {4}
+        assert review["scored_by"] == {"logprobs": 0, "logprobs-forced": 0, "text": len(rows),
+                                       "none": 0}
+        assert review["accepted"] == 12
+    else:
+        assert {r["scored_by"] for r in rows} == {None} and {r["score"] for r in rows} == {None}
+        assert review["scored_by"]["none"] == len(rows) and review["accepted"] == 0
 
 
 def test_a_fatal_provider_error_stops_the_stage_and_keeps_nothing_half_done(tmp_path, start_katan,

@@ -258,3 +258,52 @@ def test_puts_from_event_loop_and_worker_threads(store: CallStore) -> None:
 
     asyncio.run(main())
     assert store.get_many([r.key for r in records]) == {r.key: r for r in records}
+
+
+READING = {"how": "stated", "mass": 0.9, "distribution": {"1": 0.0, "2": 0.1, "3": 0.2, "4": 0.5,
+                                                           "5": 0.2}}
+
+
+def test_a_score_distribution_is_stored_exported_and_read_back(store: CallStore,
+                                                               tmp_path: Path) -> None:
+    with_reading = dataclasses.replace(make(1), score_logprobs=READING)
+    store.put(with_reading)
+    store.put(make(2))
+    assert store.get(with_reading.key).score_logprobs == READING
+    assert store.get(make(2).key).score_logprobs is None
+    path = tmp_path / "calls.jsonl"
+    store.export_jsonl(path)
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    by_key = {line["key"]: line for line in lines}
+    assert by_key[with_reading.key]["score_logprobs"] == READING
+    assert "score_logprobs" not in by_key[make(2).key]  # records without one keep 0.1.0's form
+    assert {r.key: r.score_logprobs for r in read_call_records(path)} == {
+        with_reading.key: READING, make(2).key: None}
+
+
+_SCHEMA_1 = """CREATE TABLE calls (key TEXT PRIMARY KEY, provider TEXT NOT NULL,
+    base_url TEXT NOT NULL, model TEXT NOT NULL, messages TEXT NOT NULL, settings TEXT NOT NULL,
+    sample_index INTEGER NOT NULL, status TEXT NOT NULL, text TEXT, finish_reason TEXT,
+    input_tokens INTEGER, output_tokens INTEGER, latency_s REAL, attempts INTEGER NOT NULL,
+    last_error TEXT, created_at TEXT NOT NULL, teacher TEXT NOT NULL) WITHOUT ROWID"""
+
+
+def test_a_store_of_schema_1_is_upgraded_in_place_and_keeps_its_calls(tmp_path: Path) -> None:
+    path = tmp_path / "calls.sqlite"
+    old = make(3)
+    conn = sqlite3.connect(path)
+    conn.execute(_SCHEMA_1)
+    values = old.to_json()
+    values["messages"] = json.dumps(values["messages"])
+    values["settings"] = json.dumps(values["settings"])
+    conn.execute(f"INSERT INTO calls VALUES ({', '.join('?' * len(values))})", tuple(values.values()))
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with CallStore(path) as upgraded:
+        assert upgraded.get(old.key) == old
+        upgraded.put(dataclasses.replace(make(4), score_logprobs=READING))
+        assert upgraded.get(make(4).key).score_logprobs == READING
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()
