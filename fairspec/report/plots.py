@@ -9,6 +9,7 @@ from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -17,36 +18,53 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def score_heatmap(matrix: Mapping[str, Mapping[str, float | None]], path: Path) -> Path | None:
-    """Mean score each reviewer (rows) gave each author (columns)."""
+def _plain(name: Any) -> str:
+    """A name as plain text on a plot (a ``$`` would start matplotlib's math mode)."""
+    return str(name).replace("$", r"\$")
+
+
+def score_heatmap(matrix: Mapping[str, Mapping[str, float | None]], score_range: Sequence[int],
+                  path: Path, *, label: str = "mean score") -> Path | None:
+    """Mean score each reviewer (rows) gave each author (columns), coloured over the run's
+    ``score_range``; ``label`` names the colour bar ("mean expected score" for logprobs)."""
     reviewers = sorted(matrix)
     authors = sorted({a for row in matrix.values() for a in row})
     if not reviewers or not authors:
         return None
+    low, high = float(score_range[0]), float(score_range[1])
     values = [[matrix[r].get(a) for a in authors] for r in reviewers]
     grid = [[float("nan") if v is None else v for v in row] for row in values]
     fig = Figure(figsize=(1.6 + 1.3 * len(authors), 1.2 + 0.7 * len(reviewers)))
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#e6e6e6")  # no score: light grey
-    image = ax.imshow(grid, cmap=cmap, vmin=1, vmax=5, aspect="auto")
-    ax.set_xticks(range(len(authors)), authors, rotation=30, ha="right")
-    ax.set_yticks(range(len(reviewers)), reviewers)
+    image = ax.imshow(grid, cmap=cmap, vmin=low, vmax=high, aspect="auto")
+    ax.set_xticks(range(len(authors)), [_plain(a) for a in authors], rotation=30, ha="right")
+    ax.set_yticks(range(len(reviewers)), [_plain(r) for r in reviewers])
     ax.set_xlabel("author of the rationale")
     ax.set_ylabel("reviewer")
+    dark = low + 0.625 * (high - low)  # viridis is dark below about here: white text
     for i, row in enumerate(values):
         for j, value in enumerate(row):
             ax.text(j, i, "-" if value is None else f"{value:.2f}", ha="center", va="center",
-                    color="white" if value is not None and value < 3.5 else "black")
-    fig.colorbar(image, ax=ax, label="mean score")
-    ax.set_title("Peer review: mean score given")
+                    color="white" if value is not None and value < dark else "black")
+    fig.colorbar(image, ax=ax, label=label)
+    ax.set_title(f"Peer review: {label} given")
     return _save(fig, path)
 
 
+#: Bin width of the expected-score histogram (four bins per score, each score at a bin centre).
+EXPECTED_BIN = 0.25
+
+
 def score_histogram(reviews: Sequence[Mapping[str, Any]], score_range: Sequence[int],
-                    path: Path) -> Path | None:
-    """How often each reviewer gave each score of the scale (unreadable scores as 'none')."""
+                    path: Path, *, expected: bool = False) -> Path | None:
+    """How often each reviewer gave each score of the scale (unreadable scores as 'none');
+    ``expected`` (scoring: logprobs): the real-valued scores in bins of ``EXPECTED_BIN``,
+    stacked per reviewer, reviews without a score counted in the legend."""
     if not reviews:
         return None
+    if expected:
+        return _expected_histogram(reviews, score_range, path)
     reviewers = sorted({r["reviewer"] for r in reviews})
     scores = list(range(score_range[0], score_range[1] + 1))
     labels = [str(s) for s in scores] + ["none"]
@@ -56,12 +74,100 @@ def score_histogram(reviews: Sequence[Mapping[str, Any]], score_range: Sequence[
     for k, reviewer in enumerate(reviewers):
         counts = [sum(1 for r in reviews if r["reviewer"] == reviewer and r["score"] == s) for s in scores]
         counts.append(sum(1 for r in reviews if r["reviewer"] == reviewer and r["score"] is None))
-        ax.bar([i + k * width for i in range(len(labels))], counts, width=width, label=reviewer)
+        ax.bar([i + k * width for i in range(len(labels))], counts, width=width, label=_plain(reviewer))
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels)
     ax.set_xlabel("score")
     ax.set_ylabel("reviews")
     ax.legend(title="reviewer")
     ax.set_title("Peer review: score histogram")
+    return _save(fig, path)
+
+
+def _expected_histogram(reviews: Sequence[Mapping[str, Any]], score_range: Sequence[int],
+                        path: Path) -> Path | None:
+    low, high = int(score_range[0]), int(score_range[1])
+    reviewers = sorted({r["reviewer"] for r in reviews})
+    half = EXPECTED_BIN / 2
+    count = round((high - low) / EXPECTED_BIN) + 1
+    edges = [low - half + k * EXPECTED_BIN for k in range(count + 1)]
+    series, names = [], []
+    for reviewer in reviewers:
+        own = [r for r in reviews if r["reviewer"] == reviewer]
+        scores = [float(r["score"]) for r in own if r["score"] is not None]
+        missing = len(own) - len(scores)
+        series.append(scores)
+        names.append(_plain(reviewer) + (f" ({missing} without a score)" if missing else ""))
+    fig = Figure(figsize=(8.0, 3.6))
+    ax = fig.add_subplot()
+    # stacked: each bin's bar is its total, split by reviewer (side by side they would be slivers)
+    ax.hist(series, bins=edges, label=names, stacked=True, edgecolor="white", linewidth=0.5)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xticks(range(low, high + 1))
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_xlabel(f"expected score (bins of {EXPECTED_BIN:g})")
+    ax.set_ylabel("reviews")
+    ax.legend(title="reviewer", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars
+    ax.set_title("Peer review: expected scores given")
+    return _save(fig, path)
+
+
+def _distribution(row: Mapping[str, Any], scores: Sequence[int]) -> list[float] | None:
+    """A review's probabilities over ``scores`` (None: the review has no distribution)."""
+    found = row.get("distribution")
+    if not isinstance(found, Mapping) or not found:
+        return None
+    try:
+        return [float(found.get(str(s), 0.0) or 0.0) for s in scores]
+    except (TypeError, ValueError):
+        return None
+
+
+def mean_distributions(reviews: Sequence[Mapping[str, Any]], score_range: Sequence[int]
+                       ) -> dict[str, tuple[list[float], float, int]]:
+    """Per reviewer with a distribution: (mean probability of each score of the range over its
+    reviews with one, its mean expected score, how many reviews that is)."""
+    scores = list(range(score_range[0], score_range[1] + 1))
+    found: dict[str, list[list[float]]] = {}
+    for row in reviews:
+        probabilities = _distribution(row, scores)
+        if probabilities is not None:
+            found.setdefault(row["reviewer"], []).append(probabilities)
+    out = {}
+    for reviewer in sorted(found):
+        rows = found[reviewer]
+        mean = [sum(column) / len(rows) for column in zip(*rows, strict=True)]
+        total = sum(mean) or 1.0
+        # the mean of the expected scores is the expected score of the mean distribution
+        out[reviewer] = (mean, sum(s * p for s, p in zip(scores, mean, strict=True)) / total, len(rows))
+    return out
+
+
+def score_distributions(reviews: Sequence[Mapping[str, Any]], score_range: Sequence[int],
+                        path: Path) -> Path | None:
+    """Scoring: logprobs. One panel per reviewer: its mean probability of each score over its
+    reviews that returned a distribution, and a line at its mean expected score; None when
+    no review has a distribution."""
+    means = mean_distributions(reviews, score_range)
+    if not means:
+        return None
+    scores = list(range(score_range[0], score_range[1] + 1))
+    colours = matplotlib.colormaps["tab10"]
+    fig = Figure(figsize=(6.4, 0.9 + 1.7 * len(means)))
+    axes = fig.subplots(len(means), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
+    for k, (ax, (reviewer, (mean, expected, n))) in enumerate(zip(axes, means.items(), strict=True)):
+        colour = colours(k % 10)
+        ax.bar(scores, mean, width=0.6, color=colour, alpha=0.8)
+        ax.axvline(expected, color="black", linestyle="--", linewidth=1.5)
+        ax.text(expected, 1.0, f" mean {expected:.2f}", transform=ax.get_xaxis_transform(),
+                ha="left", va="top", fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("probability")
+        ax.set_title(f"{_plain(reviewer)} ({n} review{'s' if n != 1 else ''})", fontsize=10, loc="left")
+    axes[-1].set_xticks(scores)
+    axes[-1].set_xlim(scores[0] - 0.6, scores[-1] + 0.6)
+    axes[-1].set_xlabel("score")
+    fig.suptitle("Peer review: mean score distribution per reviewer (dashed: mean expected score)",
+                 fontsize=10)
     return _save(fig, path)
 
 

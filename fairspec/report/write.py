@@ -1,4 +1,5 @@
-"""Assembles a run's report (paper Tables 1, 2, 4, 5; review heatmap and histogram; loss curve)
+"""Assembles a run's report (paper Tables 1, 2, 4, 5; review heatmap and histogram, and with
+``review.scoring: logprobs`` the reviewers' score distributions; loss curve)
 and, for the spec's main run, the comparison of its variants and sweep points (Figure 5)."""
 
 from __future__ import annotations
@@ -9,7 +10,13 @@ from fairspec.artifacts import atomic_write_text
 from fairspec.errors import FairspecError
 from fairspec.report.collect import Locate, RunSummary, collect, siblings
 from fairspec.report.document import Document, Heading, Image, Table, Text
-from fairspec.report.plots import accuracy_curve, loss_curve, score_heatmap, score_histogram
+from fairspec.report.plots import (
+    accuracy_curve,
+    loss_curve,
+    score_distributions,
+    score_heatmap,
+    score_histogram,
+)
 
 
 def _pct(value: float | None) -> str | None:
@@ -54,6 +61,30 @@ def write_report(run_dir: Path, *, folder: Path | None = None,
     return [folder / "report.md", folder / "report.html"]
 
 
+def _questions(indices: list[int]) -> str:
+    shown = ", ".join(str(i) for i in indices[:10])
+    return shown + (f" and {len(indices) - 10} more" if len(indices) > 10 else "")
+
+
+def _changes_text(changes: dict) -> str:
+    """What tuning changed, question by question, and why each lost question is wrong now."""
+    gained, lost = changes.get("gained") or [], changes.get("lost") or []
+    if not gained and not lost:
+        return "Question by question, the tuned student is right exactly where the base one is."
+    text = (f"Question by question: the tuned student got {len(gained)} right that the base "
+            f"student got wrong" + (f" (#{_questions(gained)})" if gained else "")
+            + f", and lost {len(lost)}" + (f" (#{_questions(lost)})" if lost else "") + ".")
+    if lost:
+        reasons = [(changes.get("lost_no_answer") or [], "it stated no answer the extractor "
+                    "reads"),
+                   (changes.get("lost_truncated") or [], "it ran out of tokens before stating "
+                    "one"),
+                   (changes.get("lost_other_answer") or [], "it stated another answer")]
+        text += " Of the lost: " + "; ".join(f"{len(ids)} because {why}"
+                                              for ids, why in reasons if ids) + "."
+    return text
+
+
 def _accuracy(doc: Document, run: RunSummary) -> None:
     metrics = run.metrics
     if not metrics:
@@ -69,6 +100,8 @@ def _accuracy(doc: Document, run: RunSummary) -> None:
                   f"Zero-shot, {metrics.get('split', 'test')} split"))
     if metrics.get("gain") is not None:
         doc.add(Text(f"Gain from FAIR tuning: {100 * metrics['gain']:+.2f} points."))
+    if metrics.get("changes"):
+        doc.add(Text(_changes_text(metrics["changes"])))
     if metrics.get("note"):
         doc.add(Text(f"Note: {metrics['note']}."))
 
@@ -116,13 +149,57 @@ def _review(doc: Document, run: RunSummary, folder: Path) -> None:
                  f"{review['invalid_scores']}."))
     if review["accepted"] == 0:
         doc.add(Text("No rationale passed the review: the training set is empty."))
-    heatmap = score_heatmap(review["mean_score_matrix"], folder / "review_heatmap.png")
+    score_range = review.get("score_range") or (1, 5)
+    logprobs = _scoring(review) == "logprobs"
+    if logprobs:
+        _logprob_scoring(doc, run, score_range)
+    label = "mean expected score" if logprobs else "mean score"
+    heatmap = score_heatmap(review["mean_score_matrix"], score_range,
+                            folder / "review_heatmap.png", label=label)
     if heatmap:
-        doc.add(Image(heatmap, "Mean score each reviewer gave each author"))
-    histogram = score_histogram(run.reviews, review.get("score_range") or (1, 5),
-                                folder / "review_scores.png")
+        doc.add(Image(heatmap, f"{label.capitalize()} each reviewer gave each author"))
+    histogram = score_histogram(run.reviews, score_range, folder / "review_scores.png",
+                                expected=logprobs)
     if histogram:
-        doc.add(Image(histogram, "Scores given, per reviewer"))
+        doc.add(Image(histogram, "Expected scores given, per reviewer" if logprobs
+                      else "Scores given, per reviewer"))
+    if logprobs:
+        distributions = score_distributions(run.reviews, score_range,
+                                            folder / "review_distributions.png")
+        if distributions:
+            doc.add(Image(distributions, "Each reviewer's mean distribution over the scores, "
+                                         "with its mean expected score"))
+
+
+def _scoring(review: dict) -> str:
+    """How the run's reviews were scored: "logprobs" or "text" (older runs say nothing: text)."""
+    return (review.get("scoring") or {}).get("method") or "text"
+
+
+#: ``scored_by`` in reviews.jsonl and review/stats.json, in the order the report counts them.
+_SCORED_BY = (("logprobs", "read from log-probabilities at the stated score"),
+              ("logprobs-forced", "forced after a score cue"),
+              ("text", "from the text (no log-probabilities returned)"),
+              ("none", "no score"))
+
+
+def _logprob_scoring(doc: Document, run: RunSummary, score_range) -> None:
+    review = run.review or {}
+    fallback = (review.get("scoring") or {}).get("fallback") or "text"
+    low, high = score_range[0], score_range[1]
+    doc.add(Text(f"Scores were read from log-probabilities (review.scoring: logprobs): each "
+                 f"review's score is the expected score, the probability-weighted mean of the "
+                 f"reviewer's next-token distribution over the scores {low}-{high}. "
+                 + ("A review whose distribution did not come back took the score stated in its "
+                    "text (scoring_fallback: text)." if fallback == "text" else
+                    "A review whose distribution did not come back got no score "
+                    "(scoring_fallback: none).")))
+    counts = review.get("scored_by")
+    if not isinstance(counts, dict):  # count the rows instead
+        counts = {how: sum(1 for r in run.reviews if (r.get("scored_by") or "none") == how)
+                  for how, _ in _SCORED_BY}
+    doc.add(Text("How each review was scored: " + "; ".join(
+        f"{words}: {int(counts.get(how) or 0)}" for how, words in _SCORED_BY) + "."))
 
 
 def _training(doc: Document, run: RunSummary, folder: Path) -> None:

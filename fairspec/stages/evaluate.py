@@ -38,6 +38,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if settings["base"]:
         models = {"base": settings["model"], **models}
     metrics: dict[str, Any] = {"split": dataset["split"], "dataset": split.source}
+    predictions: dict[str, list[dict[str, Any]]] = {}
     for label, model in models.items():
         if label == "base":  # shared by every run with the same base fingerprint
             out = ctx.cache("evaluate-base", f"{settings['base_fingerprint']}.jsonl")
@@ -54,12 +55,36 @@ def run(ctx: StageContext) -> dict[str, Any]:
             shutil.copyfile(out, ctx.output("base.jsonl"))
         write_jsonl(ctx.output(f"predictions-{label}.jsonl"), records)
         metrics[label] = accuracy_stats(records)
+        predictions[label] = records
     if not tuned.exists():
         metrics["tuned"] = None
         metrics["note"] = "no tuned model (training had no examples)"
     elif "base" in metrics and metrics["base"]["accuracy"] is not None:
         metrics["gain"] = metrics["tuned"]["accuracy"] - metrics["base"]["accuracy"]
+        metrics["changes"] = changes(predictions["base"], predictions["tuned"])
     atomic_write_json(ctx.output("metrics.json"), metrics)
     ctx.finish({m: metrics[m]["correct"] for m in models},
                extra_inputs={"dataset": split.fingerprint})
     return metrics
+
+
+def changes(base: list[dict[str, Any]], tuned: list[dict[str, Any]]) -> dict[str, Any]:
+    """Question by question, what tuning changed: the questions gained and lost, and why each
+    lost one is wrong now (no stated answer, the token budget ran out first, or another
+    answer), so a drop in accuracy explains itself."""
+    before = {r["index"]: r for r in base}
+    gained, lost = [], []
+    for after in tuned:
+        was = before.get(after["index"])
+        if was is None or was["correct"] == after["correct"]:
+            continue
+        (gained if after["correct"] else lost).append(after)
+    truncated = [r for r in lost if r["finish_reason"] == "length" and not r["valid"]]
+    no_answer = [r for r in lost if not r["valid"] and r not in truncated]
+    return {
+        "gained": [r["index"] for r in gained],
+        "lost": [r["index"] for r in lost],
+        "lost_no_answer": [r["index"] for r in no_answer],
+        "lost_truncated": [r["index"] for r in truncated],
+        "lost_other_answer": [r["index"] for r in lost if r["valid"]],
+    }

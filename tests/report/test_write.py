@@ -10,18 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from run_folders import PNG, write
 
 from fairspec.report import write_report
-
-PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def write(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".jsonl":
-        path.write_text("".join(json.dumps(row) + "\n" for row in data))
-    else:
-        path.write_text(json.dumps(data))
 
 
 def usage(calls: int, usd: float | None) -> dict:
@@ -116,3 +107,27 @@ def test_a_run_that_stopped_early_still_reports_what_it_has(tmp_path, missing):
     shutil.rmtree(main / missing)
     text = write_report(main)[0].read_text()
     assert "paper Table 2" in text
+
+
+def test_the_report_says_which_questions_tuning_lost_and_why(tmp_path):
+    from fairspec.stages.evaluate import changes
+
+    def row(i, correct, valid=True, finish="stop"):
+        return {"index": i, "correct": correct, "valid": valid, "finish_reason": finish}
+
+    base = [row(0, True), row(1, True), row(2, True), row(3, False), row(4, True)]
+    tuned = [row(0, False, valid=False), row(1, False, valid=False, finish="length"),
+             row(2, False), row(3, True), row(4, True)]
+    found = changes(base, tuned)
+    assert found == {"gained": [3], "lost": [0, 1, 2], "lost_no_answer": [0],
+                     "lost_truncated": [1], "lost_other_answer": [2]}
+    main = fake_run(tmp_path, "demo", variant=None, overrides={}, tuned=0.36)
+    metrics = json.loads((main / "evaluate" / "metrics.json").read_text())
+    write(main / "evaluate" / "metrics.json", {**metrics, "changes": found})
+    text = write_report(main)[0].read_text()
+    assert ("the tuned student got 1 right that the base student got wrong (#3), and lost 3 "
+            "(#0, 1, 2). Of the lost: 1 because it stated no answer the extractor reads; 1 "
+            "because it ran out of tokens before stating one; 1 because it stated another "
+            "answer.") in text
+    write(main / "evaluate" / "metrics.json", {**metrics, "changes": changes(base, base)})
+    assert "right exactly where the base one is" in write_report(main)[0].read_text()
