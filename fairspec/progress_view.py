@@ -15,6 +15,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 from rich.text import Text
 
 
@@ -23,7 +24,7 @@ class _RateColumn(ProgressColumn):
     so rich's own speed, taken over the last few updates, would read a batch's burst."""
 
     def __init__(self, unit: str) -> None:
-        super().__init__()
+        super().__init__(table_column=Column(no_wrap=True))  # "0.11 steps/s" stays one line
         self.unit = unit
 
     def render(self, task) -> Text:  # noqa: ANN001 — rich's Task
@@ -67,9 +68,14 @@ class RichStageProgress:
     def start_count(self, task: str, total: int, unit: str) -> None:
         """One bar for a counted task (exam rows, training steps), with rate and ETA."""
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn(unit), _RateColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(),
-            TextColumn("{task.fields[note]}"), console=self.console, transient=False,
+            TextColumn("{task.description}"), BarColumn(bar_width=24),
+            MofNCompleteColumn(table_column=Column(no_wrap=True)), TextColumn(unit),
+            _RateColumn(unit),
+            TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=7)),
+            TimeRemainingColumn(table_column=Column(no_wrap=True, min_width=7)),
+            # a narrow console cuts the note short rather than wrapping the line
+            TextColumn("{task.fields[note]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+            console=self.console, transient=False,
         )
         self._tasks = {task: self._progress.add_task(task, total=total, note="")}
         self._progress.start()

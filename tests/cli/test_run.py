@@ -21,18 +21,18 @@ pytestmark = pytest.mark.slow
 
 def tiny_spec(folder: Path) -> Path:
     text = (REPO / "specs" / "quickstart.yaml").read_text()
-    text = (text.replace("limit: {train: 16, test: 16}", "limit: {train: 4, test: 3}")
+    text = (text.replace("limit: {train: 16, test: 24}", "limit: {train: 4, test: 3}")
                 .replace("max_new_tokens: 192", "max_new_tokens: 24")
                 .replace("  max_tokens: 128", "  max_tokens: 24")
                 .replace("output_dir: ../runs", f"output_dir: {folder / 'runs'}")
                 .replace("max_seq_length: 384", "max_seq_length: 192")
-                # a 135M reviewer rarely writes a readable score: keep every rationale so
-                # that the training set is not empty
-                .replace("review:\n  threshold: 3", "review:\n  enabled: false\n  threshold: 3")
+                # with logprobs every review has a score (a forced one where the reply
+                # states none); threshold 1 keeps every rationale so that train runs
+                .replace("  scoring: logprobs\n  threshold: 3", "  scoring: logprobs\n  threshold: 1")
                 .replace("    set: {review.enabled: false}\n",
                          "    set: {review.enabled: false}\n"
                          "  - name: alpha-one\n    set: {training.alpha: 1.0}\n"))
-    assert "alpha-one" in text and "enabled: false\n  threshold" in text
+    assert "alpha-one" in text and "scoring: logprobs\n  threshold: 1" in text
     path = folder / "spec.yaml"
     path.write_text(text)
     return path
@@ -92,6 +92,15 @@ def test_every_stage_writes_its_manifest_report_and_record(finished):
     assert page.count("data:image/png;base64,") >= 1 and "<table>" in page  # self-contained
     metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert metrics["base"]["total"] == 3
+    # the quickstart reviews with log-probabilities: every review has a distribution and
+    # a real-valued score, and the report says how they were read
+    reviews = [json.loads(line) for line in (run_dir / "review" / "reviews.jsonl").read_text()
+               .splitlines()]
+    assert reviews and all(r["scored_by"] in ("logprobs", "logprobs-forced") for r in reviews)
+    assert all(abs(sum(r["distribution"].values()) - 1) < 1e-4 and 1 <= r["score"] <= 5
+               for r in reviews)
+    assert "Scores were read from log-probabilities" in report
+    assert (run_dir / "report" / "review_distributions.png").is_file()
     record = run_dir / "record"
     assert json.loads((record / "metrics.json").read_text()) == metrics
     stages = json.loads((record / "stages.json").read_text())
@@ -145,8 +154,10 @@ def test_variants_share_stages_and_make_no_teacher_call(finished):
                     "--until", "build", cwd=folder)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    for stage in ("exam", "teach", "review", "build"):  # the main run has review off too
+    for stage in ("exam", "teach"):
         assert f"quickstart.no-review {stage}: shared, copied" in out
+    for stage in ("review", "build"):  # review off: its own review (no call) and training set
+        assert f"quickstart.no-review {stage}: done" in out
     for stage in ("exam", "teach", "review", "build"):  # alpha only changes training
         assert f"quickstart.alpha-one {stage}: shared, copied" in out
     assert stored_calls(folder / "runs") == calls
