@@ -195,15 +195,10 @@ def _tokens(reply: types.GenerateContentResponse) -> tuple[TokenChoices, ...] | 
     if not chosen:
         return None
     tops = result.top_candidates or []
-    tokens = []
-    for i, token in enumerate(chosen):
-        top = tops[i].candidates or [] if i < len(tops) else []
-        alternatives = [(c.token, c.log_probability) for c in top
-                        if isinstance(c.token, str) and c.log_probability is not None]
-        if isinstance(token.token, str) and token.log_probability is not None:
-            alternatives.append((token.token, token.log_probability))
-        tokens.append(TokenChoices(text=token.token or "", alternatives=alternatives))
-    return tuple(tokens)
+    return tuple(TokenChoices.read(token.token, token.log_probability,
+                                   ((c.token, c.log_probability)
+                                    for c in (tops[i].candidates or [] if i < len(tops) else [])))
+                 for i, token in enumerate(chosen))
 
 
 def _name(value: Any) -> str:

@@ -202,14 +202,10 @@ def _tokens(choice: Any) -> tuple[TokenChoices, ...] | None:
     content = getattr(getattr(choice, "logprobs", None), "content", None)
     if not content:
         return None
-    tokens = []
-    for item in content:
-        alternatives = [(alt.token, alt.logprob) for alt in (item.top_logprobs or [])
-                        if isinstance(getattr(alt, "token", None), str)]
-        if isinstance(item.token, str) and item.logprob is not None:
-            alternatives.append((item.token, item.logprob))
-        tokens.append(TokenChoices(text=item.token or "", alternatives=alternatives))
-    return tuple(tokens)
+    return tuple(TokenChoices.read(item.token, item.logprob,
+                                   ((getattr(alt, "token", None), getattr(alt, "logprob", None))
+                                    for alt in item.top_logprobs or []))
+                 for item in content)
 
 
 def _root_cause(exc: BaseException) -> BaseException:

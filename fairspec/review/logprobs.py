@@ -54,6 +54,17 @@ class TokenChoices:
     text: str
     alternatives: Sequence[tuple[str, float]]
 
+    @classmethod
+    def read(cls, token: str | None, logprob: float | None,
+             top: Iterable[tuple[str | None, float | None]]) -> TokenChoices:
+        """A token as an API returns it: its text and log-probability and its top
+        alternatives, the chosen one added (an API may leave it out of the top list);
+        entries without a text or a log-probability are dropped."""
+        alternatives = [(t, lp) for t, lp in top if isinstance(t, str) and lp is not None]
+        if isinstance(token, str) and logprob is not None:
+            alternatives.append((token, logprob))
+        return cls(text=token or "", alternatives=alternatives)
+
 
 @dataclass(frozen=True)
 class ScoreReading:

@@ -79,12 +79,11 @@ def changes(base: list[dict[str, Any]], tuned: list[dict[str, Any]]) -> dict[str
         if was is None or was["correct"] == after["correct"]:
             continue
         (gained if after["correct"] else lost).append(after)
-    truncated = [r for r in lost if r["finish_reason"] == "length" and not r["valid"]]
-    no_answer = [r for r in lost if not r["valid"] and r not in truncated]
+    unanswered = [r for r in lost if not r["valid"]]
     return {
         "gained": [r["index"] for r in gained],
         "lost": [r["index"] for r in lost],
-        "lost_no_answer": [r["index"] for r in no_answer],
-        "lost_truncated": [r["index"] for r in truncated],
+        "lost_no_answer": [r["index"] for r in unanswered if r["finish_reason"] != "length"],
+        "lost_truncated": [r["index"] for r in unanswered if r["finish_reason"] == "length"],
         "lost_other_answer": [r["index"] for r in lost if r["valid"]],
     }

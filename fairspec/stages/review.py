@@ -152,7 +152,7 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
         scoring = settings.get("scoring") or {"method": "text", "fallback": "text"}
         stats["scoring"] = dict(scoring)
         if scoring["method"] == "logprobs":
-            stats.update(_logprob_stats(reviews, stats["score_range"]))
+            stats.update(_logprob_stats(reviews))
     atomic_write_json(ctx.output("stats.json"), stats)
     ctx.finish({"rationales": len(rationales), "accepted": len(accepted), "reviews": len(reviews)})
     return stats
@@ -194,16 +194,8 @@ def _histogram(reviews: list[dict[str, Any]]) -> dict[str, int]:
     return {str(s): counts[s] for s in sorted(counts)}
 
 
-def _logprob_stats(reviews: list[dict[str, Any]], score_range: list[int]) -> dict[str, Any]:
-    """How each review was scored, and each reviewer's mean distribution over the scores."""
+def _logprob_stats(reviews: list[dict[str, Any]]) -> dict[str, Any]:
+    """How each review was scored (the report draws the distributions from the rows)."""
     scored_by = {how: sum(1 for r in reviews if r.get("scored_by") == how) for how in SCORED_BY}
     scored_by["none"] = sum(1 for r in reviews if r.get("scored_by") is None)
-    labels = [str(s) for s in range(score_range[0], score_range[1] + 1)]
-    mean_distribution: dict[str, dict[str, float]] = {}
-    for reviewer in sorted({r["reviewer"] for r in reviews}):
-        read = [r["distribution"] for r in reviews
-                if r["reviewer"] == reviewer and r.get("distribution")]
-        if read:
-            mean_distribution[reviewer] = {label: sum(d.get(label, 0.0) for d in read) / len(read)
-                                           for label in labels}
-    return {"scored_by": scored_by, "mean_distribution": mean_distribution}
+    return {"scored_by": scored_by}

@@ -79,7 +79,6 @@ def fake_run(root: Path, *, scoring: str | None, score_range=(1, 5), fallback: s
         stats["scoring"] = {"method": scoring, "fallback": fallback}
     if scoring == "logprobs":
         stats["scored_by"] = {"logprobs": 3, "logprobs-forced": 2, "text": 1, "none": 4}
-        stats["mean_distribution"] = {}  # the report reads the rows
     write(run / "review" / "reviews.jsonl", reviews)
     write(run / "review" / "stats.json", stats)
     return run
