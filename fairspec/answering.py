@@ -50,15 +50,35 @@ def sampling_from(settings: Mapping[str, Any], seed: int) -> Sampling:
 
 
 def engine_factory(settings: Mapping[str, Any], model_ref: str, base_dir: Path, *,
-                   chat_template: bool) -> Callable[[], Engine]:
-    """Creates the stage's engine on first need (a resumed, finished split loads no model)."""
+                   chat_template: bool, log_dir: Path | None = None) -> Callable[[], Engine]:
+    """Creates the stage's engine on first need (a resumed, finished split loads no model);
+    the replicas of a data-parallel exam log to ``log_dir`` (the stage's work folder)."""
+    vllm = settings.get("vllm") or {}
+
     def create() -> Engine:
         return make_engine(
             settings["engine"], resolve_model(model_ref, base_dir), dtype=settings["dtype"],
             device=settings["device"], batch_size=settings["batch_size"],
             use_chat_template=chat_template, vllm_settings=settings.get("vllm"),
+            replicas=vllm.get("data_parallel_size", 1),
+            per_replica=vllm.get("tensor_parallel_size", 1), log_dir=log_dir,
         )
     return create
+
+
+#: Rows per chunk of the split (the unit of resume: a crash loses at most the chunk in
+#: flight). hf batches ``batch_size`` rows at a time and seeds a chunk as a whole, so its
+#: chunk stays 64; vLLM seeds each row and schedules everything it is given (continuous
+#: batching), so it gets many more at once: 1024 per replica.
+HF_CHUNK = 64
+VLLM_CHUNK_PER_REPLICA = 1024
+
+
+def chunk_rows(settings: Mapping[str, Any]) -> int:
+    """How many rows an exam or evaluation hands its engine at a time."""
+    if settings["engine"] != "vllm":
+        return HF_CHUNK
+    return VLLM_CHUNK_PER_REPLICA * (settings.get("vllm") or {}).get("data_parallel_size", 1)
 
 
 def score(row: Row, text: str, scoring: Scoring) -> tuple[Any, bool]:

@@ -75,6 +75,16 @@ def _missing_env(loaded) -> list:
     return found
 
 
+def rendezvous_options(command):
+    """--node-rank/--master-addr/--master-port (else NODE_RANK, MASTER_ADDR, MASTER_PORT)."""
+    command = click.option("--master-port", type=click.IntRange(1, 65535), default=None,
+                           help="Port node 0 listens on for training (env MASTER_PORT; 29500).")(command)
+    command = click.option("--master-addr", default=None,
+                           help="Address of node 0 for training (env MASTER_ADDR; 127.0.0.1).")(command)
+    return click.option("--node-rank", type=click.IntRange(min=0), default=None,
+                        help="This machine's rank in a multi-node training (env NODE_RANK; 0).")(command)
+
+
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (stable keys).")
@@ -83,15 +93,21 @@ def _missing_env(loaded) -> list:
 @click.option("--mistakes", type=click.IntRange(min=0), default=None,
               help="Use this mistake count instead of the measured or estimated one.")
 @click.option("--variant", default=None, help="Show only this variant's run.")
+@click.option("--master-addr", default=None,
+              help="Address of node 0, for the multi-node commands (env MASTER_ADDR; 127.0.0.1).")
+@click.option("--master-port", type=click.IntRange(1, 65535), default=None,
+              help="Port of node 0, for the multi-node commands (env MASTER_PORT; 29500).")
 def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
-         variant: str | None) -> None:
+         variant: str | None, master_addr: str | None, master_port: int | None) -> None:
     """Show what `fairspec run SPEC` will do: stages, fingerprints, hardware, calls and cost."""
     from fairspec.dsl import load_spec
     from fairspec.plan import compile_plan, detect_environment
     from fairspec.plan.estimate import estimate_run, unique_calls_per_mistake
+    from fairspec.plan.hardware import Rendezvous
     from fairspec.plan.render import plan_json, print_plan
 
     try:
+        rendezvous = Rendezvous.from_env(0, master_addr, master_port)
         loaded = load_spec(spec)
         full = compile_plan(loaded, detect_environment())
     except FairspecError as exc:
@@ -111,10 +127,10 @@ def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
     }
     fresh = unique_calls_per_mistake(specs, full)
     if as_json:
-        click.echo(json.dumps(plan_json(full, estimates, fresh, loaded.spec.budget.max_usd),
-                              indent=2, ensure_ascii=False))
+        click.echo(json.dumps(plan_json(full, estimates, fresh, loaded.spec.budget.max_usd,
+                                        rendezvous), indent=2, ensure_ascii=False))
     else:
-        print_plan(_out, full, specs, estimates, fresh)
+        print_plan(_out, full, specs, estimates, fresh, rendezvous)
 
 
 @cli.command()
@@ -131,10 +147,16 @@ def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
 @click.option("-v", "--verbose", is_flag=True, help="Log what each stage does.")
 @click.option("--debug", is_flag=True,
               help="Log everything, HTTP clients included; keys and key-like text are masked.")
+@rendezvous_options
 def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | None,
         only: str | None, replay: Path | None, max_cost: float | None, verbose: bool,
-        debug: bool) -> None:
-    """Run SPEC: exam, teach, review, build, train, evaluate, report; resumable, never paying twice."""
+        debug: bool, node_rank: int | None, master_addr: str | None,
+        master_port: int | None) -> None:
+    """Run SPEC: exam, teach, review, build, train, evaluate, report; resumable, never paying twice.
+
+    Training on several nodes: run the same command on every node with its --node-rank
+    (node 0 runs every stage; the others only join the training), as `fairspec plan` shows.
+    """
 
     from fairspec.dsl import load_spec
     from fairspec.errors import BudgetReached
@@ -163,16 +185,20 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
         specs = {run.name: loaded.spec_for(run.variant) for run in plan_.runs}
 
         def show(outcome) -> None:
-            verb = {"ran": "done", "skipped": "already done", "copied": "shared, copied"}[outcome.status]
+            verb = {"ran": "done", "skipped": "already done", "copied": "shared, copied",
+                    "joined": "trained with node 0"}[outcome.status]
             _out.print(f"{outcome.run} {outcome.stage}: {verb}", markup=False)
             if outcome.stage == "exam" and "teach" in stages and replay is None:
                 _print_teacher_estimate(specs[outcome.run], loaded.base_dir,
                                         plan_.run(outcome.run), budget)
 
+        from fairspec.plan.hardware import Rendezvous
         from fairspec.progress_view import RichStageProgress
 
+        rendezvous = Rendezvous.from_env(node_rank, master_addr, master_port)
         outcomes = execute(loaded, plan_, runs=chosen, stages=stages, replay_file=replay, on_stage=show,
-                         progress=RichStageProgress(_out, budget), budget=budget)
+                           progress=RichStageProgress(_out, budget), budget=budget,
+                           rendezvous=rendezvous)
     except KeyboardInterrupt:
         saved = saved_summary(plan_, chosen) if plan_ is not None else "nothing was started"
         _err.print(f"interrupted: {saved}; run the same command again to resume.", markup=False)
@@ -181,8 +207,9 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
         _fail(exc, *([saved_summary(plan_, chosen)] if isinstance(exc, BudgetReached) else []))
     spent = "" if not budget.spent_usd else (f" Teacher spend: ${budget.spent_usd:.4f} "
                                              f"(${budget.paid_now_usd:.4f} paid now).")
+    joined = f" {outcomes.count('joined')} joined node 0's training." if outcomes.count("joined") else ""
     _out.print(f"{outcomes.count('ran')} stage(s) run, {outcomes.count('skipped')} already done, "
-               f"{outcomes.count('copied')} shared.{spent}", markup=False)
+               f"{outcomes.count('copied')} shared.{joined}{spent}", markup=False)
     for run_ in chosen:
         page = Path(run_.run_dir) / "report" / "report.html"
         if page.exists():

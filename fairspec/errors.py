@@ -12,7 +12,8 @@
     ├── ReplayMissError              a replay file holds no answer for a call (also a KeyError)
     ├── StageError                   a stage could not finish; what it completed is kept
     │   ├── TeacherStopped           a teacher stage stopped (fatal provider error, failed calls)
-    │   └── TrainingFailed           the training process failed; checkpoints kept for resume
+    │   ├── TrainingFailed           the training process failed; checkpoints kept for resume
+    │   └── EngineFailed             a replica of a data-parallel exam failed (its log named)
     ├── StageContractError           a stage read or wrote an artifact its plan does not declare
     └── BudgetReached (exit 3)       the next teacher call could pass the spending limit
 
@@ -162,6 +163,11 @@ class TeacherStopped(StageError):
 
 class TrainingFailed(StageError):
     """The training process failed; its checkpoints are kept for a resumed run."""
+
+
+class EngineFailed(StageError):
+    """An exam engine replica (a process of a data-parallel exam) failed; the rows answered
+    before it are kept, and its log is named."""
 
 
 class StageContractError(FairspecError):

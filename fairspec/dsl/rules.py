@@ -119,10 +119,6 @@ def _student(spec: Spec, base_dir: Path) -> list[Finding]:
     if alias is not None and alias not in BUILTIN_MODELS:
         out.append(Finding(("student", "model"), f"unknown builtin model '{alias}'",
                            "known: " + ", ".join(f"builtin:{a}" for a in BUILTIN_MODELS)))
-    if hw.tensor_parallel > hw.gpus:
-        out.append(Finding(path + ("tensor_parallel",),
-                           f"tensor_parallel {hw.tensor_parallel} is more than gpus {hw.gpus}",
-                           f"at most {hw.gpus}"))
     if hw.device == "cpu":
         if hw.gpus > 1:
             out.append(Finding(path + ("gpus",), "device is cpu but gpus > 1",
@@ -134,11 +130,103 @@ def _student(spec: Spec, base_dir: Path) -> list[Finding]:
             out.append(Finding(("student", "exam", "engine"),
                                "engine vllm needs a GPU here (device is cpu)",
                                "use hf or auto"))
-    if hw.strategy != "none" and hw.gpus < 2:
-        out.append(Finding(path + ("strategy",),
-                           f"strategy {hw.strategy!r} needs gpus >= 2",
-                           "set gpus, or strategy: none"))
+    out.extend(_training_processes(spec))
+    out.extend(_exam_parallelism(spec, base_dir))
     return out
+
+
+def _training_processes(spec: Spec) -> list[Finding]:
+    """nodes x processes against strategy and device (the launch paths that have run)."""
+    hw, out = spec.student.hardware, []
+    path = ("student", "hardware")
+    per_node = hw.processes if hw.processes is not None else (1 if hw.device == "cpu" else hw.gpus)
+    world = hw.nodes * per_node
+    if hw.strategy != "none" and world < 2:
+        out.append(Finding(path + ("strategy",),
+                           f"strategy {hw.strategy!r} needs more than one training process, "
+                           f"and this spec has {world}",
+                           "set gpus (or processes, or nodes), or strategy: none"))
+    if hw.strategy == "none":
+        for key in ("processes", "nodes"):
+            if (getattr(hw, key) or 1) > 1:
+                out.append(Finding(path + (key,),
+                                   f"{key} {getattr(hw, key)} trains on several processes, "
+                                   "which needs a strategy",
+                                   "strategy: ddp (or fsdp, deepspeed on GPUs)"))
+    if hw.device == "cpu" and hw.strategy in ("fsdp", "deepspeed"):
+        out.append(Finding(path + ("strategy",),
+                           f"strategy {hw.strategy!r} needs GPUs; on cpu, processes train "
+                           "with ddp over gloo",
+                           "strategy: ddp, or device: cuda"))
+    if hw.device == "cuda" and hw.processes is not None and hw.processes > hw.gpus:
+        out.append(Finding(path + ("processes",),
+                           f"processes {hw.processes} is more than gpus {hw.gpus} "
+                           "(one training process per GPU)",
+                           f"at most {hw.gpus}, or leave it unset"))
+    return out
+
+
+def _exam_parallelism(spec: Spec, base_dir: Path) -> list[Finding]:
+    """vLLM's tensor x data parallel layout and options, checked before any GPU is taken."""
+    hw, exam, out = spec.student.hardware, spec.student.exam, []
+    path = ("student", "hardware")
+    if hw.tensor_parallel * hw.data_parallel > hw.gpus:
+        key = "data_parallel" if hw.data_parallel > 1 else "tensor_parallel"
+        if hw.data_parallel > 1 or hw.tensor_parallel > hw.gpus:
+            out.append(Finding(path + (key,),
+                               f"tensor_parallel {hw.tensor_parallel} x data_parallel "
+                               f"{hw.data_parallel} needs {hw.tensor_parallel * hw.data_parallel} "
+                               f"GPUs, and gpus is {hw.gpus}",
+                               f"at most {hw.gpus} GPUs in all"))
+    if exam.engine == "hf":
+        if hw.data_parallel > 1:
+            out.append(Finding(path + ("data_parallel",),
+                               "data_parallel runs vLLM replicas; the exam engine is hf",
+                               "engine: vllm (or auto), or data_parallel: 1"))
+        for key, value in exam.vllm.model_dump().items():
+            if value is not None:
+                out.append(Finding(("student", "exam", "vllm", key),
+                                   f"'{key}' is a vLLM option; the exam engine is hf",
+                                   "remove it, or engine: vllm (or auto)"))
+    config = local_model_config(spec.student.model, base_dir)
+    if config is not None and hw.tensor_parallel > 1:
+        heads = config.get("num_attention_heads")
+        kv_heads = config.get("num_key_value_heads") or heads
+        tp = hw.tensor_parallel
+        if isinstance(heads, int) and heads % tp:
+            out.append(Finding(path + ("tensor_parallel",),
+                               f"tensor_parallel {tp} does not divide the model's {heads} "
+                               "attention heads (vLLM refuses it)",
+                               "one of: " + ", ".join(str(d) for d in range(1, heads + 1)
+                                                      if heads % d == 0 and d <= hw.gpus)))
+        elif isinstance(kv_heads, int) and kv_heads % tp and tp % kv_heads:
+            out.append(Finding(path + ("tensor_parallel",),
+                               f"tensor_parallel {tp} neither divides nor is a multiple of the "
+                               f"model's {kv_heads} key/value heads (vLLM refuses it)",
+                               "a divisor or a multiple of " + str(kv_heads)))
+    return out
+
+
+def local_model_config(model: str, base_dir: Path) -> dict | None:
+    """The student's ``config.json`` when it is on this machine (a folder, or a builtin
+    model already converted), else None: nothing is downloaded or converted to check."""
+    import json
+
+    from fairspec.weights import cache_root
+
+    alias = builtin_model_alias(model)
+    if alias is not None:
+        folder = cache_root() / "models" / alias
+    else:
+        folder = resolve_path(model, base_dir)
+    config = folder / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get("text_config", data) if isinstance(data, dict) else None
 
 
 def _teachers(spec: Spec, base_dir: Path) -> list[Finding]:

@@ -90,6 +90,20 @@ class Task(Section):
     answer: Answer = Answer()
 
 
+class VllmOptions(Section):
+    """Options handed to ``vllm.LLM`` for the exam and the evaluation (null: vLLM's default).
+
+    They change how fast and in how much memory vLLM answers, not what it answers, so
+    they stay out of the stages' fingerprints."""
+
+    gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] | None = Field(
+        None, description="share of each GPU's memory vLLM may take (vLLM's default 0.9)")
+    max_model_len: PositiveInt | None = Field(
+        None, description="longest prompt + answer in tokens (default: the model's context)")
+    enforce_eager: bool | None = Field(None, description="no CUDA graphs (slower, less memory)")
+    max_num_seqs: PositiveInt | None = Field(None, description="sequences scheduled at once")
+
+
 class Exam(Section):
     """The student's exam on the train split (paper Table 8)."""
 
@@ -101,16 +115,24 @@ class Exam(Section):
     do_sample: bool = Field(True, description="false = greedy decoding")
     chat_template: bool = Field(True, description="wrap the exam prompt in the tokenizer's chat template")
     batch_size: PositiveInt = Field(16, description="hf engine batch size (not in the fingerprint)")
+    vllm: VllmOptions = VllmOptions()
 
 
 class Hardware(Section):
-    """Where the student runs: exam (vLLM tensor parallelism) and training (accelerate)."""
+    """Where the student runs: exam (vLLM tensor x data parallelism) and training
+    (torch.distributed / accelerate, over ``nodes`` x ``processes``)."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    gpus: PositiveInt = 1
+    gpus: PositiveInt = Field(1, description="GPUs per node")
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    tensor_parallel: PositiveInt = 1
+    tensor_parallel: PositiveInt = Field(1, description="vLLM tensor parallelism (<= gpus)")
+    data_parallel: PositiveInt = Field(
+        1, description="vLLM exam replicas, each on its own tensor_parallel GPUs "
+                       "(tensor_parallel x data_parallel <= gpus)")
     strategy: Literal["none", "ddp", "fsdp", "deepspeed"] = "none"
+    nodes: PositiveInt = Field(1, description="machines training runs on")
+    processes: PositiveInt | None = Field(
+        None, description="training processes per node; null = gpus on cuda, 1 on cpu")
 
 
 class Student(Section):

@@ -3,24 +3,6 @@
 from __future__ import annotations
 
 from fairspec.engines.base import Completion, Engine, Sampling, chat_prompt
+from fairspec.engines.factory import make_engine
 
 __all__ = ["Completion", "Engine", "Sampling", "chat_prompt", "make_engine"]
-
-
-def make_engine(name: str, model_path: str, *, dtype: str, device: str, batch_size: int,
-                use_chat_template: bool, vllm_settings: dict | None = None) -> Engine:
-    """The engine a plan chose for the exam or the evaluation."""
-    if name == "hf":
-        from fairspec.engines.hf import HfEngine
-
-        return HfEngine(model_path, dtype=dtype, device=device, batch_size=batch_size,
-                        use_chat_template=use_chat_template)
-    if name == "vllm":
-        from fairspec.engines.vllm import VllmEngine
-
-        settings = dict(vllm_settings or {})
-        return VllmEngine(model_path, dtype=settings.pop("dtype", "float32"),
-                          tensor_parallel_size=settings.pop("tensor_parallel_size", 1),
-                          seed=settings.pop("seed", 0), use_chat_template=use_chat_template,
-                          **settings)
-    raise ValueError(f"unknown engine {name!r}; use 'hf' or 'vllm'")

@@ -1,8 +1,8 @@
 """The student through vLLM's offline ``LLM``: the exam and evaluation engine on GPUs.
 
 vLLM schedules a whole list of prompts itself (continuous batching), so ``generate``
-hands it the prompts in chunks (``chunk_size``, 256 by default) and yields each chunk's
-completions as it finishes, which lets a long exam write progress to disk. Each row
+hands it every prompt it is given at once (the exam gives it 1024 rows per replica at a
+time: :func:`fairspec.answering.chunk_rows`), or ``chunk_size`` at a time when set. Each row
 samples with its own seed, ``sampling.seed + position``, so a row's sample does not
 depend on the rows around it (a resumed exam reproduces it). ``vllm`` is imported in
 the constructor only: this module loads without it.
@@ -41,9 +41,10 @@ class VllmEngine:
         seed: int,
         use_chat_template: bool,
         max_model_len: int | None = None,
-        enforce_eager: bool = False,
+        enforce_eager: bool | None = None,
         gpu_memory_utilization: float | None = None,
-        chunk_size: int = 256,
+        max_num_seqs: int | None = None,
+        chunk_size: int | None = None,
     ) -> None:
         dtype = dtype_name(dtype)  # ValueError for an unknown dtype, before vLLM loads
         if tensor_parallel_size < 1:
@@ -54,7 +55,9 @@ class VllmEngine:
             raise ValueError(
                 f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}"
             )
-        if chunk_size < 1:
+        if max_num_seqs is not None and max_num_seqs < 1:
+            raise ValueError(f"max_num_seqs must be positive, got {max_num_seqs}")
+        if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
         from vllm import LLM
 
@@ -63,8 +66,11 @@ class VllmEngine:
             "dtype": dtype,
             "tensor_parallel_size": tensor_parallel_size,
             "seed": seed,
-            "enforce_eager": enforce_eager,
         }
+        if enforce_eager is not None:
+            kwargs["enforce_eager"] = enforce_eager
+        if max_num_seqs is not None:
+            kwargs["max_num_seqs"] = max_num_seqs
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
         if gpu_memory_utilization is not None:
@@ -81,16 +87,16 @@ class VllmEngine:
         if self._llm is None:
             raise RuntimeError("this VllmEngine is closed")
         texts = [chat_prompt(self.tokenizer, p, self.use_chat_template) for p in prompts]
-        for start in range(0, len(texts), self.chunk_size):
-            chunk = texts[start : start + self.chunk_size]
+        step = self.chunk_size or max(len(texts), 1)
+        for start in range(0, len(texts), step):
+            chunk = texts[start : start + step]
             params = [_sampling_params(sampling, start + i) for i in range(len(chunk))]
             # the chat template already holds any BOS, as in the HF engine
             outputs = self._llm.generate(chunk, params, use_tqdm=False,
                                          tokenization_kwargs={"add_special_tokens": False})
             for offset, output in enumerate(outputs):
                 yield _completion(start + offset, output)
-            log.info("vLLM generated %d/%d", min(start + self.chunk_size, len(texts)),
-                     len(texts))
+            log.info("vLLM generated %d/%d", min(start + step, len(texts)), len(texts))
 
     def close(self) -> None:
         """Stop the engine process and free the model; the engine is unusable afterwards."""

@@ -14,23 +14,22 @@ from typing import Any
 
 from fairspec import __version__
 from fairspec.dsl.loader import LoadedSpec, template_ref
-from fairspec.dsl.rules import default_extractor
+from fairspec.dsl.rules import default_extractor, local_model_config
 from fairspec.dsl.schema import Spec, Teacher
 from fairspec.errors import PlanError
 from fairspec.hashing import fingerprint, sha256_file, sha256_text
 from fairspec.plan.environment import Environment
 from fairspec.plan.graph import Input, Plan, RunPlan, Stage
 from fairspec.plan.hardware import (
+    TrainingLayout,
     accelerate_config,
-    format_command,
     resolve_device,
     resolve_dtype,
     resolve_engine,
-    training_command,
-    training_world_size,
     vllm_settings,
 )
 from fairspec.plan.kinds import STAGE_KINDS
+from fairspec.providers.registry import provider_kind
 from fairspec.resources import resolve_path
 from fairspec.tasks.data import DATA_SUFFIXES
 from fairspec.templates import TEMPLATE_ROLES
@@ -73,10 +72,16 @@ def _teacher_identity(spec: Spec, teacher: Teacher) -> dict[str, Any]:
     }
 
 
-def _teacher_settings(spec: Spec, teacher: Teacher) -> dict[str, Any]:
-    """What the teach stage needs per teacher; keys are only ever named, never held."""
+def _teacher_settings(spec: Spec, teacher: Teacher, env: Environment) -> dict[str, Any]:
+    """What the teach stage needs per teacher; keys are only ever named, never held. A local
+    (hf) teacher runs where the student does: its ``device`` and ``dtype``."""
+    local = {}
+    if provider_kind(teacher.provider).local:
+        hw = spec.student.hardware
+        local = {"device": resolve_device(hw, env), "dtype": resolve_dtype(hw, env)}
     return {
         **_teacher_identity(spec, teacher),
+        **local,
         "api_key_env": teacher.api_key_env,
         "vertex": teacher.vertex.model_dump() if teacher.vertex else None,
         "replay_file": teacher.replay_file,
@@ -180,11 +185,12 @@ def compile_run(
     }
     teach = add(
         "teach", teach_identity,
-        {**teach_identity, "teachers": [_teacher_settings(spec, t) for t in spec.teachers]},
+        {**teach_identity, "teachers": [_teacher_settings(spec, t, env) for t in spec.teachers]},
         [exam],
     )
     review_cfg = spec.review
     review_identity: dict[str, Any] = {"enabled": review_cfg.enabled}
+    scoring = {"method": review_cfg.scoring, "fallback": review_cfg.scoring_fallback}
     if review_cfg.enabled:
         review_identity.update(
             # scoring enters only when it is not the paper's (text): text runs keep their
@@ -195,14 +201,12 @@ def compile_run(
             fields=fields,
         )
         if review_cfg.scoring != "text":
-            review_identity["scoring"] = {"method": review_cfg.scoring,
-                                          "fallback": review_cfg.scoring_fallback}
+            review_identity["scoring"] = scoring
     review_settings = dict(review_identity)
     if review_cfg.enabled:  # the committee that reviews: the teachers, in the spec's order
-        review_settings["teachers"] = [_reviewer(_teacher_settings(spec, t), review_cfg)
+        review_settings["teachers"] = [_reviewer(_teacher_settings(spec, t, env), review_cfg)
                                        for t in spec.teachers]
-        review_settings["scoring"] = {"method": review_cfg.scoring,
-                                      "fallback": review_cfg.scoring_fallback}
+        review_settings["scoring"] = scoring
     review = add("review", review_identity, review_settings, [teach])
     training = spec.training
     build_identity = {
@@ -212,20 +216,18 @@ def compile_run(
         "templates": {r: templates[f"training.templates.{r}"] for r in ("rationale", "feedback")},
     }
     build = add("build", build_identity, dict(build_identity), [review])
-    world = training_world_size(hw)
+    layout = TrainingLayout.of(spec, env)
     train_identity = {
         "model": spec.student.model,
         "dtype": dtype,
         "seed": spec.seed,
-        "world_size": world,
+        "world_size": layout.world_size,
         **training.model_dump(exclude={"templates", "selection"}),
     }
-    command = training_command(run_dir, spec)
     train = add(
         "train", train_identity,
         {**train_identity, "device": device, "strategy": hw.strategy, "gpus": hw.gpus,
-         "command": format_command(command),
-         "accelerate_config": accelerate_config(spec, env)},
+         "layout": layout.to_dict(), "accelerate_config": accelerate_config(spec, env)},
         [build],
     )
     evaluation = spec.evaluation
@@ -296,6 +298,12 @@ def compile_plan(loaded: LoadedSpec, env: Environment | None = None) -> Plan:
     engine, why = resolve_engine(spec, env)
     if engine == "vllm" and not env.vllm:
         notes.append("the exam asks for vllm, which is not installed here: pip install vllm")
+    hw = spec.student.hardware
+    if engine == "vllm" and hw.tensor_parallel > 1 \
+            and local_model_config(spec.student.model, loaded.base_dir) is None:
+        notes.append(f"could not check that tensor_parallel {hw.tensor_parallel} divides the "
+                     f"attention heads of {spec.student.model}: its config.json is not on this "
+                     "machine (vLLM checks it when it loads)")
     return Plan(
         spec_file=str(loaded.file),
         spec_name=spec.name,

@@ -10,17 +10,58 @@ from rich.table import Table
 from fairspec.dsl.schema import Spec
 from fairspec.plan.estimate import CallEstimate
 from fairspec.plan.graph import Plan, RunPlan
+from fairspec.plan.hardware import LOCAL, Rendezvous, TrainingLayout, format_command
 
 JSON_SCHEMA_VERSION = 1
 
 
+def training_nodes(plan: Plan, run: RunPlan, rendezvous: Rendezvous = LOCAL
+                   ) -> list[dict[str, Any]]:
+    """What each node runs for ``run``'s training: the ``fairspec run`` to type there and
+    the launch command it starts (empty when training runs in fairspec's own process)."""
+    stage = run.stage("train")
+    layout = TrainingLayout.from_settings(stage.settings["layout"])
+    if layout.launcher == "inline":
+        return []
+    train_dir = f"{run.run_dir}/{stage.name}"
+    config = f"{train_dir}/accelerate_config.yaml" if layout.launcher == "accelerate" else None
+    nodes = []
+    for rank in range(layout.nodes):
+        here = Rendezvous(rank, rendezvous.master_addr, rendezvous.master_port)
+        fairspec = ["fairspec", "run", plan.spec_file]
+        if run.variant is not None:
+            fairspec += ["--variant", run.variant]
+        if layout.nodes > 1:
+            fairspec += ["--node-rank", str(rank), "--master-addr", here.master_addr,
+                         "--master-port", str(here.master_port)]
+        nodes.append({
+            "node_rank": rank,
+            "runs": "every stage" if rank == 0 else "the train stage only (joins node 0)",
+            "fairspec": format_command(fairspec),
+            "launch": format_command(layout.command(f"{train_dir}/train_args.json",
+                                                    config_file=config, rendezvous=here)),
+        })
+    return nodes
+
+
+def exam_layout(run: RunPlan) -> dict[str, Any] | None:
+    """vLLM's GPUs for the exam and the evaluation: tensor x data parallel (None: hf)."""
+    vllm = run.stage("exam").settings.get("vllm")
+    if not vllm:
+        return None
+    tp, dp = vllm["tensor_parallel_size"], vllm.get("data_parallel_size", 1)
+    return {"tensor_parallel": tp, "data_parallel": dp, "gpus": tp * dp}
+
+
 def plan_json(plan: Plan, estimates: dict[str, CallEstimate], fresh: dict[str, int],
-              budget: float | None) -> dict[str, Any]:
+              budget: float | None, rendezvous: Rendezvous = LOCAL) -> dict[str, Any]:
     """The machine-readable plan; ``schema_version`` changes only with incompatible changes."""
     data = plan.to_dict()
-    for run in data["runs"]:
+    for run, run_plan in zip(data["runs"], plan.runs, strict=True):
         run["calls"] = estimates[run["name"]].to_dict()
         run["new_calls_per_mistake"] = fresh[run["name"]]
+        run["training_nodes"] = training_nodes(plan, run_plan, rendezvous)
+        run["exam_layout"] = exam_layout(run_plan)
     main = estimates[plan.runs[0].name]
     data["totals"] = {
         "calls": sum(fresh[r.name] * (estimates[r.name].mistakes or 0) for r in plan.runs),
@@ -77,9 +118,11 @@ def _stage_summary(spec: Spec, run: RunPlan, name: str) -> str:
         return f"selection {s['selection']}, templates {s['templates']['rationale']['ref']}"
     if name == "train":
         lora = f", LoRA r={s['lora']['r']}" if s["lora"] else ""
+        where = ("in process" if s["layout"]["launcher"] == "inline"
+                 else f"{s['layout']['world_size']} processes ({s['strategy']})")
         return (f"alpha={s['alpha']:g}, {s['epochs']} epochs, batch {s['batch_size']}x"
                 f"{s['gradient_accumulation_steps']}, lr {s['learning_rate']:g}, {s['dtype']}{lora}; "
-                f"{s['command']}")
+                f"{where}")
     if name == "evaluate":
         mode = "sampled" if s["sampling"]["do_sample"] else "greedy"
         return f"{s['dataset']['split']} split, {mode}, base {'and tuned' if s['base'] else 'skipped; tuned'}"
@@ -87,7 +130,8 @@ def _stage_summary(spec: Spec, run: RunPlan, name: str) -> str:
 
 
 def print_plan(console: Console, plan: Plan, specs: dict[str, Spec],
-               estimates: dict[str, CallEstimate], fresh: dict[str, int]) -> None:
+               estimates: dict[str, CallEstimate], fresh: dict[str, int],
+               rendezvous: Rendezvous = LOCAL) -> None:
     """The human view of a plan: the main run in full, variants as one table."""
     main = plan.runs[0]
     spec = specs[main.name]
@@ -106,10 +150,26 @@ def print_plan(console: Console, plan: Plan, specs: dict[str, Spec],
     for stage in main.stages:
         table.add_row(stage.name, stage.short, _stage_summary(spec, main, stage.name))
     console.print(table)
-    cfg = main.stage("train").settings.get("accelerate_config")
-    if cfg:
-        console.print(f"Training on {cfg['num_processes']} GPUs ({cfg['distributed_type']}): "
-                      f"{main.stage('train').settings['command']}")
+    layout = exam_layout(main)
+    if layout:
+        console.print(f"Exam and evaluation on vLLM: {layout['data_parallel']} replica(s) x "
+                      f"tensor_parallel {layout['tensor_parallel']} = {layout['gpus']} GPU(s)")
+    train = main.stage("train").settings
+    nodes = training_nodes(plan, main, rendezvous)
+    if nodes:
+        cfg = train.get("accelerate_config")
+        how = (f"accelerate, {cfg['distributed_type']}" if cfg
+               else f"torch.distributed.run, {train['strategy']} over gloo")
+        console.print(f"Training on {train['layout']['world_size']} process(es) over "
+                      f"{train['layout']['nodes']} node(s) ({how}):", markup=False)
+        for node in nodes:
+            console.print(f"  node {node['node_rank']} ({node['runs']}): {node['fairspec']}",
+                          markup=False, soft_wrap=True)
+            console.print(f"    starts: {node['launch']}", markup=False, soft_wrap=True)
+        if len(nodes) > 1:
+            console.print("  the output folder must be shared by every node (NFS, Lustre): "
+                          "node 0 writes the training set there, every node reads it",
+                          markup=False)
     _print_calls(console, spec, estimates[main.name])
     if len(plan.runs) > 1:
         _print_variants(console, plan, estimates, fresh)

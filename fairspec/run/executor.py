@@ -19,7 +19,9 @@ from typing import Any
 
 from fairspec.artifacts import is_done
 from fairspec.dsl.loader import LoadedSpec
+from fairspec.errors import FairspecError
 from fairspec.plan.graph import STAGE_NAMES, Plan, RunPlan
+from fairspec.plan.hardware import Rendezvous
 from fairspec.report import write_report
 from fairspec.run.record import write_record, write_run_info
 from fairspec.stages import Services, StageContext, stage_runner
@@ -33,7 +35,8 @@ log = logging.getLogger(__name__)
 class StageOutcome:
     run: str
     stage: str
-    status: str  # "ran", "skipped" (already done), "copied" (done in a sibling run)
+    status: str  # "ran", "skipped" (already done), "copied" (done in a sibling run),
+    #              "joined" (this node trained with node 0: join_training)
     result: dict[str, Any] | None = None
 
 
@@ -61,12 +64,18 @@ def select_stages(*, only: str | None = None, until: str | None = None,
 def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None,
             stages: tuple[str, ...] = STAGE_NAMES, replay_file: Path | None = None,
             on_stage: Callable[[StageOutcome], None] | None = None,
-            progress: Any = None, budget: Budget | None = None) -> ExecutionReport:
+            progress: Any = None, budget: Budget | None = None,
+            rendezvous: Rendezvous | None = None) -> ExecutionReport:
     """Run the selected stages of the selected runs (default: every run of the plan).
 
     ``budget`` (default: the spec's ``budget.max_usd``) is shared by every run, so
-    variants count against the same limit.
+    variants count against the same limit. On a training node other than 0
+    (``rendezvous.node_rank > 0``) only the multi-node train stages run: see
+    :func:`join_training`.
     """
+    if rendezvous is not None and rendezvous.node_rank > 0:
+        return join_training(plan, runs=runs, stages=stages, rendezvous=rendezvous,
+                             on_stage=on_stage, progress=progress)
     if budget is None:
         budget = Budget(loaded.spec.budget.max_usd)
     report = ExecutionReport()
@@ -81,7 +90,8 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
     output_dir.mkdir(parents=True, exist_ok=True)
     with CallStore(Path(plan.call_store)) as store:
         services = Services(base_dir=Path(plan.base_dir), cache_dir=output_dir / "cache",
-                            store=store, budget=budget, replay=replay, progress=progress)
+                            store=store, budget=budget, replay=replay, progress=progress,
+                            rendezvous=rendezvous)
         for run in runs or list(plan.runs):
             spec = loaded.spec_for(run.variant)
             write_run_info(spec, run, plan)
@@ -111,6 +121,35 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
     if len(plan.runs) > 1 and report.count("ran") + report.count("copied") \
             and is_done(Path(main.run_dir) / "report", main.stage("report").fingerprint):
         write_report(Path(main.run_dir))  # refresh the comparison of variants and sweep
+    return report
+
+
+def join_training(plan: Plan, *, runs: list[RunPlan] | None, stages: tuple[str, ...],
+                  rendezvous: Rendezvous, on_stage: Callable[[StageOutcome], None] | None = None,
+                  progress: Any = None) -> ExecutionReport:
+    """Node ``rendezvous.node_rank`` (> 0) of a multi-node training: for each selected run
+    whose training spans several nodes, wait for node 0 to reach it (the output folder is
+    shared) and run this node's processes; no other stage runs here, no teacher is called."""
+    from fairspec.stages.train import join
+
+    if rendezvous.node_rank >= max((s.settings["layout"]["nodes"] for r in plan.runs
+                                    for s in r.stages if s.kind == "train"), default=1):
+        raise FairspecError(f"node rank {rendezvous.node_rank} is not below the spec's "
+                            "student.hardware.nodes; ranks count from 0")
+    report = ExecutionReport()
+    services = Services(base_dir=Path(plan.base_dir), cache_dir=Path(plan.output_dir) / "cache",
+                        progress=progress, rendezvous=rendezvous)
+    for run in runs or list(plan.runs):
+        for stage in run.stages:
+            if stage.kind != "train" or "train" not in stages \
+                    or stage.settings["layout"]["nodes"] < 2:
+                continue
+            result = join(StageContext(stage, run, services), rendezvous)
+            outcome = StageOutcome(run.name, stage.name, "joined" if result["joined"] else "skipped",
+                                   result)
+            report.outcomes.append(outcome)
+            if on_stage:
+                on_stage(outcome)
     return report
 
 

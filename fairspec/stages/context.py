@@ -32,7 +32,9 @@ STRICT_ENV = "FAIRSPEC_STRICT_ARTIFACTS"
 @dataclass
 class Services:
     """What every stage of an execution shares: the call store, the budget, a replay file,
-    the progress display, the spec's folder and the output folder's shared cache."""
+    the progress display, the spec's folder, the output folder's shared cache, and which
+    training node this is (a :class:`~fairspec.plan.hardware.Rendezvous`; None: node 0
+    at the default address)."""
 
     base_dir: Path
     cache_dir: Path
@@ -40,6 +42,7 @@ class Services:
     budget: Any = None
     replay: Any = None
     progress: Any = None
+    rendezvous: Any = None
 
 
 class StageContext:

@@ -16,6 +16,7 @@ from fairspec.answering import (
     Scoring,
     accuracy_stats,
     answer_split,
+    chunk_rows,
     engine_factory,
     load_split,
     sampling_from,
@@ -47,8 +48,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
         records = answer_split(
             split.rows, template,
             engine_factory(settings, model, ctx.services.base_dir,
-                           chat_template=settings["chat_template"]),
+                           chat_template=settings["chat_template"],
+                           log_dir=ctx.work_dir / label),
             sampling, scoring, out, template_name=settings["template"]["ref"],
+            chunk=chunk_rows(settings),
             on_progress=counter(ctx.services.progress, f"evaluate {label}", len(split.rows), "rows"),
         )
         if label == "base":

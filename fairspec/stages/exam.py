@@ -8,6 +8,7 @@ from fairspec.answering import (
     Scoring,
     accuracy_stats,
     answer_split,
+    chunk_rows,
     engine_factory,
     load_split,
     sampling_from,
@@ -26,9 +27,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     records = answer_split(
         split.rows, ctx.read_template(settings["template"]),
         engine_factory(settings, settings["model"], ctx.services.base_dir,
-                       chat_template=settings["chat_template"]),
+                       chat_template=settings["chat_template"], log_dir=ctx.work_dir),
         sampling_from(settings, settings["seed"]), Scoring.from_settings(settings["answer"]),
         ctx.output("exam.jsonl"), template_name=settings["template"]["ref"],
+        chunk=chunk_rows(settings),
         on_progress=counter(ctx.services.progress, "exam", len(split.rows), "rows"),
     )
     mistakes = [r for r in records if not r["correct"]]

@@ -1,21 +1,37 @@
-"""The train stage (eq. 5-7): joint instruction tuning of the student on the built set."""
+"""The train stage (eq. 5-7): joint instruction tuning of the student on the built set.
+
+One process trains in fairspec's own; several (``student.hardware.processes`` x
+``nodes``) are started through ``torch.distributed.run`` or ``accelerate launch`` with
+this environment's interpreter, their output going to ``work/launch.log``, their
+progress coming back through ``work/progress.json``. On a node other than 0 the stage
+only joins the training that node 0 started (:func:`join`).
+"""
 
 from __future__ import annotations
 
 import json
-import shlex
+import logging
 import subprocess
+import time
+from collections import deque
+from pathlib import Path
 from typing import Any
 
 from fairspec.artifacts import atomic_write_json, atomic_write_text
 from fairspec.errors import TrainingFailed
+from fairspec.plan.hardware import Rendezvous, TrainingLayout, format_command
 from fairspec.progress import counter
 from fairspec.stages.context import StageContext
 from fairspec.weights import resolve_model
 
+log = logging.getLogger(__name__)
+
 TRAIN_KEYS = ("alpha", "epochs", "batch_size", "learning_rate", "warmup_ratio", "max_seq_length",
               "optimizer", "gradient_accumulation_steps", "max_grad_norm", "weight_decay", "lora",
               "gradient_checkpointing", "chat_template", "seed", "dtype", "device")
+LAUNCH_LOG = "launch.log"
+#: How often the stage reads the training processes' progress file.
+POLL_SECONDS = 0.5
 
 
 def train_args(ctx: StageContext) -> dict[str, Any]:
@@ -43,22 +59,142 @@ def run(ctx: StageContext) -> dict[str, Any]:
         atomic_write_json(ctx.output("stats.json"), stats)
         ctx.finish({"examples": 0, "steps": 0, "truncated": 0})
         return stats
-    config = settings.get("accelerate_config")
-    if config is None:
+    layout = TrainingLayout.from_settings(settings["layout"])
+    if layout.launcher == "inline":
         from fairspec.training.launch import train
 
         stats = train(args, on_step=lambda total: counter(ctx.services.progress, "train", total,
                                                           "steps"))
     else:
-        atomic_write_text(ctx.output("accelerate_config.yaml"), json.dumps(config, indent=2))
-        command = shlex.split(settings["command"])
-        done = subprocess.run(command, check=False)
-        if done.returncode != 0:
-            raise TrainingFailed(f"training exited with status {done.returncode}: "
-                                 f"{settings['command']}")
-        stats = json.loads((ctx.work_dir / "train_result.json").read_text(encoding="utf-8"))
+        stats = launch(ctx, layout, ctx.services.rendezvous or Rendezvous())
     stats["resumed"] = resumed
     atomic_write_json(ctx.output("stats.json"), stats)
     ctx.finish({"examples": stats["examples"], "steps": stats["steps"],
                 "truncated": stats["truncated"]})
     return stats
+
+
+def launch_command(ctx: StageContext, layout: TrainingLayout, rendezvous: Rendezvous) -> list[str]:
+    """This node's command; writes the accelerate config it names first (accelerate only)."""
+    config_file = None
+    config = ctx.settings.get("accelerate_config")
+    if layout.launcher == "accelerate":
+        path = ctx.output("accelerate_config.yaml")
+        if rendezvous.node_rank == 0:
+            atomic_write_text(path, json.dumps(config, indent=2))  # JSON is YAML
+        config_file = str(path)
+    return layout.command(str(ctx.output("train_args.json")), config_file=config_file,
+                          rendezvous=rendezvous)
+
+
+def launch(ctx: StageContext, layout: TrainingLayout, rendezvous: Rendezvous) -> dict[str, Any]:
+    """Run this node's share of a multi-process training; node 0 returns the results."""
+    from fairspec.training.launch import PROGRESS_FILE, RESULT_FILE
+
+    work = ctx.work_dir
+    result, progress_file = work / RESULT_FILE, work / PROGRESS_FILE
+    if rendezvous.node_rank == 0:
+        result.unlink(missing_ok=True)
+        progress_file.unlink(missing_ok=True)
+    command = launch_command(ctx, layout, rendezvous)
+    log_path = work / (LAUNCH_LOG if rendezvous.node_rank == 0
+                       else f"launch-node{rendezvous.node_rank}.log")
+    log.info("training on %d process(es) over %d node(s): %s", layout.world_size, layout.nodes,
+             format_command(command))
+    update = None
+    seen = None
+    with log_path.open("ab") as out:
+        out.write(f"$ {format_command(command)}\n".encode())
+        out.flush()
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+        try:
+            while process.poll() is None:
+                time.sleep(POLL_SECONDS)
+                seen, update = _report(progress_file, seen, update, ctx)
+            seen, update = _report(progress_file, seen, update, ctx)
+        except BaseException:  # Ctrl-C or an error here: the training processes stop too
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
+    if process.returncode != 0:
+        raise TrainingFailed(_failure(process.returncode, command, log_path, work))
+    if rendezvous.node_rank != 0:
+        return {}
+    if not result.is_file():
+        raise TrainingFailed(f"training exited cleanly but wrote no {result}; read {log_path}")
+    return json.loads(result.read_text(encoding="utf-8"))
+
+
+def _report(path: Path, seen: str | None, update: Any, ctx: StageContext) -> tuple[str | None, Any]:
+    """Pass a changed progress file on to the progress display."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return seen, update
+    if text == seen:
+        return seen, update
+    try:
+        step = json.loads(text)
+    except ValueError:  # replaced atomically, so only a foreign file reads badly
+        return seen, update
+    if update is None:
+        update = counter(ctx.services.progress, "train", step["total"], "steps")
+    if update is not None:
+        update(step["done"], step["total"], step.get("note", ""))
+    return text, update
+
+
+def _failure(code: int, command: list[str], log_path: Path, work: Path) -> str:
+    """What went wrong, from the launch log: the first traceback's error, and the tail."""
+    lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    first = next((line for line in lines
+                  if line.strip() and not line.startswith((" ", "\t", "$", "Traceback", "[rank"))
+                  and ("Error" in line or "Exception" in line)), None)
+    tail = "\n".join(deque(lines, maxlen=15))
+    checkpoints = sorted(p.name for p in (work / "checkpoints").glob("checkpoint-*"))
+    kept = (f"; checkpoints kept for resume: {', '.join(checkpoints)}" if checkpoints
+            else "")
+    return (f"training exited with status {code}; read {log_path}{kept}\n"
+            f"command: {format_command(command)}\n"
+            + (f"first error of a rank: {first}\n" if first else "")
+            + f"last lines of the log:\n{tail}")
+
+
+def join(ctx: StageContext, rendezvous: Rendezvous, *, poll: float = 2.0,
+         timeout: float | None = None) -> dict[str, Any]:
+    """On a node other than 0: wait until node 0 has written this fingerprint's
+    ``train_args.json`` (the output folder is shared), then run this node's processes."""
+    from fairspec.artifacts import is_done
+
+    layout = TrainingLayout.from_settings(ctx.settings["layout"])
+    args_file = ctx.folder / "train_args.json"
+    started = time.monotonic()
+    while True:
+        if is_done(ctx.folder, ctx.fingerprint):
+            return {"joined": False, "why": "node 0 had already finished training"}
+        if args_file.is_file() and _owned(ctx) and _has_examples(ctx):
+            break
+        if timeout is not None and time.monotonic() - started > timeout:
+            raise TrainingFailed(f"node {rendezvous.node_rank}: node 0 did not start training "
+                                 f"{ctx.run.name} within {timeout:.0f} s (waited for {args_file})")
+        time.sleep(poll)
+    launch(ctx, layout, rendezvous)
+    return {"joined": True, "node_rank": rendezvous.node_rank}
+
+
+def _has_examples(ctx: StageContext) -> bool:
+    """Whether node 0 will launch (with no example it finishes without training)."""
+    stats = ctx.input("build", "stats.json")
+    return stats.is_file() and json.loads(stats.read_text(encoding="utf-8"))["examples"] > 0
+
+
+def _owned(ctx: StageContext) -> bool:
+    """Whether the train folder belongs to this fingerprint (node 0 prepared it)."""
+    from fairspec.artifacts import OWNER_FILE
+
+    owner = ctx.folder / OWNER_FILE
+    return owner.is_file() and owner.read_text(encoding="utf-8").strip() == ctx.fingerprint

@@ -23,6 +23,8 @@ def make_provider(teacher: Mapping[str, Any], base_dir: Path) -> ChatProvider:
     options = kind.arguments(teacher)
     if kind.model_is_path:
         options["model_path"] = resolve_model(teacher["model"], base_dir)
+    if kind.local:  # where the plan put it (the student's device and dtype)
+        options.update({key: teacher[key] for key in ("device", "dtype") if teacher.get(key)})
     return provider_class(kind.name)(name=teacher["name"], model=teacher["model"], **options)
 
 

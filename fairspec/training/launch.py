@@ -1,13 +1,16 @@
 """Runs one training job from its arguments file: ``python -m fairspec.training.launch ARGS.json``.
 
-The train stage writes ``train_args.json`` and runs this module, in-process on one
-device or through ``accelerate launch`` on several GPUs (the plan shows the command).
+The train stage writes ``train_args.json`` and runs this module: in its own process on
+one device, else through ``torch.distributed.run`` (CPU processes over gloo) or
+``accelerate launch`` (GPUs, with FSDP or DeepSpeed), once per node; the plan shows each
+node's command. Global rank 0 alone writes the results and the progress file.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +20,10 @@ from typing import Any
 from fairspec.dtypes import torch_dtype
 
 log = logging.getLogger(__name__)
+
+#: What rank 0 of a training subprocess leaves in the stage's work folder.
+RESULT_FILE = "train_result.json"
+PROGRESS_FILE = "progress.json"
 
 
 def last_checkpoint(folder: Path) -> str | None:
@@ -135,10 +142,8 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[..., None] | N
     if on_step is not None:
         trainer.add_callback(step_reporter(on_step))
     result = trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))
-    final = trainer.model.merge_and_unload() if args.get("lora") else trainer.model
+    save_final_model(trainer, tokenizer, out / "model", args)
     if trainer.is_world_process_zero():
-        final.save_pretrained(out / "model")
-        tokenizer.save_pretrained(out / "model")
         trainer.state.save_to_json(str(out / "trainer_state.json"))
     losses = [e for e in trainer.state.log_history if "loss" in e]
     return {
@@ -150,8 +155,54 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[..., None] | N
         "last_loss": losses[-1]["loss"] if losses else None,
         "log": losses,
         "packed": pack,
+        "world_size": trainer.args.world_size,
         "seconds": round(time.time() - started, 2),
     }
+
+
+def save_final_model(trainer: Any, tokenizer: Any, folder: Path, args: dict[str, Any]) -> None:
+    """The tuned model as one Hugging Face folder, written once (by global rank 0).
+
+    Through ``Trainer.save_model``, which gathers the weights as each strategy needs: the
+    DDP module, FSDP's full state dict (checkpoints keep sharded state; the final save asks
+    for the full one), DeepSpeed ZeRO-3's consolidated 16-bit weights. A LoRA run saves its
+    adapter the same way, then rank 0 merges it into the base weights.
+    """
+    plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    if trainer.is_fsdp_enabled and plugin is not None:
+        plugin.set_state_dict_type("FULL_STATE_DICT")
+    target = Path(args.get("work_dir") or folder.parent) / "adapter" if args.get("lora") else folder
+    trainer.save_model(str(target))
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.is_world_process_zero():
+        return
+    if args.get("lora"):
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        base = AutoModelForCausalLM.from_pretrained(args["model_path"],
+                                                    dtype=torch_dtype(args["dtype"]))
+        PeftModel.from_pretrained(base, str(target)).merge_and_unload().save_pretrained(folder)
+    (folder / "training_args.bin").unlink(missing_ok=True)  # the Trainer's pickle: not a model file
+    tokenizer.save_pretrained(folder)
+
+
+def progress_writer(path: Path) -> Callable[[int], Callable[..., None]]:
+    """``on_step`` for a training subprocess: each update replaces ``path`` (JSON with
+    done, total, note), which the train stage polls for its progress line."""
+    def on_step(total: int) -> Callable[..., None]:
+        def update(done: int, total: int, note: str = "") -> None:
+            partial = path.with_name(path.name + ".tmp")
+            partial.write_text(json.dumps({"done": done, "total": total, "note": note}),
+                               encoding="utf-8")
+            os.replace(partial, path)
+        return update
+    return on_step
+
+
+def is_global_rank_zero() -> bool:
+    """Rank 0 of all training processes (``RANK`` is set by torch.distributed.run)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,9 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("usage: python -m fairspec.training.launch TRAIN_ARGS.json")
     path = Path(argv[0])
     args = json.loads(path.read_text(encoding="utf-8"))
-    stats = train(args)
-    result = Path(args.get("work_dir") or path.parent) / "train_result.json"
-    result.write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    work = Path(args.get("work_dir") or path.parent)
+    rank_zero = is_global_rank_zero()
+    stats = train(args, on_step=progress_writer(work / PROGRESS_FILE) if rank_zero else None)
+    if rank_zero:  # one writer of the results
+        result = work / RESULT_FILE
+        partial = result.with_name(result.name + ".tmp")
+        partial.write_text(json.dumps(stats, indent=2), encoding="utf-8")
+        os.replace(partial, result)
     return 0
 
 

@@ -103,7 +103,12 @@ class JointTrainer(Trainer):
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """Adds the two parts of the loss (mean per optimizer step since the last log)."""
         if "loss" in logs:
-            for name, (total, count) in self._parts.items():
+            sums = [total for total, _ in self._parts.values()]
+            if self.args.world_size > 1:  # each rank holds its share of the global mean
+                sums = self.accelerator.reduce(
+                    torch.tensor(sums, dtype=torch.float64, device=self.args.device),
+                    reduction="sum").tolist()
+            for (name, (_, count)), total in zip(self._parts.items(), sums, strict=True):
                 if count:
                     logs[name] = round(total / count, 6)
             self._parts = {name: [0.0, 0] for name in self._parts}

@@ -68,7 +68,7 @@ def test_plan_prints_the_call_arithmetic_and_cost():
     out = result.stdout
     assert "3 rationale + 3 feedback + 6 review (3x2, exclude_self) = 12" in out
     assert "7376 train rows x mistake rate 0.5" in out
-    assert "$" in out and "accelerate launch" in out
+    assert "$" in out and "-m accelerate.commands.launch" in out
 
 
 def test_plan_json_is_machine_readable_and_keyless():

@@ -100,19 +100,20 @@ def test_auto_engine_picks_vllm_only_with_gpu_and_vllm():
     assert cpu_plan.runs[0].stage("exam").settings["engine"] == "hf"
     exam = gpu_plan.runs[0].stage("exam").settings
     assert exam["engine"] == "vllm"
-    assert exam["vllm"] == {"tensor_parallel_size": 1, "dtype": "bfloat16", "seed": 42}
+    assert exam["vllm"] == {"tensor_parallel_size": 1, "data_parallel_size": 1,
+                            "dtype": "bfloat16", "seed": 42}
 
 
 def test_multi_gpu_training_uses_accelerate_with_a_generated_config():
     _, plan = plan_for("gsm8k.yaml", GPU)
     train = plan.runs[0].stage("train").settings
-    assert train["command"].startswith("accelerate launch --config_file ")
-    assert "--num_processes 4" in train["command"]
+    assert train["layout"] == {"launcher": "accelerate", "nodes": 1, "processes": 4,
+                               "world_size": 4}
     assert train["accelerate_config"]["distributed_type"] == "FSDP"
     assert train["accelerate_config"]["num_processes"] == 4
     assert train["accelerate_config"]["mixed_precision"] == "fp16"
     _, single = plan_for("quickstart.yaml")
-    assert single.runs[0].stage("train").settings["command"].startswith("python -m ")
+    assert single.runs[0].stage("train").settings["layout"]["launcher"] == "inline"
 
 
 def test_the_graph_check_refuses_an_input_the_fingerprint_does_not_follow():
@@ -148,3 +149,18 @@ def test_plan_json_declares_each_stages_inputs_and_outputs(tmp_path):
     evaluate = {o["name"]: o["required"] for o in stages["evaluate"]["outputs"]}
     assert evaluate == {"predictions-base.jsonl": False, "predictions-tuned.jsonl": False,
                         "base.jsonl": False, "metrics.json": True}
+
+
+def test_local_teachers_run_on_the_students_device_and_dtype():
+    from fairspec.teachers.committee import make_provider
+
+    text = (REPO / "specs" / "quickstart.yaml").read_text()
+    on_gpu = text.replace("    device: cpu\n    dtype: fp32\n", "    device: auto\n    dtype: auto\n")
+    assert on_gpu != text
+    for source, env, where in ((text, GPU, ("cpu", "fp32")), (on_gpu, GPU, ("cuda", "bf16")),
+                               (on_gpu, CPU, ("cpu", "fp32"))):
+        plan = compile_plan(load_spec_text(source, base_dir=REPO / "specs"), env)
+        teachers = plan.runs[0].stage("teach").settings["teachers"]
+        assert {(t["device"], t["dtype"]) for t in teachers} == {where}
+        provider = make_provider(teachers[0], REPO / "specs")  # loads no model yet
+        assert (provider.device, provider.dtype) == where

@@ -1,0 +1,134 @@
+"""Scale-out paths the plan offers, run for real on the CPU: the train stage on two processes
+(torch.distributed.run over gloo), two "nodes" on 127.0.0.1 (two `fairspec run` launches,
+ranks 0 and 1), and the plan's per-node commands for a 2-node x 8-GPU spec."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+from katan_runs import committee, compile_run, free_port, spec_text, write_spec
+from training_data import generates, make_dataset
+
+from fairspec.artifacts import atomic_write_json
+from fairspec.run.executor import run_stage
+
+FAIRSPEC = [sys.executable, "-m", "fairspec.cli"]
+STUDENT = ("{model: builtin:smollm2-135m-instruct, exam: {max_new_tokens: 32, do_sample: false},"
+           " hardware: {device: cpu, %s}}")
+TRAINING = "{epochs: 1, batch_size: 2, gradient_accumulation_steps: 1, max_seq_length: 192}"
+
+
+class Steps:
+    """A CountProgress that remembers what the train stage reported."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, str]] = []
+        self.total = None
+
+    def start_count(self, task: str, total: int, unit: str) -> None:
+        self.total = total
+
+    def count(self, task: str, done: int, note: str = "") -> None:
+        self.seen.append((done, note))
+
+    def finish(self, task: str) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_the_train_stage_trains_on_two_cpu_processes(tmp_path, tiny_model):
+    made = compile_run(spec_text(committee("http://127.0.0.1:9/v1"),
+                                 student=STUDENT % "processes: 2, strategy: ddp",
+                                 training=TRAINING), tmp_path)
+    train = made.run.stage("train")
+    assert train.settings["layout"] == {"launcher": "torchrun", "nodes": 1, "processes": 2,
+                                        "world_size": 2}
+    build = made.stage_dir("build")  # a built training set, as the build stage leaves it
+    examples = make_dataset(build)
+    atomic_write_json(build / "stats.json", {"examples": len(examples)})
+    steps = Steps()
+    stats = run_stage(made.run, "train", base_dir=tmp_path, progress=steps)
+    assert stats["world_size"] == 2 and stats["steps"] == 3  # 6 samples / (2 ranks x 1)
+    assert made.done("train")
+    assert json.loads((made.stage_dir("train") / "stats.json").read_text())["world_size"] == 2
+    assert steps.total == 3 and steps.seen[-1][0] == 3 and steps.seen[-1][1].startswith("loss ")
+    assert generates(made.stage_dir("train") / "model", examples[0]["prompt"])
+    launch_log = (made.stage_dir("train") / "work" / "launch.log").read_text()
+    assert launch_log.startswith(f"$ {shlex.quote(sys.executable)} -m torch.distributed.run")
+
+
+@pytest.mark.slow
+def test_two_nodes_on_localhost_train_once(tmp_path, katan, katan_key, tiny_model):
+    spec = write_spec(tmp_path, spec_text(
+        committee(katan.openai_url, names=("alpha", "beta")), limit="{train: 4, test: 2}",
+        student=STUDENT % "nodes: 2, processes: 1, strategy: ddp", training=TRAINING,
+        review="{enabled: false}", output_dir=str(tmp_path / "runs")))
+    port = str(free_port())
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    nodes = [subprocess.Popen([*FAIRSPEC, "run", str(spec), "--until", "train",
+                               "--node-rank", str(rank), "--master-port", port],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank in (1, 0)]  # the joining node first: it waits for node 0
+    outputs = [node.communicate(timeout=900)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n---\n".join(outputs)
+    joined, main = outputs
+    assert "katan-test train: trained with node 0" in joined
+    assert "exam" not in joined and "teach" not in joined  # node 1 ran no other stage
+    assert "katan-test train: done" in main
+    train = tmp_path / "runs" / "katan-test" / "train"
+    stats = json.loads((train / "stats.json").read_text())
+    assert stats["world_size"] == 2 and stats["steps"] >= 1
+    assert sorted(p.name for p in (train / "work").iterdir()
+                  if p.name.startswith("launch")) == ["launch-node1.log", "launch.log"]
+    saved = [p for p in tmp_path.rglob("model.safetensors") if "checkpoints" not in p.parts]
+    assert saved == [train / "model" / "model.safetensors"]  # saved once, by rank 0
+    assert generates(train / "model", "What is 2 + 3?")
+
+
+def test_the_plan_shows_every_nodes_command_and_the_exam_layout(tmp_path):
+    from accelerate.commands.launch import launch_command_parser
+
+    spec = write_spec(tmp_path, spec_text(
+        committee("http://127.0.0.1:9/v1", names=("alpha", "beta")),
+        student="{model: Qwen/Qwen2.5-7B-Instruct, exam: {engine: vllm}, hardware: {device: cuda,"
+                " gpus: 8, nodes: 2, strategy: fsdp, dtype: bf16, tensor_parallel: 2,"
+                " data_parallel: 4}}"))
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    shown = subprocess.run([*FAIRSPEC, "plan", str(spec), "--master-addr", "10.0.0.5"],
+                           env=env, capture_output=True, text=True, check=True).stdout
+    data = json.loads(subprocess.run([*FAIRSPEC, "plan", str(spec), "--json", "--master-addr",
+                                      "10.0.0.5", "--master-port", "29611"], env=env,
+                                     capture_output=True, text=True, check=True).stdout)
+    run = data["runs"][0]
+    assert run["exam_layout"] == {"tensor_parallel": 2, "data_parallel": 4, "gpus": 8}
+    assert "4 replica(s) x tensor_parallel 2 = 8 GPU(s)" in shown
+    nodes = run["training_nodes"]
+    assert [n["node_rank"] for n in nodes] == [0, 1]
+    for rank, node in enumerate(nodes):
+        assert node["fairspec"] == (f"fairspec run {spec} --node-rank {rank} "
+                                    "--master-addr 10.0.0.5 --master-port 29611")
+        launch = shlex.split(node["launch"])
+        assert launch[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+        parsed = launch_command_parser().parse_args(launch[3:])
+        assert (parsed.num_processes, parsed.num_machines, parsed.machine_rank) == (16, 2, rank)
+        assert parsed.main_process_ip == "10.0.0.5" and parsed.main_process_port == 29611
+        assert parsed.module and parsed.training_script == "fairspec.training.launch"
+        assert f"node {rank} (" in shown and f"--node-rank {rank} --master-addr 10.0.0.5" in shown
+    train = next(s for s in run["stages"] if s["name"] == "train")
+    assert train["settings"]["accelerate_config"]["num_machines"] == 2
+
+
+def test_a_node_rank_past_the_spec_is_refused(tmp_path):
+    spec = write_spec(tmp_path, spec_text(
+        committee("http://127.0.0.1:9/v1", names=("alpha", "beta")),
+        student=STUDENT % "nodes: 2, strategy: ddp", output_dir=str(tmp_path / "runs")))
+    done = subprocess.run([*FAIRSPEC, "run", str(spec), "--node-rank", "2"],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert done.returncode != 0
+    assert "node rank 2 is not below the spec's student.hardware.nodes" in done.stderr
+    assert not (tmp_path / "runs" / "katan-test" / "exam").exists()  # nothing ran
