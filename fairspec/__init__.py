@@ -6,7 +6,7 @@ upwards, not even inside a function or through ``importlib`` by name, and the im
 graph has no cycle (``tests/test_layers.py`` reads the table below and enforces both):
 
     layer  name         modules
-    0      foundation   errors hashing secrets resources dtypes templates artifacts progress
+    0      foundation   errors hashing secrets resources dtypes templates prompting artifacts progress
     1      libraries    tasks providers store review engines training weights
     2      dsl          dsl
     3      plan         plan

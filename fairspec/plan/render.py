@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fairspec.dsl.schema import Spec
-from fairspec.plan.estimate import CallEstimate
+from fairspec.plan.estimate import CallEstimate, NewCalls
 from fairspec.plan.graph import Plan, RunPlan
 from fairspec.plan.hardware import LOCAL, Rendezvous, TrainingLayout, format_command
 
@@ -53,19 +53,30 @@ def exam_layout(run: RunPlan) -> dict[str, Any] | None:
     return {"tensor_parallel": tp, "data_parallel": dp, "gpus": tp * dp}
 
 
-def plan_json(plan: Plan, estimates: dict[str, CallEstimate], fresh: dict[str, int],
+def plan_json(plan: Plan, estimates: dict[str, CallEstimate], fresh: dict[str, NewCalls],
               budget: float | None, rendezvous: Rendezvous = LOCAL) -> dict[str, Any]:
-    """The machine-readable plan; ``schema_version`` changes only with incompatible changes."""
+    """The machine-readable plan; ``schema_version`` changes only with incompatible changes.
+
+    Per run, ``new_calls_per_mistake`` is the lower bound of the requests per mistake no
+    earlier run answers and ``new_calls_per_mistake_max`` the upper bound (they differ by
+    the reviews early exit may skip; ``new_calls`` has both by role and why). ``totals``
+    count the upper bound (``calls``, ``usd``) and the lower (``calls_min``, ``usd_min``).
+    """
     data = plan.to_dict()
     for run, run_plan in zip(data["runs"], plan.runs, strict=True):
+        new = fresh[run["name"]]
         run["calls"] = estimates[run["name"]].to_dict()
-        run["new_calls_per_mistake"] = fresh[run["name"]]
+        run["new_calls_per_mistake"] = new.min
+        run["new_calls_per_mistake_max"] = new.max
+        run["new_calls"] = {**new.to_dict(), "why": new.why()}
         run["training_nodes"] = training_nodes(plan, run_plan, rendezvous)
         run["exam_layout"] = exam_layout(run_plan)
     main = estimates[plan.runs[0].name]
     data["totals"] = {
-        "calls": sum(fresh[r.name] * (estimates[r.name].mistakes or 0) for r in plan.runs),
-        "usd": _total_usd(plan, estimates, fresh),
+        "calls": _total_calls(plan, estimates, fresh, upper=True),
+        "calls_min": _total_calls(plan, estimates, fresh, upper=False),
+        "usd": _total_usd(plan, estimates, fresh, upper=True),
+        "usd_min": _total_usd(plan, estimates, fresh, upper=False),
         "main_run_calls": main.calls,
         "main_run_usd": main.usd,
         "budget_max_usd": budget,
@@ -73,15 +84,24 @@ def plan_json(plan: Plan, estimates: dict[str, CallEstimate], fresh: dict[str, i
     return {"schema_version": JSON_SCHEMA_VERSION, **data}
 
 
-def _total_usd(plan: Plan, estimates: dict[str, CallEstimate], fresh: dict[str, int]) -> float | None:
+def _total_calls(plan: Plan, estimates: dict[str, CallEstimate], fresh: dict[str, NewCalls], *,
+                 upper: bool) -> int:
+    return sum((fresh[r.name].max if upper else fresh[r.name].min) * (estimates[r.name].mistakes or 0)
+               for r in plan.runs)
+
+
+def _total_usd(plan: Plan, estimates: dict[str, CallEstimate], fresh: dict[str, NewCalls], *,
+               upper: bool = True) -> float | None:
+    """Dollars of the new calls of every run (upper: of every call a run may add)."""
     total = 0.0
     for run in plan.runs:
-        est = estimates[run.name]
-        if fresh[run.name] == 0:
-            continue
-        if est.usd is None:
+        new = fresh[run.name]
+        usd = estimates[run.name].usd_of(new.max_calls if upper else new.min_calls)
+        if usd is None:
+            if not (new.max if upper else new.min):
+                continue
             return None
-        total += est.usd * fresh[run.name] / max(est.per_mistake["total"], 1)
+        total += usd
     return total
 
 
@@ -130,7 +150,7 @@ def _stage_summary(spec: Spec, run: RunPlan, name: str) -> str:
 
 
 def print_plan(console: Console, plan: Plan, specs: dict[str, Spec],
-               estimates: dict[str, CallEstimate], fresh: dict[str, int],
+               estimates: dict[str, CallEstimate], fresh: dict[str, NewCalls],
                rendezvous: Rendezvous = LOCAL) -> None:
     """The human view of a plan: the main run in full, variants as one table."""
     main = plan.runs[0]
@@ -184,9 +204,14 @@ def _print_calls(console: Console, spec: Spec, est: CallEstimate) -> None:
         review = f" + {per['review']} review ({n}x{each}{excluded})"
     else:
         review = " + 0 review (review off)"
+    low = est.per_mistake_min or per
+    floor = (f" at most; at least {low['total']} ({low['review']} review) when early exit "
+             "skips every review it can") if low["total"] != per["total"] else ""
     console.print(f"Teacher calls per mistake: {per['rationale']} rationale + "
-                  f"{per['feedback']} feedback{review} = [bold]{per['total']}[/]")
+                  f"{per['feedback']} feedback{review} = [bold]{per['total']}[/]{floor}")
     console.print(f"Mistakes: {est.mistakes if est.mistakes is not None else '?'} ({est.mistakes_source})")
+    if est.output_lengths:
+        console.print(output_tokens_line(est), markup=False)
     if est.mistakes is None:
         return
     table = Table()
@@ -199,15 +224,40 @@ def _print_calls(console: Console, spec: Spec, est: CallEstimate) -> None:
                   f"{sum(t.input_tokens for t in est.teachers):,}",
                   f"{sum(t.output_tokens for t in est.teachers):,}", f"[bold]{_money(est.usd)}[/]")
     console.print(table)
-    console.print("Tokens are estimates (4 characters per token; outputs 0.4 x max_tokens, reviews "
-                  "<= 50); review calls are an upper bound (decided reviews are skipped).")
+    console.print("Tokens are estimates (inputs: the templates at 4 characters per token); review "
+                  "calls are an upper bound (decided reviews are skipped). The budget still "
+                  "reserves each call's max_tokens.")
     if spec.budget.max_usd is not None and est.usd is not None:
         verdict = "within" if est.usd <= spec.budget.max_usd else "[red]over[/]"
         console.print(f"Budget: max ${spec.budget.max_usd:,.2f}, estimate {verdict} it.")
 
 
+def output_tokens_line(est: CallEstimate) -> str:
+    """One line: the output tokens per call the estimate assumed, and where they come from."""
+    lengths = est.output_lengths
+    if not lengths:
+        return ""
+    prior = lengths["prior"]
+    line = (f"Output tokens per call assumed: rationale {prior['rationale']}, feedback "
+            f"{prior['feedback']}, review {prior['review']} ({lengths['prior_source']})")
+    capped = [f"{name} {role} {tokens}" for name, roles in lengths["per_teacher"].items()
+              for role, tokens in roles.items()
+              if tokens < prior[role] and role not in lengths["from_call_store"].get(name, [])]
+    if capped:
+        line += f"; capped at max_tokens: {', '.join(capped)}"
+    measured = lengths["measured"]
+    if measured:
+        parts = []
+        for name, roles in measured.items():
+            said = ", ".join(f"{role} {m['mean']:g} ({m['calls']} calls)" for role, m in roles.items())
+            parts.append(f"{name}: {said}")
+        line += ("\nOutput tokens per call measured in this run's call store, used instead "
+                 "of the prior: " + "; ".join(parts) + "; the prior for the rest")
+    return line
+
+
 def _print_variants(console: Console, plan: Plan, estimates: dict[str, CallEstimate],
-                    fresh: dict[str, int]) -> None:
+                    fresh: dict[str, NewCalls]) -> None:
     main = plan.runs[0]
     owners = plan.shared_stages()
     table = Table(title=f"{len(plan.runs) - 1} variants (sibling runs)", title_justify="left")
@@ -216,11 +266,28 @@ def _print_variants(console: Console, plan: Plan, estimates: dict[str, CallEstim
     for run in plan.runs[1:]:
         shared = [s.name for s in run.stages if owners[s.fingerprint][0] != run.name]
         changes = ", ".join(f"{k}={v}" for k, v in run.overrides.items())
-        table.add_row(run.variant or run.name, changes, ", ".join(shared) or "-", str(fresh[run.name]))
+        table.add_row(run.variant or run.name, changes, ", ".join(shared) or "-",
+                      fresh[run.name].span)
     console.print(table)
-    extra = sum(fresh[r.name] for r in plan.runs[1:])
-    if extra == 0:
+    for run in plan.runs[1:]:
+        new = fresh[run.name]
+        if new.max == new.min:
+            continue
+        roles = [r for r, n in new.max_by_role.items() if n]
+        said = (f"{new.span} new {roles[0]} calls" if len(roles) == 1
+                else f"{new.span} new calls ({new.breakdown()})")
+        console.print(f"  {run.variant or run.name}: {said} per mistake: {new.why()}", markup=False)
+    low = sum(fresh[r.name].min for r in plan.runs[1:])
+    high = sum(fresh[r.name].max for r in plan.runs[1:])
+    if high == 0:
         console.print("The variants send no teacher request the main run does not: the call store "
                       f"answers them, so the whole spec costs what {main.name} costs.")
     else:
-        console.print(f"The variants add {extra} new teacher request(s) per mistake beyond the main run.")
+        span = str(high) if low == high else f"{low}-{high}"
+        total = _total_usd(plan, estimates, fresh, upper=True)
+        mistakes = estimates[main.name].mistakes
+        cost = "" if mistakes is None else (
+            f"; the whole spec: up to {_total_calls(plan, estimates, fresh, upper=True):,} calls, "
+            f"{_money(total)}")
+        console.print(f"The variants add {span} new teacher request(s) per mistake beyond the main "
+                      f"run (run after it, in this order){cost}.", markup=False)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fairspec.artifacts import read_jsonl
+from fairspec.dsl.variants import FIXED_KEYS
 
 RUN_INFO = "run.json"  # written by the executor: name, spec, variant, overrides, description
 
@@ -18,6 +19,28 @@ def _load(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def resolved_settings(info: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The run's resolved settings as dotted keys (``training.epochs``), from its ``run.json``
+    (the executor writes the spec there, every default written out, before any stage runs),
+    without the keys no variant can change (name, description, ...); templates are named
+    by their references. None: a run.json from before fairspec wrote them."""
+    spec = (info or {}).get("settings")
+    if not isinstance(spec, Mapping):
+        return None
+    return _flatten({k: v for k, v in spec.items() if k not in FIXED_KEYS})
 
 
 @dataclass
@@ -31,6 +54,7 @@ class RunSummary:
     build: dict[str, Any] | None = None
     train: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
+    settings: dict[str, Any] | None = None  # resolved, from run.json (None: not recorded there)
 
     @property
     def name(self) -> str:
@@ -44,8 +68,46 @@ class RunSummary:
         found = (self.metrics or {}).get(label)
         return None if not found else found.get("accuracy")
 
+    @property
+    def samples(self) -> int | None:
+        """The samples the teachers taught: the student's mistakes (teach stats, else the exam's)."""
+        found = (self.teach or {}).get("mistakes")
+        if found is None:
+            found = (self.exam or {}).get("wrong")
+        return found if isinstance(found, int) else None
+
+    def tokens_per_sample(self) -> dict[str, dict[str, Any]]:
+        """Paper Table 5, per teacher: the tokens (input + output) of its calls the run used
+        (paid now, stored or replayed), divided by the samples taught (the mistakes).
+
+        ``standard``: the teach stage alone (its rationale and feedback for every mistake), what
+        the run uses without peer review (the review does not change the teach stage);
+        ``review``: the reviews this teacher wrote; ``peer_review``: the two together (None when
+        the run did not review); ``review_usd``: the reviews' cost per sample (None: unknown
+        price or no review). Empty when nothing was taught."""
+        samples = self.samples
+        taught = (self.teach or {}).get("teachers") or {}
+        if not samples or not taught:
+            return {}
+        reviewed = bool((self.review or {}).get("enabled"))
+        reviews = (self.review or {}).get("teachers") or {}
+        out = {}
+        for name in list(taught) + [n for n in reviews if n not in taught]:
+            teach = _tokens(taught.get(name))
+            review = _tokens(reviews.get(name))
+            usd = reviews[name].get("usd") if name in reviews else 0.0  # None: price unknown
+            out[name] = {
+                "samples": samples,
+                "teach_tokens": teach, "review_tokens": review if reviewed else None,
+                "standard": teach / samples,
+                "review": review / samples if reviewed else None,
+                "peer_review": (teach + review) / samples if reviewed else None,
+                "review_usd": usd / samples if reviewed and usd is not None else None,
+            }
+        return out
+
     def teacher_usage(self) -> dict[str, dict[str, Any]]:
-        """Per teacher, teach and review together (paper Table 5)."""
+        """Per teacher, teach and review stages together: calls, tokens, dollars."""
         total: dict[str, dict[str, Any]] = {}
         for stage in (self.teach, self.review):
             for name, usage in ((stage or {}).get("teachers") or {}).items():
@@ -60,6 +122,10 @@ class RunSummary:
                 into["usd"] = None if into["usd"] is None or usage["usd"] is None \
                     else into["usd"] + usage["usd"]
         return total
+
+
+def _tokens(usage: Mapping[str, Any] | None) -> int:
+    return int((usage or {}).get("input_tokens") or 0) + int((usage or {}).get("output_tokens") or 0)
 
 
 #: Where a stage's artifact is: ``locate(stage, artifact) -> Path``.
@@ -81,6 +147,7 @@ def collect(run_dir: Path, locate: Locate | None = None) -> RunSummary:
         build=_load(at("build", "stats.json")),
         train=_load(at("train", "stats.json")),
         metrics=_load(at("evaluate", "metrics.json")),
+        settings=resolved_settings(_load(run_dir / RUN_INFO)),
     )
 
 

@@ -4,7 +4,9 @@ and, for the spec's main run, the comparison of its variants and sweep points (F
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from fairspec.artifacts import atomic_write_text
 from fairspec.errors import FairspecError
@@ -23,8 +25,8 @@ def _pct(value: float | None) -> str | None:
     return None if value is None else f"{100 * value:.2f}%"
 
 
-def _usd(value: float | None) -> str:
-    return "unknown" if value is None else f"${value:.4f}"
+def _usd(value: float | None, places: int = 4) -> str:
+    return "unknown" if value is None else f"${value:.{places}f}"
 
 
 def write_report(run_dir: Path, *, folder: Path | None = None,
@@ -118,11 +120,41 @@ def _exam(doc: Document, run: RunSummary) -> None:
         doc.add(Text("The student made no mistake: there was nothing for the teachers to teach."))
 
 
+def _tokens(value: float | None) -> str | None:
+    return None if value is None else f"{value:,.2f}"
+
+
 def _teachers(doc: Document, run: RunSummary) -> None:
+    per_sample = run.tokens_per_sample()
+    if not per_sample and (run.teach or {}).get("teachers"):
+        doc.add(Heading("Teachers: average tokens per sample, with and without peer review "
+                        "(paper Table 5)"))
+        doc.add(Text("No sample was taught (the student made no mistake): there are no tokens "
+                     "per sample."))
+    if per_sample:
+        reviewed = bool((run.review or {}).get("enabled"))
+        doc.add(Heading("Teachers: average tokens per sample, with and without peer review "
+                        "(paper Table 5)"))
+        rows = [[name, _tokens(t["standard"]), _tokens(t["review"]), _tokens(t["peer_review"]),
+                 None if not reviewed else _usd(t["review_usd"], 6)]
+                for name, t in per_sample.items()]
+        doc.add(Table(["teacher", "standard (without peer review)", "its reviews",
+                       "with peer review (PR)", "review cost per sample"], rows,
+                      f"Tokens per sample: the input + output tokens of the teacher's calls this "
+                      f"run used (paid now, stored or replayed) / the {run.samples} samples taught "
+                      "(the student's mistakes)"))
+        doc.add(Text("Standard: the teach stage alone (the teacher's rationale and feedback for "
+                     "every mistake), which is what the run uses without peer review: the review "
+                     "stage does not change the teach stage. With peer review: the standard tokens "
+                     "plus those of the reviews the teacher wrote of the committee's rationales "
+                     "(reviews saved by early exit cost nothing). Review cost per "
+                     "sample: the reviews' USD / the samples, at the spec's prices."
+                     + ("" if reviewed else " Peer review was off in this run: only the standard "
+                        "column is known.")))
     usage = run.teacher_usage()
     if not usage:
         return
-    doc.add(Heading("Teachers: calls, tokens and cost (paper Table 5)"))
+    doc.add(Heading("Teachers: calls, tokens and cost (teach and review stages together)"))
     rows = [[name, u["calls"], u["made"], u["reused"], u["retries"], f"{u['input_tokens']:,}",
              f"{u['output_tokens']:,}", _usd(u["usd"])] for name, u in usage.items()]
     doc.add(Table(["teacher", "calls", "paid now", "reused (store/replay)", "retries", "in tokens",
@@ -238,19 +270,122 @@ def _comparison(doc: Document, main: RunSummary, others: list[RunSummary], folde
                      None if not run.build else run.build["examples"]])
     doc.add(Table(["run", "changes", "base", "tuned", "accepted", "training examples"], rows,
                   "Runs not finished yet show '-'"))
-    swept: dict[str, list[tuple[float, float]]] = {}
-    for run in [main, *others]:
-        for key, value in run.overrides.items():
-            if isinstance(value, (int, float)) and run.accuracy("tuned") is not None:
-                swept.setdefault(key, []).append((float(value), run.accuracy("tuned")))
-    main_alpha = main.info.get("alpha")
-    if main.accuracy("tuned") is not None and main_alpha is not None and "training.alpha" in swept:
-        swept["training.alpha"].append((float(main_alpha), main.accuracy("tuned")))
-    for key, points in swept.items():
-        name = key.replace(".", "_")
-        curve = accuracy_curve(sorted(set(points)), main.accuracy("base"), key,
-                               folder / f"accuracy_vs_{name}.png")
-        if curve:
-            doc.add(Image(curve, f"Tuned accuracy against {key}" +
-                          (" (paper Figure 5)" if key == "training.alpha" else "")))
+    _curves(doc, [main, *others], folder)
 
+
+ALPHA = "training.alpha"
+#: Shown with every curve's settings held fixed (the paper's Figure 5: "5 epochs").
+_ALWAYS_SHOWN = ("training.epochs", "training.learning_rate")
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _same(value: Any) -> str:
+    """A setting's value as a comparable string (0 and 0.0 alike)."""
+    number = _number(value)
+    return repr(number) if number is not None else json.dumps(value, sort_keys=True, default=str)
+
+
+def _show(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _comparable(runs: list[RunSummary]) -> tuple[list[dict[str, Any]], bool]:
+    """Each run's settings, and whether they are the resolved ones (every run.json has
+    them); otherwise each run's overrides of the spec, with the alpha its
+    run.json states (a key a run does not override holds the spec's value)."""
+    if all(run.settings is not None for run in runs):
+        return [dict(run.settings or {}) for run in runs], True
+    found = []
+    for run in runs:
+        settings = dict(run.overrides)
+        if run.info.get("alpha") is not None:
+            settings[ALPHA] = run.info["alpha"]
+        found.append(settings)
+    return found, False
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], key: str, resolved: bool) -> list[str]:
+    """The settings but ``key`` in which run settings ``a`` and ``b`` differ, as text."""
+    spec = "the spec's value"  # a key a run does not override (overrides mode)
+    out = []
+    for k in sorted((set(a) | set(b)) - {key}):
+        if k in a and k in b and _same(a[k]) == _same(b[k]):
+            continue
+        mine = _show(a[k]) if k in a else ("-" if resolved else spec)
+        theirs = _show(b[k]) if k in b else ("-" if resolved else spec)
+        out.append(f"{k} ({mine} in the main run, {theirs} on the curve)")
+    return out
+
+
+def _curves(doc: Document, runs: list[RunSummary], folder: Path) -> None:
+    """Tuned accuracy against each swept number (alpha: paper Figure 5). A curve joins only
+    runs that differ in that number alone; the main run (``runs[0]``) is left out of a
+    curve whose runs differ from it in anything else, and the text says so."""
+    settings, resolved = _comparable(runs)
+    keys = list(dict.fromkeys([ALPHA] * any(ALPHA in r.overrides for r in runs) + [
+        k for r in runs for k, v in r.overrides.items() if _number(v) is not None]))
+    for key in keys:
+        groups: dict[tuple, list[int]] = {}
+        for i, run in enumerate(runs):
+            if _number(settings[i].get(key)) is None or run.accuracy("tuned") is None:
+                continue
+            rest = tuple(sorted((k, _same(v)) for k, v in settings[i].items() if k != key))
+            groups.setdefault(rest, []).append(i)
+        drawn = sorted((m for m in groups.values()
+                        if len({_number(settings[i][key]) for i in m}) >= 2),
+                       key=lambda m: m[0])
+        name = key.replace(".", "_")
+        figure = " (paper Figure 5)" if key == ALPHA else ""
+        for n, members in enumerate(drawn, start=1):
+            points = [(float(_number(settings[i][key]) or 0.0), runs[i].accuracy("tuned") or 0.0)
+                      for i in members]
+            base = next((runs[i].accuracy("base") for i in members
+                         if runs[i].accuracy("base") is not None), None)
+            suffix = "" if n == 1 else f"_{n}"
+            curve = accuracy_curve(points, base, key, folder / f"accuracy_vs_{name}{suffix}.png")
+            if curve:
+                doc.add(Image(curve, f"Tuned accuracy against {key}{figure}"
+                              + (f", curve {n} of {len(drawn)}" if len(drawn) > 1 else "")))
+            doc.add(Text(_curve_text(runs, settings, resolved, key, members)))
+        if not drawn:
+            swept = {_number(r.overrides.get(key)) for r in runs} - {None}
+            if len(swept) >= 2:
+                doc.add(Text(f"No curve against {key}: no two finished runs differ in {key} "
+                             "alone (each differs from the others in more than that)."))
+            continue
+        main_value = _number(settings[0].get(key))
+        if runs[0].accuracy("tuned") is None or main_value is None \
+                or any(0 in members for members in drawn):
+            continue
+        whose = "each curve's" if len(drawn) > 1 else "its"
+        gaps = "; ".join(", ".join(_differences(settings[0], settings[m[0]], key, resolved))
+                         for m in drawn)
+        doc.add(Text(f"The main run {runs[0].name} ({key} = {main_value:g}) is left out of "
+                     f"the {key} curve{'s' if len(drawn) > 1 else ''}: besides {key} it differs "
+                     f"from {whose} runs in {gaps}."))
+
+
+def _curve_text(runs: list[RunSummary], settings: list[dict[str, Any]], resolved: bool,
+                key: str, members: list[int]) -> str:
+    """Which runs a curve joins and what it holds fixed."""
+    joined = ", ".join(f"{runs[i].name} ({_number(settings[i][key]):g})"
+                       for i in sorted(members, key=lambda i: _number(settings[i][key]) or 0.0))
+    fixed = settings[members[0]]
+    main = runs[0].name
+    if resolved:
+        shown = [k for k in _ALWAYS_SHOWN if k != key and k in fixed]
+        shown += sorted(k for k in fixed if k != key and k not in shown
+                        and _same(fixed[k]) != _same(settings[0].get(k)))
+        held = ", ".join(f"{k} = {_show(fixed[k])}" for k in shown)
+        rest = f"every other setting as in the main run {main}"
+    else:
+        shown = sorted(k for k in fixed if k != key)
+        held = ", ".join(f"{k} = {_show(fixed[k])}" for k in shown)
+        rest = ("every other setting as in the spec (runs compared by their overrides of the "
+                "spec: some run's run.json holds no settings)")
+    return (f"This curve joins runs that differ in {key} alone: {joined}. Held fixed: "
+            + (f"{held}; " if held else "") + rest + ".")

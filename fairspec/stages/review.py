@@ -20,13 +20,13 @@ from typing import Any
 from fairspec.artifacts import atomic_write_json, read_jsonl, write_jsonl
 from fairspec.errors import TeacherStopped
 from fairspec.progress import attach
+from fairspec.prompting import review_prompt, user_messages
 from fairspec.review import ReviewPolicy, parse_score
 from fairspec.review.logprobs import ScoreReading
 from fairspec.stages.context import StageContext
 from fairspec.store import CallRecord
 from fairspec.teachers.committee import close_committee, make_committee
 from fairspec.teachers.pool import run_per_teacher, stop_for_budget
-from fairspec.teachers.prompts import review_prompt, user_messages
 
 
 def policy_from(settings: dict[str, Any]) -> ReviewPolicy:

@@ -8,10 +8,10 @@ from typing import Any
 from fairspec.artifacts import atomic_write_json, read_jsonl, write_jsonl
 from fairspec.errors import TeacherStopped
 from fairspec.progress import attach
+from fairspec.prompting import TEACH_ROLES, teach_prompts, user_messages
 from fairspec.stages.context import StageContext
 from fairspec.teachers.committee import close_committee, make_committee
 from fairspec.teachers.pool import run_per_teacher, stop_for_budget
-from fairspec.teachers.prompts import TEACH_ROLES, teach_prompts, user_messages
 
 OUTPUTS = {"rationale": "rationales.jsonl", "feedback": "feedback.jsonl"}
 

@@ -84,7 +84,9 @@ def test_plan_json_is_machine_readable_and_keyless():
         "exam", "teach", "review", "build", "train", "evaluate", "report"]
     assert all(len(s["fingerprint"]) == 64 for s in main["stages"])
     assert main["calls"]["calls"] == 1200 and main["calls"]["per_mistake"]["total"] == 12
-    assert data["totals"]["calls"] == 1200  # variants reuse the main run's calls
+    # at most 12 + 2 + 1 per mistake: sub-committee variants may need reviews the main run's
+    # early exit skipped; at least the 9 the main run always makes
+    assert data["totals"]["calls"] == 1500 and data["totals"]["calls_min"] == 900
     assert len(data["runs"]) == 13
 
 
