@@ -194,8 +194,14 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
 
         from fairspec.plan.hardware import Rendezvous
         from fairspec.progress_view import RichStageProgress
+        from fairspec.run.preflight import PreflightError, check
 
         rendezvous = Rendezvous.from_env(node_rank, master_addr, master_port)
+        if rendezvous.node_rank == 0:  # a joining node only trains: node 0 checked the rest
+            problems = check(plan_, chosen, stages, replay=replay is not None,
+                             budget_usd=budget.limit_usd)
+            if problems:
+                raise PreflightError(problems)
         outcomes = execute(loaded, plan_, runs=chosen, stages=stages, replay_file=replay, on_stage=show,
                            progress=RichStageProgress(_out, budget), budget=budget,
                            rendezvous=rendezvous)

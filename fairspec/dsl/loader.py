@@ -280,7 +280,7 @@ def _expand_variants(
         data, findings = apply_overrides(source.data, overrides)
         for finding in findings:
             problems.append(source.problem(key_where(finding.key), finding.message, finding.hint,
-                                           key=True))
+                                           key=not finding.at_value))
         if findings or not base_valid:
             continue
         spec, found = _check(data, base_dir)

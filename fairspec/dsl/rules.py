@@ -115,6 +115,9 @@ def _dataset(spec: Spec, base_dir: Path) -> list[Finding]:
 def _student(spec: Spec, base_dir: Path) -> list[Finding]:
     hw, out = spec.student.hardware, []
     path = ("student", "hardware")
+    if not spec.student.model.strip():
+        out.append(Finding(("student", "model"), "model is empty",
+                           "a hub id (Qwen/Qwen2.5-1.5B-Instruct), a local folder, or builtin:<alias>"))
     alias = builtin_model_alias(spec.student.model)
     if alias is not None and alias not in BUILTIN_MODELS:
         out.append(Finding(("student", "model"), f"unknown builtin model '{alias}'",
@@ -240,6 +243,10 @@ def _teachers(spec: Spec, base_dir: Path) -> list[Finding]:
                                f"(also teachers[{seen[teacher.name]}])",
                                "names must be unique"))
         seen.setdefault(teacher.name, i)
+        if not teacher.model.strip():
+            out.append(Finding(path + ("model",), "model is empty",
+                               "the model the provider serves, e.g. gpt-3.5-turbo (for hf: a hub "
+                               "id, a local folder, or builtin:<alias>)"))
         kind = provider_kind(teacher.provider)
         for key in kind_options():  # the options only some provider kinds take
             if getattr(teacher, key) is not None and not kind.takes(key):

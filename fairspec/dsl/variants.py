@@ -17,11 +17,13 @@ FIXED_KEYS = ("fairspec", "name", "description", "variants", "sweep", "output_di
 
 @dataclass(frozen=True)
 class OverrideFinding:
-    """A problem with one override: ``key`` is the dotted key as written."""
+    """A problem with one override: ``key`` is the dotted key as written; ``at_value``: the
+    problem is in its value (reported where the value starts, not at the key)."""
 
     key: str
     message: str
     hint: str | None = None
+    at_value: bool = False
 
 
 def key_path(dotted: str) -> FieldPath:
@@ -82,7 +84,8 @@ def _choose_teachers(
     teachers: Any, value: Any, dotted: str
 ) -> tuple[list[Any], OverrideFinding | None]:
     if not isinstance(value, list) or not value:
-        return [], OverrideFinding(dotted, "teachers needs a non-empty list of teacher names")
+        return [], OverrideFinding(dotted, "teachers needs a non-empty list of teacher names",
+                                   at_value=True)
     if all(isinstance(item, dict) for item in value):
         return copy.deepcopy(value), None  # a whole new committee
     known = {t.get("name"): t for t in teachers or [] if isinstance(t, dict)}
@@ -90,10 +93,10 @@ def _choose_teachers(
     for name in value:
         if name not in known:
             return [], OverrideFinding(dotted, f"unknown teacher '{name}'",
-                                       "known: " + ", ".join(map(str, known)))
+                                       "known: " + ", ".join(map(str, known)), at_value=True)
         chosen.append(copy.deepcopy(known[name]))
     if len(set(map(str, value))) != len(value):
-        return [], OverrideFinding(dotted, "a teacher is named twice")
+        return [], OverrideFinding(dotted, "a teacher is named twice", at_value=True)
     return chosen, None
 
 

@@ -76,13 +76,19 @@ class ProviderKind:
 
     def arguments(self, teacher: Mapping[str, Any]) -> dict[str, Any]:
         """Constructor keywords from a teacher's plan settings: each of ``spec_options``
-        that is set (a section flattened), ``api_key_env`` defaulting to ``key_env``.
+        that is set (a section flattened), ``api_key_env`` defaulting to ``key_env`` unless
+        the key rule's option is set: an ``openai`` teacher with a ``base_url`` and no
+        ``api_key_env`` sends no key (a keyless local server: vLLM, llama.cpp, Ollama).
         ``name``, ``model`` (and a local model's path) are the caller's to add."""
         out: dict[str, Any] = {}
+        keyless = self.key_rule is not None and teacher.get(self.key_rule.unless) is not None
         for option in self.spec_options:
             value = teacher.get(option)
             if option == "api_key_env" and not value:
-                value = self.key_env
+                value = None if keyless else self.key_env
+                if value is None:
+                    out[option] = None  # named: no key, not the constructor's default
+                    continue
             if value is None:
                 continue
             if isinstance(value, Mapping):

@@ -100,12 +100,14 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
                     continue
                 folder = Path(run.run_dir) / stage.name
                 if is_done(folder, stage.fingerprint):
+                    count_done_calls(budget, store, stage, folder)
                     outcome = StageOutcome(run.name, stage.name, "skipped")
                 elif stage.fingerprint in done_at and done_at[stage.fingerprint] != folder \
                         and stage.kind != "report":
                     if folder.exists():
                         shutil.rmtree(folder)
                     shutil.copytree(done_at[stage.fingerprint], folder)
+                    count_done_calls(budget, store, stage, folder)
                     outcome = StageOutcome(run.name, stage.name, "copied")
                 else:
                     result = stage_runner(stage.kind)(StageContext(stage, run, services))
@@ -122,6 +124,26 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
             and is_done(Path(main.run_dir) / "report", main.stage("report").fingerprint):
         write_report(Path(main.run_dir))  # refresh the comparison of variants and sweep
     return report
+
+
+#: The outputs of a teacher stage that name the calls it used (rows with a ``key``).
+CALL_FILES = {"teach": ("rationales.jsonl", "feedback.jsonl"), "review": ("reviews.jsonl",)}
+
+
+def count_done_calls(budget: Budget | None, store: CallStore, stage: Any, folder: Path) -> None:
+    """A finished teacher stage skipped by this run still used its calls: they count
+    against the budget (once per call), as the calls a running stage reuses do."""
+    if budget is None or stage.kind not in CALL_FILES:
+        return
+    from fairspec.artifacts import read_jsonl
+    from fairspec.teachers.budget import call_usd
+
+    prices = {t["name"]: t.get("price") for t in stage.settings.get("teachers") or ()}
+    keys = [row["key"] for name in CALL_FILES[stage.kind] if (folder / name).exists()
+            for row in read_jsonl(folder / name) if row.get("key")]
+    for key, record in store.get_many(keys).items():
+        budget.count_reused(key, call_usd(prices.get(record.teacher), record.input_tokens or 0,
+                                          record.output_tokens or 0))
 
 
 def join_training(plan: Plan, *, runs: list[RunPlan] | None, stages: tuple[str, ...],

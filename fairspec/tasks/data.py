@@ -194,12 +194,18 @@ def load_rows(
         )
     if dataset.hf is not None:
         raw = _read_hub(dataset.hf, dataset.config, dataset.revision, split, limit)
+        source = raw.source
     else:
-        raw = _read_local(resolve_path(dataset.path or "", base_dir), split, limit)
+        local = resolve_path(dataset.path or "", base_dir)
+        raw = _read_local(local, split, limit)
+        # shown as the spec names it (stats, reports, records travel): errors keep the full path
+        shown = dataset.path if local.is_file() else \
+            f"{(dataset.path or '').rstrip('/')}/{Path(raw.location).name}"
+        source = raw.source.replace(raw.location, shown, 1)
     _check_columns(raw, fields, split)
     rows = _build_rows(raw, fields, extractor_kind, split)
-    logger.info("loaded %d of %d rows from %s", len(rows), raw.total_rows, raw.source)
-    return LoadedSplit(rows=rows, fingerprint=raw.fingerprint, source=raw.source,
+    logger.info("loaded %d of %d rows from %s", len(rows), raw.total_rows, raw.location)
+    return LoadedSplit(rows=rows, fingerprint=raw.fingerprint, source=source,
                        total_rows=raw.total_rows, split=split)
 
 

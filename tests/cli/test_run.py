@@ -147,6 +147,43 @@ def test_the_record_replays_without_a_key_to_identical_files(finished):
         sum(1 for _ in (record / "calls.jsonl").open())
 
 
+def test_a_copied_record_replays_elsewhere_without_the_run_folder_or_the_exam(finished, tmp_path):
+    """No absolute path in the record, and its exam answers travel with it: a copy in another
+    folder, with the run folder gone, replays teach, review and build to identical files
+    without sampling the exam again."""
+    import shutil
+
+    folder, _ = finished
+    run_dir = folder / "runs" / "quickstart"
+    record = run_dir / "record"  # what a replay made under record/rerun is its own run
+    texts = [p for p in record.rglob("*") if p.is_file()
+             and p.suffix in (".yaml", ".json", ".jsonl", ".j2")
+             and (record / "rerun" not in p.parents or p.parent.name == "exam")]
+    assert record / "rerun" / "quickstart" / "exam" / "exam.jsonl" in texts
+    assert texts and not [p for p in texts if str(folder) in p.read_text()
+                          or str(REPO) in p.read_text()]
+    copy = tmp_path / "elsewhere" / "record"
+    shutil.copytree(run_dir / "record", copy, ignore=shutil.ignore_patterns("calls.sqlite"))
+    shutil.rmtree(copy / "rerun" / "quickstart", ignore_errors=False)  # keep only the exam seed
+    shutil.copytree(run_dir / "record" / "rerun" / "quickstart" / "exam",
+                    copy / "rerun" / "quickstart" / "exam")
+    hidden = folder / "runs-hidden"
+    (folder / "runs").rename(hidden)
+    try:
+        bare = {k: v for k, v in os.environ.items() if "KEY" not in k and "TOKEN" not in k}
+        replayed = fairspec("run", str(copy / "spec.yaml"), "--replay", str(copy / "calls.jsonl"),
+                            "--until", "build", cwd=tmp_path, env=bare)
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        assert "quickstart exam: already done" in replayed.stdout  # the exam was not sampled again
+        rerun = copy / "rerun" / "quickstart"
+        original = hidden / "quickstart"
+        for name in ("exam/mistakes.jsonl", "teach/rationales.jsonl", "teach/feedback.jsonl",
+                     "review/reviews.jsonl", "review/accepted.jsonl", "build/preview.jsonl"):
+            assert (rerun / name).read_bytes() == (original / name).read_bytes(), name
+    finally:
+        hidden.rename(folder / "runs")
+
+
 def test_variants_share_stages_and_make_no_teacher_call(finished):
     folder, spec = finished
     calls = stored_calls(folder / "runs")

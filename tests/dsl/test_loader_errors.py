@@ -79,120 +79,161 @@ def test_base_spec_is_valid(tmp_path):
     assert sorted(loaded.variants) == ["alpha-0", "alpha-1", "no-review"]
 
 
-# (case id, text, expected field path, words the message must contain)
+# (case id, text, expected field path, words the message must contain, where the column is:
+# the text on the marked line at which the offending key or value starts)
 CASES = [
-    ("name-pattern", mutate("name: test-spec", "name: Test Spec  #!"), "name", "not a valid name"),
-    ("version", mutate("fairspec: 1", "fairspec: 2  #!"), "fairspec", "not allowed"),
-    ("task-kind-enum", mutate("kind: math", "kind: mathh  #!"), "task.kind", "not allowed"),
-    ("unknown-top-key", BASE + "outputdir: runs  #!\n", "outputdir", "unknown key"),
+    ("name-pattern", mutate("name: test-spec", "name: Test Spec  #!"), "name", "not a valid name",
+     "Test Spec"),
+    ("version", mutate("fairspec: 1", "fairspec: 2  #!"), "fairspec", "not allowed", "2"),
+    ("task-kind-enum", mutate("kind: math", "kind: mathh  #!"), "task.kind", "not allowed", "mathh"),
+    ("unknown-top-key", BASE + "outputdir: runs  #!\n", "outputdir", "unknown key", "outputdir"),
     ("unknown-nested-key", mutate("  threshold: 4", "  treshold: 4  #!"), "review.treshold",
-     "unknown key"),
+     "unknown key", "treshold"),
     ("threshold-outside-range", mutate("threshold: 4", "threshold: 7  #!"), "review.threshold",
-     "outside score_range"),
+     "outside score_range", "7"),
     ("score-range-unordered",
      mutate("  threshold: 4", "  threshold: 4\n  score_range: [5, 1]  #!"), "review.score_range",
-     "low < high"),
+     "low < high", "[5, 1]"),
     ("accept-enum", mutate("  threshold: 4", "  threshold: 4\n  accept: '=>'  #!"),
-     "review.accept", "not allowed"),
+     "review.accept", "not allowed", "'=>'"),
     ("aggregate-enum", mutate("  threshold: 4", "  threshold: 4\n  aggregate: avg  #!"),
-     "review.aggregate", "not allowed"),
+     "review.aggregate", "not allowed", "avg"),
     ("min-valid-scores-too-many",
      mutate("  threshold: 4", "  threshold: 4\n  min_valid_scores: 2  #!"),
-     "review.min_valid_scores", "reviewer"),
+     "review.min_valid_scores", "reviewer", "2"),
     ("duplicate-teacher-name", mutate("  - name: gemini", "  - name: gpt  #!"),
-     "teachers[1].name", "duplicate teacher name"),
+     "teachers[1].name", "duplicate teacher name", "gpt"),
     ("provider-enum", mutate("    provider: gemini", "    provider: anthropic  #!"),
-     "teachers[1].provider", "not allowed"),
+     "teachers[1].provider", "not allowed", "anthropic"),
     ("tensor-parallel-over-gpus", mutate("tensor_parallel: 1", "tensor_parallel: 4  #!"),
-     "student.hardware.tensor_parallel", "needs 4 GPUs, and gpus is 2"),
+     "student.hardware.tensor_parallel", "needs 4 GPUs, and gpus is 2", "4"),
     ("data-parallel-over-gpus",
      mutate("tensor_parallel: 1", "tensor_parallel: 1\n    data_parallel: 3  #!"),
-     "student.hardware.data_parallel", "x data_parallel 3 needs 3 GPUs"),
+     "student.hardware.data_parallel", "x data_parallel 3 needs 3 GPUs", "3"),
     ("strategy-needs-gpus",
      mutate("    gpus: 2\n", "    gpus: 1\n    strategy: ddp  #!\n"),
-     "student.hardware.strategy", "needs more than one training process"),
+     "student.hardware.strategy", "needs more than one training process", "ddp"),
     ("processes-need-a-strategy",
      mutate("    gpus: 2\n", "    gpus: 2\n    processes: 2  #!\n"),
-     "student.hardware.processes", "needs a strategy"),
+     "student.hardware.processes", "needs a strategy", "2"),
     ("nodes-need-a-strategy",
      mutate("    gpus: 2\n", "    gpus: 2\n    nodes: 2  #!\n"),
-     "student.hardware.nodes", "needs a strategy"),
+     "student.hardware.nodes", "needs a strategy", "2"),
     ("cpu-fsdp",
      mutate("    gpus: 2\n", "    gpus: 1\n    device: cpu\n    processes: 2\n    strategy: fsdp  #!\n"),
-     "student.hardware.strategy", "on cpu, processes train with ddp"),
+     "student.hardware.strategy", "on cpu, processes train with ddp", "fsdp"),
     ("vllm-option-on-hf-exam",
      mutate("  hardware:\n", "  exam:\n    engine: hf\n    vllm: {max_num_seqs: 8}  #!\n  hardware:\n"),
-     "student.exam.vllm.max_num_seqs", "is a vLLM option"),
+     "student.exam.vllm.max_num_seqs", "is a vLLM option", "8"),
     ("dataset-hf-and-path", mutate("  dataset:\n", "  dataset:  #!\n    path: data/\n"),
-     "task.dataset", "exactly one"),
-    ("alpha-range", mutate("  alpha: 0.5", "  alpha: 1.5  #!"), "training.alpha", "less than"),
-    ("seed-type", mutate("seed: 1", "seed: abc  #!"), "seed", "integer"),
+     "task.dataset", "exactly one", "dataset"),
+    ("alpha-range", mutate("  alpha: 0.5", "  alpha: 1.5  #!"), "training.alpha", "less than", "1.5"),
+    ("seed-type", mutate("seed: 1", "seed: abc  #!"), "seed", "integer", "abc"),
     ("student-model-missing",
-     mutate("  model: Qwen/Qwen2.5-1.5B-Instruct\n", ""), "student", "'model' is missing"),
+     mutate("student:\n  model: Qwen/Qwen2.5-1.5B-Instruct\n", "student:  #!\n"), "student",
+     "'model' is missing", "student"),
+    ("student-model-empty", mutate("model: Qwen/Qwen2.5-1.5B-Instruct", 'model: ""  #!'),
+     "student.model", "model is empty", '""'),
+    ("student-model-blank", mutate("model: Qwen/Qwen2.5-1.5B-Instruct", "model: '   '  #!"),
+     "student.model", "model is empty", "'   '"),
+    ("teacher-model-empty", mutate("model: gemini-1.0-pro", "model: ''  #!"),
+     "teachers[1].model", "model is empty", "''"),
+    ("teacher-model-blank", mutate("    model: gpt-3.5-turbo", '    model: " "  #!'),
+     "teachers[0].model", "model is empty", '" "'),
     ("regex-needs-pattern",
      mutate("    answer: answer\n", "    answer: answer\n  answer:  #!\n    extractor: regex\n"),
-     "task.answer.pattern", "needs a pattern"),
-    ("multiple-choice-needs-options", mutate("kind: math", "kind: multiple_choice"),
-     "task.fields", "options"),
+     "task.answer.pattern", "needs a pattern", "answer"),
+    ("multiple-choice-needs-options",
+     mutate("kind: math", "kind: multiple_choice").replace("  fields:\n", "  fields:  #!\n", 1),
+     "task.fields", "options", "fields"),
     ("reserved-field-name",
      mutate("    answer: answer\n", "    answer: answer\n    rationale: steps  #!\n"),
-     "task.fields.rationale", "fairspec provides"),
+     "task.fields.rationale", "fairspec provides", "steps"),
     ("base-url-on-hf-teacher",
      mutate("    provider: gemini\n    model: gemini-1.0-pro\n    api_key_env: GEMINI_API_KEY\n",
             "    provider: hf\n    model: some/model\n    base_url: http://x  #!\n"),
-     "teachers[1].base_url", "does not apply"),
+     "teachers[1].base_url", "does not apply", "http://x"),
     ("unknown-builtin-model",
      mutate("model: Qwen/Qwen2.5-1.5B-Instruct", "model: builtin:gpt-9  #!"),
-     "student.model", "unknown builtin model"),
+     "student.model", "unknown builtin model", "builtin:gpt-9"),
     ("evaluation-split-unknown", BASE + "evaluation:\n  split: dev  #!\n", "evaluation.split",
-     "neither"),
+     "neither", "dev"),
     ("literal-secret-in-api-key-env",
      mutate("api_key_env: OPENAI_API_KEY", "api_key_env: sk-proj-abcdefghijklmnopqrstuvwx  #!"),
-     "teachers[0].api_key_env", "literal secret"),
+     "teachers[0].api_key_env", "literal secret", "sk-proj-"),
     ("literal-secret-anywhere",
      mutate("description: a spec", "description: AIzaSyD-abcdefghijklmnopqrstuvwxyz012345 a spec  #!"),
-     "description", "literal secret"),
+     "description", "literal secret", "AIzaSyD-"),
     ("api-key-key", mutate("    api_key_env: OPENAI_API_KEY", "    api_key: OPENAI_API_KEY  #!"),
-     "teachers[0].api_key", "unknown key"),
+     "teachers[0].api_key", "unknown key", "api_key"),
     ("variant-unknown-key", mutate("set: {review.enabled: false}", "set: {review.enabeld: false}  #!"),
-     "variants[0].set.review.enabeld", "not a key of the spec"),
-    ("variant-unknown-teacher", mutate("set: {review.enabled: false}", "set: {teachers: [claude]}  #!"),
-     "variants[0].set.teachers", "unknown teacher"),
+     "variants[0].set.review.enabeld", "not a key of the spec", "review.enabeld"),
+    ("variant-unknown-teacher",
+     mutate("set: {review.enabled: false}", "set: {teachers: [claude]}  #!"),
+     "variants[0].set.teachers", "unknown teacher", "[claude]"),
     ("variant-bad-value", mutate("set: {review.enabled: false}", "set: {review.threshold: 9}  #!"),
-     "variants[0].set.review.threshold", "in variant 'no-review'"),
+     "variants[0].set.review.threshold", "in variant 'no-review'", "9"),
     ("variant-breaks-cross-rule",
      mutate("set: {review.enabled: false}", "set: {teachers: [gpt]}  #!"),
-     "variants[0].set", "review.exclude_self: peer review with exclude_self needs at least 2"),
+     "variants[0].set", "review.exclude_self: peer review with exclude_self needs at least 2",
+     "{teachers"),
     ("variant-fixed-key", mutate("set: {review.enabled: false}", "set: {name: other}  #!"),
-     "variants[0].set.name", "cannot change"),
+     "variants[0].set.name", "cannot change", "name"),
     ("variant-duplicate-name",
      BASE.replace("    sweep:", "").replace(
          "    set: {review.enabled: false}\n",
          "    set: {review.enabled: false}\n  - name: no-review  #!\n    set: {training.alpha: 1}\n"),
-     "variants[1].name", "used twice"),
+     "variants[1].name", "used twice", "no-review"),
     ("sweep-unknown-key", mutate("  training.alpha: [0, 1]", "  training.alpah: [0, 1]  #!"),
-     "sweep.training.alpah", "not a key of the spec"),
+     "sweep.training.alpah", "not a key of the spec", "training.alpah"),
     ("sweep-bad-value", mutate("  training.alpha: [0, 1]", "  training.alpha: [0, 2]  #!"),
-     "sweep.training.alpha", "in sweep 'alpha-2'"),
-    ("duplicate-key", mutate("seed: 1", "seed: 1\nseed: 2  #!"), "seed", "duplicate key"),
+     "sweep.training.alpha", "in sweep 'alpha-2'", "[0, 2]"),
+    ("duplicate-key", mutate("seed: 1", "seed: 1\nseed: 2  #!"), "seed", "duplicate key", "seed"),
     ("python-tag", mutate("seed: 1", "seed: !!python/object/apply:os.system [echo]  #!"), "seed",
-     "not allowed"),
-    ("yaml-syntax", mutate("  alpha: 0.5", "  alpha: @0.5  #!"), "", "YAML syntax error"),
-    ("gpus-type", mutate("gpus: 2", "gpus: two  #!"), "student.hardware.gpus", "integer"),
+     "not allowed", "!!python"),
+    ("yaml-syntax", mutate("  alpha: 0.5", "  alpha: @0.5  #!"), "", "YAML syntax error", "@"),
+    ("gpus-type", mutate("gpus: 2", "gpus: two  #!"), "student.hardware.gpus", "integer", "two"),
     ("limit-positive", mutate("    config: main", "    config: main\n    limit: {train: 0}  #!"),
-     "task.dataset.limit.train", "greater than"),
+     "task.dataset.limit.train", "greater than", "0"),
 ]
 
 
-@pytest.mark.parametrize("text,path,words", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_malformed_spec_reports_line_and_path(tmp_path, text, path, words):
+def case_id(case) -> str:
+    return case.values[0] if hasattr(case, "values") else case[0]
+
+
+def case_params(case):
+    """The case without its id, as a pytest.param (which keeps a case's marks)."""
+    if hasattr(case, "values"):
+        return pytest.param(*case.values[1:], marks=case.marks, id=case.values[0])
+    return pytest.param(*case[1:], id=case[0])
+
+
+def expected_col(text: str, at: str) -> int:
+    """The 1-based column of ``at`` on the marked line (it must occur there once)."""
+    line = text.splitlines()[marked_line(text) - 1]
+    assert line.count(at) == 1, f"{at!r} must occur once on {line!r}"
+    return line.index(at) + 1
+
+
+@pytest.mark.parametrize("text,path,words,at", [case_params(c) for c in CASES])
+def test_malformed_spec_reports_line_column_and_path(tmp_path, text, path, words, at):
     problems = problems_of(write_spec(tmp_path, text))
-    expected_line = marked_line(text) if MARK in text else None
     matching = [p for p in problems if p.path == path and words in p.message]
     assert matching, "\n".join(p.format() for p in problems)
-    if expected_line is not None:
-        assert matching[0].line == expected_line, matching[0].format()
+    assert (matching[0].line, matching[0].col) == (marked_line(text), expected_col(text, at)), \
+        matching[0].format()
     assert matching[0].file.endswith("spec.yaml")
+    assert matching[0].format().startswith(
+        f"{matching[0].file}:{marked_line(text)}:{expected_col(text, at)}:")
+
+
+def test_every_case_marks_its_line_and_has_a_unique_id():
+    ids = [case_id(c) for c in CASES]
+    assert len(ids) == len(set(ids))
+    for case in CASES:
+        text, _, _, at = case.values[1:] if hasattr(case, "values") else case[1:]
+        expected_col(text, at)  # one marked line, holding ``at`` once
 
 
 def test_every_problem_is_reported_at_once(tmp_path):

@@ -73,8 +73,9 @@ def test_replay_has_no_provider_class() -> None:
 
 
 def test_arguments_pass_what_the_kind_takes_and_default_the_key_variable() -> None:
+    # a base_url with no api_key_env is a keyless server: no key variable is read
     assert provider_kind("openai").arguments(PLAN_TEACHER) == {
-        "base_url": "http://h/v1", "api_key_env": "OPENAI_API_KEY", "concurrency": 4,
+        "base_url": "http://h/v1", "api_key_env": None, "concurrency": 4,
         "tpm": 1000, "timeout_s": 30.0, "max_retries": 2,
     }
     gemini = {**PLAN_TEACHER, "provider": "gemini", "base_url": None, "api_key_env": "MY_KEY",

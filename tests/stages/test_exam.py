@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 from pathlib import Path
 
@@ -60,9 +59,15 @@ def test_exam_on_real_rows_of_each_benchmark(tmp_path, shared_data, tiny_model, 
     records = list(read_jsonl(tmp_path / "run" / "exam" / "exam.jsonl"))
     assert [r["index"] for r in records] == [0, 1, 2]
     assert all(r["output"] and r["output_tokens"] > 0 for r in records)
+    assert all(r["valid"] == (r["prediction"] is not None) for r in records)
+    assert all(r["correct"] is False for r in records if not r["valid"])  # no answer is never right
     mistakes = list(read_jsonl(tmp_path / "run" / "exam" / "mistakes.jsonl"))
-    assert len(mistakes) == stats["mistakes"] == sum(not r["correct"] for r in records)
-    assert stats["total"] == 3 and stats["wrong"] + stats["correct"] == 3
+    # D_mistake (eq. 1) is exactly the exam's wrong rows, in order, each whole
+    assert mistakes == [r for r in records if not r["correct"]]
+    right = sum(r["correct"] for r in records)
+    assert stats["total"] == 3 and stats["correct"] == right and stats["wrong"] == 3 - right
+    assert stats["mistakes"] == len(mistakes) == 3 - right
+    assert stats["invalid"] == sum(not r["valid"] for r in records)
     assert is_done(tmp_path / "run" / "exam", run.stage("exam").fingerprint)
 
 
@@ -79,7 +84,16 @@ def test_exam_resumes_by_row_and_skips_when_done(tmp_path, tiny_model):
     (folder / "exam.jsonl").write_text("\n".join(first[:2]) + "\n" + first[2][:10])
     stats = run_stage(run, "exam", base_dir=REPO)
     again = (folder / "exam.jsonl").read_text().splitlines()
-    assert again[:2] == first[:2] and len(again) == 4
-    assert [json.loads(line)["output"] for line in again] == [json.loads(line)["output"] for line in first]
-    assert stats["total"] == 4
-    assert os.path.getsize(folder / "mistakes.jsonl") > 0 or stats["mistakes"] == 0
+    assert again == first  # greedy and seeded: the resumed exam writes the same rows
+    records = [json.loads(line) for line in again]
+    assert [r["index"] for r in records] == [0, 1, 2, 3]
+    mistakes = list(read_jsonl(folder / "mistakes.jsonl"))
+    assert mistakes == [r for r in records if not r["correct"]]
+    assert stats["total"] == 4 and stats["mistakes"] == len(mistakes)
+    assert stats["correct"] == 4 - len(mistakes)
+    # every row answered: a rerun reads them back and generates nothing (a marked output stays)
+    records[3]["output"] = "kept from the earlier run"
+    (folder / "exam.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    run_stage(run, "exam", base_dir=REPO)
+    assert [r["output"] for r in read_jsonl(folder / "exam.jsonl")] == [r["output"] for r in records]
+    assert is_done(folder, run.stage("exam").fingerprint)

@@ -136,7 +136,7 @@ def test_csv_cells_are_read_as_written() -> None:
     assert [row.raw_answer for row in loaded.rows] == ["1,080", "7", "2.5", "0012"]
     assert loaded.rows[1].fields["question"] == "Tom has 12 apples, gives away 5.\nHow many are left?"
     assert loaded.fingerprint == sha256_file(FIXTURES / "data-csv" / "train.csv")
-    assert loaded.source.startswith(str(FIXTURES / "data-csv" / "train.csv"))
+    assert loaded.source == "data-csv/train.csv (csv, split 'train')"  # as the spec names it
 
 
 def test_csv_options_cell_holds_a_json_array() -> None:

