@@ -34,6 +34,23 @@ def _shared_dir() -> Path | None:
     return candidate if (candidate / "data").is_dir() else None
 
 
+@pytest.fixture(autouse=True)
+def _drop_training_checkpoints(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test, delete the training checkpoints it left under its tmp_path (1.6 GB
+    each for the tiny model with its optimizer state): a full run would otherwise keep
+    tens of GB on the disk until pytest prunes old base folders."""
+    # asked for before the test, so that tmp_path is torn down after this fixture
+    tmp = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if tmp is None:
+        return
+    import shutil
+
+    for folder in tmp.rglob("checkpoints"):
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
