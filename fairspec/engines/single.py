@@ -17,7 +17,7 @@ def make_single_engine(name: str, model_path: str, *, dtype: str, device: str, b
         from fairspec.engines.vllm import VllmEngine
 
         settings = dict(vllm_settings or {})
-        settings.pop("data_parallel_size", None)  # replicas are made above
+        settings.pop("data_parallel_size", None)  # replicas are make_engine's
         return VllmEngine(model_path, dtype=settings.pop("dtype", "float32"),
                           tensor_parallel_size=settings.pop("tensor_parallel_size", 1),
                           seed=settings.pop("seed", 0), use_chat_template=use_chat_template,

@@ -23,7 +23,7 @@ from fairspec.errors import FairspecError
 from fairspec.plan.graph import STAGE_NAMES, Plan, RunPlan
 from fairspec.plan.hardware import Rendezvous
 from fairspec.report import write_report
-from fairspec.run.record import write_record, write_run_info
+from fairspec.run.record import CALL_FILES, stage_call_keys, write_record, write_run_info
 from fairspec.stages import Services, StageContext, stage_runner
 from fairspec.store import CallStore, load_replay
 from fairspec.teachers.budget import Budget
@@ -126,22 +126,15 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
     return report
 
 
-#: The outputs of a teacher stage that name the calls it used (rows with a ``key``).
-CALL_FILES = {"teach": ("rationales.jsonl", "feedback.jsonl"), "review": ("reviews.jsonl",)}
-
-
 def count_done_calls(budget: Budget | None, store: CallStore, stage: Any, folder: Path) -> None:
     """A finished teacher stage skipped by this run still used its calls: they count
     against the budget (once per call), as the calls a running stage reuses do."""
     if budget is None or stage.kind not in CALL_FILES:
         return
-    from fairspec.artifacts import read_jsonl
     from fairspec.teachers.budget import call_usd
 
     prices = {t["name"]: t.get("price") for t in stage.settings.get("teachers") or ()}
-    keys = [row["key"] for name in CALL_FILES[stage.kind] if (folder / name).exists()
-            for row in read_jsonl(folder / name) if row.get("key")]
-    for key, record in store.get_many(keys).items():
+    for key, record in store.get_many(stage_call_keys(stage.kind, folder)).items():
         budget.count_reused(key, call_usd(prices.get(record.teacher), record.input_tokens or 0,
                                           record.output_tokens or 0))
 

@@ -181,13 +181,19 @@ def environment(plan: Plan, run: RunPlan) -> dict[str, Any]:
     }
 
 
+#: The outputs of a teacher stage that name the calls it used (rows with a ``key``).
+CALL_FILES = {"teach": ("rationales.jsonl", "feedback.jsonl"), "review": ("reviews.jsonl",)}
+
+
+def stage_call_keys(kind: str, folder: Path) -> list[str]:
+    """The call keys a finished teach or review stage folder names, in file order."""
+    return [row["key"] for name in CALL_FILES.get(kind, ()) if (folder / name).exists()
+            for row in read_jsonl(folder / name) if row.get("key")]
+
+
 def used_call_keys(run_dir: Path) -> list[str]:
     """The call keys behind the run's rationales, feedback and reviews, in file order."""
-    keys: list[str] = []
-    for path in (run_dir / "teach" / "rationales.jsonl", run_dir / "teach" / "feedback.jsonl",
-                 run_dir / "review" / "reviews.jsonl"):
-        if path.exists():
-            keys += [row["key"] for row in read_jsonl(path) if row.get("key")]
+    keys = [key for kind in CALL_FILES for key in stage_call_keys(kind, run_dir / kind)]
     return list(dict.fromkeys(keys))
 
 
