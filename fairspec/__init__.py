@@ -19,7 +19,7 @@ graph has no cycle (``tests/test_layers.py`` reads the table below and enforces 
   template rendering, stage files and manifests, progress protocols.
 - libraries know nothing of the spec; ``tasks.kinds`` and ``providers.registry`` hold
   the task kinds and provider kinds that the spec language is built from.
-- dsl: the spec language (schema, loader with positions, rules, variants).
+- dsl: the spec language (schema, loader with positions, extends chains, rules, variants).
 - plan: the compiler and the Plan it makes (stage graph, stage kinds' declared inputs
   and outputs, estimate, hardware, render).
 - services the stages share: teachers (a provider bound to the call store and the
@@ -27,7 +27,7 @@ graph has no cycle (``tests/test_layers.py`` reads the table below and enforces 
   report (pages from a run folder's artifacts).
 - stages: one module per stage kind, ``run(ctx)``; a stage reads only its compiled
   stage through a StageContext, never the spec.
-- run: the executor (walks the Plan) and the run record.
+- run: the executor (walks the Plan), the run record, and diff of specs and records.
 - cli: the command line and its rich progress view.
 """
 

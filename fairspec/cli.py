@@ -1,4 +1,4 @@
-"""The ``fairspec`` command line: validate, plan, run, schema, init."""
+"""The ``fairspec`` command line: validate, plan, run, report, diff, schema, init."""
 
 from __future__ import annotations
 
@@ -63,15 +63,12 @@ def validate(specs: tuple[Path, ...], check_env: bool) -> None:
 
 
 def _missing_env(loaded) -> list:
-    from fairspec.errors import Problem
-
     found = []
     for i, teacher in enumerate(loaded.spec.teachers):
         if teacher.api_key_env and not os.environ.get(teacher.api_key_env):
-            line, col = loaded.source.position(("teachers", i, "api_key_env"))
-            found.append(Problem(str(loaded.file), line, col, f"teachers[{i}].api_key_env",
-                                 f"environment variable {teacher.api_key_env} is not set",
-                                 f"export {teacher.api_key_env}=... before fairspec run"))
+            found.append(loaded.source.problem(
+                ("teachers", i, "api_key_env"), f"environment variable {teacher.api_key_env} is not set",
+                f"export {teacher.api_key_env}=... before fairspec run"))
     return found
 
 
@@ -284,11 +281,49 @@ def report(run_dir: Path) -> None:
 
 
 @cli.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--variant", default=None,
+              help="Compare this variant of each spec (a spec facing a record is compared "
+                   "as the variant the record ran).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def diff(a: str, b: str, variant: str | None, as_json: bool) -> None:
+    """Compare two specs or run records key by key (every default written out).
+
+    A and B are spec files (builtin:specs/<name>.yaml too) or run records
+    (runs/<run>/record, or the run folder). Two
+    records are also compared by datasets' fingerprints, package versions and stages'
+    fingerprints. Exit status: 0 equal, 1 different, 2 error.
+    """
+    from fairspec.run.diff import compare, open_pair, render
+
+    try:
+        left, right = open_pair(a, b, variant)
+        differences = compare(left, right)
+    except FairspecError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps({"schema_version": 1, "equal": not differences, "a": left.describe(),
+                               "b": right.describe(),
+                               "differences": [d.to_dict() for d in differences]},
+                              indent=2, ensure_ascii=False))
+    else:
+        for line in render(left, right, differences):
+            _out.print(line, markup=False)
+    sys.exit(1 if differences else 0)
+
+
+@cli.command()
 def schema() -> None:
     """Print the spec's JSON Schema (for editor completion through yaml-language-server)."""
     from fairspec.dsl.schema import Spec
 
     document = Spec.model_json_schema()
+    document["properties"] = {"extends": {
+        "type": "string", "title": "Extends",
+        "description": "a base spec this one is written on (relative to this file, or "
+                       "builtin:specs/<name>.yaml): mappings merge, lists and scalars replace, "
+                       "'key: !delete' removes a key the base sets"}, **document["properties"]}
     document = {"$schema": "https://json-schema.org/draft/2020-12/schema",
                 "title": "fairspec spec (v1)", **document}
     click.echo(json.dumps(document, indent=2))
@@ -299,17 +334,23 @@ def schema() -> None:
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the spec (default: <task>.yaml here).")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init(task: str, output: Path | None, force: bool) -> None:
+@click.option("--extends", "extend", is_flag=True,
+              help="Write a short spec that extends the builtin paper spec (only your changes "
+                   "in it) instead of a full copy.")
+def init(task: str, output: Path | None, force: bool, extend: bool) -> None:
     """Write a starter spec reproducing the paper's setup for TASK."""
     from fairspec.dsl import load_spec
 
     target = output or Path(f"{task}.yaml")
     if target.exists() and not force:
         _fail(FairspecError(f"{target} exists; pass --force to overwrite it"))
-    text = (resource_root() / "specs" / f"{task}.yaml").read_text(encoding="utf-8")
-    text = (text.replace("../prompts/", "builtin:prompts/")
-                .replace("../templates/", "builtin:templates/")
-                .replace("output_dir: ../runs", "output_dir: runs"))
+    if extend:
+        text = _child_spec(task)
+    else:
+        text = (resource_root() / "specs" / f"{task}.yaml").read_text(encoding="utf-8")
+        text = (text.replace("../prompts/", "builtin:prompts/")
+                    .replace("../templates/", "builtin:templates/")
+                    .replace("output_dir: ../runs", "output_dir: runs"))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
     try:
@@ -318,6 +359,29 @@ def init(task: str, output: Path | None, force: bool) -> None:
         _fail(exc)
     _out.print(f"wrote {target}: edit it, then run `fairspec validate {target}` and "
                f"`fairspec plan {target}`", markup=False)
+
+
+def _child_spec(task: str) -> str:
+    """A spec on top of the builtin paper spec for ``task``: the base's keys apply unless
+    written here."""
+    return f"""\
+# Built on fairspec's paper spec for {task}: every key of builtin:specs/{task}.yaml applies
+# unless written below. Mappings merge key by key, lists (teachers, variants) and scalars
+# replace the base's, and `key: !delete` removes a key the base sets (its default applies).
+# `fairspec diff builtin:specs/{task}.yaml THIS_FILE` lists what this spec changes.
+extends: builtin:specs/{task}.yaml
+name: {task}-mine
+description: my FAIR run on {task}, on top of the paper's setup
+
+# For example, another student on one GPU, and a stricter review:
+# student:
+#   model: Qwen/Qwen2.5-1.5B-Instruct
+#   hardware: {{gpus: 1, strategy: none}}
+# review:
+#   threshold: 4.5
+
+output_dir: runs
+"""
 
 
 def main() -> None:

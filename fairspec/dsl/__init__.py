@@ -1,4 +1,4 @@
-"""The spec language: schema, loader with positions, cross-field rules, variants."""
+"""The spec language: schema, loader with positions, extends chains, cross-field rules, variants."""
 
 from fairspec.dsl.loader import LoadedSpec, VariantSpec, load_spec, load_spec_text, template_ref
 from fairspec.dsl.schema import Spec

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from fairspec.dsl.extends import with_bases
 from fairspec.dsl.introspect import clean_loc, keys_at, type_at
 from fairspec.dsl.rules import check_rules
 from fairspec.dsl.schema import Spec
@@ -301,16 +302,28 @@ def _expand_variants(
 
 
 def load_spec(path: str | Path) -> LoadedSpec:
-    """Read and check a spec file. Raises SpecError listing every problem found."""
+    """Read and check a spec file (and the bases it extends). Raises SpecError listing every
+    problem found."""
     source, problems = read_source_file(Path(path))
-    if problems:
-        raise SpecError(problems)
-    return validate_source(source, Path(path).parent)
+    return _load(source, problems, Path(path).parent)
 
 
 def load_spec_text(text: str, *, file: str = "<spec>", base_dir: Path | None = None) -> LoadedSpec:
     """Check a spec given as text (paths resolve against ``base_dir``, default the cwd)."""
     source, problems = read_source(text, file)
+    return _load(source, problems, base_dir or Path.cwd())
+
+
+def _load(source: SpecSource, problems: list[Problem], base_dir: Path) -> LoadedSpec:
     if problems:
         raise SpecError(problems)
-    return validate_source(source, base_dir or Path.cwd())
+    merged, problems = with_bases(source, base_dir)
+    if merged is None:
+        raise SpecError(problems)
+    try:
+        loaded = validate_source(merged, base_dir)
+    except SpecError as exc:
+        raise SpecError(problems + exc.problems) from None
+    if problems:
+        raise SpecError(problems)
+    return loaded

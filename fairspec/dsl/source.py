@@ -4,6 +4,8 @@ The YAML is composed (not constructed) with ruamel.yaml, so nothing in the file 
 create a Python object: only the core schema's plain tags (map, seq, str, int, float,
 bool, null, and the merge key) are accepted; any other tag, such as ``!!python/object``,
 is a problem reported at its position. Duplicate keys are all reported, not only the first.
+The one fairspec tag is ``!delete`` (``key: !delete``, no value): in a spec that
+``extends`` a base, it removes a key the base sets (see :mod:`fairspec.dsl.extends`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,17 @@ _PLAIN_SCALAR_TAGS = {
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+DELETE_TAG = "!delete"
+
+
+class _Delete:
+    """The value of ``key: !delete``: drop the key a base spec sets (it never reaches a Spec)."""
+
+    def __repr__(self) -> str:
+        return "!delete"
+
+
+DELETE = _Delete()
 
 
 def format_path(path: FieldPath) -> str:
@@ -42,18 +55,41 @@ def format_path(path: FieldPath) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class SpecFile:
+    """One file of a spec: the spec itself (first) or a base it ``extends``, with its hash.
+
+    ``label`` names it in messages (the path as reached from the spec, or
+    ``builtin:specs/<name>.yaml``); ``extended_by`` is the label of the file naming it.
+    """
+
+    label: str
+    sha256: str
+    folder: str                  # relative paths written in this file resolve against it
+    builtin: bool = False
+    extended_by: str | None = None
+
+
 @dataclass
 class SpecSource:
-    """A spec's data with positions: ``values[path]`` and ``keys[path]`` are 1-based (line, col)."""
+    """A spec's data with positions: ``values[path]`` and ``keys[path]`` are 1-based (line, col).
+
+    A spec that extends others merges them: ``files[path]`` names the file that wrote
+    the key or value at ``path`` (absent: ``file``, the spec itself), and ``chain`` lists
+    the spec and its bases, nearest first.
+    """
 
     file: str
     data: Any
     text: str = ""
     values: dict[FieldPath, tuple[int, int]] = field(default_factory=dict)
     keys: dict[FieldPath, tuple[int, int]] = field(default_factory=dict)
+    files: dict[FieldPath, str] = field(default_factory=dict)
+    chain: tuple[SpecFile, ...] = ()
 
-    def position(self, path: FieldPath, *, key: bool = False) -> tuple[int, int]:
-        """The best position for ``path``: its key or value, else its nearest known ancestor."""
+    def locate(self, path: FieldPath, *, key: bool = False) -> tuple[str, int, int]:
+        """The file and best position for ``path``: its key or value, else its nearest
+        written ancestor."""
         probe = tuple(path)
         if not key and probe in self.keys and probe in self.values:
             if self.values[probe][0] != self.keys[probe][0]:
@@ -61,19 +97,30 @@ class SpecSource:
         table = (self.keys, self.values) if key else (self.values, self.keys)
         for positions in table:
             if probe in positions:
-                return positions[probe]
+                return (self.files.get(probe, self.file), *positions[probe])
         while probe:  # a key that is not written: point at the nearest written parent key
             probe = probe[:-1]
             for positions in (self.keys, self.values):
                 if probe in positions:
-                    return positions[probe]
-        return (1, 1)
+                    return (self.files.get(probe, self.file), *positions[probe])
+        return (self.file, 1, 1)
+
+    def position(self, path: FieldPath, *, key: bool = False) -> tuple[int, int]:
+        _, line, col = self.locate(path, key=key)
+        return (line, col)
+
+    def pulled_in(self, file: str) -> str:
+        """For a base file, `` (base spec: a.yaml extends b.yaml)``: who pulled it in."""
+        labels = [link.label for link in self.chain]
+        if file == self.file or file not in labels:
+            return ""
+        return " (base spec: " + " extends ".join(labels[: labels.index(file) + 1]) + ")"
 
     def problem(
         self, path: FieldPath, message: str, hint: str | None = None, *, key: bool = False
     ) -> Problem:
-        line, col = self.position(path, key=key)
-        return Problem(self.file, line, col, format_path(path), message, hint)
+        file, line, col = self.locate(path, key=key)
+        return Problem(file, line, col, format_path(path), message + self.pulled_in(file), hint)
 
 
 def _tag(node: Any) -> str:
@@ -103,6 +150,8 @@ class _Builder:
             if tag != _SEQ_TAG:
                 return self._reject(node, path, tag)
             return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        if tag == DELETE_TAG and node.value == "":
+            return DELETE
         if tag not in _PLAIN_SCALAR_TAGS:
             return self._reject(node, path, tag)
         return self.yaml.constructor.construct_object(node, deep=True)
@@ -110,17 +159,14 @@ class _Builder:
     def _reject(self, node: Any, path: FieldPath, tag: str) -> None:
         line, col = self._mark(node)
         shown = tag.replace("tag:yaml.org,2002:", "!!")
+        if tag == DELETE_TAG:
+            message, hint = "!delete takes no value", f"write '{path[-1] if path else 'key'}: !delete'"
+        else:
+            message = (f"YAML tag {shown!r} is not allowed: a spec is plain YAML "
+                       "(maps, lists, strings, numbers, booleans, null)")
+            hint = "remove the tag (the one fairspec tag is '!delete', for keys a base spec sets)"
         self.problems.append(
-            Problem(
-                self.source.file,
-                line,
-                col,
-                format_path(path),
-                f"YAML tag {shown!r} is not allowed: a spec is plain YAML "
-                "(maps, lists, strings, numbers, booleans, null)",
-                "remove the tag",
-            )
-        )
+            Problem(self.source.file, line, col, format_path(path), message, hint))
         return None
 
     def _mapping(self, node: Any, path: FieldPath) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fairspec import __version__
+from fairspec.dsl.extends import chain_files
 from fairspec.dsl.loader import LoadedSpec, template_ref
 from fairspec.dsl.rules import default_extractor, local_model_config
 from fairspec.dsl.schema import Spec, Teacher
@@ -314,4 +315,5 @@ def compile_plan(loaded: LoadedSpec, env: Environment | None = None) -> Plan:
         environment=env.to_dict(),
         runs=tuple(runs),
         notes=tuple(notes),
+        spec_files=tuple(chain_files(loaded.source.chain)),
     )

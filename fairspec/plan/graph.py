@@ -103,6 +103,9 @@ class Plan:
     environment: Mapping[str, Any]
     runs: tuple[RunPlan, ...]
     notes: tuple[str, ...] = field(default=())
+    #: the spec and the bases it extends, nearest first: {"file", "sha256"}, each file
+    #: relative to the spec's folder (``builtin:`` for a packaged one)
+    spec_files: tuple[Mapping[str, str], ...] = field(default=())
 
     def run(self, name: str) -> RunPlan:
         for run in self.runs:

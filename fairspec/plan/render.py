@@ -158,6 +158,8 @@ def print_plan(console: Console, plan: Plan, specs: dict[str, Spec],
     env = plan.environment
     console.print(f"[bold]Plan[/] for {plan.spec_file}: [bold]{plan.spec_name}[/] "
                   f"(fairspec {plan.fairspec_version})")
+    if len(plan.spec_files) > 1:
+        console.print("Spec: " + " extends ".join(f["file"] for f in plan.spec_files), markup=False)
     console.print(f"Machine: {env['cuda_devices']} CUDA device(s), "
                   f"vllm {'installed' if env['vllm'] else 'not installed'}")
     console.print(f"Output: {plan.output_dir}  (teacher call store: {plan.call_store})")

@@ -17,6 +17,8 @@ teach, review and build outputs.
     datasets.json    the train and test splits' fingerprints and sources
     metrics.json     accuracy before and after (when the run got that far)
     stages.json      each stage's fingerprint and whether it is complete
+    spec_files.json  the spec file the run was started from and the bases it extends,
+                     nearest first, each with its sha256 (spec.yaml is them merged)
 
 No secret can reach it: the spec holds only the *names* of key variables (a literal
 key-like value is a validation error) and the call records hold no request headers.
@@ -205,9 +207,13 @@ def write_record(spec: Spec, run: RunPlan, plan: Plan, base_dir: Path, store: Ca
     data = record_spec(spec, run, base_dir, record_dir)
     header = (f"# The record of run {run.name} (fairspec {plan.fairspec_version}): every default "
               "written out.\n# Rerun it with: fairspec run spec.yaml --replay calls.jsonl\n")
+    if len(plan.spec_files) > 1:
+        header += ("# Merged from: " + " extends ".join(f["file"] for f in plan.spec_files)
+                   + " (spec_files.json has their hashes)\n")
     atomic_write_text(record_dir / "spec.yaml", _yaml_text(data, header))
     store.export_jsonl(record_dir / "calls.jsonl", used_call_keys(run_dir))
     atomic_write_json(record_dir / "environment.json", environment(plan, run))
+    atomic_write_json(record_dir / "spec_files.json", [dict(f) for f in plan.spec_files])
     datasets = {}
     for split, stage in (("train", "exam"), ("test", "evaluate")):
         manifest = read_manifest(run_dir / stage) or {}

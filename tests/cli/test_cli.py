@@ -112,6 +112,7 @@ def test_schema_is_json_schema_of_the_spec():
     assert schema["$schema"].startswith("https://json-schema.org/")
     assert {"task", "student", "teachers", "review", "training"} <= set(schema["properties"])
     assert schema["additionalProperties"] is False
+    assert schema["properties"]["extends"]["type"] == "string"  # editors accept the key
 
 
 @pytest.mark.parametrize("task", ["gsm8k", "svamp", "strategyqa", "logiqa"])
@@ -123,3 +124,22 @@ def test_init_writes_a_valid_starter_spec_anywhere(tmp_path, task):
     assert fairspec("validate", str(written), cwd=tmp_path).returncode == 0
     again = fairspec("init", "--task", task, cwd=tmp_path)
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_init_extends_writes_a_child_of_the_paper_spec(tmp_path):
+    result = fairspec("init", "--task", "gsm8k", "--extends", "-o", "mine.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "mine.yaml").read_text()
+    assert "extends: builtin:specs/gsm8k.yaml" in text and len(text.splitlines()) < 25
+    plan = json.loads(fairspec("plan", "--json", "mine.yaml", cwd=tmp_path).stdout)
+    assert [f["file"] for f in plan["spec_files"]] == ["mine.yaml", "builtin:specs/gsm8k.yaml"]
+    assert plan["output_dir"] == "runs"
+    # what the child changes against the paper's spec: its name, description, output folder
+    diff = fairspec("diff", "--json", "builtin:specs/gsm8k.yaml", "mine.yaml", cwd=tmp_path)
+    assert diff.returncode == 1, diff.stderr
+    assert {d["key"] for d in json.loads(diff.stdout)["differences"]} == \
+        {"name", "description", "output_dir"}
+    # an edit in the child: the paper's variants still compile, on top of the change
+    (tmp_path / "mine.yaml").write_text(text + "training:\n  alpha: 0.25\n")
+    checked = fairspec("validate", "mine.yaml", cwd=tmp_path)
+    assert checked.returncode == 0 and "variant(s)" in checked.stdout, checked.stderr

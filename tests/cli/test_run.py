@@ -3,6 +3,7 @@ the record; a rerun does nothing; the record replays with no key; variants share
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -115,6 +116,20 @@ def test_every_stage_writes_its_manifest_report_and_record(finished):
     assert exported == used and len(used) > 0
     spec_text = (record / "spec.yaml").read_text()
     assert "variants: []" in spec_text and "templates/prompts.rationale.j2" in spec_text
+
+
+def test_the_record_differs_from_its_spec_only_by_what_the_run_resolved(finished):
+    """Templates, data and the model travel as copies or relative paths: `fairspec diff`
+    compares them by what they hold, so only the resolved answer extractor is left."""
+    folder, spec = finished
+    record = folder / "runs" / "quickstart" / "record"
+    assert json.loads((record / "spec_files.json").read_text()) == \
+        [{"file": "spec.yaml", "sha256": hashlib.sha256(spec.read_bytes()).hexdigest()}]
+    result = fairspec("diff", "--json", str(spec), str(record), cwd=folder)
+    assert result.returncode == 1, result.stdout + result.stderr
+    differences = json.loads(result.stdout)["differences"]
+    assert [(d["section"], d["key"], d["a"], d["b"]) for d in differences] == \
+        [("spec", "task.answer.extractor", None, "number")]
 
 
 def test_a_second_run_does_nothing(finished):
