@@ -237,3 +237,13 @@ def test_a_builtin_paper_spec_as_base(tmp_path: Path) -> None:
     plan = compile_plan(loaded, Environment())
     assert plan.spec_files[1]["file"] == "builtin:specs/svamp.yaml"
     assert plan.output_dir == str(tmp_path / "runs")
+
+
+def test_a_base_variant_that_breaks_on_the_child_is_reported_in_the_base(chain: Path) -> None:
+    base = chain.parents[1] / "base" / "base.yaml"
+    write(base, BASE + "  - name: only-gem\n    set: {teachers: [gem], review.enabled: false}\n")
+    assert "only-gem" in load_spec(chain).variants
+    write(chain, CHILD.replace("name: gem, provider: gemini", "name: claude, provider: gemini"))
+    (problem,) = problems_of(chain)
+    assert (Path(problem.file).name, problem.line) == ("base.yaml", 25)
+    assert "gem" in problem.message and "(base spec: " in problem.message
