@@ -61,7 +61,8 @@ class RichStageProgress:
         spend = "" if usage.spent_usd is None else f" ${usage.spent_usd:.4f}"
         if self.budget is not None and self.budget.limit_usd is not None:
             spend += f" (run: ${self.budget.spent_usd:.4f} of ${self.budget.limit_usd:.2f})"
-        detail = (f"paid {usage.made}, reused {usage.cached + usage.replayed}, retries "
+        recorded = f"recorded {usage.recorded}, " if usage.recorded else ""
+        detail = (f"{recorded}paid {usage.made}, reused {usage.cached + usage.replayed}, retries "
                   f"{usage.retries}, {usage.input_tokens + usage.output_tokens:,} tok{spend}")
         self._progress.update(self._tasks[caller.name], completed=usage.calls, detail=detail)
 

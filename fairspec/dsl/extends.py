@@ -32,6 +32,10 @@ _PATH_KEYS: tuple[FieldPath, ...] = (
     ("prompts", "exam"), ("prompts", "rationale"), ("prompts", "feedback"), ("prompts", "review"),
     ("training", "templates", "rationale"), ("training", "templates", "feedback"),
     ("teachers", "*", "replay_file"),
+    ("teachers", "*", "recorded", "rationale", "path"),
+    ("teachers", "*", "recorded", "feedback", "path"),
+    ("teachers", "*", "recorded", "review", "path"),
+    ("student", "exam", "recorded", "path"),
     ("output_dir",),
 )
 #: keys holding a model: a path only where it names a folder next to the writing file

@@ -6,11 +6,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from fairspec.dsl.recorded_rules import recorded_findings
 from fairspec.dsl.schema import Spec
 from fairspec.dsl.source import FieldPath
 from fairspec.providers.registry import kind_options, provider_kind
 from fairspec.resources import BUILTIN_MODELS, builtin_model_alias, is_builtin, resolve_path
-from fairspec.tasks.data import DATA_SUFFIXES
+from fairspec.tasks.data import DATA_SUFFIXES, data_suffix
 from fairspec.tasks.kinds import COMMON_FIELDS, TASK_KINDS, default_extractor, task_kind
 
 #: Template variables fairspec itself provides; a task field may not take these names.
@@ -33,6 +34,7 @@ def check_rules(spec: Spec, base_dir: Path) -> list[Finding]:
     findings: list[Finding] = []
     for check in (_task, _dataset, _student, _teachers, _review):
         findings.extend(check(spec, base_dir))
+    findings.extend(Finding(*found) for found in recorded_findings(spec, base_dir))
     return findings
 
 
@@ -99,11 +101,11 @@ def _dataset(spec: Spec, base_dir: Path) -> list[Finding]:
                     out.append(Finding(
                         where + (split_key,),
                         f"no file for split '{split}' in {local}",
-                        f"expected {split}.jsonl, .json, .csv or .parquet",
+                        f"expected {split}.jsonl, .json, .csv or .parquet (or .jsonl.gz, .json.gz)",
                     ))
-        elif local.suffix not in DATA_SUFFIXES:
+        elif not data_suffix(local):
             out.append(Finding(where + ("path",), f"unsupported data file type '{local.suffix}'",
-                               "use jsonl, json, csv or parquet"))
+                               "use jsonl, json, csv or parquet (jsonl and json may be gzipped)"))
     if spec.evaluation.split not in (ds.test_split, ds.train_split):
         out.append(Finding(("evaluation", "split"),
                            f"split '{spec.evaluation.split}' is neither the train_split "

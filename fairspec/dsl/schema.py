@@ -104,10 +104,34 @@ class VllmOptions(Section):
     max_num_seqs: PositiveInt | None = Field(None, description="sequences scheduled at once")
 
 
+class RecordedRows(Section):
+    """How the rows of recorded files name their question: by its text (``match:
+    question``, whitespace ignored) or by its row position in the split (``match: index``)."""
+
+    match: Literal["question", "index"] = "question"
+    question_column: str = Field("question", description="the files' column holding the question text")
+    index_column: str = Field("id", description="the files' column holding the row position (match: index)")
+
+
+class RecordedExam(RecordedRows):
+    """The student's exam answers, recorded elsewhere (``engine: recorded``)."""
+
+    path: str = Field(description="the file (json, jsonl, csv; may be gzipped), relative to the spec")
+    answer: str = Field("answer", description="the column holding the student's answer text")
+    prediction: str | None = Field(
+        None, description="a column holding its final answer (default: the task's extractor reads it)")
+    only_mistakes: bool = Field(
+        False, description="the file lists only wrong answers: a listed question is a mistake, "
+                           "an unlisted one was answered right")
+
+
 class Exam(Section):
     """The student's exam on the train split (paper Table 8)."""
 
-    engine: Literal["auto", "vllm", "hf"] = "auto"
+    engine: Literal["auto", "vllm", "hf", "recorded"] = Field(
+        "auto", description="recorded: the answers come from student.exam.recorded (the "
+                            "evaluation then runs the student with auto)")
+    recorded: RecordedExam | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.3
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
     top_k: Annotated[int, Field(ge=0)] = 50
@@ -173,6 +197,30 @@ def _kinds_taking(option: str) -> str:
     return "/".join(names) + (" only" if len(names) == 1 else "")
 
 
+class RecordedSource(Section):
+    """Where one role's recorded answers are: a file, a column, an item of a list cell."""
+
+    path: str = Field(description="the file (json, jsonl, csv; may be gzipped), relative to the spec")
+    column: str = Field(description="the column; {teacher} (this teacher's file_name) and, for "
+                                    "review, {author} (the rationale's author) are filled in")
+    item: int | Literal["reviewer_rank"] | None = Field(
+        None, description="when the cell is a list: which item is the answer (reviewer_rank: "
+                          "the reviewer's 1-based position among the rationale's reviewers)")
+
+
+class RecordedTeacherAnswers(RecordedRows):
+    """A ``recorded`` teacher's files: rationale, feedback and review answers by question."""
+
+    rationale: RecordedSource | None = None
+    feedback: RecordedSource | None = None
+    review: RecordedSource | None = None
+    file_name: str | None = Field(None, description="this teacher's name in the files' columns "
+                                                    "(default: its name)")
+    fallback: Literal["openai", "gemini", "hf"] | None = Field(
+        None, description="ask this provider kind (the teacher's model, base_url, api_key_env) "
+                          "what the files lack; null: a missing answer is an error")
+
+
 class Teacher(Section):
     """One teacher LLM of the committee."""
 
@@ -187,6 +235,8 @@ class Teacher(Section):
     replay_file: str | None = Field(
         None, description=f"{_kinds_taking('replay_file')}: exported calls (jsonl)"
     )
+    recorded: RecordedTeacherAnswers | None = Field(
+        None, description=f"{_kinds_taking('recorded')}: the files its answers come from")
     concurrency: PositiveInt = Field(16, description="requests in flight (not in the fingerprint)")
     rpm: PositiveInt | None = Field(None, description="requests per minute limit")
     tpm: PositiveInt | None = Field(None, description="tokens per minute limit")

@@ -30,6 +30,7 @@ from fairspec.plan.hardware import (
     vllm_settings,
 )
 from fairspec.plan.kinds import STAGE_KINDS
+from fairspec.plan.recorded_inputs import exam_recorded, teacher_recorded
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import resolve_path
 from fairspec.tasks.data import DATA_SUFFIXES
@@ -63,25 +64,33 @@ def teacher_generation(spec: Spec, teacher: Teacher) -> dict[str, Any]:
     return settings
 
 
-def _teacher_identity(spec: Spec, teacher: Teacher) -> dict[str, Any]:
+def _teacher_identity(spec: Spec, teacher: Teacher, base_dir: Path) -> dict[str, Any]:
+    """A teacher as its calls' keys see it; a recorded teacher's generation settings also
+    hold its files' provenance, so every recorded call names where it came from."""
+    generation = teacher_generation(spec, teacher)
+    recorded = teacher_recorded(spec, teacher, base_dir)
+    if recorded is not None:
+        generation["recorded"] = recorded[0]
     return {
         "name": teacher.name,
         "provider": teacher.provider,
         "model": teacher.model,
         "base_url": (teacher.base_url or "").rstrip("/") or None,
-        "generation": teacher_generation(spec, teacher),
+        "generation": generation,
     }
 
 
-def _teacher_settings(spec: Spec, teacher: Teacher, env: Environment) -> dict[str, Any]:
+def _teacher_settings(spec: Spec, teacher: Teacher, env: Environment, base_dir: Path) -> dict[str, Any]:
     """What the teach stage needs per teacher; keys are only ever named, never held. A local
-    (hf) teacher runs where the student does: its ``device`` and ``dtype``."""
-    local = {}
+    (hf) teacher runs where the student does: its ``device`` and ``dtype``; a recorded one
+    opens the files of ``recorded``."""
+    recorded = teacher_recorded(spec, teacher, base_dir)
+    local: dict[str, Any] = {"recorded": recorded[1]} if recorded is not None else {}
     if provider_kind(teacher.provider).local:
         hw = spec.student.hardware
         local = {"device": resolve_device(hw, env), "dtype": resolve_dtype(hw, env)}
     return {
-        **_teacher_identity(spec, teacher),
+        **_teacher_identity(spec, teacher, base_dir),
         **local,
         "api_key_env": teacher.api_key_env,
         "vertex": teacher.vertex.model_dump() if teacher.vertex else None,
@@ -142,11 +151,13 @@ def compile_run(
     }
     stages: list[Stage] = []
 
-    def add(name: str, identity: dict, settings: dict, after: list[Stage]) -> Stage:
+    def add(name: str, identity: dict, settings: dict, after: list[Stage],
+            implementation: str | None = None) -> Stage:
         kind = STAGE_KINDS[name]
         stage = Stage(
             name=name,
             kind=kind.name,
+            implementation=implementation,
             fingerprint=fingerprint(name, identity, [s.fingerprint for s in after]),
             settings=settings,
             identity=identity,
@@ -170,23 +181,30 @@ def compile_run(
         "answer": _answer(spec),
         "template": templates["prompts.exam"],
     }
+    recorded_exam = exam_recorded(spec, base_dir)
+    if recorded_exam is not None:  # the answers come from a file: what that file is
+        exam_identity["recorded"] = recorded_exam[0]
     exam = add(
         "exam", exam_identity,
         {**exam_identity, "engine_reason": engine_why, "device": device,
          "batch_size": exam_cfg.batch_size,
-         "vllm": vllm_settings(spec, env) if engine == "vllm" else None},
+         "vllm": vllm_settings(spec, env) if engine == "vllm" else None,
+         **({"recorded": recorded_exam[1]} if recorded_exam is not None else {})},
         [],
+        implementation="recorded" if recorded_exam is not None else None,
     )
+    if engine == "recorded":  # the evaluation runs the student itself
+        engine, _ = resolve_engine(spec, env, recorded=False)
     teachers = sorted(spec.teachers, key=lambda t: t.name)
     teach_identity = {
-        "teachers": [_teacher_identity(spec, t) for t in teachers],
+        "teachers": [_teacher_identity(spec, t, base_dir) for t in teachers],
         "fields": fields,
         "answer": _answer(spec),
         "templates": {r: templates[f"prompts.{r}"] for r in ("rationale", "feedback")},
     }
     teach = add(
         "teach", teach_identity,
-        {**teach_identity, "teachers": [_teacher_settings(spec, t, env) for t in spec.teachers]},
+        {**teach_identity, "teachers": [_teacher_settings(spec, t, env, base_dir) for t in spec.teachers]},
         [exam],
     )
     review_cfg = spec.review
@@ -197,7 +215,7 @@ def compile_run(
             # scoring enters only when it is not the paper's (text): text runs keep their
             # fingerprints; with logprobs the reviewers' calls also ask for the distribution
             policy=review_cfg.model_dump(exclude={"enabled", "scoring", "scoring_fallback"}),
-            reviewers=[_reviewer(_teacher_identity(spec, t), review_cfg) for t in teachers],
+            reviewers=[_reviewer(_teacher_identity(spec, t, base_dir), review_cfg) for t in teachers],
             template=templates["prompts.review"],
             fields=fields,
         )
@@ -205,7 +223,7 @@ def compile_run(
             review_identity["scoring"] = scoring
     review_settings = dict(review_identity)
     if review_cfg.enabled:  # the committee that reviews: the teachers, in the spec's order
-        review_settings["teachers"] = [_reviewer(_teacher_settings(spec, t, env), review_cfg)
+        review_settings["teachers"] = [_reviewer(_teacher_settings(spec, t, env, base_dir), review_cfg)
                                        for t in spec.teachers]
         review_settings["scoring"] = scoring
     review = add("review", review_identity, review_settings, [teach])

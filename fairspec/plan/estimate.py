@@ -56,7 +56,8 @@ from fairspec.providers.registry import provider_kind
 from fairspec.resources import resolve_path
 from fairspec.review import ReviewPolicy
 from fairspec.store import COMPLETED, CallIdentity, default_store_path
-from fairspec.tasks.data import DATA_SUFFIXES
+from fairspec.store.recorded_answers import RecordedTable
+from fairspec.tasks.data import DATA_SUFFIXES, data_suffix, read_text
 from fairspec.tasks.kinds import task_kind
 from fairspec.templates import render
 
@@ -185,19 +186,16 @@ def _local_split_file(spec: Spec, base_dir: Path, split: str) -> Path | None:
 
 def _read_rows(file: Path, limit: int | None = 200) -> list[dict[str, Any]]:
     """Rows of a local jsonl/json file (others: none; the estimate then uses typical lengths)."""
+    suffix = data_suffix(file).removesuffix(".gz")
     try:
-        if file.suffix == ".jsonl":
-            rows = []
-            with file.open(encoding="utf-8") as handle:
-                for line in handle:
-                    if line.strip():
-                        rows.append(json.loads(line))
+        if suffix == ".jsonl":
+            rows = [json.loads(line) for line in read_text(file).splitlines() if line.strip()]
             return rows[:limit] if limit else rows
-        if file.suffix == ".json":
-            data = json.loads(file.read_text(encoding="utf-8"))
+        if suffix == ".json":
+            data = json.loads(read_text(file))
             rows = data if isinstance(data, list) else []
             return rows[:limit] if limit else rows
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):
         return []
     return []
 
@@ -248,8 +246,11 @@ def estimate_run(
         source = "given"
     else:
         measured = measured_mistakes(run)
+        listed = recorded_mistakes(run, base_dir)
         if measured is not None:
             mistakes, source = measured, "measured (the exam of this run has finished)"
+        elif listed is not None:
+            mistakes, source = listed, "the recorded exam's wrong answers"
         elif train_rows is not None:
             mistakes = round(train_rows * mistake_rate)
             source = f"estimated: {train_rows} train rows x mistake rate {mistake_rate}"
@@ -325,6 +326,21 @@ def estimate_run(
     return CallEstimate(run=run.name, mistakes=mistakes, mistakes_source=source,
                         train_rows=train_rows, per_mistake=per, teachers=estimates,
                         per_mistake_min=per_min, output_lengths=output_lengths)
+
+
+def recorded_mistakes(run: RunPlan, base_dir: Path) -> int | None:
+    """A recorded exam that lists only wrong answers: how many it lists (None otherwise)."""
+    recorded = run.stage("exam").settings.get("recorded")
+    if not recorded or not recorded["only_mistakes"]:
+        return None
+    try:
+        table = RecordedTable(resolve_path(recorded["path"], base_dir), match=recorded["match"],
+                              question_column=recorded["question_column"],
+                              index_column=recorded["index_column"])
+    except FairspecError:
+        return None
+    limit = run.stage("exam").settings.get("limit")
+    return len(table.rows) if limit is None else min(limit, len(table.rows))
 
 
 def measured_mistakes(run: RunPlan) -> int | None:

@@ -61,6 +61,9 @@ class Stage:
     after: tuple[str, ...]
     inputs: tuple[Input, ...]
     outputs: tuple[Output, ...]
+    #: which registered implementation of ``kind`` runs it (None: the kind's own;
+    #: ``recorded``: its outputs come from recorded files)
+    implementation: str | None = None
 
     @property
     def short(self) -> str:

@@ -27,10 +27,16 @@ def resolve_dtype(hardware: Hardware, env: Environment) -> str:
     return "bf16" if resolve_device(hardware, env) == "cuda" else "fp32"
 
 
-def resolve_engine(spec: Spec, env: Environment) -> tuple[str, str]:
-    """(engine, why) for the exam: auto picks vllm when it imports and a GPU is present."""
+def resolve_engine(spec: Spec, env: Environment, *, recorded: bool = True) -> tuple[str, str]:
+    """(engine, why) for the exam: auto picks vllm when it imports and a GPU is present.
+    A recorded exam reads its answers from a file (``recorded=False``: the engine that
+    generates instead, as auto picks it, for the evaluation)."""
     requested = spec.student.exam.engine
     device = resolve_device(spec.student.hardware, env)
+    if requested == "recorded" and recorded:
+        return "recorded", "requested: the answers come from student.exam.recorded"
+    if requested == "recorded":
+        requested = "auto"
     if requested == "hf":
         return "hf", "requested"
     if requested == "vllm":

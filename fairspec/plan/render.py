@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -111,6 +112,11 @@ def _money(value: float | None) -> str:
 
 def _stage_summary(spec: Spec, run: RunPlan, name: str) -> str:
     s = run.stage(name).settings
+    if name == "exam" and s.get("recorded"):
+        recorded = s["recorded"]
+        only = ", only the wrong ones" if recorded["only_mistakes"] else ""
+        return (f"answers recorded in {Path(recorded['path']).name} (column "
+                f"{recorded['answer']}{only}), by {recorded['match']}")
     if name == "exam":
         sampling = s["sampling"]
         decode = (f"T={sampling['temperature']} top_p={sampling['top_p']} top_k={sampling['top_k']}"

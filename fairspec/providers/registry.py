@@ -130,6 +130,13 @@ _KINDS = (
         options=("replay_file",),
         required=(("replay_file", "runs/<name>/record/calls.jsonl"),),
     ),
+    ProviderKind(
+        "recorded", None,
+        "answers recorded outside fairspec (rationales, feedback, review scores), looked up "
+        "by question in the files of recorded: (a live model for the rest with fallback:)",
+        options=("recorded", "base_url", "api_key_env"), logprobs=False,
+        required=(("recorded", "{rationale: {path: FILE, column: COLUMN}, feedback: {...}}"),),
+    ),
 )
 
 #: Every provider kind by name, in the order the spec documents them.

@@ -3,10 +3,10 @@
 A side is a spec file (its bases merged, every default written out; ``variant`` picks
 one of its variants) or a run record (``runs/<run>/record/``, the run folder above it,
 or the record's ``spec.yaml``). Values that name files are compared by what they hold:
-a template by its text, a local dataset by its split files, a replay file by its bytes,
-a model folder and the output folder by where they are. So a record (which carries copies of the templates and
-data) equals the spec it was made from except for what the run resolved: the exam
-engine and dtype, the answer extractor.
+a template by its text, a local dataset by its split files, a replay file and recorded
+answers by their bytes, a model folder and the output folder by where they are. So a
+record (which carries copies of the templates and data) equals the spec it was made
+from except for what the run resolved: the exam engine and dtype, the answer extractor.
 
 Where either side is a record, ``output_dir`` (a record reruns into its own folder)
 and ``variants``/``sweep`` (a record is one run) are not compared, and a spec facing a
@@ -166,11 +166,17 @@ def settings(side: Side, *, runs: bool = True) -> dict[str, Any]:
     if dataset.get("path"):
         dataset["path"] = _dataset(dataset["path"], base, (dataset["train_split"], dataset["test_split"]))
     data["student"]["model"] = _model(data["student"]["model"], base)
+    recorded = [data["student"]["exam"].get("recorded")]
     for teacher in data["teachers"]:
         if provider_kind(teacher["provider"]).model_is_path:
             teacher["model"] = _model(teacher["model"], base)
         if teacher.get("replay_file"):
             teacher["replay_file"] = _file(teacher["replay_file"], base)
+        answers = teacher.get("recorded") or {}
+        recorded += [answers.get(role) for role in ("rationale", "feedback", "review")]
+    for source in recorded:
+        if source and source.get("path"):
+            source["path"] = _file(source["path"], base)
     return _flatten(data, "")
 
 

@@ -110,7 +110,8 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
                     count_done_calls(budget, store, stage, folder)
                     outcome = StageOutcome(run.name, stage.name, "copied")
                 else:
-                    result = stage_runner(stage.kind)(StageContext(stage, run, services))
+                    runner = stage_runner(stage.kind, stage.implementation)
+                    result = runner(StageContext(stage, run, services))
                     outcome = StageOutcome(run.name, stage.name, "ran", result)
                 done_at.setdefault(stage.fingerprint, folder)
                 report.outcomes.append(outcome)
@@ -188,4 +189,4 @@ def run_stage(run: RunPlan, name: str, *, base_dir: Path, cache_dir: Path | None
                         cache_dir=Path(cache_dir) if cache_dir else Path(run.run_dir).parent / "cache",
                         store=store, budget=budget, replay=replay, progress=progress)
     stage = run.stage(name)
-    return stage_runner(stage.kind)(StageContext(stage, run, services))
+    return stage_runner(stage.kind, stage.implementation)(StageContext(stage, run, services))

@@ -5,6 +5,7 @@
                      copies below, other local paths relative to this folder; no variants
     templates/       the exact template sources the run rendered
     data/            a local dataset's split files (hub and builtin data are referenced)
+    recorded/        the files recorded answers came from (a recorded exam or teacher)
     calls.jsonl      every teacher call the run used (``fairspec run record/spec.yaml
                      --replay record/calls.jsonl`` answers from it: no API key needed)
     rerun/<run>/exam/ the student's exam answers, as the finished exam stage of the rerun:
@@ -105,6 +106,25 @@ def _copy_data(spec: Spec, base_dir: Path, record_dir: Path) -> str | None:
     return "data"
 
 
+def _copy_recorded(data: dict[str, Any], base_dir: Path, record_dir: Path) -> None:
+    """Copy the files of recorded answers into ``record/recorded/`` and point the spec there."""
+    sources = [data["student"]["exam"].get("recorded")]
+    sources += [teacher["recorded"].get(role) for teacher in data["teachers"] if teacher.get("recorded")
+                for role in ("rationale", "feedback", "review")]
+    copied: dict[Path, str] = {}
+    target = record_dir / "recorded"
+    for source in sources:
+        if not source or not source.get("path"):
+            continue
+        path = resolve_path(source["path"], base_dir).resolve()
+        if path not in copied:
+            name = path.name if path.name not in copied.values() else f"{len(copied)}-{path.name}"
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target / name)
+            copied[path] = name
+        source["path"] = f"recorded/{copied[path]}"
+
+
 def _setting(run: RunPlan, stage: str, keys: tuple[str, ...]) -> Any:
     value: Any = run.stage(stage).settings
     for key in keys:
@@ -127,6 +147,7 @@ def record_spec(spec: Spec, run: RunPlan, base_dir: Path, record_dir: Path) -> d
         if provider_kind(teacher["provider"]).model_is_path:
             teacher["model"] = _relative(teacher["model"], base_dir, record_dir)
         teacher["replay_file"] = _relative(teacher["replay_file"], base_dir, record_dir)
+    _copy_recorded(data, base_dir, record_dir)
     if data["task"]["answer"].get("extractor") is None:
         data["task"]["answer"]["extractor"] = _setting(run, "exam", ("answer", "extractor"))
     templates = record_dir / "templates"

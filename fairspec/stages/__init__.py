@@ -25,13 +25,23 @@ STAGES: dict[str, str] = {
     "evaluate": "fairspec.stages.evaluate",
     "report": "fairspec.stages.report",
 }
+#: (stage kind, implementation) -> the module of another implementation of that kind: the
+#: same declared inputs and outputs, made another way
+IMPLEMENTATIONS: dict[tuple[str, str], str] = {
+    ("exam", "recorded"): "fairspec.stages.exam_recorded",
+}
 
 
-def stage_runner(kind: str) -> Callable[[StageContext], dict[str, Any]]:
-    """The ``run`` function of a registered stage kind."""
+def stage_runner(kind: str, implementation: str | None = None
+                 ) -> Callable[[StageContext], dict[str, Any]]:
+    """The ``run`` function of a registered stage kind (or of one of its implementations)."""
     if kind not in STAGES:
         raise KeyError(f"no stage kind {kind!r}; registered: {', '.join(STAGES)}")
+    if implementation is not None:
+        if (kind, implementation) not in IMPLEMENTATIONS:
+            raise KeyError(f"no implementation {implementation!r} of stage kind {kind!r}")
+        return importlib.import_module(IMPLEMENTATIONS[(kind, implementation)]).run
     return importlib.import_module(STAGES[kind]).run
 
 
-__all__ = ["STAGES", "Services", "StageContext", "stage_runner"]
+__all__ = ["IMPLEMENTATIONS", "STAGES", "Services", "StageContext", "stage_runner"]

@@ -25,8 +25,10 @@ from fairspec.review import ReviewPolicy, parse_score
 from fairspec.review.logprobs import ScoreReading
 from fairspec.stages.context import StageContext
 from fairspec.store import CallRecord
+from fairspec.store.recorded_answers import About
 from fairspec.teachers.committee import close_committee, make_committee
 from fairspec.teachers.pool import run_per_teacher, stop_for_budget
+from fairspec.teachers.recorded_calls import about, check_recorded
 
 
 def policy_from(settings: dict[str, Any]) -> ReviewPolicy:
@@ -87,6 +89,15 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
         def prompt_of(rationale: dict[str, Any]) -> str:
             return review_prompt(template, mistakes[rationale["index"]], rationale["text"])
 
+        def review_about(rationale: dict[str, Any], author: str, rank: int) -> About:
+            return about(mistakes[rationale["index"]], "review", author=author, rank=rank)
+
+        wanted: dict[str, list[About]] = defaultdict(list)
+        for r in usable:
+            reviewers = [n for n in order if not (exclude_self and n == r["teacher"])]
+            for rank, reviewer in enumerate(reviewers, start=1):
+                wanted[reviewer].append(review_about(r, r["teacher"], rank))
+
         async def review_one(author: str, rationale: dict[str, Any]) -> None:
             prompt = prompt_of(rationale)
             reviewers = [n for n in order if not (exclude_self and n == author)]
@@ -94,7 +105,8 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
             for i, reviewer in enumerate(reviewers):
                 if policy.decision(scores, len(reviewers) - i) is not None:
                     break
-                record = await callers[reviewer].ask(user_messages(prompt))
+                record = await callers[reviewer].ask(user_messages(prompt),
+                                                     about=review_about(rationale, author, i + 1))
                 score, scored_by, distribution = read_review(record, policy, scoring)
                 scores.append(score)
                 row = {"index": rationale["index"], "author": author, "reviewer": reviewer,
@@ -123,6 +135,7 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
                {name: sum(n for a, n in per_author.items() if not (exclude_self and a == name))
                 for name in order})
         try:
+            check_recorded(callers, dict(wanted))
             fatal = await run_per_teacher(jobs, review_one, concurrency)
         finally:
             await close_committee(callers)

@@ -12,6 +12,7 @@ from fairspec.prompting import TEACH_ROLES, teach_prompts, user_messages
 from fairspec.stages.context import StageContext
 from fairspec.teachers.committee import close_committee, make_committee
 from fairspec.teachers.pool import run_per_teacher, stop_for_budget
+from fairspec.teachers.recorded_calls import about, check_recorded
 
 OUTPUTS = {"rationale": "rationales.jsonl", "feedback": "feedback.jsonl"}
 
@@ -32,7 +33,7 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
 
     async def handle(teacher: str, job: tuple[dict[str, Any], str, str]) -> None:
         mistake, role, prompt = job
-        record = await callers[teacher].ask(user_messages(prompt))
+        record = await callers[teacher].ask(user_messages(prompt), about=about(mistake, role))
         results[(mistake["index"], teacher, role)] = {
             "index": mistake["index"], "teacher": teacher, "role": role, "text": record.text,
             "status": record.status, "finish_reason": record.finish_reason, "key": record.key,
@@ -48,6 +49,8 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
         callers[teacher["name"]].count_stored(user_messages(prompt) for _, _, prompt in items)
     attach(services.progress, "teach", callers, {name: len(items) for name, items in jobs.items()})
     try:
+        check_recorded(callers, {name: [about(m, role) for m, role, _ in items]
+                                 for name, items in jobs.items()})
         fatal = await run_per_teacher(jobs, handle, {t["name"]: t["concurrency"] for t in teachers})
     finally:
         await close_committee(callers)

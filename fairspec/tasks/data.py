@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gzip
 import json
 import logging
 import math
@@ -49,7 +50,21 @@ from fairspec.tasks.kinds import COMMON_FIELDS
 logger = logging.getLogger(__name__)
 
 #: The local data file types, in the order a split's file is looked for in a folder.
-DATA_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".csv", ".parquet")
+DATA_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".csv", ".parquet", ".jsonl.gz", ".json.gz")
+
+
+def data_suffix(path: Path) -> str:
+    """A data file's type: ``.jsonl``, ``.json``, ``.csv``, ``.parquet``, or the gzipped
+    ``.jsonl.gz`` / ``.json.gz`` (``""`` for anything else)."""
+    name = path.name.lower()
+    return next((s for s in sorted(DATA_SUFFIXES, key=len, reverse=True) if name.endswith(s)), "")
+
+
+def read_text(path: Path, encoding: str = "utf-8-sig") -> str:
+    """A text data file's content, gunzipped when it ends in ``.gz``."""
+    if path.name.lower().endswith(".gz"):
+        return gzip.decompress(path.read_bytes()).decode(encoding)
+    return path.read_text(encoding=encoding)
 _SOURCE_KEYS = ("hf", "config", "revision", "path")
 #: At most this many bad-row problems are spelled out in a DataError's message.
 MAX_LISTED_PROBLEMS = 20
@@ -233,15 +248,15 @@ def split_file(path: Path, split: str) -> Path:
 
 def _read_local(path: Path, split: str, limit: int | None) -> _RawSplit:
     file = split_file(path, split)
-    suffix = file.suffix.lower()
-    if suffix not in DATA_SUFFIXES:
+    suffix = data_suffix(file)
+    if not suffix:
         raise DataError(f"unsupported data file type '{file.suffix}' ({file}); "
-                        "use jsonl, json, csv or parquet")
+                        "use jsonl, json, csv or parquet (jsonl and json may be gzipped)")
     fingerprint = sha256_file(file)
     source = f"{file} ({suffix[1:]}, split '{split}')"
     try:
-        if suffix in (".jsonl", ".json"):
-            records = _read_json_records(file, suffix)
+        if suffix.startswith((".jsonl", ".json")):
+            records = _read_json_records(file, suffix.removesuffix(".gz"))
             columns = _columns_of(records)
             total = len(records)
             kept = records if limit is None else records[:limit]
@@ -255,7 +270,10 @@ def _read_local(path: Path, split: str, limit: int | None) -> _RawSplit:
 
 
 def _read_json_records(file: Path, suffix: str) -> list[_Record]:
-    text = file.read_text(encoding="utf-8-sig")
+    try:
+        text = read_text(file)
+    except (EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{file}: not a readable gzip file ({exc})") from exc
     if suffix == ".json":
         try:
             data = json.loads(text)

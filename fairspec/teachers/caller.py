@@ -1,5 +1,6 @@
 """A teacher as the stages see it: every request answered from the call store, a replay
-file, or the provider, and stored the moment it completes.
+file, recorded answers (looked up by what the call is about), or the provider, and stored
+the moment it completes.
 
 Nothing else in the stages talks to a provider, so no path can pay twice for one call.
 """
@@ -15,6 +16,7 @@ from typing import Any
 from fairspec.providers import ChatProvider, ChatRequest, RetryableExhausted
 from fairspec.providers.registry import find_kind
 from fairspec.store import AnyProviderReplay, CallIdentity, CallRecord, CallStore
+from fairspec.store.recorded_answers import About, RecordedMissing, RecordedTeacher, missing_message
 from fairspec.store.replay import Replay
 from fairspec.teachers.budget import Budget, call_usd
 
@@ -29,6 +31,7 @@ class TeacherUsage:
     made: int = 0           # sent to the provider now (paid)
     cached: int = 0         # answered by the call store (paid before, not again)
     replayed: int = 0       # answered by a replay file
+    recorded: int = 0       # answered by recorded files (free)
     errors: int = 0         # retries exhausted: stored as an error, retried next run
     retries: int = 0        # extra attempts the paid calls needed
     input_tokens: int = 0
@@ -66,7 +69,8 @@ class TeacherCaller:
     def __init__(self, *, name: str, provider_kind: str, base_url: str | None, model: str,
                  settings: Mapping[str, Any], store: CallStore, provider: ChatProvider | None = None,
                  replay: Replay | None = None, any_provider_replay: AnyProviderReplay | None = None,
-                 price: Mapping[str, float] | None = None, budget: Budget | None = None) -> None:
+                 price: Mapping[str, float] | None = None, budget: Budget | None = None,
+                 recorded: RecordedTeacher | None = None, fallback: str | None = None) -> None:
         self.name = name
         self.provider_kind = provider_kind
         self.base_url = base_url
@@ -78,16 +82,38 @@ class TeacherCaller:
         self.any_provider_replay = any_provider_replay
         self.price = price
         self.budget = budget
-        kind = find_kind(provider_kind)
-        known = price is not None or (kind is not None and kind.local)  # a local model is free
+        #: a recorded teacher's answers, and the provider kind that answers what they lack
+        #: (``provider``, asked under that kind's own call identity)
+        self.recorded = recorded
+        self.fallback = fallback
+        kind = find_kind(fallback or provider_kind)
+        # a local model and recorded answers are free
+        known = price is not None or (kind is not None and kind.local) or \
+            (recorded is not None and fallback is None)
         self.usage = TeacherUsage(usd=0.0 if known else None, spent_usd=0.0 if known else None)
         self.on_answer: Callable[[TeacherCaller], None] | None = None
         self._in_flight: dict[str, asyncio.Future[CallRecord]] = {}
 
     def identity(self, messages: Sequence[Mapping[str, Any]], sample_index: int = 0) -> CallIdentity:
-        """The identity of this teacher's call for ``messages`` (ValueError for bad parts)."""
+        """The identity of this teacher's call for ``messages`` (ValueError for bad parts).
+
+        A recorded teacher's settings hold the files' provenance (name, sha256, column), so
+        its calls are stored and exported with where their answers came from."""
         return CallIdentity(self.provider_kind, self.base_url, self.model, messages,
                             self.settings, sample_index)
+
+    def live_identity(self, messages: Sequence[Mapping[str, Any]], sample_index: int = 0) -> CallIdentity:
+        """The call as its fallback provider kind asks it (a recorded teacher's live calls)."""
+        settings = {k: v for k, v in self.settings.items() if k != "recorded"}
+        return CallIdentity(self.fallback or self.provider_kind, self.base_url, self.model,
+                            messages, settings, sample_index)
+
+    def missing(self, abouts: Iterable[About]) -> list[About]:
+        """The calls among ``abouts`` nothing can answer: recorded answers lack them and no
+        fallback is set (stages check this before they start, to fail with a list)."""
+        if self.recorded is None or self.fallback is not None:
+            return []
+        return self.recorded.missing(abouts)
 
     def _record(self, identity: CallIdentity, **result: Any) -> CallRecord:
         return CallRecord.create(identity, teacher=self.name, **result)
@@ -103,9 +129,18 @@ class TeacherCaller:
         for key, record in self.store.get_many(self.identity(m).key for m in requests).items():
             self.budget.count_reused(key, self._cost(record))
 
-    async def ask(self, messages: Sequence[Mapping[str, Any]], sample_index: int = 0) -> CallRecord:
-        """The answer to ``messages``: stored, in flight (shared), replayed, or asked now."""
+    async def ask(self, messages: Sequence[Mapping[str, Any]], sample_index: int = 0,
+                  about: About | None = None) -> CallRecord:
+        """The answer to ``messages``: stored, in flight (shared), replayed, recorded (by
+        ``about``), or asked now."""
         identity = self.identity(messages, sample_index)
+        if self.recorded is not None and self.replay is None and about is not None \
+                and self.store.get(identity.key) is None and self.recorded.answer(about) is None:
+            if self.fallback is None:
+                raise RecordedMissing(missing_message(self.name, [about], 1))
+            identity = self.live_identity(messages, sample_index)  # asked live, as that kind
+        elif self.recorded is not None and about is None and self.replay is None:
+            raise ValueError(f"teacher {self.name} answers from recorded files: ask() needs about=")
         key = identity.key
         stored = self.store.get(key)
         if stored is not None:
@@ -122,7 +157,10 @@ class TeacherCaller:
         future: asyncio.Future[CallRecord] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            record = await self._answer(identity, messages)
+            if self.recorded is not None and self.replay is None and identity.provider == self.provider_kind:
+                record = self._answer_recorded(identity, about)
+            else:
+                record = await self._answer(identity, messages)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: the waiters, if any, re-raise it
@@ -134,6 +172,14 @@ class TeacherCaller:
             del self._in_flight[key]
             if self.on_answer is not None:
                 self.on_answer(self)
+
+    def _answer_recorded(self, identity: CallIdentity, about: About | None) -> CallRecord:
+        assert self.recorded is not None and about is not None
+        text = self.recorded.answer(about)
+        record = self.store.put(self._record(identity, status="ok", text=text,
+                                             finish_reason="recorded", latency_s=0.0, attempts=0))
+        self.usage.add(record, "recorded", None)
+        return record
 
     async def _answer(self, identity: CallIdentity,
                       messages: Sequence[Mapping[str, Any]]) -> CallRecord:
@@ -149,7 +195,8 @@ class TeacherCaller:
             return record
         if self.provider is None:
             raise RuntimeError(f"teacher {self.name} has neither a provider nor a replay file")
-        request = ChatRequest(messages=[dict(m) for m in messages], settings=self.settings)
+        settings = {k: v for k, v in self.settings.items() if k != "recorded"}
+        request = ChatRequest(messages=[dict(m) for m in messages], settings=settings)
         reply_tokens = request.settings.max_tokens
         worst = call_usd(self.price, request.estimated_tokens() - reply_tokens, reply_tokens)
         if self.budget is not None:

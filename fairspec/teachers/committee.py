@@ -10,6 +10,7 @@ from fairspec.providers import ChatProvider, provider_class
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import resolve_path
 from fairspec.store import AnyProviderReplay, CallStore, load_replay
+from fairspec.store.recorded_answers import ROLES, RecordedColumn, RecordedTable, RecordedTeacher
 from fairspec.store.replay import Replay
 from fairspec.teachers.budget import Budget
 from fairspec.teachers.caller import TeacherCaller
@@ -28,22 +29,46 @@ def make_provider(teacher: Mapping[str, Any], base_dir: Path) -> ChatProvider:
     return provider_class(kind.name)(name=teacher["name"], model=teacher["model"], **options)
 
 
+def recorded_teacher(teacher: Mapping[str, Any], base_dir: Path) -> RecordedTeacher:
+    """A recorded teacher's answers: its plan settings' ``recorded`` block, files opened."""
+    block = teacher["recorded"]
+    tables: dict[str, RecordedTable] = {}
+    columns = {}
+    for role in ROLES:
+        source = block.get(role)
+        if source is None:
+            continue
+        path = resolve_path(source["path"], base_dir)
+        if str(path) not in tables:
+            tables[str(path)] = RecordedTable(path, match=block["match"],
+                                              question_column=block["question_column"],
+                                              index_column=block["index_column"])
+        columns[role] = RecordedColumn(tables[str(path)], source["column"], source.get("item"))
+    return RecordedTeacher(teacher["name"], columns, block.get("names"))
+
+
 def make_committee(teachers: list[Mapping[str, Any]], store: CallStore, base_dir: Path, *,
                    replay: Replay | None = None,
                    budget: Budget | None = None) -> dict[str, TeacherCaller]:
     """name -> caller; with ``replay`` set no provider is built and no key is read."""
     callers = {}
     for teacher in teachers:
-        provider, own_replay = None, None
-        if provider_kind(teacher["provider"]).takes("replay_file"):  # answers from that file
+        provider, own_replay, recorded, fallback = None, None, None, None
+        kind = provider_kind(teacher["provider"])
+        if kind.takes("replay_file"):  # answers from that file
             own_replay = AnyProviderReplay(load_replay(resolve_path(teacher["replay_file"], base_dir)))
+        elif kind.takes("recorded"):  # answers from its files, and a live model for the rest
+            recorded = recorded_teacher(teacher, base_dir)
+            fallback = teacher["recorded"].get("fallback")
+            if fallback is not None and replay is None:
+                provider = make_provider({**teacher, "provider": fallback}, base_dir)
         elif replay is None:
             provider = make_provider(teacher, base_dir)
         callers[teacher["name"]] = TeacherCaller(
             name=teacher["name"], provider_kind=teacher["provider"], base_url=teacher["base_url"],
             model=teacher["model"], settings=teacher["generation"], store=store, provider=provider,
             replay=replay, any_provider_replay=own_replay, price=teacher.get("price"),
-            budget=budget,
+            budget=budget, recorded=recorded, fallback=fallback,
         )
     return callers
 

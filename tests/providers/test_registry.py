@@ -41,13 +41,16 @@ def test_importing_the_registry_imports_no_sdk_and_no_provider_module() -> None:
 
 
 def test_the_kinds_and_their_options() -> None:
-    assert provider_names() == ("openai", "gemini", "hf", "replay")
-    assert kind_options() == ("base_url", "api_key_env", "vertex", "replay_file")
-    assert kinds_taking("base_url") == ("openai", "gemini") and kinds_taking("vertex") == ("gemini",)
+    assert provider_names() == ("openai", "gemini", "hf", "replay", "recorded")
+    assert kind_options() == ("base_url", "api_key_env", "vertex", "replay_file", "recorded")
+    # a recorded teacher takes base_url and api_key_env for its fallback's live calls
+    assert kinds_taking("base_url") == ("openai", "gemini", "recorded")
+    assert kinds_taking("vertex") == ("gemini",)
     assert kinds_taking("rpm") == ("openai", "gemini")
     assert [k.name for k in KINDS.values() if k.priced] == ["openai", "gemini"]
     assert [k.name for k in KINDS.values() if k.local] == ["hf"]
-    assert [k.name for k in KINDS.values() if not k.live] == ["replay"]
+    assert [k.name for k in KINDS.values() if not k.live] == ["replay", "recorded"]
+    assert not provider_kind("recorded").logprobs
     assert provider_kind("openai").key_env == "OPENAI_API_KEY"
     assert provider_kind("gemini").key_env == "GEMINI_API_KEY"
     assert provider_kind("hf").spec_options == () and provider_kind("hf").key_rule is None
