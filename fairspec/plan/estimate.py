@@ -340,7 +340,11 @@ def recorded_mistakes(run: RunPlan, base_dir: Path) -> int | None:
     except FairspecError:
         return None
     limit = run.stage("exam").settings.get("limit")
-    return len(table.rows) if limit is None else min(limit, len(table.rows))
+    if limit is None:
+        return len(table.rows)
+    if recorded["match"] == "index":  # the rows the exam reads are the first ``limit``
+        return sum(1 for position in table.rows if position < limit)
+    return min(limit, len(table.rows))
 
 
 def measured_mistakes(run: RunPlan) -> int | None:

@@ -166,13 +166,22 @@ def _review(doc: Document, run: RunSummary, folder: Path) -> None:
     if not review:
         return
     doc.add(Heading("Peer review: accepted rationales per teacher (paper Table 4)"))
+    # the paper's Table 4 counts the one rationale drawn for each training sample
+    per_teacher = (run.build or {}).get("per_teacher") or {}
+    drawn = {teacher: kinds.get("rationale", 0) for teacher, kinds in per_teacher.items()}
     rows = []
     for teacher, written in review["rationales_per_teacher"].items():
         accepted = review["accepted_per_teacher"].get(teacher, 0)
-        rows.append([teacher, written, accepted, _pct(accepted / written) if written else None])
+        rows.append([teacher, written, accepted, _pct(accepted / written) if written else None]
+                    + ([drawn.get(teacher, 0)] if run.build else []))
     rows.append(["total", review["rationales"], review["accepted"],
-                 _pct(review["accepted"] / review["rationales"]) if review["rationales"] else None])
-    doc.add(Table(["teacher", "rationales", "accepted", "accepted share"], rows))
+                 _pct(review["accepted"] / review["rationales"]) if review["rationales"] else None]
+                + ([sum(drawn.values())] if run.build else []))
+    doc.add(Table(["teacher", "rationales", "accepted", "accepted share"]
+                  + (["drawn for training"] if run.build else []), rows,
+                  "drawn for training: the accepted rationale each training sample uses "
+                  f"(selection {run.build.get('selection')}), what paper Table 4 counts"
+                  if run.build else ""))
     if not review["enabled"]:
         doc.add(Text("Peer review was off: every usable rationale was kept."))
         return
