@@ -134,13 +134,8 @@ class TeacherCaller:
         """The answer to ``messages``: stored, in flight (shared), replayed, recorded (by
         ``about``), or asked now."""
         identity = self.identity(messages, sample_index)
-        if self.recorded is not None and self.replay is None and about is not None \
-                and self.store.get(identity.key) is None and self.recorded.answer(about) is None:
-            if self.fallback is None:
-                raise RecordedMissing(missing_message(self.name, [about], 1))
-            identity = self.live_identity(messages, sample_index)  # asked live, as that kind
-        elif self.recorded is not None and about is None and self.replay is None:
-            raise ValueError(f"teacher {self.name} answers from recorded files: ask() needs about=")
+        if self.recorded is not None and self.replay is None:
+            identity = self._route(identity, messages, sample_index, about)
         key = identity.key
         stored = self.store.get(key)
         if stored is not None:
@@ -157,7 +152,8 @@ class TeacherCaller:
         future: asyncio.Future[CallRecord] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            if self.recorded is not None and self.replay is None and identity.provider == self.provider_kind:
+            if self.recorded is not None and self.replay is None \
+                    and identity.provider == self.provider_kind:
                 record = self._answer_recorded(identity, about)
             else:
                 record = await self._answer(identity, messages)
@@ -172,6 +168,19 @@ class TeacherCaller:
             del self._in_flight[key]
             if self.on_answer is not None:
                 self.on_answer(self)
+
+    def _route(self, identity: CallIdentity, messages: Sequence[Mapping[str, Any]],
+               sample_index: int, about: About | None) -> CallIdentity:
+        """A recorded teacher's call: recorded where it is stored or its files answer it,
+        else its fallback's live call (under that kind's identity), else an error."""
+        assert self.recorded is not None
+        if about is None:
+            raise ValueError(f"teacher {self.name} answers from recorded files: ask() needs about=")
+        if self.store.get(identity.key) is not None or self.recorded.answer(about) is not None:
+            return identity
+        if self.fallback is None:
+            raise RecordedMissing(missing_message(self.name, [about], 1))
+        return self.live_identity(messages, sample_index)
 
     def _answer_recorded(self, identity: CallIdentity, about: About | None) -> CallRecord:
         assert self.recorded is not None and about is not None
