@@ -85,8 +85,8 @@ def pipeline(tmp_path_factory):
     sys.addaudithook(recorder)  # a hook cannot be removed: it records only while current is set
     real_runner = executor.stage_runner
 
-    def recording_runner(kind):
-        run_stage = real_runner(kind)
+    def recording_runner(kind, implementation=None):
+        run_stage = real_runner(kind, implementation)
 
         def run(ctx):
             recorder.current = (ctx.run.name, ctx.stage.name)
