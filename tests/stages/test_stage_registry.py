@@ -6,8 +6,10 @@ import inspect
 import subprocess
 import sys
 
+import pytest
+
 from fairspec.plan.kinds import STAGE_KINDS
-from fairspec.stages import STAGES, stage_runner
+from fairspec.stages import IMPLEMENTATIONS, STAGES, stage_runner
 
 
 def test_every_planned_kind_has_an_implementation_taking_one_context():
@@ -15,6 +17,17 @@ def test_every_planned_kind_has_an_implementation_taking_one_context():
     for kind in STAGES:
         run = stage_runner(kind)
         assert list(inspect.signature(run).parameters) == ["ctx"], kind
+
+
+def test_every_other_implementation_is_of_a_planned_kind_and_takes_one_context():
+    assert ("exam", "recorded") in IMPLEMENTATIONS
+    for kind, implementation in IMPLEMENTATIONS:
+        assert kind in STAGE_KINDS
+        run = stage_runner(kind, implementation)
+        assert run is not stage_runner(kind)
+        assert list(inspect.signature(run).parameters) == ["ctx"], (kind, implementation)
+    with pytest.raises(KeyError, match="no implementation 'cached' of stage kind 'exam'"):
+        stage_runner("exam", "cached")
 
 
 def test_an_unknown_kind_is_named():
