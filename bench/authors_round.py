@@ -21,9 +21,22 @@ def read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+#: the spec's runs in its order: the main run, then its variants
+ORDER = ("", "no-review", "only-gpt", "only-gemini", "only-mixtral", "alpha-0", "alpha-1")
+
+
 def runs(root: Path) -> list[Path]:
-    found = sorted(p.parent for p in root.glob("svamp-authors*/run.json"))
-    return sorted(found, key=lambda p: (p.name != "svamp-authors", p.name))
+    found = [p.parent for p in root.glob("svamp-authors*/run.json")]
+
+    def rank(folder: Path) -> tuple[int, str]:
+        variant = read(folder / "run.json").get("variant") or ""
+        return (ORDER.index(variant) if variant in ORDER else len(ORDER), folder.name)
+    return sorted(found, key=rank)
+
+
+def changes(folder: Path) -> str:
+    overrides = read(folder / "run.json").get("overrides") or {}
+    return ", ".join(f"{k}: {v}" for k, v in overrides.items()) or "the spec (peer review on)"
 
 
 def accuracy(metrics: dict, which: str) -> str:
@@ -57,14 +70,15 @@ def main(root: Path) -> None:
           f"examples ({build.get('rationale_examples', '-')} rationale + "
           f"{build.get('feedback_examples', '-')} feedback).\n")
     print("## Accuracy on SVAMP's 300 test questions, before and after tuning\n")
-    print("| run | training examples | base | tuned | train steps | train loss |")
-    print("|---|---|---|---|---|---|")
+    print("| run | changes | training examples | base | tuned | train steps | train loss |")
+    print("|---|---|---|---|---|---|---|")
     for folder in folders:
         metrics = read(folder / "evaluate" / "metrics.json")
         train = read(folder / "train" / "stats.json")
         built = read(folder / "build" / "stats.json")
         loss = train.get("train_loss")
-        print(f"| {folder.name} | {built.get('examples', '-')} | {accuracy(metrics, 'base')} | "
+        print(f"| {folder.name} | {changes(folder)} | {built.get('examples', '-')} | "
+              f"{accuracy(metrics, 'base')} | "
               f"{accuracy(metrics, 'tuned')} | {train.get('steps', '-')} | "
               f"{'-' if loss is None else f'{loss:.3f}'} |")
     print("\n## Wall time per stage (seconds; a stage shared with an earlier run was copied)\n")
