@@ -21,7 +21,7 @@ from typing import Any
 
 from fairspec.dsl.source import DELETE, FieldPath, SpecFile, SpecSource, format_path, read_source
 from fairspec.errors import Problem
-from fairspec.hashing import sha256_text
+from fairspec.hashing import sha256_file, sha256_text
 from fairspec.resources import BUILTIN_PREFIX, is_builtin, resource_root
 
 EXTENDS = "extends"
@@ -45,7 +45,9 @@ _MODEL_KEYS: tuple[FieldPath, ...] = (("student", "model"), ("teachers", "*", "m
 def with_bases(source: SpecSource, folder: Path) -> tuple[SpecSource | None, list[Problem]]:
     """``source`` merged over the chain of bases it extends (a copy when it extends none),
     and the problems found; None when the chain cannot be read."""
-    root = SpecFile(label=source.file, sha256=sha256_text(source.text), folder=str(folder))
+    on_disk = Path(source.file).is_file()  # the hash of the file's bytes, as sha256sum prints it
+    root = SpecFile(label=source.file, folder=str(folder),
+                    sha256=sha256_file(Path(source.file)) if on_disk else sha256_text(source.text))
     files: list[tuple[SpecFile, SpecSource]] = [(root, source)]
     seen = {str(Path(source.file).resolve()) if Path(source.file).is_file() else source.file}
     while isinstance(files[-1][1].data, dict) and EXTENDS in files[-1][1].data:
@@ -113,7 +115,7 @@ def _read_base(files: list[tuple[SpecFile, SpecSource]],
         problems = [Problem(label, 1, 1, "", "a base spec must be a mapping of keys")]
     if problems:
         return [_in_base(p, [*labels, label]) for p in problems]
-    return SpecFile(label=label, sha256=sha256_text(text), folder=str(path.parent),
+    return SpecFile(label=label, sha256=sha256_file(path), folder=str(path.parent),
                     builtin=builtin, extended_by=link.label), base
 
 
