@@ -69,12 +69,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
 
 def _prediction(value: Any, scoring: Scoring, row: Row) -> Any:
-    """A recorded final answer, read the way the task reads one (None: none given)."""
+    """A recorded final answer, read the way the task reads one (None: none given, or none
+    the task's extractor can read: an invalid answer, as a sampled one would be)."""
     if value is None or str(value).strip() == "":
         return None
     options = row.fields.get("options") if scoring.extractor == "choice" else None
-    found = extract_answer(scoring.extractor, str(value), options=options, pattern=scoring.pattern)
-    return found if found is not None else str(value)
+    return extract_answer(scoring.extractor, str(value), options=options, pattern=scoring.pattern)
 
 
 def _record(row: Row, text: str | None, predicted: Any, *, correct: bool) -> dict[str, Any]:
