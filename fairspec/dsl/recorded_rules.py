@@ -21,6 +21,12 @@ def _found(path: FieldPath, message: str, hint: str | None = None) -> tuple[Fiel
     return (path, message, hint)
 
 
+def file_names(spec: Spec) -> dict[str, str]:
+    """teacher -> the name its recorded files use for it (``{teacher}``, ``{author}``)."""
+    return {t.name: (t.recorded.file_name if t.recorded and t.recorded.file_name else t.name)
+            for t in spec.teachers}
+
+
 def recorded_findings(spec: Spec, base_dir: Path) -> list[tuple[FieldPath, str, str | None]]:
     """(path, message, hint) for each broken rule of recorded answers."""
     out: list[tuple[FieldPath, str, str | None]] = []
@@ -60,8 +66,7 @@ def recorded_findings(spec: Spec, base_dir: Path) -> list[tuple[FieldPath, str, 
             if found is not None and column is not None and column not in found.columns:
                 out.append(_found(where + ("recorded", key), f"no column '{column}' in "
                                    f"{found.path.name}", "its columns: " + ", ".join(found.columns)))
-    names = {t.name: (t.recorded.file_name if t.recorded and t.recorded.file_name else t.name)
-             for t in spec.teachers}
+    names = file_names(spec)
     reviews = spec.review.enabled
     for i, teacher in enumerate(spec.teachers):
         answers = teacher.recorded

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fairspec.dsl.recorded_rules import file_names
 from fairspec.dsl.schema import RecordedRows, Spec, Teacher
 from fairspec.hashing import sha256_file
 from fairspec.resources import resolve_path
@@ -22,12 +23,6 @@ def _file(ref: str, base_dir: Path) -> dict[str, str]:
 
 def _rows(rows: RecordedRows) -> dict[str, str]:
     return {key: getattr(rows, key) for key in _ROWS}
-
-
-def file_names(spec: Spec) -> dict[str, str]:
-    """teacher -> the name its recorded files use for it (``{teacher}``, ``{author}``)."""
-    return {t.name: (t.recorded.file_name if t.recorded and t.recorded.file_name else t.name)
-            for t in spec.teachers}
 
 
 def teacher_recorded(spec: Spec, teacher: Teacher, base_dir: Path) -> tuple[dict, dict] | None:

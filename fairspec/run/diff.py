@@ -27,6 +27,7 @@ from fairspec.errors import FairspecError
 from fairspec.hashing import sha256_file, sha256_text
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import is_builtin, resolve_path
+from fairspec.store.recorded_answers import ROLES
 from fairspec.tasks.data import split_file
 from fairspec.templates import TEMPLATE_ROLES
 
@@ -173,7 +174,7 @@ def settings(side: Side, *, runs: bool = True) -> dict[str, Any]:
         if teacher.get("replay_file"):
             teacher["replay_file"] = _file(teacher["replay_file"], base)
         answers = teacher.get("recorded") or {}
-        recorded += [answers.get(role) for role in ("rationale", "feedback", "review")]
+        recorded += [answers.get(role) for role in ROLES]
     for source in recorded:
         if source and source.get("path"):
             source["path"] = _file(source["path"], base)

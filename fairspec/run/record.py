@@ -58,6 +58,7 @@ from fairspec.plan.graph import Plan, RunPlan
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import is_builtin, resolve_path
 from fairspec.store import CallStore
+from fairspec.store.recorded_answers import ROLES
 from fairspec.tasks.data import DATA_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def _copy_recorded(data: dict[str, Any], base_dir: Path, record_dir: Path) -> No
     """Copy the files of recorded answers into ``record/recorded/`` and point the spec there."""
     sources = [data["student"]["exam"].get("recorded")]
     sources += [teacher["recorded"].get(role) for teacher in data["teachers"] if teacher.get("recorded")
-                for role in ("rationale", "feedback", "review")]
+                for role in ROLES]
     copied: dict[Path, str] = {}
     target = record_dir / "recorded"
     for source in sources:
