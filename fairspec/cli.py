@@ -102,6 +102,7 @@ def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
     from fairspec.plan.estimate import estimate_run, unique_calls_per_mistake
     from fairspec.plan.hardware import Rendezvous
     from fairspec.plan.render import plan_json, print_plan
+    from fairspec.plan.round_estimate import estimate_rounds
 
     try:
         rendezvous = Rendezvous.from_env(0, master_addr, master_port)
@@ -123,18 +124,21 @@ def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
         for run in full.runs
     }
     fresh = unique_calls_per_mistake(specs, full)
+    rounds = {run.name: estimate_rounds(specs[run.name], run, estimates[run.name])
+              for run in full.runs}
     if as_json:
         click.echo(json.dumps(plan_json(full, estimates, fresh, loaded.spec.budget.max_usd,
-                                        rendezvous), indent=2, ensure_ascii=False))
+                                        rendezvous, rounds), indent=2, ensure_ascii=False))
     else:
-        print_plan(_out, full, specs, estimates, fresh, rendezvous)
+        print_plan(_out, full, specs, estimates, fresh, rendezvous, rounds)
 
 
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--variant", "variants", multiple=True,
               help="Run only this variant (repeatable); 'main' is the spec itself. Default: all runs.")
-@click.option("--until", type=click.Choice(STAGES), default=None, help="Stop after this stage.")
+@click.option("--until", type=click.Choice(STAGES), default=None,
+              help="Stop after this stage (with rounds: in every round whose inputs are complete).")
 @click.option("--from", "start", type=click.Choice(STAGES), default=None, help="Start at this stage.")
 @click.option("--only", type=click.Choice(STAGES), default=None, help="Run just this stage.")
 @click.option("--replay", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -182,6 +186,11 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
         specs = {run.name: loaded.spec_for(run.variant) for run in plan_.runs}
 
         def show(outcome) -> None:
+            if outcome.status == "waiting":
+                _out.print(f"{outcome.run} {outcome.stage}: not run, it reads "
+                           f"{', '.join(outcome.result['needs'])}, which the stages chosen "
+                           "did not complete", markup=False)
+                return
             verb = {"ran": "done", "skipped": "already done", "copied": "shared, copied",
                     "joined": "trained with node 0"}[outcome.status]
             _out.print(f"{outcome.run} {outcome.stage}: {verb}", markup=False)

@@ -32,7 +32,7 @@ class Finding:
 def check_rules(spec: Spec, base_dir: Path) -> list[Finding]:
     """Every cross-field rule of the spec language; an empty list means the spec is sound."""
     findings: list[Finding] = []
-    for check in (_task, _dataset, _student, _teachers, _review):
+    for check in (_task, _dataset, _student, _teachers, _review, _rounds):
         findings.extend(check(spec, base_dir))
     findings.extend(Finding(*found) for found in recorded_findings(spec, base_dir))
     return findings
@@ -332,4 +332,28 @@ def _logprob_scoring(spec: Spec) -> list[Finding]:
                                    "log-probabilities, and review.scoring_fallback is none: "
                                    f"none of {teacher.name}'s reviews would have a score",
                                    "set review.scoring_fallback: text, or use another reviewer"))
+    return out
+
+
+def _rounds(spec: Spec, base_dir: Path) -> list[Finding]:
+    """Rounds: options that only matter past round 1, and what cannot answer round k >= 2."""
+    rounds, out = spec.rounds, []
+    if rounds.count == 1:
+        for key in sorted(rounds.model_fields_set - {"count"}):
+            if getattr(rounds, key) == type(rounds).model_fields[key].default:
+                continue  # a default written out (a record writes every key) changes nothing
+            out.append(Finding(("rounds", key), f"rounds.{key} has no effect with one round",
+                               "set rounds.count: 2 or more, or remove it"))
+        return out
+    if rounds.data == "own" and rounds.start_from == "base":
+        out.append(Finding(("rounds", "data"),
+                           "with data: own and start_from: base, round k would tune the base "
+                           "student on round k's mistakes alone and lose what earlier rounds "
+                           "taught", "use data: accumulate, or start_from: previous"))
+    for i, teacher in enumerate(spec.teachers):
+        if teacher.provider == "recorded":
+            out.append(Finding(("teachers", i, "provider"),
+                               f"teacher {teacher.name} is recorded: its feedback is about the "
+                               "recorded student's answers, not the wrong answers of round 2's "
+                               "tuned student", "use a live teacher, or rounds.count: 1"))
     return out

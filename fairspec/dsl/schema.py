@@ -339,6 +339,29 @@ class BudgetSection(Section):
     max_usd: Annotated[float, Field(gt=0)] | None = None
 
 
+class Rounds(Section):
+    """FAIR in rounds: round k >= 2 retakes the exam with round k-1's tuned student and
+    the committee teaches its remaining mistakes (the paper's Limitations (3))."""
+
+    count: PositiveInt = Field(1, description="rounds; 1 is the paper's single round")
+    exam: Literal["all", "mistakes"] = Field(
+        "all", description="what round k >= 2's exam covers: the whole train split (all) or "
+        "only the questions round k-1's exam got wrong (mistakes)"
+    )
+    data: Literal["accumulate", "own"] = Field(
+        "accumulate", description="round k trains on every example built so far (accumulate) "
+        "or on its own round's examples only (own)"
+    )
+    start_from: Literal["base", "previous"] = Field(
+        "base", description="the weights round k's training starts from: the base student "
+        "(base) or round k-1's tuned student (previous)"
+    )
+    fresh_rationales: bool = Field(
+        False, description="a question asked again gets a new, paid rationale (a new sample "
+        "index); false: the call store answers it for free (P_rt depends only on the question)"
+    )
+
+
 class Variant(Section):
     """An ablation: the spec with some keys changed (dotted paths)."""
 
@@ -363,6 +386,7 @@ class Spec(Section):
     training: Training = Training()
     evaluation: Evaluation = Evaluation()
     budget: BudgetSection = BudgetSection()
+    rounds: Rounds = Rounds()
     variants: list[Variant] = []
     sweep: dict[str, list[Scalar]] = {}
     output_dir: str = Field("runs", description="run folders and the call store, relative to the spec")

@@ -29,7 +29,7 @@ from fairspec.plan.hardware import (
     resolve_engine,
     vllm_settings,
 )
-from fairspec.plan.kinds import STAGE_KINDS
+from fairspec.plan.kinds import ROUND_READS, STAGE_KINDS, stage_name
 from fairspec.plan.recorded_inputs import exam_recorded, teacher_recorded
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import resolve_path
@@ -152,17 +152,24 @@ def compile_run(
     stages: list[Stage] = []
 
     def add(name: str, identity: dict, settings: dict, after: list[Stage],
-            implementation: str | None = None) -> Stage:
+            implementation: str | None = None, *, round_no: int = 1,
+            previous: dict[str, Stage] | None = None,
+            reads_previous: tuple[tuple[str, str], ...] = ()) -> Stage:
+        """A stage instance of kind ``name`` in round ``round_no``: it reads its kind's
+        inputs from the same round's stages and ``reads_previous`` from ``previous``."""
         kind = STAGE_KINDS[name]
+        own = {s.kind: s.name for s in stages if s.settings.get("round", 1) == round_no}
+        inputs = [Input(own[producer], artifact) for producer, artifact in kind.reads]
+        inputs += [Input(previous[producer].name, artifact) for producer, artifact in reads_previous]
         stage = Stage(
-            name=name,
+            name=stage_name(name, round_no),
             kind=kind.name,
             implementation=implementation,
             fingerprint=fingerprint(name, identity, [s.fingerprint for s in after]),
-            settings=settings,
+            settings={**settings, **({"round": round_no} if round_no > 1 else {})},
             identity=identity,
             after=tuple(s.name for s in after),
-            inputs=tuple(Input(producer, artifact) for producer, artifact in kind.reads),
+            inputs=tuple(inputs),
             outputs=kind.writes,
         )
         stages.append(stage)
@@ -181,20 +188,17 @@ def compile_run(
         "answer": _answer(spec),
         "template": templates["prompts.exam"],
     }
+    exam_settings = {"engine_reason": engine_why, "device": device,
+                     "batch_size": exam_cfg.batch_size,
+                     "vllm": vllm_settings(spec, env) if engine == "vllm" else None}
     recorded_exam = exam_recorded(spec, base_dir)
+    first_exam_identity = dict(exam_identity)
     if recorded_exam is not None:  # the answers come from a file: what that file is
-        exam_identity["recorded"] = recorded_exam[0]
-    exam = add(
-        "exam", exam_identity,
-        {**exam_identity, "engine_reason": engine_why, "device": device,
-         "batch_size": exam_cfg.batch_size,
-         "vllm": vllm_settings(spec, env) if engine == "vllm" else None,
-         **({"recorded": recorded_exam[1]} if recorded_exam is not None else {})},
-        [],
-        implementation="recorded" if recorded_exam is not None else None,
-    )
-    if engine == "recorded":  # the evaluation runs the student itself
+        first_exam_identity["recorded"] = recorded_exam[0]
+    if engine == "recorded":  # later rounds' exams and the evaluation run the student itself
         engine, _ = resolve_engine(spec, env, recorded=False)
+        exam_identity["engine"] = engine
+        exam_settings["vllm"] = vllm_settings(spec, env) if engine == "vllm" else None
     teachers = sorted(spec.teachers, key=lambda t: t.name)
     teach_identity = {
         "teachers": [_teacher_identity(spec, t, base_dir) for t in teachers],
@@ -202,11 +206,8 @@ def compile_run(
         "answer": _answer(spec),
         "templates": {r: templates[f"prompts.{r}"] for r in ("rationale", "feedback")},
     }
-    teach = add(
-        "teach", teach_identity,
-        {**teach_identity, "teachers": [_teacher_settings(spec, t, env, base_dir) for t in spec.teachers]},
-        [exam],
-    )
+    teach_settings = {**teach_identity,
+                      "teachers": [_teacher_settings(spec, t, env, base_dir) for t in spec.teachers]}
     review_cfg = spec.review
     review_identity: dict[str, Any] = {"enabled": review_cfg.enabled}
     scoring = {"method": review_cfg.scoring, "fallback": review_cfg.scoring_fallback}
@@ -226,7 +227,6 @@ def compile_run(
         review_settings["teachers"] = [_reviewer(_teacher_settings(spec, t, env, base_dir), review_cfg)
                                        for t in spec.teachers]
         review_settings["scoring"] = scoring
-    review = add("review", review_identity, review_settings, [teach])
     training = spec.training
     build_identity = {
         "selection": training.selection,
@@ -234,7 +234,6 @@ def compile_run(
         "fields": fields,
         "templates": {r: templates[f"training.templates.{r}"] for r in ("rationale", "feedback")},
     }
-    build = add("build", build_identity, dict(build_identity), [review])
     layout = TrainingLayout.of(spec, env)
     train_identity = {
         "model": spec.student.model,
@@ -243,12 +242,8 @@ def compile_run(
         "world_size": layout.world_size,
         **training.model_dump(exclude={"templates", "selection"}),
     }
-    train = add(
-        "train", train_identity,
-        {**train_identity, "device": device, "strategy": hw.strategy, "gpus": hw.gpus,
-         "layout": layout.to_dict(), "accelerate_config": accelerate_config(spec, env)},
-        [build],
-    )
+    train_settings = {"device": device, "strategy": hw.strategy, "gpus": hw.gpus,
+                      "layout": layout.to_dict(), "accelerate_config": accelerate_config(spec, env)}
     evaluation = spec.evaluation
     eval_sampling = dict(sampling, do_sample=evaluation.decoding == "sample")
     base_identity = {
@@ -265,15 +260,55 @@ def compile_run(
         "template": templates["training.templates.rationale"],
     }
     evaluate_identity = {**base_identity, "base": evaluation.base}
-    evaluate = add(
-        "evaluate", evaluate_identity,
-        {**evaluate_identity, "device": device, "batch_size": exam_cfg.batch_size,
-         "vllm": vllm_settings(spec, env) if engine == "vllm" else None,
-         # the untuned student's accuracy is the same for every variant: cached under this key
-         "base_fingerprint": fingerprint("evaluate-base", base_identity)},
-        [train],
-    )
-    add("report", {"run": "report"}, {}, [exam, teach, review, build, train, evaluate])
+    evaluate_settings = {
+        **evaluate_identity, "device": device, "batch_size": exam_cfg.batch_size,
+        "vllm": vllm_settings(spec, env) if engine == "vllm" else None,
+        # the untuned student's accuracy is the same for every variant: cached under this key
+        "base_fingerprint": fingerprint("evaluate-base", base_identity)}
+
+    rounds = spec.rounds
+    previous: dict[str, Stage] = {}  # kind -> round k-1's stage
+    for k in range(1, rounds.count + 1):
+        if k == 1:
+            exam = add("exam", first_exam_identity,
+                       {**first_exam_identity, **exam_settings,
+                        **({"recorded": recorded_exam[1]} if recorded_exam is not None else {})},
+                       [], implementation="recorded" if recorded_exam is not None else None)
+        else:  # round k-1's student retakes the exam (all of it, or what it got wrong)
+            reads = ROUND_READS["student"] + (ROUND_READS["mistakes"] if rounds.exam == "mistakes"
+                                              else ())
+            identity = {**exam_identity, "covers": rounds.exam}
+            exam = add("exam", identity, {**identity, **exam_settings}, [
+                previous["train"], *([previous["exam"]] if rounds.exam == "mistakes" else [])],
+                round_no=k, previous=previous, reads_previous=reads)
+        identity = dict(teach_identity)
+        if rounds.fresh_rationales and k > 1:  # a new, paid rationale for a question asked before
+            identity["rationale_sample"] = k - 1
+        teach = add("teach", identity, {**teach_settings, **identity, "teachers":
+                                        teach_settings["teachers"]}, [exam], round_no=k)
+        review = add("review", review_identity, review_settings, [teach], round_no=k)
+        accumulate = k > 1 and rounds.data == "accumulate"
+        identity = {**build_identity, **({"accumulate": True} if accumulate else {})}
+        build = add("build", identity, dict(identity),
+                    [review, *([previous["build"]] if accumulate else [])], round_no=k,
+                    previous=previous, reads_previous=ROUND_READS["examples"] if accumulate else ())
+        from_previous = k > 1 and rounds.start_from == "previous"
+        identity = {**train_identity, **({"start_from": "previous"} if from_previous else {})}
+        train = add("train", identity, {**identity, **train_settings},
+                    [build, *([previous["train"]] if from_previous else [])], round_no=k,
+                    previous=previous, reads_previous=ROUND_READS["student"] if from_previous else ())
+        evaluate = add("evaluate", evaluate_identity, evaluate_settings, [train], round_no=k)
+        previous = {"exam": exam, "teach": teach, "review": review, "build": build,
+                    "train": train, "evaluate": evaluate}
+    report_inputs = tuple(Input(s.name, artifact) for s in stages
+                          for producer, artifact in STAGE_KINDS["report"].reads
+                          if s.kind == producer)
+    report = Stage(name="report", kind="report", fingerprint=fingerprint(
+        "report", {"run": "report"}, [s.fingerprint for s in stages]),
+        settings={"rounds": rounds.count}, identity={"run": "report"},
+        after=tuple(s.name for s in stages), inputs=report_inputs,
+        outputs=STAGE_KINDS["report"].writes)
+    stages.append(report)
     check_graph(run_name, stages)
     return RunPlan(
         name=run_name, variant=variant, origin=origin, overrides=dict(overrides or {}),

@@ -702,8 +702,13 @@ def unique_calls_per_mistake(specs: dict[str, Spec], plan: Plan) -> dict[str, Ne
     surely: set[str] = set()  # made by an earlier run whatever the scores
     maybe: set[str] = set()  # possibly made by an earlier run
     fresh: dict[str, NewCalls] = {}
+    ran: set[str] = set()  # stage fingerprints of earlier runs: a shared stage is copied
     for run in plan.runs:
         classes = call_classes(specs[run.name], run)
+        copied = {role for stage, roles in (("teach", ("rationale", "feedback")), ("review", ("review",)))
+                  if run.stage(stage).fingerprint in ran for role in roles}
+        classes = {k: c for k, c in classes.items() if c.role not in copied}
+        ran.update(s.fingerprint for s in run.stages)
         low = {k: c for k, c in classes.items() if c.always and k not in maybe}
         high = {k: c for k, c in classes.items() if c.maybe and k not in surely}
         gap = [k for k in high if k not in low]

@@ -46,3 +46,24 @@ STAGE_KINDS: dict[str, StageKind] = {kind.name: kind for kind in (
                                ("evaluate", "metrics.json")),
               writes=_out("report.md", "report.html", "*.png?")),
 )}
+
+#: What a stage of round k >= 2 reads from round k-1 besides its kind's own inputs: the
+#: student round k-1 tuned (its model, or where its training started when it trained
+#: nothing), the questions round k-1's exam got wrong, the examples built so far.
+ROUND_READS: dict[str, tuple[tuple[str, str], ...]] = {
+    "student": (("train", "model/"), ("train", "train_args.json")),
+    "mistakes": (("exam", "mistakes.jsonl"),),
+    "examples": (("build", "dataset/"),),
+}
+
+
+def stage_name(kind: str, round_no: int = 1) -> str:
+    """The stage's name and folder in its run: round 1's are the kinds' names (``exam``),
+    a later round's sit in the round's folder (``round-2/exam``)."""
+    return kind if round_no == 1 else f"round-{round_no}/{kind}"
+
+
+def round_of(name: str) -> int:
+    """The round a stage name belongs to (``round-2/exam`` -> 2, ``exam`` -> 1)."""
+    head, _, rest = name.partition("/")
+    return int(head.removeprefix("round-")) if rest and head.startswith("round-") else 1

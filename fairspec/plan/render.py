@@ -12,6 +12,7 @@ from fairspec.dsl.schema import Spec
 from fairspec.plan.estimate import CallEstimate, NewCalls
 from fairspec.plan.graph import Plan, RunPlan
 from fairspec.plan.hardware import LOCAL, Rendezvous, TrainingLayout, format_command
+from fairspec.plan.round_estimate import RoundEstimate
 
 JSON_SCHEMA_VERSION = 1
 
@@ -55,14 +56,17 @@ def exam_layout(run: RunPlan) -> dict[str, Any] | None:
 
 
 def plan_json(plan: Plan, estimates: dict[str, CallEstimate], fresh: dict[str, NewCalls],
-              budget: float | None, rendezvous: Rendezvous = LOCAL) -> dict[str, Any]:
+              budget: float | None, rendezvous: Rendezvous = LOCAL,
+              rounds: dict[str, list[RoundEstimate]] | None = None) -> dict[str, Any]:
     """The machine-readable plan; ``schema_version`` changes only with incompatible changes.
 
     Per run, ``new_calls_per_mistake`` is the lower bound of the requests per mistake no
     earlier run answers and ``new_calls_per_mistake_max`` the upper bound (they differ by
     the reviews early exit may skip; ``new_calls`` has both by role and why). ``totals``
-    count the upper bound (``calls``, ``usd``) and the lower (``calls_min``, ``usd_min``).
+    count the upper bound (``calls``, ``usd``) and the lower (``calls_min``, ``usd_min``),
+    later rounds included; ``rounds`` of a run estimates rounds 2..count.
     """
+    rounds = rounds or {}
     data = plan.to_dict()
     for run, run_plan in zip(data["runs"], plan.runs, strict=True):
         new = fresh[run["name"]]
@@ -72,12 +76,16 @@ def plan_json(plan: Plan, estimates: dict[str, CallEstimate], fresh: dict[str, N
         run["new_calls"] = {**new.to_dict(), "why": new.why()}
         run["training_nodes"] = training_nodes(plan, run_plan, rendezvous)
         run["exam_layout"] = exam_layout(run_plan)
+        run["rounds"] = [r.to_dict() for r in rounds.get(run["name"], [])]
     main = estimates[plan.runs[0].name]
+    later = [r for run_rounds in rounds.values() for r in run_rounds]
     data["totals"] = {
-        "calls": _total_calls(plan, estimates, fresh, upper=True),
-        "calls_min": _total_calls(plan, estimates, fresh, upper=False),
-        "usd": _total_usd(plan, estimates, fresh, upper=True),
-        "usd_min": _total_usd(plan, estimates, fresh, upper=False),
+        "calls": _total_calls(plan, estimates, fresh, upper=True) + sum(r.calls_max for r in later),
+        "calls_min": _total_calls(plan, estimates, fresh, upper=False)
+        + sum(r.calls_min for r in later),
+        "usd": _plus(_total_usd(plan, estimates, fresh, upper=True), [r.usd_max for r in later]),
+        "usd_min": _plus(_total_usd(plan, estimates, fresh, upper=False),
+                         [r.usd_min for r in later]),
         "main_run_calls": main.calls,
         "main_run_usd": main.usd,
         "budget_max_usd": budget,
@@ -106,12 +114,45 @@ def _total_usd(plan: Plan, estimates: dict[str, CallEstimate], fresh: dict[str, 
     return total
 
 
+def _plus(total: float | None, more: list[float | None]) -> float | None:
+    """A sum of dollars that is unknown when any part is."""
+    if total is None or any(m is None for m in more):
+        return None
+    return total + sum(m for m in more if m is not None)
+
+
 def _money(value: float | None) -> str:
     return "unknown (no price)" if value is None else f"${value:,.2f}"
 
 
-def _stage_summary(spec: Spec, run: RunPlan, name: str) -> str:
-    s = run.stage(name).settings
+def _stage_summary(spec: Spec, run: RunPlan, stage_name: str) -> str:
+    stage = run.stage(stage_name)
+    if stage.settings.get("round", 1) > 1:
+        return _round_summary(stage, _stage_summary_of(spec, run, stage))
+    return _stage_summary_of(spec, run, stage)
+
+
+def _round_summary(stage: Any, text: str) -> str:
+    """A later round's stage: what it takes from the round before, then what it does."""
+    s, before = stage.settings, f"round {stage.settings['round'] - 1}"
+    if stage.kind == "exam":
+        covers = "its mistakes" if any(i.artifact == "mistakes.jsonl" for i in stage.inputs) \
+            else "the whole train split"
+        return f"{before}'s tuned student on {covers}; " + text.split(" on ", 1)[-1]
+    if stage.kind == "teach":
+        again = ("a new rationale for every question (fresh_rationales)" if s.get("rationale_sample")
+                 else "rationales of questions asked before come from the store")
+        return f"{text}; {again}"
+    if stage.kind == "build" and s.get("accumulate"):
+        return f"{text}; with every earlier round's examples"
+    if stage.kind == "train":
+        start = f"from {before}'s student" if s.get("start_from") == "previous" else "from the base student"
+        return f"{text}; {start}"
+    return text
+
+
+def _stage_summary_of(spec: Spec, run: RunPlan, stage: Any) -> str:
+    s, name = stage.settings, stage.kind
     if name == "exam" and s.get("recorded"):
         recorded = s["recorded"]
         only = ", only the wrong ones" if recorded["only_mistakes"] else ""
@@ -157,7 +198,8 @@ def _stage_summary(spec: Spec, run: RunPlan, name: str) -> str:
 
 def print_plan(console: Console, plan: Plan, specs: dict[str, Spec],
                estimates: dict[str, CallEstimate], fresh: dict[str, NewCalls],
-               rendezvous: Rendezvous = LOCAL) -> None:
+               rendezvous: Rendezvous = LOCAL,
+               rounds: dict[str, list[RoundEstimate]] | None = None) -> None:
     """The human view of a plan: the main run in full, variants as one table."""
     main = plan.runs[0]
     spec = specs[main.name]
@@ -199,8 +241,29 @@ def print_plan(console: Console, plan: Plan, specs: dict[str, Spec],
                           "node 0 writes the training set there, every node reads it",
                           markup=False)
     _print_calls(console, spec, estimates[main.name])
+    _print_rounds(console, (rounds or {}).get(main.name, []))
     if len(plan.runs) > 1:
-        _print_variants(console, plan, estimates, fresh)
+        _print_variants(console, plan, estimates, fresh, rounds)
+
+
+def _print_rounds(console: Console, rounds: list[RoundEstimate]) -> None:
+    """Rounds 2..count: questions, mistakes, the calls paid and those the store answers."""
+    if not rounds:
+        return
+    table = Table(title="Later rounds (teacher calls beyond round 1)", title_justify="left")
+    for column in ("round", "exam covers", "mistakes", "calls paid", "store answers", "USD"):
+        table.add_column(column, justify="left" if column == "round" else "right")
+    for r in rounds:
+        paid = f"{r.calls_max:,}" if r.calls_max == r.calls_min else f"{r.calls_min:,}-{r.calls_max:,}"
+        usd = _money(r.usd_max) if r.usd_max == r.usd_min else f"{_money(r.usd_min)}-{_money(r.usd_max)}"
+        table.add_row(str(r.round), "-" if r.questions is None else f"{r.questions:,}",
+                      "-" if r.mistakes is None else f"{r.mistakes:,}", paid,
+                      f"up to {r.store_answers_max:,}", usd)
+    console.print(table)
+    console.print("Feedback is about each new wrong answer: always paid. A rationale depends only "
+                  "on its question: the store answers a question asked in an earlier round (and "
+                  "its reviews) for free, unless rounds.fresh_rationales. Mistakes: "
+                  + "; ".join(f"round {r.round} {r.mistakes_source}" for r in rounds), markup=False)
 
 
 def _print_calls(console: Console, spec: Spec, est: CallEstimate) -> None:
@@ -265,7 +328,8 @@ def output_tokens_line(est: CallEstimate) -> str:
 
 
 def _print_variants(console: Console, plan: Plan, estimates: dict[str, CallEstimate],
-                    fresh: dict[str, NewCalls]) -> None:
+                    fresh: dict[str, NewCalls],
+                    rounds: dict[str, list[RoundEstimate]] | None = None) -> None:
     main = plan.runs[0]
     owners = plan.shared_stages()
     table = Table(title=f"{len(plan.runs) - 1} variants (sibling runs)", title_justify="left")
@@ -299,3 +363,10 @@ def _print_variants(console: Console, plan: Plan, estimates: dict[str, CallEstim
             f"{_money(total)}")
         console.print(f"The variants add {span} new teacher request(s) per mistake beyond the main "
                       f"run (run after it, in this order){cost}.", markup=False)
+    later = [(run, r) for run in plan.runs for r in (rounds or {}).get(run.name, [])]
+    if later:
+        console.print("Later rounds add up to "
+                      f"{sum(r.calls_max for _, r in later):,} calls, "
+                      f"{_money(_plus(0.0, [r.usd_max for _, r in later]))} ("
+                      + ", ".join(f"{run.variant or run.name} round {r.round}" for run, r in later)
+                      + ").", markup=False)

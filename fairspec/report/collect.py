@@ -10,6 +10,7 @@ from typing import Any
 
 from fairspec.artifacts import read_jsonl
 from fairspec.dsl.variants import FIXED_KEYS
+from fairspec.plan.kinds import stage_name
 
 RUN_INFO = "run.json"  # written by the executor: name, spec, variant, overrides, description
 
@@ -44,6 +45,19 @@ def resolved_settings(info: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 @dataclass
+class RoundSummary:
+    """One round's stage outputs (round 1's are the run's own)."""
+
+    round: int
+    exam: dict[str, Any] | None = None
+    teach: dict[str, Any] | None = None
+    review: dict[str, Any] | None = None
+    build: dict[str, Any] | None = None
+    train: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+
+
+@dataclass
 class RunSummary:
     run_dir: Path
     info: dict[str, Any]
@@ -55,6 +69,8 @@ class RunSummary:
     train: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
     settings: dict[str, Any] | None = None  # resolved, from run.json (None: not recorded there)
+    #: every round, round 1 first; one entry for a run of one round
+    rounds: list[RoundSummary] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -64,8 +80,13 @@ class RunSummary:
     def overrides(self) -> dict[str, Any]:
         return self.info.get("overrides") or {}
 
+    @property
+    def final_metrics(self) -> dict[str, Any] | None:
+        """The evaluation of the student the run ends with (its last round's)."""
+        return self.rounds[-1].metrics if len(self.rounds) > 1 else self.metrics
+
     def accuracy(self, label: str) -> float | None:
-        found = (self.metrics or {}).get(label)
+        found = (self.final_metrics or {}).get(label)
         return None if not found else found.get("accuracy")
 
     @property
@@ -137,18 +158,30 @@ def collect(run_dir: Path, locate: Locate | None = None) -> RunSummary:
     ``run_dir/<stage>/<artifact>``; the report stage passes its declared inputs)."""
     run_dir = Path(run_dir)
     at = locate or (lambda stage, artifact: run_dir / stage / artifact)
+    rounds = [RoundSummary(k, **{FIELDS.get(kind, kind): _load(at(stage_name(kind, k), file))
+                                 for kind, file in STATS.items()})
+              for k in range(1, round_count(run_dir) + 1)]
+    first = rounds[0]
     return RunSummary(
         run_dir=run_dir,
         info=_load(run_dir / RUN_INFO) or {"name": run_dir.name},
-        exam=_load(at("exam", "stats.json")),
-        teach=_load(at("teach", "stats.json")),
-        review=_load(at("review", "stats.json")),
+        exam=first.exam, teach=first.teach, review=first.review,
         reviews=list(read_jsonl(at("review", "reviews.jsonl"))),
-        build=_load(at("build", "stats.json")),
-        train=_load(at("train", "stats.json")),
-        metrics=_load(at("evaluate", "metrics.json")),
+        build=first.build, train=first.train, metrics=first.metrics,
         settings=resolved_settings(_load(run_dir / RUN_INFO)),
+        rounds=rounds,
     )
+
+
+#: the summary file of each stage kind a round has
+STATS = {"exam": "stats.json", "teach": "stats.json", "review": "stats.json",
+         "build": "stats.json", "train": "stats.json", "evaluate": "metrics.json"}
+FIELDS = {"evaluate": "metrics"}
+
+
+def round_count(run_dir: Path) -> int:
+    """How many rounds the run folder holds (its ``round-k/`` folders, and round 1)."""
+    return 1 + sum(1 for p in run_dir.glob("round-*/") if p.is_dir())
 
 
 def siblings(run_dir: Path) -> list[RunSummary]:

@@ -207,3 +207,35 @@ def accuracy_curve(points: Sequence[tuple[float, float]], baseline: float | None
     ax.legend()
     ax.set_title(f"Accuracy against {xlabel}")
     return _save(fig, path)
+
+
+def rounds_curve(rounds: Sequence[Mapping[str, Any]], baseline: float | None,
+                 path: Path) -> Path | None:
+    """Test accuracy of each round's tuned student, and each round's exam mistakes, against
+    the round (``rounds``: {"round", "accuracy", "mistakes"}; None where not measured)."""
+    points = [r for r in rounds if r.get("accuracy") is not None or r.get("mistakes") is not None]
+    if len(points) < 2:
+        return None
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.add_subplot()
+    acc = [(r["round"], 100 * r["accuracy"]) for r in points if r.get("accuracy") is not None]
+    ax.plot([x for x, _ in acc], [y for _, y in acc], marker="o", label="tuned accuracy (test)")
+    if baseline is not None:
+        ax.axhline(100 * baseline, color="grey", linestyle=":", label="base student")
+    ax.set_xlabel("round")
+    ax.set_ylabel("accuracy (%)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    wrong = [(r["round"], r["mistakes"]) for r in points if r.get("mistakes") is not None]
+    if wrong:
+        twin = ax.twinx()
+        twin.plot([x for x, _ in wrong], [y for _, y in wrong], marker="s", color="tab:red",
+                  linestyle="--", label="exam mistakes (train)")
+        twin.set_ylabel("exam mistakes")
+        twin.yaxis.set_major_locator(MaxNLocator(integer=True))
+        lines = ax.get_legend_handles_labels()
+        more = twin.get_legend_handles_labels()
+        ax.legend(lines[0] + more[0], lines[1] + more[1], loc="best")
+    else:
+        ax.legend()
+    ax.set_title("FAIR in rounds: accuracy and mistakes per round")
+    return _save(fig, path)

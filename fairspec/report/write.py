@@ -15,6 +15,7 @@ from fairspec.report.document import Document, Heading, Image, Table, Text
 from fairspec.report.plots import (
     accuracy_curve,
     loss_curve,
+    rounds_curve,
     score_distributions,
     score_heatmap,
     score_histogram,
@@ -49,6 +50,7 @@ def write_report(run_dir: Path, *, folder: Path | None = None,
     if run.overrides:
         doc.add(Text("Changes from the spec: " + ", ".join(f"{k} = {v}" for k, v in run.overrides.items())))
     _accuracy(doc, run)
+    _rounds(doc, run, folder)
     _exam(doc, run)
     _teachers(doc, run)
     _review(doc, run, folder)
@@ -88,10 +90,11 @@ def _changes_text(changes: dict) -> str:
 
 
 def _accuracy(doc: Document, run: RunSummary) -> None:
-    metrics = run.metrics
+    metrics = run.final_metrics
     if not metrics:
         return
-    doc.add(Heading("Accuracy before and after (a paper Table 1 row)"))
+    after = f", after round {len(run.rounds)}" if len(run.rounds) > 1 else ""
+    doc.add(Heading(f"Accuracy before and after (a paper Table 1 row{after})"))
     rows = []
     for label in ("base", "tuned"):
         m = metrics.get(label)
@@ -106,6 +109,49 @@ def _accuracy(doc: Document, run: RunSummary) -> None:
         doc.add(Text(_changes_text(metrics["changes"])))
     if metrics.get("note"):
         doc.add(Text(f"Note: {metrics['note']}."))
+
+
+def _rounds(doc: Document, run: RunSummary, folder: Path) -> None:
+    """Per round: the exam's mistakes, accepted rationales, training examples, teacher calls
+    and USD, test accuracy; and a plot of accuracy and mistakes against the round. The
+    sections below it are round 1's (the paper's single round)."""
+    if len(run.rounds) < 2:
+        return
+    doc.add(Heading("Rounds"))
+    rows, points = [], []
+    for r in run.rounds:
+        exam, teach, review, build = r.exam or {}, r.teach or {}, r.review or {}, r.build or {}
+        tuned = (r.metrics or {}).get("tuned") or {}
+        calls, made, usd = _usage(teach, review)
+        rows.append([
+            r.round,
+            f"{exam['wrong']} / {exam['total']}" if exam else None,
+            review.get("accepted") if r.review else None,
+            build.get("examples"),
+            None if not r.teach else f"{calls} ({made})",
+            None if not r.teach else _usd(usd),
+            _pct(tuned.get("accuracy")),
+        ])
+        points.append({"round": r.round, "accuracy": tuned.get("accuracy"),
+                       "mistakes": exam.get("wrong")})
+    doc.add(Table(["round", "exam mistakes / questions", "rationales accepted", "training examples",
+                   "teacher calls (paid now)", "USD", "test accuracy (tuned)"], rows,
+                  "Round k >= 2: round k-1's tuned student retakes the exam and the committee "
+                  "teaches its remaining mistakes"))
+    base = next(((r.metrics or {}).get("base") or {} for r in run.rounds if r.metrics), {})
+    curve = rounds_curve(points, base.get("accuracy"), folder / "rounds.png")
+    if curve:
+        doc.add(Image(curve, "Test accuracy and exam mistakes per round"))
+    doc.add(Text("The sections below describe round 1."))
+
+
+def _usage(*stages: dict) -> tuple[int, int, float | None]:
+    """The teacher calls of a round's teach and review stages: all of them, those sent to a
+    server now (the rest came from the call store or a replay), and their USD (None: a
+    teacher has no price)."""
+    usage = [u for stage in stages for u in (stage.get("teachers") or {}).values()]
+    usd = None if any(u.get("usd") is None for u in usage) else sum(u["usd"] for u in usage)
+    return (sum(u.get("calls", 0) for u in usage), sum(u.get("made", 0) for u in usage), usd)
 
 
 def _exam(doc: Document, run: RunSummary) -> None:

@@ -22,6 +22,7 @@ from fairspec.dsl.loader import LoadedSpec
 from fairspec.errors import FairspecError
 from fairspec.plan.graph import STAGE_NAMES, Plan, RunPlan
 from fairspec.plan.hardware import Rendezvous
+from fairspec.plan.kinds import round_of
 from fairspec.report import write_report
 from fairspec.run.record import CALL_FILES, stage_call_keys, write_record, write_run_info
 from fairspec.stages import Services, StageContext, stage_runner
@@ -36,7 +37,8 @@ class StageOutcome:
     run: str
     stage: str
     status: str  # "ran", "skipped" (already done), "copied" (done in a sibling run),
-    #              "joined" (this node trained with node 0: join_training)
+    #              "joined" (this node trained with node 0: join_training), "waiting" (a
+    #              stage it reads is not complete and not selected: the run stops there)
     result: dict[str, Any] | None = None
 
 
@@ -99,6 +101,14 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
                 if stage.kind not in stages:
                     continue
                 folder = Path(run.run_dir) / stage.name
+                missing = [] if is_done(folder, stage.fingerprint) else unfinished_inputs(run, stage)
+                if missing:  # e.g. --until teach reached round 2's exam, which needs round 1's training
+                    outcome = StageOutcome(run.name, stage.name, "waiting",
+                                           {"needs": missing})
+                    report.outcomes.append(outcome)
+                    if on_stage:
+                        on_stage(outcome)
+                    break
                 if is_done(folder, stage.fingerprint):
                     count_done_calls(budget, store, stage, folder)
                     outcome = StageOutcome(run.name, stage.name, "skipped")
@@ -125,6 +135,23 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
             and is_done(Path(main.run_dir) / "report", main.stage("report").fingerprint):
         write_report(Path(main.run_dir))  # refresh the comparison of variants and sweep
     return report
+
+
+def unfinished_inputs(run: RunPlan, stage: Any) -> list[str]:
+    """The stages ``stage`` reads from that are not complete in ``run``'s folder and cannot
+    stand in for complete: an earlier round's (its student must be the finished one), or
+    one whose declared artifact is missing. (An artifact placed by hand, like mistakes
+    written for ``--only teach``, is read as it is.)"""
+    own_round = round_of(stage.name)
+    waiting = []
+    for wanted in stage.inputs:
+        producer = run.stage(wanted.stage)
+        if wanted.stage in waiting or is_done(Path(run.run_dir) / producer.name, producer.fingerprint):
+            continue
+        present = (Path(run.run_dir) / producer.name / wanted.artifact.rstrip("/")).exists()
+        if round_of(producer.name) != own_round or not present:
+            waiting.append(wanted.stage)
+    return waiting
 
 
 def count_done_calls(budget: Budget | None, store: CallStore, stage: Any, folder: Path) -> None:

@@ -55,6 +55,7 @@ from fairspec.artifacts import (
 from fairspec.dsl.schema import Spec
 from fairspec.errors import FairspecError
 from fairspec.plan.graph import Plan, RunPlan
+from fairspec.plan.kinds import round_of
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import is_builtin, resolve_path
 from fairspec.store import CallStore
@@ -216,8 +217,11 @@ def stage_call_keys(kind: str, folder: Path) -> list[str]:
 
 
 def used_call_keys(run_dir: Path) -> list[str]:
-    """The call keys behind the run's rationales, feedback and reviews, in file order."""
-    keys = [key for kind in CALL_FILES for key in stage_call_keys(kind, run_dir / kind)]
+    """The call keys behind the run's rationales, feedback and reviews (every round's), in
+    file order."""
+    rounds = sorted(run_dir.glob("round-*/"), key=lambda p: round_of(f"{p.name}/exam"))
+    keys = [key for folder in (run_dir, *rounds) for kind in CALL_FILES
+            for key in stage_call_keys(kind, folder / kind)]
     return list(dict.fromkeys(keys))
 
 
@@ -249,7 +253,8 @@ def write_record(spec: Spec, run: RunPlan, plan: Plan, base_dir: Path, store: Ca
         "stages": {s.name: {"fingerprint": s.fingerprint,
                             "complete": is_done(run_dir / s.name, s.fingerprint)} for s in run.stages},
     })
-    metrics = run_dir / "evaluate" / "metrics.json"
+    last = [s for s in run.stages if s.kind == "evaluate"][-1]  # with rounds, the last round's
+    metrics = run_dir / last.name / "metrics.json"
     if metrics.exists():
         shutil.copyfile(metrics, record_dir / "metrics.json")
     if is_done(run_dir / "exam", run.stage("exam").fingerprint):

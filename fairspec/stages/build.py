@@ -59,6 +59,19 @@ def build_examples(mistakes: list[dict[str, Any]], accepted: list[dict[str, Any]
     return examples
 
 
+def accumulate(earlier: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Round k's training set with ``rounds.data: accumulate``: every earlier round's
+    examples, then this round's, each distinct example once (a rationale the store gave again
+    for a question asked before is the same example; feedback on a new wrong answer is not)."""
+    seen, out = set(), []
+    for example in [*earlier, *new]:
+        key = (example["kind"], example["prompt"], example["completion"])
+        if key not in seen:
+            seen.add(key)
+            out.append(example)
+    return out
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
     ctx.prepare()
     settings = ctx.settings
@@ -68,8 +81,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
     templates = {role: ctx.read_template(ref) for role, ref in settings["templates"].items()}
     examples = build_examples(mistakes, accepted, feedback, templates,
                               selection=settings["selection"], seed=settings["seed"])
-    from datasets import Dataset
+    from datasets import Dataset, load_from_disk
 
+    new = len(examples)
+    if ctx.declared_input("build", "dataset/") is not None:  # rounds.data: accumulate
+        earlier = load_from_disk(str(ctx.input("build", "dataset/"))).to_list()
+        examples = accumulate(earlier, examples)
     columns = ("sample", "kind", "teacher", "prompt", "completion")
     Dataset.from_dict({c: [e[c] for e in examples] for c in columns}).save_to_disk(
         str(ctx.output("dataset/")))
@@ -85,6 +102,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
                         for t in sorted({e["teacher"] for e in examples})},
         "selection": settings["selection"],
     }
+    if ctx.declared_input("build", "dataset/") is not None:  # this round's, and the earlier ones'
+        stats.update(round_examples=new, carried_examples=len(earlier),
+                     repeated_examples=len(earlier) + new - len(examples))
     atomic_write_json(ctx.output("stats.json"), stats)
     ctx.finish({"samples": stats["samples"], "examples": stats["examples"]})
     return stats

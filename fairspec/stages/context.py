@@ -20,7 +20,7 @@ from typing import Any
 
 from fairspec.artifacts import MANIFEST, OWNER_FILE, prepare_stage_folder, write_manifest
 from fairspec.errors import StageContractError
-from fairspec.plan.graph import RunPlan, Stage
+from fairspec.plan.graph import Input, RunPlan, Stage
 from fairspec.resources import resolve_path
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,12 @@ class StageContext:
     def fingerprint(self) -> str:
         return self.stage.fingerprint
 
+    @property
+    def label(self) -> str:
+        """How progress lines name the stage: its kind, with its round past the first."""
+        round_no = self.stage.settings.get("round", 1)
+        return self.stage.kind if round_no == 1 else f"round {round_no} {self.stage.kind}"
+
     def fingerprint_of(self, stage: str) -> str:
         return self.run.stage(stage).fingerprint
 
@@ -72,13 +78,27 @@ class StageContext:
         """Make the folder this fingerprint's; True when earlier partial work is kept."""
         return prepare_stage_folder(self.folder, self.fingerprint)
 
+    def declared_input(self, stage: str, artifact: str) -> Input | None:
+        """The declared input ``artifact`` of the stage named ``stage``, or else of the one
+        stage of kind ``stage`` this stage reads it from (round 2's teach reads
+        ``exam/mistakes.jsonl`` from ``round-2/exam``); None when none is declared."""
+        named = [i for i in self.stage.inputs if i.artifact == artifact]
+        exact = [i for i in named if i.stage == stage]
+        by_kind = [i for i in named if self.run.stage(i.stage).kind == stage]
+        if len(by_kind) > 1 and not exact:
+            raise StageContractError(
+                f"stage {self.stage.name} reads {artifact} from several {stage} stages "
+                f"({', '.join(i.stage for i in by_kind)}): name the stage")
+        return (exact or by_kind or [None])[0]
+
     def input(self, stage: str, artifact: str) -> Path:
         """The path of a declared input (it may not exist when its output is optional)."""
-        if not any(i.stage == stage and i.artifact == artifact for i in self.stage.inputs):
+        wanted = self.declared_input(stage, artifact)
+        if wanted is None:
             raise StageContractError(
                 f"stage {self.stage.name} reads {stage}/{artifact}, which its plan does not "
                 f"declare (declared: {', '.join(map(str, self.stage.inputs)) or 'none'})")
-        return Path(self.run.run_dir) / self.run.stage(stage).name / artifact.rstrip("/")
+        return Path(self.run.run_dir) / wanted.stage / artifact.rstrip("/")
 
     def output(self, artifact: str) -> Path:
         """The path of a declared output of this stage."""

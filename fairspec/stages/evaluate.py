@@ -52,7 +52,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
                            log_dir=ctx.work_dir / label),
             sampling, scoring, out, template_name=settings["template"]["ref"],
             chunk=chunk_rows(settings),
-            on_progress=counter(ctx.services.progress, f"evaluate {label}", len(split.rows), "rows"),
+            on_progress=counter(ctx.services.progress, f"{ctx.label} {label}", len(split.rows), "rows"),
         )
         if label == "base":
             shutil.copyfile(out, ctx.output("base.jsonl"))

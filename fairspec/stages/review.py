@@ -128,10 +128,10 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
             jobs[r["teacher"]].append(r)
         concurrency = {t["name"]: t["concurrency"] for t in teachers}
         for name in order:
-            callers[name].count_stored(user_messages(prompt_of(r)) for r in usable
+            callers[name].count_stored((user_messages(prompt_of(r)), 0) for r in usable
                                        if not (exclude_self and r["teacher"] == name))
         per_author = {a: len(rs) for a, rs in jobs.items()}
-        attach(services.progress, "review", callers,  # upper bounds: early exit skips some reviews
+        attach(services.progress, ctx.label, callers,  # upper bounds: early exit skips some reviews
                {name: sum(n for a, n in per_author.items() if not (exclude_self and a == name))
                 for name in order})
         try:
@@ -140,7 +140,7 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
         finally:
             await close_committee(callers)
             if services.progress is not None:
-                services.progress.finish("review")
+                services.progress.finish(ctx.label)
         if fatal:
             stop_for_budget(fatal)
             raise TeacherStopped("; ".join(str(e) for e in fatal.values())

@@ -31,9 +31,14 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
                              budget=services.budget)
     results: dict[tuple[int, str, str], dict[str, Any]] = {}
 
+    # a later round's rationale for a question asked before: the stored one (sample 0, free),
+    # or with rounds.fresh_rationales a new sample (paid); feedback is keyed by the answer
+    samples = {"rationale": ctx.settings.get("rationale_sample", 0), "feedback": 0}
+
     async def handle(teacher: str, job: tuple[dict[str, Any], str, str]) -> None:
         mistake, role, prompt = job
-        record = await callers[teacher].ask(user_messages(prompt), about=about(mistake, role))
+        record = await callers[teacher].ask(user_messages(prompt), samples[role],
+                                            about=about(mistake, role))
         results[(mistake["index"], teacher, role)] = {
             "index": mistake["index"], "teacher": teacher, "role": role, "text": record.text,
             "status": record.status, "finish_reason": record.finish_reason, "key": record.key,
@@ -46,8 +51,9 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
             prompts = teach_prompts(templates, mistake)
             items += [(mistake, role, prompts[role]) for role in TEACH_ROLES]
         jobs[teacher["name"]] = items
-        callers[teacher["name"]].count_stored(user_messages(prompt) for _, _, prompt in items)
-    attach(services.progress, "teach", callers, {name: len(items) for name, items in jobs.items()})
+        callers[teacher["name"]].count_stored((user_messages(prompt), samples[role])
+                                             for _, role, prompt in items)
+    attach(services.progress, ctx.label, callers, {name: len(items) for name, items in jobs.items()})
     try:
         check_recorded(callers, {name: [about(m, role) for m, role, _ in items]
                                  for name, items in jobs.items()})
@@ -55,7 +61,7 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
     finally:
         await close_committee(callers)
         if services.progress is not None:
-            services.progress.finish("teach")
+            services.progress.finish(ctx.label)
     if fatal:
         stop_for_budget(fatal)
         raise TeacherStopped("; ".join(f"{exc}" for exc in fatal.values())

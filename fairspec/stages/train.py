@@ -22,6 +22,7 @@ from fairspec.errors import TrainingFailed
 from fairspec.plan.hardware import Rendezvous, TrainingLayout, format_command
 from fairspec.progress import counter
 from fairspec.stages.context import StageContext
+from fairspec.stages.rounds import follows_round, student_after
 from fairspec.weights import resolve_model
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,9 @@ def train_args(ctx: StageContext) -> dict[str, Any]:
     settings = ctx.settings
     return {
         **{key: settings[key] for key in TRAIN_KEYS},
-        "model_path": resolve_model(settings["model"], ctx.services.base_dir),
+        # round k >= 2 with rounds.start_from: previous starts from round k-1's student
+        "model_path": student_after(ctx) if follows_round(ctx)
+        else resolve_model(settings["model"], ctx.services.base_dir),
         "dataset": str(ctx.input("build", "dataset/")),
         "output_dir": str(ctx.folder),
         "work_dir": str(ctx.work_dir),
@@ -55,7 +58,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if built["examples"] == 0:  # nothing was accepted: say so, keep the base student
         stats = {"examples": 0, "steps": 0, "truncated": 0, "resumed": resumed,
                  "skipped": "no training examples (no sample had an accepted rationale and a "
-                            "feedback): the tuned student is the base student"}
+                            "feedback): the student is the one training would have started from "
+                            "(train_args.json's model_path)"}
         atomic_write_json(ctx.output("stats.json"), stats)
         ctx.finish({"examples": 0, "steps": 0, "truncated": 0})
         return stats
@@ -63,7 +67,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if layout.launcher == "inline":
         from fairspec.training.launch import train
 
-        stats = train(args, on_step=lambda total: counter(ctx.services.progress, "train", total,
+        stats = train(args, on_step=lambda total: counter(ctx.services.progress, ctx.label, total,
                                                           "steps"))
     else:
         stats = launch(ctx, layout, ctx.services.rendezvous or Rendezvous())
@@ -142,7 +146,7 @@ def _report(path: Path, seen: str | None, update: Any, ctx: StageContext) -> tup
     except ValueError:  # replaced atomically, so only a foreign file reads badly
         return seen, update
     if update is None:
-        update = counter(ctx.services.progress, "train", step["total"], "steps")
+        update = counter(ctx.services.progress, ctx.label, step["total"], "steps")
     if update is not None:
         update(step["done"], step["total"], step.get("note", ""))
     return text, update

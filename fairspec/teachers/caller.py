@@ -121,12 +121,14 @@ class TeacherCaller:
     def _cost(self, record: CallRecord) -> float:
         return call_usd(self.price, record.input_tokens or 0, record.output_tokens or 0)
 
-    def count_stored(self, requests: Iterable[Sequence[Mapping[str, Any]]]) -> None:
-        """Charge the budget, up front, for the calls among ``requests`` paid in an earlier
-        invocation, so that a resumed run knows its spend before it sends anything new."""
+    def count_stored(self, requests: Iterable[tuple[Sequence[Mapping[str, Any]], int]]) -> None:
+        """Charge the budget, up front, for the calls among ``requests`` (messages and sample
+        index) paid in an earlier invocation, so that a resumed run knows its spend before it
+        sends anything new."""
         if self.budget is None:
             return
-        for key, record in self.store.get_many(self.identity(m).key for m in requests).items():
+        keys = (self.identity(m, sample).key for m, sample in requests)
+        for key, record in self.store.get_many(keys).items():
             self.budget.count_reused(key, self._cost(record))
 
     async def ask(self, messages: Sequence[Mapping[str, Any]], sample_index: int = 0,

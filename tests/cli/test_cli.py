@@ -86,8 +86,12 @@ def test_plan_json_is_machine_readable_and_keyless():
     assert main["calls"]["calls"] == 1200 and main["calls"]["per_mistake"]["total"] == 12
     # at most 12 + 2 + 1 per mistake: sub-committee variants may need reviews the main run's
     # early exit skipped; at least the 9 the main run always makes
-    assert data["totals"]["calls"] == 1500 and data["totals"]["calls_min"] == 900
-    assert len(data["runs"]) == 13
+    # and the two-rounds variant's round 2: its 100 estimated mistakes' feedback (300) always,
+    # their rationales and reviews (900) unless the store holds them from round 1
+    (later,) = next(r for r in data["runs"] if r["variant"] == "two-rounds")["rounds"]
+    assert later["mistakes"] == 100 and (later["calls_min"], later["calls_max"]) == (300, 1200)
+    assert data["totals"]["calls"] == 1500 + 1200 and data["totals"]["calls_min"] == 900 + 300
+    assert len(data["runs"]) == 14
 
 
 def test_plan_one_variant():

@@ -20,24 +20,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import random
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from katan_runs import KEY_ENV, TEACHERS, TEST_KEY, committee, requests_served, spec_text, write_spec
+from katan_runs import TEACHERS, committee, requests_served, spec_text, write_spec
+from kill_runs import copy_store, kill_when, output_keys, run_to_end, stored_keys
 
 log = logging.getLogger(__name__)
 pytestmark = pytest.mark.slow
 
 CONCURRENCY, TRAIN_ROWS = 2, 6
 IN_FLIGHT_MAX = CONCURRENCY * len(TEACHERS)
-WAIT_S = 240.0
 SAME_FILES = ("exam/exam.jsonl", "exam/mistakes.jsonl", "teach/rationales.jsonl", "teach/feedback.jsonl",
               "review/reviews.jsonl", "review/accepted.jsonl", "build/preview.jsonl",
               "evaluate/predictions-base.jsonl", "evaluate/predictions-tuned.jsonl",
@@ -54,28 +49,6 @@ def write_crash_spec(folder: Path, url: str) -> Path:
         generation="{max_tokens: 48}",
         training="{epochs: 2, batch_size: 2, learning_rate: 1.0e-4, max_seq_length: 256}",
         evaluation="{decoding: greedy}", output_dir="runs"))
-
-
-def stored_keys(folder: Path) -> list[str]:
-    try:
-        with sqlite3.connect(folder / "runs" / "calls.sqlite") as db:
-            return [k for (k,) in db.execute("select key from calls where status != 'error'")]
-    except sqlite3.Error:
-        return []
-
-
-def output_keys(run_dir: Path) -> list[str]:
-    """The call key of every rationale, feedback and review the run's outputs hold."""
-    files = ("teach/rationales.jsonl", "teach/feedback.jsonl", "review/reviews.jsonl")
-    return [json.loads(line)["key"] for name in files
-            for line in (run_dir / name).read_text().splitlines() if line.strip()]
-
-
-def start(folder: Path, spec: Path) -> subprocess.Popen:
-    env = {**os.environ, KEY_ENV: TEST_KEY, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    log_file = (folder / "child.log").open("ab")
-    return subprocess.Popen([sys.executable, "-m", "fairspec.cli", "run", str(spec)], cwd=folder,
-                            env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
 
 
 def in_stage(run_dir: Path, stage: str, folder: Path) -> bool:
@@ -97,29 +70,11 @@ def in_stage(run_dir: Path, stage: str, folder: Path) -> bool:
 def kill_inside(folder: Path, spec: Path, stage: str, delay: tuple[float, float]) -> bool:
     """Start the run, SIGKILL it a random moment after it is inside ``stage``; False if the
     stage ended before the kill landed."""
-    child = start(folder, spec)
     run_dir = folder / "runs" / "crash"
-    try:
-        deadline = time.monotonic() + WAIT_S
-        while not in_stage(run_dir, stage, folder):
-            assert child.poll() is None, (folder / "child.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, f"the run never reached {stage}"
-            time.sleep(0.02)
-        time.sleep(random.uniform(*delay))
-        landed = not (run_dir / stage / "manifest.json").exists()
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(timeout=60)
+    landed = kill_when(folder, spec, lambda: in_stage(run_dir, stage, folder), run_dir / stage,
+                       delay, stage)
     log.info("kill during %s: %s", stage, "landed" if landed else "too late")
     return landed
-
-
-def run_to_end(folder: Path, spec: Path) -> None:
-    child = start(folder, spec)
-    assert child.wait(timeout=WAIT_S * 2) == 0, (folder / "child.log").read_text()[-3000:]
 
 
 def test_kill_nine_in_every_stage_changes_no_output_and_pays_no_call_twice(tmp_path, start_katan):
@@ -154,10 +109,7 @@ def test_kill_nine_in_every_stage_changes_no_output_and_pays_no_call_twice(tmp_p
     # echoed rationales are one call, so the outputs may name a key twice)
     assert set(keys) == set(output_keys(crashed / "runs" / "crash"))
 
-    (reference / "runs").mkdir()
-    with sqlite3.connect(crashed / "runs" / "calls.sqlite") as source, \
-            sqlite3.connect(reference / "runs" / "calls.sqlite") as target:
-        source.backup(target)
+    copy_store(crashed, reference)
     run_to_end(reference, write_crash_spec(reference, server.openai_url))
     assert requests_served(server) == answered  # the reference asked nothing: same answers, same calls
     assert sorted(stored_keys(reference)) == sorted(keys)

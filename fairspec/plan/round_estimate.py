@@ -1,0 +1,105 @@
+"""What rounds 2..count are expected to ask of the teachers (``fairspec plan``).
+
+Round k's exam covers the train split (``rounds.exam: all``) or round k-1's mistakes;
+its mistakes are measured once that exam has run, else estimated from the last measured
+mistake rate (round 1's estimate before anything ran). Feedback is about the new wrong
+answer, so it is always a new, paid call; a rationale (and so its reviews) depends only on
+the question, so the call store answers it for free when an earlier round asked it, unless
+``rounds.fresh_rationales``. With ``exam: all`` which questions repeat is known only once
+the exam ran: the estimate gives the range (none to all of them paid).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from fairspec.dsl.schema import Spec
+from fairspec.plan.estimate import CallEstimate
+from fairspec.plan.graph import RunPlan
+from fairspec.plan.kinds import stage_name
+
+
+@dataclass(frozen=True)
+class RoundEstimate:
+    round: int
+    questions: int | None
+    mistakes: int | None
+    mistakes_source: str
+    #: teacher calls the round pays at most / at least, and those the store answers at most
+    calls_max: int
+    calls_min: int
+    store_answers_max: int
+    usd_max: float | None
+    usd_min: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _exam_stats(run: RunPlan, round_no: int) -> dict[str, Any] | None:
+    """The finished exam's stats of ``round_no`` in this run's folder (None: not run yet)."""
+    stage = run.stage(stage_name("exam", round_no))
+    folder = Path(run.run_dir) / stage.name
+    manifest = folder / "manifest.json"
+    try:
+        if json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint") != stage.fingerprint:
+            return None
+        return json.loads((folder / "stats.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _usd(first: CallEstimate, calls: dict[str, int]) -> float | None:
+    """Dollars of ``calls`` (role -> calls per teacher over the round) at round 1's prices."""
+    total = 0.0
+    for teacher in first.teachers:
+        for role, count in calls.items():
+            if not count:
+                continue
+            cost = teacher.usd_per_call.get(role)
+            if cost is None:
+                return None
+            total += cost * count
+    return total
+
+
+def estimate_rounds(spec: Spec, run: RunPlan, first: CallEstimate) -> list[RoundEstimate]:
+    """Rounds 2..count of ``run`` (an empty list for one round)."""
+    rounds = spec.rounds
+    out: list[RoundEstimate] = []
+    rows, mistakes = first.train_rows, first.mistakes
+    rate = mistakes / rows if rows and mistakes is not None else None
+    teachers = len(spec.teachers)
+    reviews_per_question = first.per_mistake["review"]
+    for k in range(2, rounds.count + 1):
+        questions = rows if rounds.exam == "all" else mistakes
+        measured = _exam_stats(run, k)
+        if measured is not None:
+            mistakes, source = measured["mistakes"], "measured (this round's exam has run)"
+            if measured.get("total"):
+                rate = measured["mistakes"] / measured["total"]
+        elif questions is not None and rate is not None:
+            mistakes = round(questions * rate)
+            source = f"estimated: {questions} questions x mistake rate {rate:.2f} (the last known)"
+        else:
+            mistakes, source = None, "unknown until round 1's exam has run"
+        m = mistakes or 0
+        feedback = m * teachers
+        asked = {"rationale": m * teachers, "review": m * reviews_per_question}
+        if rounds.fresh_rationales:
+            paid_max = paid_min = asked
+        elif rounds.exam == "mistakes":  # every question was asked in the round before
+            paid_max = paid_min = {"rationale": 0, "review": 0}
+        else:
+            paid_max, paid_min = asked, {"rationale": 0, "review": 0}
+        calls_max = {"feedback": feedback // teachers, **{r: c // teachers for r, c in paid_max.items()}}
+        calls_min = {"feedback": feedback // teachers, **{r: c // teachers for r, c in paid_min.items()}}
+        out.append(RoundEstimate(
+            round=k, questions=questions, mistakes=mistakes, mistakes_source=source,
+            calls_max=feedback + sum(paid_max.values()), calls_min=feedback + sum(paid_min.values()),
+            store_answers_max=sum(asked.values()) - sum(paid_min.values()),
+            usd_max=_usd(first, calls_max), usd_min=_usd(first, calls_min)))
+    return out
