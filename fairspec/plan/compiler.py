@@ -1,7 +1,8 @@
 """Compiles a checked spec into a Plan: pure, no network, no model load.
 
 Each run (the spec and each variant or sweep point) becomes the seven stages
-exam -> teach -> review -> build -> train -> evaluate -> report. A stage's fingerprint
+exam -> teach -> review -> build -> train -> evaluate -> report; with ``rounds.count``
+k > 1, rounds 2..k's six stages (``round-k/exam``, ...) come before the report. A stage's fingerprint
 covers only what decides its outputs plus its inputs' fingerprints, so identical
 stages of different variants share one fingerprint and run once.
 """
@@ -134,7 +135,8 @@ def compile_run(
     origin: str = "spec",
     overrides: dict[str, Any] | None = None,
 ) -> RunPlan:
-    """The seven stages of one run."""
+    """The stages of one run: exam, teach, review, build, train, evaluate for each of the
+    spec's rounds (round k >= 2 reading round k-1's outputs), then the report."""
     templates = {role: _template(spec, base_dir, role) for role in TEMPLATE_ROLES}
     hw = spec.student.hardware
     device, dtype = resolve_device(hw, env), resolve_dtype(hw, env)
@@ -192,7 +194,7 @@ def compile_run(
                      "batch_size": exam_cfg.batch_size,
                      "vllm": vllm_settings(spec, env) if engine == "vllm" else None}
     recorded_exam = exam_recorded(spec, base_dir)
-    first_exam_identity = dict(exam_identity)
+    first_exam_identity, first_exam_settings = dict(exam_identity), dict(exam_settings)
     if recorded_exam is not None:  # the answers come from a file: what that file is
         first_exam_identity["recorded"] = recorded_exam[0]
     if engine == "recorded":  # later rounds' exams and the evaluation run the student itself
@@ -271,7 +273,7 @@ def compile_run(
     for k in range(1, rounds.count + 1):
         if k == 1:
             exam = add("exam", first_exam_identity,
-                       {**first_exam_identity, **exam_settings,
+                       {**first_exam_identity, **first_exam_settings,
                         **({"recorded": recorded_exam[1]} if recorded_exam is not None else {})},
                        [], implementation="recorded" if recorded_exam is not None else None)
         else:  # round k-1's student retakes the exam (all of it, or what it got wrong)
