@@ -153,15 +153,16 @@ def _tokens(usage: Mapping[str, Any] | None) -> int:
 Locate = Callable[[str, str], Path]
 
 
-def collect(run_dir: Path, locate: Locate | None = None) -> RunSummary:
+def collect(run_dir: Path, locate: Locate | None = None, rounds: int | None = None) -> RunSummary:
     """The run's summary, read from its stages' artifacts (``locate``: by default
-    ``run_dir/<stage>/<artifact>``; the report stage passes its declared inputs)."""
+    ``run_dir/<stage>/<artifact>``; the report stage passes its declared inputs, and the
+    number of ``rounds`` its plan has: by default, the round folders the run folder holds)."""
     run_dir = Path(run_dir)
     at = locate or (lambda stage, artifact: run_dir / stage / artifact)
-    rounds = [RoundSummary(k, **{FIELDS.get(kind, kind): _load(at(stage_name(kind, k), file))
-                                 for kind, file in STATS.items()})
-              for k in range(1, round_count(run_dir) + 1)]
-    first = rounds[0]
+    summaries = [RoundSummary(k, **{FIELDS.get(kind, kind): _load(at(stage_name(kind, k), file))
+                                    for kind, file in STATS.items()})
+                 for k in range(1, (rounds or round_count(run_dir)) + 1)]
+    first = summaries[0]
     return RunSummary(
         run_dir=run_dir,
         info=_load(run_dir / RUN_INFO) or {"name": run_dir.name},
@@ -169,7 +170,7 @@ def collect(run_dir: Path, locate: Locate | None = None) -> RunSummary:
         reviews=list(read_jsonl(at("review", "reviews.jsonl"))),
         build=first.build, train=first.train, metrics=first.metrics,
         settings=resolved_settings(_load(run_dir / RUN_INFO)),
-        rounds=rounds,
+        rounds=summaries,
     )
 
 

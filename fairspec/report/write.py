@@ -31,7 +31,7 @@ def _usd(value: float | None, places: int = 4) -> str:
 
 
 def write_report(run_dir: Path, *, folder: Path | None = None,
-                 locate: Locate | None = None) -> list[Path]:
+                 locate: Locate | None = None, rounds: int | None = None) -> list[Path]:
     """Write ``report/report.md``, ``report/report.html`` and the PNGs; return the two pages.
 
     ``locate(stage, artifact)`` finds the run's artifacts (default: in ``run_dir``); the
@@ -43,7 +43,7 @@ def write_report(run_dir: Path, *, folder: Path | None = None,
                             "pass a run's folder under the spec's output_dir, e.g. runs/<name>")
     folder = folder or run_dir / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    run = collect(run_dir, locate)
+    run = collect(run_dir, locate, rounds)
     doc = Document(f"FAIR run `{run.name}`")
     if run.info.get("description"):
         doc.add(Text(run.info["description"]))

@@ -10,6 +10,7 @@ from fairspec.stages.context import StageContext
 
 def run(ctx: StageContext) -> dict[str, Any]:
     ctx.prepare()
-    pages = write_report(ctx.folder.parent, folder=ctx.folder, locate=ctx.input)
+    pages = write_report(ctx.folder.parent, folder=ctx.folder, locate=ctx.input,
+                         rounds=ctx.settings.get("rounds", 1))
     ctx.finish({})
     return {"report": str(pages[1])}
