@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -64,6 +65,9 @@ class RichStageProgress:
         recorded = f"recorded {usage.recorded}, " if usage.recorded else ""
         detail = (f"{recorded}paid {usage.made}, reused {usage.cached + usage.replayed}, retries "
                   f"{usage.retries}, {usage.input_tokens + usage.output_tokens:,} tok{spend}")
+        batch = getattr(caller, "batch", None)
+        if batch is not None and batch.summary():  # the provider's words: escaped
+            detail = f"{escape(batch.summary())}; {detail}"
         self._progress.update(self._tasks[caller.name], completed=usage.calls, detail=detail)
 
     def start_count(self, task: str, total: int, unit: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fairspec.dsl.recorded_rules import recorded_findings
 from fairspec.dsl.schema import Spec
@@ -251,10 +252,13 @@ def _teachers(spec: Spec, base_dir: Path) -> list[Finding]:
                                "id, a local folder, or builtin:<alias>)"))
         kind = provider_kind(teacher.provider)
         for key in kind_options():  # the options only some provider kinds take
+            if key == "batch":
+                continue
             if getattr(teacher, key) is not None and not kind.takes(key):
                 out.append(Finding(path + (key,),
                                    f"'{key}' does not apply to provider {teacher.provider!r}",
                                    "remove it"))
+        out += _batch(teacher, kind, path)
         if teacher.base_url is not None and not re.match(r"^https?://", teacher.base_url):
             out.append(Finding(path + ("base_url",), "base_url must start with http:// or https://"))
         rule = kind.key_rule
@@ -278,6 +282,26 @@ def _teachers(spec: Spec, base_dir: Path) -> list[Finding]:
                 out.append(Finding(path + ("replay_file",),
                                    f"no such file: {resolve_path(teacher.replay_file, base_dir)}"))
     return out
+
+
+def _batch(teacher: Any, kind: Any, path: tuple[Any, ...]) -> list[Finding]:
+    """``batch: true`` needs a kind with a batch API (and the Gemini API, not Vertex AI);
+    ``batch_price`` needs ``batch: true``."""
+    if not teacher.batch:
+        if teacher.batch_price is not None:
+            return [Finding(path + ("batch_price",), "batch_price applies only with batch: true",
+                            "set batch: true, or remove batch_price")]
+        return []
+    if not kind.takes("batch"):
+        reason = kind.no_batch or "it has no batch API"
+        return [Finding(path + ("batch",), f"batch: true does not apply to provider "
+                        f"{teacher.provider!r}: {reason}",
+                        "batch works with provider openai and gemini; remove batch")]
+    if getattr(teacher, "vertex", None) is not None:
+        return [Finding(path + ("batch",), "batch: true is for the Gemini API: Vertex AI's batch "
+                        "prediction reads its requests from Cloud Storage or BigQuery, which "
+                        "fairspec does not write", "remove vertex: (use api_key_env), or batch")]
+    return []
 
 
 def reviewers_per_rationale(spec: Spec) -> int:

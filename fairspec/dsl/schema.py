@@ -167,6 +167,10 @@ class Student(Section):
     hardware: Hardware = Hardware()
 
 
+#: What the OpenAI Batch API and Gemini batch mode charge, as a share of the online price.
+BATCH_DISCOUNT = 0.5
+
+
 class Price(Section):
     """USD per million tokens, for the plan's estimate and the live spend."""
 
@@ -243,7 +247,22 @@ class Teacher(Section):
     timeout_s: Annotated[float, Field(gt=0)] = 120.0
     max_retries: Annotated[int, Field(ge=0)] = 8
     price: Price | None = Field(None, description="null = unknown cost")
+    batch: bool = Field(
+        False, description=f"{_kinds_taking('batch')}: ask through the provider's batch API "
+        "(OpenAI Batch API, Gemini batch mode): batch prices, answers within 24 h")
+    batch_price: Price | None = Field(
+        None, description="with batch: true, the price in batch mode (null: half of price)")
     generation: GenerationOverrides | None = None
+
+    def paid_price(self) -> Price | None:
+        """The price this teacher's calls are paid at: ``batch_price``, or half of ``price``
+        in batch mode (both providers charge 50% for batch work); ``price`` online."""
+        if not self.batch or self.price is None and self.batch_price is None:
+            return self.price
+        if self.batch_price is not None:
+            return self.batch_price
+        return Price(input_per_mtok=self.price.input_per_mtok * BATCH_DISCOUNT,
+                     output_per_mtok=self.price.output_per_mtok * BATCH_DISCOUNT)
 
 
 class Generation(Section):

@@ -101,8 +101,15 @@ def _teacher_settings(spec: Spec, teacher: Teacher, env: Environment, base_dir: 
         "tpm": teacher.tpm,
         "timeout_s": teacher.timeout_s,
         "max_retries": teacher.max_retries,
-        "price": teacher.price.model_dump() if teacher.price else None,
+        # what its calls are paid at (batch prices in batch mode), and the online price
+        "price": _dump(teacher.paid_price()),
+        "online_price": _dump(teacher.price),
+        "batch": teacher.batch,
     }
+
+
+def _dump(price: Any) -> dict[str, float] | None:
+    return price.model_dump() if price is not None else None
 
 
 def _reviewer(teacher: dict[str, Any], review: Any) -> dict[str, Any]:

@@ -89,6 +89,10 @@ class TeacherEstimate:
     per_call: dict[str, dict[str, int]] = field(default_factory=dict)
     #: role -> dollars of one call (None: no price known)
     usd_per_call: dict[str, float | None] = field(default_factory=dict)
+    #: asked through the provider's batch API: ``usd`` is at batch prices, ``online_usd``
+    #: what the same calls would cost online (None: not a batch teacher, or unknown)
+    batch: bool = False
+    online_usd: float | None = None
 
     @property
     def calls(self) -> int:
@@ -295,25 +299,29 @@ def estimate_run(
                     "feedback": {"input": in_fb, "output": out["feedback"]},
                     "review": {"input": in_rv, "output": out["review"]}}
         free = not provider_kind(teacher.provider).priced  # local or already paid
+        price = teacher.paid_price()  # batch prices for a batch teacher
         usd_per_call: dict[str, float | None] = {}
         for role, tokens in per_call.items():
-            if teacher.price is not None:
-                usd_per_call[role] = (tokens["input"] * teacher.price.input_per_mtok
-                                      + tokens["output"] * teacher.price.output_per_mtok) / 1e6
+            if price is not None:
+                usd_per_call[role] = (tokens["input"] * price.input_per_mtok
+                                      + tokens["output"] * price.output_per_mtok) / 1e6
             else:
                 usd_per_call[role] = 0.0 if free else None
         m = mistakes or 0
         tokens_in = m * (in_rt + in_fb + reviews_each * in_rv)
         tokens_out = m * (out["rationale"] + out["feedback"] + reviews_each * out["review"])
         usd = 0.0 if free else None
-        if teacher.price is not None:
-            usd = (tokens_in * teacher.price.input_per_mtok
-                   + tokens_out * teacher.price.output_per_mtok) / 1e6
+        online = None
+        if price is not None:
+            usd = (tokens_in * price.input_per_mtok + tokens_out * price.output_per_mtok) / 1e6
+        if teacher.batch and teacher.price is not None and mistakes is not None:
+            online = (tokens_in * teacher.price.input_per_mtok
+                      + tokens_out * teacher.price.output_per_mtok) / 1e6
         estimates.append(TeacherEstimate(
             name=teacher.name, rationale_calls=m, feedback_calls=m,
             review_calls=m * reviews_each, input_tokens=tokens_in, output_tokens=tokens_out,
             usd=usd if mistakes is not None else None, per_call=per_call,
-            usd_per_call=usd_per_call,
+            usd_per_call=usd_per_call, batch=teacher.batch, online_usd=online,
         ))
     output_lengths = {
         "task_kind": kind,

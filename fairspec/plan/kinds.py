@@ -28,9 +28,9 @@ def _out(*names: str) -> tuple[Output, ...]:
 STAGE_KINDS: dict[str, StageKind] = {kind.name: kind for kind in (
     StageKind("exam", reads=(), writes=_out("exam.jsonl", "mistakes.jsonl", "stats.json")),
     StageKind("teach", reads=(("exam", "mistakes.jsonl"),),
-              writes=_out("rationales.jsonl", "feedback.jsonl", "stats.json")),
+              writes=_out("rationales.jsonl", "feedback.jsonl", "stats.json", "batches.json?")),
     StageKind("review", reads=(("exam", "mistakes.jsonl"), ("teach", "rationales.jsonl")),
-              writes=_out("reviews.jsonl", "accepted.jsonl", "stats.json")),
+              writes=_out("reviews.jsonl", "accepted.jsonl", "stats.json", "batches.json?")),
     StageKind("build", reads=(("exam", "mistakes.jsonl"), ("teach", "feedback.jsonl"),
                               ("review", "accepted.jsonl")),
               writes=_out("dataset/", "preview.jsonl", "stats.json")),

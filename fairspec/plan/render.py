@@ -285,22 +285,44 @@ def _print_calls(console: Console, spec: Spec, est: CallEstimate) -> None:
         console.print(output_tokens_line(est), markup=False)
     if est.mistakes is None:
         return
+    batched = any(t.batch for t in est.teachers)
     table = Table()
-    for column in ("teacher", "rationale", "feedback", "review", "calls", "in tokens", "out tokens", "USD"):
-        table.add_column(column, justify="left" if column == "teacher" else "right")
+    columns = ["teacher", "rationale", "feedback", "review", "calls", "in tokens", "out tokens",
+               "USD"] + (["mode", "online USD"] if batched else [])
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("teacher", "mode") else "right")
     for t in est.teachers:
+        mode = (["batch", _money(t.online_usd)] if t.batch else ["online", _money(t.usd)]) \
+            if batched else []
         table.add_row(t.name, f"{t.rationale_calls:,}", f"{t.feedback_calls:,}", f"{t.review_calls:,}",
-                      f"{t.calls:,}", f"{t.input_tokens:,}", f"{t.output_tokens:,}", _money(t.usd))
+                      f"{t.calls:,}", f"{t.input_tokens:,}", f"{t.output_tokens:,}", _money(t.usd),
+                      *mode)
+    online_total = _plus(0.0, [t.online_usd if t.batch else t.usd for t in est.teachers])
     table.add_row("[bold]total[/]", "", "", "", f"[bold]{est.calls:,}[/]",
                   f"{sum(t.input_tokens for t in est.teachers):,}",
-                  f"{sum(t.output_tokens for t in est.teachers):,}", f"[bold]{_money(est.usd)}[/]")
+                  f"{sum(t.output_tokens for t in est.teachers):,}", f"[bold]{_money(est.usd)}[/]",
+                  *(["", _money(online_total)] if batched else []))
     console.print(table)
+    if batched:
+        console.print(batch_line(spec), markup=False)
     console.print("Tokens are estimates (inputs: the templates at 4 characters per token); review "
                   "calls are an upper bound (decided reviews are skipped). The budget still "
                   "reserves each call's max_tokens.")
     if spec.budget.max_usd is not None and est.usd is not None:
         verdict = "within" if est.usd <= spec.budget.max_usd else "[red]over[/]"
         console.print(f"Budget: max ${spec.budget.max_usd:,.2f}, estimate {verdict} it.")
+
+
+def batch_line(spec: Spec) -> str:
+    """What batch mode means for this run: prices, and how its reviews are batched."""
+    names = ", ".join(t.name for t in spec.teachers if t.batch)
+    each = len(spec.teachers) - 1 if spec.review.exclude_self else len(spec.teachers)
+    waves = (f" Reviews go in up to {each} waves of batches (early exit: a rationale's next "
+             "review is asked only when the scores so far leave it undecided), so the review "
+             "stage may wait for up to that many batches; it makes fewer calls than asking "
+             "every review at once." if spec.review.enabled and each > 1 else "")
+    return (f"Batch mode ({names}): the provider's batch API at batch prices (USD column; "
+            f"'online USD' is the same calls online); answers can take up to 24 h.{waves}")
 
 
 def output_tokens_line(est: CallEstimate) -> str:

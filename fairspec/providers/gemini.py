@@ -124,46 +124,41 @@ class GeminiProvider(RemoteProvider):
             reply = await self._models.generate_content(
                 model=self.model, contents=contents, config=config
             )
+        except Exception as exc:
+            raise self.failure(exc) from None
+        return read_reply(reply)
+
+    def failure(self, exc: Exception) -> Exception:
+        """The failure (TransientFailure or FatalProviderError) an SDK error stands for; an
+        error that is none of the SDK's or the transport's is returned as it is."""
+        try:
+            raise exc
         except genai_errors.APIError as exc:
             response = getattr(exc, "response", None)
-            raise self._status_error(
+            return self._status_error(
                 int(exc.code or 0),
                 str(exc.message or exc.status or "no message"),
                 getattr(response, "headers", None),
-            ) from None
+            )
         except auth_exceptions.DefaultCredentialsError:
-            raise FatalProviderError(
+            return FatalProviderError(
                 self.name,
                 "no Google Cloud credentials for Vertex AI",
                 hint="run 'gcloud auth application-default login' "
                 "or set GOOGLE_APPLICATION_CREDENTIALS",
-            ) from None
+            )
         except auth_exceptions.RefreshError as exc:
-            raise FatalProviderError(
+            return FatalProviderError(
                 self.name,
                 f"Google Cloud credentials were refused: {self._scrub(str(exc))}",
                 hint="renew them with 'gcloud auth application-default login'",
-            ) from None
+            )
         except (asyncio.TimeoutError, TimeoutError):
-            raise self._timed_out() from None
+            return self._timed_out()
         except Exception as exc:  # connection errors of aiohttp/httpx2: retry
             if not _is_transport_error(exc):
-                raise
-            raise self._connection_error(f"{type(exc).__name__}: {exc}") from None
-        text, finish = _text_and_finish(reply)
-        meta = reply.usage_metadata
-        output_tokens = None
-        if meta is not None and meta.candidates_token_count is not None:
-            output_tokens = meta.candidates_token_count + (meta.thoughts_token_count or 0)
-        return Reply(
-            text=text,
-            finish_reason=finish,
-            truncated=finish in _TRUNCATED,
-            input_tokens=meta.prompt_token_count if meta is not None else None,
-            output_tokens=output_tokens,
-            total_tokens=meta.total_token_count if meta is not None else None,
-            tokens=_tokens(reply),
-        )
+                return exc
+            return self._connection_error(f"{type(exc).__name__}: {exc}")
 
     async def aclose(self) -> None:
         await self._client.aio.aclose()
@@ -173,6 +168,24 @@ class GeminiProvider(RemoteProvider):
         if self.vertex_project:
             base += f", vertex_project={self.vertex_project!r}"
         return base + ")"
+
+
+def read_reply(reply: types.GenerateContentResponse) -> Reply:
+    """What one GenerateContentResponse answered (online, or one of a batch's responses)."""
+    text, finish = _text_and_finish(reply)
+    meta = reply.usage_metadata
+    output_tokens = None
+    if meta is not None and meta.candidates_token_count is not None:
+        output_tokens = meta.candidates_token_count + (meta.thoughts_token_count or 0)
+    return Reply(
+        text=text,
+        finish_reason=finish,
+        truncated=finish in _TRUNCATED,
+        input_tokens=meta.prompt_token_count if meta is not None else None,
+        output_tokens=output_tokens,
+        total_tokens=meta.total_token_count if meta is not None else None,
+        tokens=_tokens(reply),
+    )
 
 
 def _text_and_finish(reply: types.GenerateContentResponse) -> tuple[str, str | None]:

@@ -145,20 +145,7 @@ class OpenAIProvider(RemoteProvider):
             )
         except openai.APIError as exc:
             raise self._failure(exc) from None
-        reply = parse_completion(await raw.aread())
-        choice = reply.choices[0] if reply.choices else None
-        text = (choice.message.content or "") if choice is not None else ""
-        finish = choice.finish_reason if choice is not None else None
-        usage = reply.usage
-        return Reply(
-            text=text,
-            finish_reason=finish,
-            truncated=finish == "length",
-            input_tokens=usage.prompt_tokens if usage is not None else None,
-            output_tokens=usage.completion_tokens if usage is not None else None,
-            total_tokens=usage.total_tokens if usage is not None else None,
-            tokens=_tokens(choice),
-        )
+        return read_reply(parse_completion(await raw.aread()))
 
     def _failure(self, exc: openai.APIError) -> TransientFailure | FatalProviderError:
         if isinstance(exc, openai.APIConnectionError):
@@ -194,6 +181,23 @@ def parse_completion(content: bytes) -> ChatCompletion:
     if not isinstance(data, dict):
         raise TransientFailure(f"the reply is not a JSON object: {content[:120]!r}")
     return ChatCompletion.construct(**data)
+
+
+def read_reply(reply: ChatCompletion) -> Reply:
+    """What one chat completion answered (a reply of the API, or a line of a batch's output)."""
+    choice = reply.choices[0] if reply.choices else None
+    text = (choice.message.content or "") if choice is not None else ""
+    finish = choice.finish_reason if choice is not None else None
+    usage = reply.usage
+    return Reply(
+        text=text,
+        finish_reason=finish,
+        truncated=finish == "length",
+        input_tokens=usage.prompt_tokens if usage is not None else None,
+        output_tokens=usage.completion_tokens if usage is not None else None,
+        total_tokens=usage.total_tokens if usage is not None else None,
+        tokens=_tokens(choice),
+    )
 
 
 def _tokens(choice: Any) -> tuple[TokenChoices, ...] | None:

@@ -25,6 +25,9 @@ from typing import Any
 #: The API limits every remote kind takes: Teacher fields and constructor arguments of
 #: these names. They change when a call is sent, never what it answers.
 LIMITS: tuple[str, ...] = ("concurrency", "rpm", "tpm", "timeout_s", "max_retries")
+#: Options the committee reads itself, never passed to a provider's constructor:
+#: ``batch`` puts a batch queue in front of the provider (``fairspec.batch``).
+COMMITTEE_OPTIONS: tuple[str, ...] = ("batch",)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class ProviderKind:
     priced: bool = False          # its calls cost money: a budget wants the teacher's price
     model_is_path: bool = False   # ``model`` is a local folder or a builtin: name
     logprobs: bool = True         # can return log-probabilities (``review.scoring: logprobs``)
+    #: ``"module:Class"`` of its batch API (``batch: true``); ``no_batch``: why a kind has none
+    batch_path: str | None = None
+    no_batch: str | None = None
     required: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -79,10 +85,13 @@ class ProviderKind:
         that is set (a section flattened), ``api_key_env`` defaulting to ``key_env`` unless
         the key rule's option is set: an ``openai`` teacher with a ``base_url`` and no
         ``api_key_env`` sends no key (a keyless local server: vLLM, llama.cpp, Ollama).
-        ``name``, ``model`` (and a local model's path) are the caller's to add."""
+        ``name``, ``model`` (and a local model's path) are the caller's to add; the
+        ``COMMITTEE_OPTIONS`` are left out."""
         out: dict[str, Any] = {}
         keyless = self.key_rule is not None and teacher.get(self.key_rule.unless) is not None
         for option in self.spec_options:
+            if option in COMMITTEE_OPTIONS:
+                continue
             value = teacher.get(option)
             if option == "api_key_env" and not value:
                 value = None if keyless else self.key_env
@@ -97,6 +106,13 @@ class ProviderKind:
                 out[option] = value
         return out
 
+    def load_batch(self) -> type:
+        """The class of its batch API (its module, and so its SDK, imported now)."""
+        if self.batch_path is None:
+            raise ValueError(f"provider kind {self.name!r} has no batch API: {self.no_batch}")
+        module, _, name = self.batch_path.partition(":")
+        return getattr(importlib.import_module(module), name)
+
     def load(self) -> type:
         """The provider class (its module, and so its SDK, imported now)."""
         if self.class_path is None:
@@ -110,25 +126,27 @@ _KINDS = (
     ProviderKind(
         "openai", "fairspec.providers.openai:OpenAIProvider",
         "any OpenAI-compatible chat completions API (OpenAI, DeepInfra, vLLM, ...)",
-        options=("base_url", "api_key_env"), key_env="OPENAI_API_KEY",
+        options=("base_url", "api_key_env", "batch"), key_env="OPENAI_API_KEY",
         key_rule=KeyRule("base_url", "the OpenAI API needs api_key_env"),
-        remote=True, priced=True,
+        remote=True, priced=True, batch_path="fairspec.providers.openai_batch:OpenAIBatchAPI",
     ),
     ProviderKind(
         "gemini", "fairspec.providers.gemini:GeminiProvider",
         "Google's Gemini API, or Vertex AI with vertex: {project, location}",
-        options=("base_url", "api_key_env", "vertex"), key_env="GEMINI_API_KEY",
+        options=("base_url", "api_key_env", "vertex", "batch"), key_env="GEMINI_API_KEY",
         key_rule=KeyRule("vertex", "the Gemini API needs api_key_env (or vertex:)"),
-        remote=True, priced=True,
+        remote=True, priced=True, batch_path="fairspec.providers.gemini_batch:GeminiBatchAPI",
     ),
     ProviderKind(
         "hf", "fairspec.providers.hf:HfProvider", "a local transformers model",
         local=True, model_is_path=True,
+        no_batch="a local model already batches the requests it is given on its device",
     ),
     ProviderKind(
         "replay", None, "answers from an exported call file (replay_file)",
         options=("replay_file",),
         required=(("replay_file", "runs/<name>/record/calls.jsonl"),),
+        no_batch="it answers from its file: no call is sent",
     ),
     ProviderKind(
         "recorded", None,
@@ -136,6 +154,7 @@ _KINDS = (
         "by question in the files of recorded: (a live model for the rest with fallback:)",
         options=("recorded", "base_url", "api_key_env"), logprobs=False,
         required=(("recorded", "{rationale: {path: FILE, column: COLUMN}, feedback: {...}}"),),
+        no_batch="it answers from recorded files (its fallback's calls are sent online)",
     ),
 )
 

@@ -98,17 +98,8 @@ class RemoteProvider(ChatProvider):
             policy=self.policy,
             estimated_tokens=request.estimated_tokens(),
         )
-        return ChatResult(
-            text=reply.text,
-            finish_reason=reply.finish_reason,
-            status=result_status(reply.text, reply.truncated),
-            input_tokens=reply.input_tokens,
-            output_tokens=reply.output_tokens,
-            latency_s=time.perf_counter() - started,
-            attempts=attempts,
-            last_error=last_error,
-            score_logprobs=_reading(request, reply),
-        )
+        return chat_result(request, reply, latency_s=time.perf_counter() - started,
+                           attempts=attempts, last_error=last_error)
 
     def _scrub(self, text: str) -> str:
         """``text`` shortened, without the key and without anything shaped like one."""
@@ -138,6 +129,22 @@ class RemoteProvider(ChatProvider):
             headers=headers,
             code=code,
         )
+
+
+def chat_result(request: ChatRequest, reply: Reply, *, latency_s: float, attempts: int,
+                last_error: str | None = None) -> ChatResult:
+    """The answer to ``request`` that ``reply`` holds (an online reply or a batch's line)."""
+    return ChatResult(
+        text=reply.text,
+        finish_reason=reply.finish_reason,
+        status=result_status(reply.text, reply.truncated),
+        input_tokens=reply.input_tokens,
+        output_tokens=reply.output_tokens,
+        latency_s=latency_s,
+        attempts=attempts,
+        last_error=last_error,
+        score_logprobs=_reading(request, reply),
+    )
 
 
 def _reading(request: ChatRequest, reply: Reply) -> dict[str, Any] | None:

@@ -142,6 +142,9 @@ class RunSummary:
                 into["retries"] += usage.get("retries", 0)
                 into["usd"] = None if into["usd"] is None or usage["usd"] is None \
                     else into["usd"] + usage["usd"]
+                if "batch" in usage:  # asked through the provider's batch API
+                    into["batches"] = into.get("batches", 0) + usage["batch"]["batches"] \
+                        + usage["batch"].get("followed", 0)
         return total
 
 

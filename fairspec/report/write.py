@@ -201,10 +201,15 @@ def _teachers(doc: Document, run: RunSummary) -> None:
     if not usage:
         return
     doc.add(Heading("Teachers: calls, tokens and cost (teach and review stages together)"))
+    batched = any("batches" in u for u in usage.values())
     rows = [[name, u["calls"], u["made"], u["reused"], u["retries"], f"{u['input_tokens']:,}",
-             f"{u['output_tokens']:,}", _usd(u["usd"])] for name, u in usage.items()]
+             f"{u['output_tokens']:,}", _usd(u["usd"])]
+            + ([f"batch ({u['batches']} batches)" if "batches" in u else "online"] if batched else [])
+            for name, u in usage.items()]
     doc.add(Table(["teacher", "calls", "paid now", "reused (store/replay)", "retries", "in tokens",
-                   "out tokens", "USD"], rows, "Teach and review stages together; USD at the spec's prices"))
+                   "out tokens", "USD"] + (["mode"] if batched else []), rows,
+                  "Teach and review stages together; USD at the spec's prices"
+                  + (", a batch teacher's at its batch price" if batched else "")))
 
 
 def _review(doc: Document, run: RunSummary, folder: Path) -> None:

@@ -27,6 +27,7 @@ from fairspec.report import write_report
 from fairspec.run.record import CALL_FILES, stage_call_keys, write_record, write_run_info
 from fairspec.stages import Services, StageContext, stage_runner
 from fairspec.store import CallStore, load_replay
+from fairspec.store.batches import BatchLedger
 from fairspec.teachers.budget import Budget
 
 log = logging.getLogger(__name__)
@@ -200,11 +201,26 @@ def saved_summary(plan: Plan, runs: list[RunPlan]) -> str:
     """One line: which stages are complete and how many teacher calls the store holds."""
     done = [f"{run.name}: {sum(is_done(Path(run.run_dir) / s.name, s.fingerprint) for s in run.stages)}"
             f"/{len(run.stages)} stages complete" for run in runs]
-    calls = 0
+    calls, waiting = 0, ""
     if Path(plan.call_store).exists():
         with CallStore(Path(plan.call_store)) as store:
             calls = store.count()
-    return "; ".join(done) + f"; {calls} teacher call(s) saved in {plan.call_store}"
+            waiting = open_batches_line(store)
+    return "; ".join(done) + f"; {calls} teacher call(s) saved in {plan.call_store}" + waiting
+
+
+def open_batches_line(store: CallStore) -> str:
+    """What is still running at the providers in batch mode (empty when nothing is)."""
+    if not store.query("SELECT name FROM sqlite_master WHERE name = 'batches'"):
+        return ""
+    rows = BatchLedger(store).batches(open_only=True)
+    if not rows:
+        return ""
+    ids = ", ".join(f"{r.teacher}: {r.remote_id or r.id}" for r in rows[:5])
+    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+    return (f"; {len(rows)} batch(es) still running at the provider ({ids}{more}), "
+            f"{sum(r.requests - r.answered - r.failed for r in rows)} request(s) in them: "
+            "the next run collects their results and sends none of them again")
 
 
 def run_stage(run: RunPlan, name: str, *, base_dir: Path, cache_dir: Path | None = None,

@@ -10,7 +10,7 @@ from fairspec.errors import TeacherStopped
 from fairspec.progress import attach
 from fairspec.prompting import TEACH_ROLES, teach_prompts, user_messages
 from fairspec.stages.context import StageContext
-from fairspec.teachers.committee import close_committee, make_committee
+from fairspec.teachers.committee import close_committee, make_committee, workers
 from fairspec.teachers.pool import run_per_teacher, stop_for_budget
 from fairspec.teachers.recorded_calls import about, check_recorded
 
@@ -28,7 +28,7 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
     templates = {role: ctx.read_template(ref) for role, ref in ctx.settings["templates"].items()}
     teachers = ctx.settings["teachers"]
     callers = make_committee(teachers, services.store, services.base_dir, replay=services.replay,
-                             budget=services.budget)
+                             budget=services.budget, batch_state=ctx.output("batches.json"))
     results: dict[tuple[int, str, str], dict[str, Any]] = {}
 
     # a later round's rationale for a question asked before: the stored one (sample 0, free),
@@ -57,7 +57,7 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
     try:
         check_recorded(callers, {name: [about(m, role) for m, role, _ in items]
                                  for name, items in jobs.items()})
-        fatal = await run_per_teacher(jobs, handle, {t["name"]: t["concurrency"] for t in teachers})
+        fatal = await run_per_teacher(jobs, handle, {t["name"]: workers(t) for t in teachers})
     finally:
         await close_committee(callers)
         if services.progress is not None:
@@ -70,6 +70,9 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
     counts = {role: write_jsonl(ctx.output(OUTPUTS[role]), [r for r in ordered if r["role"] == role])
               for role in TEACH_ROLES}
     usage = {name: caller.usage.to_dict() for name, caller in callers.items()}
+    for name, caller in callers.items():
+        if caller.batch is not None:
+            usage[name]["batch"] = dict(caller.batch.counts)
     stats = {
         "mistakes": len(mistakes),
         "teachers": usage,

@@ -188,6 +188,16 @@ class CallStore:
                     self._conn.execute("ROLLBACK")
                 raise
 
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction on the store's file, committed (and fsynced) when the
+        block ends: for the tables that live beside the calls (the batch ledger)."""
+        return self._transaction()
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read-only statement on the store's file."""
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
     # -- reading ------------------------------------------------------------------------
 
     def get(self, key: str, *, include_errors: bool = False) -> CallRecord | None:

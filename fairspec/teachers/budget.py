@@ -47,6 +47,15 @@ class Budget:
                 "saved: rerun with a higher budget.max_usd or --max-cost to go on")
         self.reserved_usd += usd
 
+    def hold(self, usd: float) -> None:
+        """Hold ``usd`` without checking the limit: the worst case of calls already on their
+        way from an earlier invocation (a batch the provider is running), paid when they land."""
+        self.reserved_usd += usd
+
+    def release(self, usd: float) -> None:
+        """A reservation whose call was not made after all (it goes again, or not at all)."""
+        self.reserved_usd = max(0.0, self.reserved_usd - usd)
+
     def settle(self, key: str, reserved_usd: float, usd: float) -> None:
         """The call reserved with ``reserved_usd`` completed (or failed) costing ``usd``."""
         self.reserved_usd = max(0.0, self.reserved_usd - reserved_usd)

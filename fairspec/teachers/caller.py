@@ -18,6 +18,7 @@ from fairspec.providers.registry import find_kind
 from fairspec.store import AnyProviderReplay, CallIdentity, CallRecord, CallStore
 from fairspec.store.recorded_answers import About, RecordedMissing, RecordedTeacher, missing_message
 from fairspec.store.replay import Replay
+from fairspec.teachers.batch_queue import BatchQueue
 from fairspec.teachers.budget import Budget, call_usd
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ class TeacherCaller:
                  settings: Mapping[str, Any], store: CallStore, provider: ChatProvider | None = None,
                  replay: Replay | None = None, any_provider_replay: AnyProviderReplay | None = None,
                  price: Mapping[str, float] | None = None, budget: Budget | None = None,
-                 recorded: RecordedTeacher | None = None, fallback: str | None = None) -> None:
+                 recorded: RecordedTeacher | None = None, fallback: str | None = None,
+                 batch: BatchQueue | None = None) -> None:
         self.name = name
         self.provider_kind = provider_kind
         self.base_url = base_url
@@ -86,6 +88,8 @@ class TeacherCaller:
         #: (``provider``, asked under that kind's own call identity)
         self.recorded = recorded
         self.fallback = fallback
+        #: a batch teacher's queue: its calls go through the provider's batch API
+        self.batch = batch
         kind = find_kind(fallback or provider_kind)
         # a local model and recorded answers are free
         known = price is not None or (kind is not None and kind.local) or \
@@ -208,6 +212,8 @@ class TeacherCaller:
             raise RuntimeError(f"teacher {self.name} has neither a provider nor a replay file")
         settings = {k: v for k, v in self.settings.items() if k != "recorded"}
         request = ChatRequest(messages=[dict(m) for m in messages], settings=settings)
+        if self.batch is not None:
+            return await self._answer_batch(identity, request)
         reply_tokens = request.settings.max_tokens
         worst = call_usd(self.price, request.estimated_tokens() - reply_tokens, reply_tokens)
         if self.budget is not None:
@@ -233,4 +239,20 @@ class TeacherCaller:
             score_logprobs=result.score_logprobs,
         ))
         self.usage.add(record, "made", self.price)
+        return record
+
+    async def _answer_batch(self, identity: CallIdentity, request: ChatRequest) -> CallRecord:
+        """A batch teacher's call: answered when its batch is (the queue stores it and
+        settles the budget); a batch that could not be created is an error record, as an
+        online call's exhausted retries are."""
+        assert self.batch is not None
+        try:
+            record = await self.batch.answer(identity, request)
+        except RetryableExhausted as exc:
+            record = self.store.put(self._record(identity, status="error", attempts=exc.attempts,
+                                                 last_error=str(exc)))
+        if record.completed:
+            self.usage.add(record, "made", self.price)
+        else:
+            self.usage.add(record, "errors", None)
         return record

@@ -12,6 +12,7 @@ from fairspec.resources import resolve_path
 from fairspec.store import AnyProviderReplay, CallStore, load_replay
 from fairspec.store.recorded_answers import ROLES, RecordedColumn, RecordedTable, RecordedTeacher
 from fairspec.store.replay import Replay
+from fairspec.teachers.batch_queue import BatchQueue
 from fairspec.teachers.budget import Budget
 from fairspec.teachers.caller import TeacherCaller
 from fairspec.weights import resolve_model
@@ -48,9 +49,11 @@ def recorded_teacher(teacher: Mapping[str, Any], base_dir: Path) -> RecordedTeac
 
 
 def make_committee(teachers: list[Mapping[str, Any]], store: CallStore, base_dir: Path, *,
-                   replay: Replay | None = None,
-                   budget: Budget | None = None) -> dict[str, TeacherCaller]:
-    """name -> caller; with ``replay`` set no provider is built and no key is read."""
+                   replay: Replay | None = None, budget: Budget | None = None,
+                   batch_state: Path | None = None) -> dict[str, TeacherCaller]:
+    """name -> caller; with ``replay`` set no provider is built and no key is read. A batch
+    teacher (``batch: true``) gets a :class:`BatchQueue` in front of its provider, which
+    writes its batches' states to ``batch_state``."""
     callers = {}
     for teacher in teachers:
         provider, own_replay, recorded, fallback = None, None, None, None
@@ -70,10 +73,40 @@ def make_committee(teachers: list[Mapping[str, Any]], store: CallStore, base_dir
             replay=replay, any_provider_replay=own_replay, price=teacher.get("price"),
             budget=budget, recorded=recorded, fallback=fallback,
         )
+        if teacher.get("batch") and provider is not None:
+            callers[teacher["name"]].batch = batch_queue(
+                callers[teacher["name"]], teacher, store, budget, batch_state)
     return callers
+
+
+def batch_queue(caller: TeacherCaller, teacher: Mapping[str, Any], store: CallStore,
+                budget: Budget | None, state_file: Path | None) -> BatchQueue:
+    """The batch queue of a batch teacher: its kind's batch API around its provider; each
+    change of a batch refreshes the caller's progress line."""
+    api = provider_kind(teacher["provider"]).load_batch()(caller.provider)
+
+    def changed() -> None:
+        if caller.on_answer is not None:
+            caller.on_answer(caller)
+
+    return BatchQueue(teacher=teacher["name"], api=api, store=store, price=teacher.get("price"),
+                      budget=budget, max_retries=teacher.get("max_retries", 8),
+                      state_file=state_file, on_change=changed)
+
+
+def workers(teacher: Mapping[str, Any]) -> int:
+    """How many of a teacher's requests a stage keeps on their way: its ``concurrency``, or
+    for a batch teacher as many as one batch holds (they wait in the batch, not on a socket)."""
+    return BATCH_WORKERS if teacher.get("batch") else teacher["concurrency"]
+
+
+#: requests a stage gives a batch teacher at once (OpenAI's limit for one batch)
+BATCH_WORKERS = 50_000
 
 
 async def close_committee(callers: Mapping[str, TeacherCaller]) -> None:
     for caller in callers.values():
-        if caller.provider is not None:
+        if caller.batch is not None:
+            await caller.batch.aclose()  # closes its provider too
+        elif caller.provider is not None:
             await caller.provider.aclose()

@@ -27,7 +27,7 @@ PLAN_TEACHER = {  # a teacher as the plan hands it to the committee
     "name": "t", "provider": "openai", "model": "m", "base_url": "http://h/v1",
     "generation": {"temperature": 0.5}, "api_key_env": None, "vertex": None,
     "replay_file": None, "concurrency": 4, "rpm": None, "tpm": 1000, "timeout_s": 30.0,
-    "max_retries": 2, "price": None,
+    "max_retries": 2, "price": None, "batch": True,  # the committee reads batch itself
 }
 
 
@@ -42,7 +42,10 @@ def test_importing_the_registry_imports_no_sdk_and_no_provider_module() -> None:
 
 def test_the_kinds_and_their_options() -> None:
     assert provider_names() == ("openai", "gemini", "hf", "replay", "recorded")
-    assert kind_options() == ("base_url", "api_key_env", "vertex", "replay_file", "recorded")
+    assert kind_options() == ("base_url", "api_key_env", "batch", "vertex", "replay_file",
+                              "recorded")
+    assert kinds_taking("batch") == ("openai", "gemini")
+    assert all(k.no_batch for k in KINDS.values() if not k.takes("batch"))
     # a recorded teacher takes base_url and api_key_env for its fallback's live calls
     assert kinds_taking("base_url") == ("openai", "gemini", "recorded")
     assert kinds_taking("vertex") == ("gemini",)
