@@ -21,6 +21,7 @@ from typing import Any
 import openai
 
 from fairspec.providers.batch_api import RETRYABLE_STATUSES, BatchAPI, BatchLine, LineResult, RemoteStatus
+from fairspec.providers.errors import FatalProviderError
 from fairspec.providers.limits import TransientFailure
 from fairspec.providers.openai import OpenAIProvider, parse_completion, read_reply
 
@@ -57,11 +58,20 @@ class OpenAIBatchAPI(BatchAPI):
     async def create(self, batch_id: str, lines: Sequence[BatchLine]) -> tuple[str, str]:
         client = self.provider._sdk()
         data = b"".join(self._line(line) for line in lines)
-        uploaded = await self._call(client.files.create(
-            file=(f"{batch_id}.jsonl", data, "application/jsonl"), purpose="batch"))
-        batch = await self._call(client.batches.create(
-            input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h",
-            metadata={METADATA_KEY: batch_id}))
+        try:
+            uploaded = await self._call(client.files.create(
+                file=(f"{batch_id}.jsonl", data, "application/jsonl"), purpose="batch"))
+            batch = await self._call(client.batches.create(
+                input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h",
+                metadata={METADATA_KEY: batch_id}))
+        except FatalProviderError as exc:
+            if exc.status in (404, 405):  # an OpenAI-compatible host without batch endpoints
+                raise self.fatal(
+                    f"{self.provider.base_url or 'the API'} has no batch endpoints "
+                    f"(/files, /batches answered HTTP {exc.status})",
+                    hint="set batch: false for this teacher, or point base_url at a host "
+                    "that serves the OpenAI Batch API") from None
+            raise
         return batch.id, batch.status
 
     async def find(self, batch_id: str) -> tuple[str, str] | None:

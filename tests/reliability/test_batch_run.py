@@ -314,3 +314,13 @@ def test_ctrl_c_while_waiting_stops_and_names_the_batches_still_running(servers,
         server.release()
     run(folder, spec, "teach")
     assert len(server.created) == before + 1
+
+
+def test_a_host_without_batch_endpoints_stops_the_teacher_with_what_to_do(servers, tmp_path):
+    katan, server = servers
+    folder = tmp_path / "no-batch-api"
+    teachers = (teacher("alpha", "openai", katan.openai_url, batch=True)  # llm-katan: no /batches
+                + teacher("beta", "openai", katan.openai_url, batch=False))
+    out = run(folder, write_spec(folder, teachers, review="{enabled: false}"), "teach", expect=2)
+    assert "has no batch endpoints" in out and "set batch: false" in out
+    assert [state for _, state, *_ in ledger(folder)] == ["failed"]

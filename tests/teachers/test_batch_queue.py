@@ -167,3 +167,16 @@ def test_the_budget_refuses_a_batch_whose_worst_case_could_pass_it(tmp_path):
         budget = Budget(1.0)
         asyncio.run(ask_all(queue(store, api, budget=budget), calls(3)))
         assert budget.spent_usd == pytest.approx(3 * 15 / 1e6) and budget.reserved_usd == 0
+
+
+def test_requests_past_the_apis_limits_are_split_into_several_batches(tmp_path):
+    api = Scripted()
+    api.max_requests, api.max_bytes = 3, 250  # three lines, or two of 100 bytes
+    with CallStore(tmp_path / "calls.sqlite") as store:
+        records = asyncio.run(ask_all(queue(store, api), calls(7)))
+        assert [len(v) for v in api.batches.values()] == [2, 2, 2, 1]
+        api = Scripted()
+        api.max_requests = 3
+        asyncio.run(ask_all(queue(store, api), calls(12)[7:]))
+        assert [len(v) for v in api.batches.values()] == [3, 2]
+    assert all(r.status == "ok" for r in records)
