@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import re
 import signal
 import sqlite3
@@ -324,3 +325,26 @@ def test_a_host_without_batch_endpoints_stops_the_teacher_with_what_to_do(server
     out = run(folder, write_spec(folder, teachers, review="{enabled: false}"), "teach", expect=2)
     assert "has no batch endpoints" in out and "set batch: false" in out
     assert [state for _, state, *_ in ledger(folder)] == ["failed"]
+
+
+def test_a_debug_batch_run_leaves_the_keys_in_no_file_and_no_log_line(servers, tmp_path):
+    katan, server = servers
+    folder = tmp_path / "leaks"
+    markers = {"LEAK_OPENAI": "sk-proj-" + secrets.token_hex(20),
+               "LEAK_GEMINI": "AIza" + secrets.token_hex(18)}
+    teachers = (teacher("alpha", "openai", server.openai_url, batch=True)
+                .replace(f"api_key_env: {KEY_ENV}", "api_key_env: LEAK_OPENAI")
+                + teacher("gem", "gemini", server.gemini_url, batch=True)
+                .replace(f"api_key_env: {KEY_ENV}", "api_key_env: LEAK_GEMINI"))
+    spec = write_spec(folder, teachers)
+    before = len(server.created)
+    done = subprocess.run([sys.executable, "-m", "fairspec.cli", "run", str(spec), "--debug",
+                           "--until", "review"], cwd=folder, capture_output=True, text=True,
+                          env={**os.environ, **markers, **FAST}, timeout=WAIT_S)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert len(server.created) > before  # the keys were used, in batch mode
+    log = done.stdout + done.stderr
+    assert not [name for name, key in markers.items() if key in log]
+    found = [f"{path}: {name}" for path in folder.rglob("*") if path.is_file()
+             for name, key in markers.items() if key.encode() in path.read_bytes()]
+    assert found == []
