@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import re
+import secrets
 import signal
 import sqlite3
 import subprocess
