@@ -66,8 +66,9 @@ class RichStageProgress:
         detail = (f"{recorded}paid {usage.made}, reused {usage.cached + usage.replayed}, retries "
                   f"{usage.retries}, {usage.input_tokens + usage.output_tokens:,} tok{spend}")
         batch = getattr(caller, "batch", None)
-        if batch is not None and batch.summary():  # the provider's words: escaped
-            detail = f"{escape(batch.summary())}; {detail}"
+        summary = batch.summary() if batch is not None else ""
+        if summary:  # the provider's words: escaped
+            detail = f"{escape(summary)}; {detail}"
         self._progress.update(self._tasks[caller.name], completed=usage.calls, detail=detail)
 
     def start_count(self, task: str, total: int, unit: str) -> None:

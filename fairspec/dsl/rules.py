@@ -252,7 +252,7 @@ def _teachers(spec: Spec, base_dir: Path) -> list[Finding]:
                                "id, a local folder, or builtin:<alias>)"))
         kind = provider_kind(teacher.provider)
         for key in kind_options():  # the options only some provider kinds take
-            if key == "batch":
+            if key == "batch":  # never None (a bool): _batch says why a kind has no batch API
                 continue
             if getattr(teacher, key) is not None and not kind.takes(key):
                 out.append(Finding(path + (key,),

@@ -131,34 +131,31 @@ class GeminiProvider(RemoteProvider):
     def failure(self, exc: Exception) -> Exception:
         """The failure (TransientFailure or FatalProviderError) an SDK error stands for; an
         error that is none of the SDK's or the transport's is returned as it is."""
-        try:
-            raise exc
-        except genai_errors.APIError as exc:
+        if isinstance(exc, genai_errors.APIError):
             response = getattr(exc, "response", None)
             return self._status_error(
                 int(exc.code or 0),
                 str(exc.message or exc.status or "no message"),
                 getattr(response, "headers", None),
             )
-        except auth_exceptions.DefaultCredentialsError:
+        if isinstance(exc, auth_exceptions.DefaultCredentialsError):
             return FatalProviderError(
                 self.name,
                 "no Google Cloud credentials for Vertex AI",
                 hint="run 'gcloud auth application-default login' "
                 "or set GOOGLE_APPLICATION_CREDENTIALS",
             )
-        except auth_exceptions.RefreshError as exc:
+        if isinstance(exc, auth_exceptions.RefreshError):
             return FatalProviderError(
                 self.name,
                 f"Google Cloud credentials were refused: {self._scrub(str(exc))}",
                 hint="renew them with 'gcloud auth application-default login'",
             )
-        except (asyncio.TimeoutError, TimeoutError):
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
             return self._timed_out()
-        except Exception as exc:  # connection errors of aiohttp/httpx2: retry
-            if not _is_transport_error(exc):
-                return exc
+        if _is_transport_error(exc):  # connection errors of aiohttp/httpx2: retry
             return self._connection_error(f"{type(exc).__name__}: {exc}")
+        return exc
 
     async def aclose(self) -> None:
         await self._client.aio.aclose()

@@ -26,7 +26,7 @@ from typing import Any
 #: these names. They change when a call is sent, never what it answers.
 LIMITS: tuple[str, ...] = ("concurrency", "rpm", "tpm", "timeout_s", "max_retries")
 #: Options the committee reads itself, never passed to a provider's constructor:
-#: ``batch`` puts a batch queue in front of the provider (``fairspec.batch``).
+#: ``batch`` puts a batch queue in front of the provider (``fairspec.teachers.batch_queue``).
 COMMITTEE_OPTIONS: tuple[str, ...] = ("batch",)
 
 

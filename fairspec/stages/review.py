@@ -26,7 +26,12 @@ from fairspec.review.logprobs import ScoreReading
 from fairspec.stages.context import StageContext
 from fairspec.store import CallRecord
 from fairspec.store.recorded_answers import About
-from fairspec.teachers.committee import BATCH_WORKERS, close_committee, make_committee, workers
+from fairspec.teachers.committee import (
+    BATCH_WORKERS,
+    close_committee,
+    committee_usage,
+    make_committee,
+)
 from fairspec.teachers.pool import run_per_teacher, stop_for_budget
 from fairspec.teachers.recorded_calls import about, check_recorded
 
@@ -130,7 +135,7 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
         # an author whose reviewers include a batch teacher keeps all its rationales on
         # their way: each wave of reviews is then one batch (early exit decides the next)
         batched = any(t.get("batch") for t in teachers)
-        concurrency = {t["name"]: BATCH_WORKERS if batched else workers(t) for t in teachers}
+        concurrency = {t["name"]: BATCH_WORKERS if batched else t["concurrency"] for t in teachers}
         for name in order:
             callers[name].count_stored((user_messages(prompt_of(r)), 0) for r in usable
                                        if not (exclude_self and r["teacher"] == name))
@@ -149,10 +154,7 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
             stop_for_budget(fatal)
             raise TeacherStopped("; ".join(str(e) for e in fatal.values())
                                  + " (completed reviews are saved; fix it and rerun)")
-        usage = {name: caller.usage.to_dict() for name, caller in callers.items()}
-        for name, caller in callers.items():
-            if caller.batch is not None:
-                usage[name]["batch"] = dict(caller.batch.counts)
+        usage = committee_usage(callers)
         failed = sum(1 for r in reviews if r["status"] == "error")
         if failed:
             raise TeacherStopped(f"{failed} review call(s) failed after all retries; rerun to "

@@ -10,7 +10,7 @@ from fairspec.errors import TeacherStopped
 from fairspec.progress import attach
 from fairspec.prompting import TEACH_ROLES, teach_prompts, user_messages
 from fairspec.stages.context import StageContext
-from fairspec.teachers.committee import close_committee, make_committee, workers
+from fairspec.teachers.committee import close_committee, committee_usage, make_committee, workers
 from fairspec.teachers.pool import run_per_teacher, stop_for_budget
 from fairspec.teachers.recorded_calls import about, check_recorded
 
@@ -69,10 +69,7 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
     ordered = [results[k] for k in sorted(results)]
     counts = {role: write_jsonl(ctx.output(OUTPUTS[role]), [r for r in ordered if r["role"] == role])
               for role in TEACH_ROLES}
-    usage = {name: caller.usage.to_dict() for name, caller in callers.items()}
-    for name, caller in callers.items():
-        if caller.batch is not None:
-            usage[name]["batch"] = dict(caller.batch.counts)
+    usage = committee_usage(callers)
     stats = {
         "mistakes": len(mistakes),
         "teachers": usage,

@@ -189,9 +189,7 @@ class BatchLedger:
             (batch_id, batch_id, utc_now(), batch_id))
 
     def _update(self, batch_id: str, **values: Any) -> None:
-        values = {k: v for k, v in values.items() if v is not None or k == "detail"}
-        if values.get("detail") is None:
-            values.pop("detail", None)
+        values = {k: v for k, v in values.items() if v is not None}  # None: left as it is
         values["updated_at"] = utc_now()
         assignments = ", ".join(f"{name} = ?" for name in values)
         with self.store.transaction() as conn:

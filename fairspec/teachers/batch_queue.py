@@ -39,12 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from fairspec.artifacts import atomic_write_json
-from fairspec.errors import BudgetReached
 from fairspec.providers import ChatRequest, FatalProviderError, RetryableExhausted
 from fairspec.providers.batch_api import BatchAPI, BatchLine, LineResult, RemoteStatus
 from fairspec.providers.limits import call_with_retries
 from fairspec.store import CallIdentity, CallRecord, CallStore
-from fairspec.store.batches import PENDING, BatchItem, BatchLedger
+from fairspec.store.batches import OPEN, PENDING, BatchItem, BatchLedger, BatchRow
 from fairspec.teachers.budget import Budget, call_usd
 
 log = logging.getLogger(__name__)
@@ -102,6 +101,7 @@ class BatchQueue:
         self._tries: dict[str, int] = {}      # submissions of a call in this invocation
         self._pollers: dict[str, asyncio.Task[None]] = {}
         self._touched: list[str] = []         # batches this queue created or followed
+        self._rows: dict[str, BatchRow] = {}  # their ledger rows, as of the last change
         #: what this invocation did: batches created, lines resubmitted, failed, expired
         self.counts = {"batches": 0, "resubmitted": 0, "failed_lines": 0, "expired_lines": 0,
                        "followed": 0}
@@ -322,11 +322,11 @@ class BatchQueue:
             else:
                 self.budget.release(worst.get(record.key, 0.0))
         self._release({i.key: worst.get(i.key, 0.0) for i in again})
+        stored = self.store.get_many((r.key for r in records), include_errors=True)
         for record in records:
-            stored = self.store.get(record.key, include_errors=True) or record
             future = self._waiters.pop(record.key, None)
             if future is not None and not future.done():
-                future.set_result(stored)
+                future.set_result(stored.get(record.key, record))
         for item in again:
             self.counts["resubmitted"] += 1
             self._enqueue(item.identity, request_of(item.identity), item.attempt + 1)
@@ -344,25 +344,21 @@ class BatchQueue:
             if future is not None and not future.done():
                 future.set_exception(exc)
                 future.exception()  # retrieved: the waiter re-raises it
-        if isinstance(exc, BudgetReached):
-            return
         log.debug("teacher %s: a batch failed: %s", self.teacher, exc)
 
-    def open_batches(self) -> list[Any]:
-        return [row for row in (self.ledger.batch(b) for b in self._touched)
-                if row.state in ("submitting", "running")]
-
     def summary(self) -> str:
-        """A short line for the progress display: the batches this stage follows."""
-        rows = [self.ledger.batch(b) for b in self._touched]
+        """A short line for the progress display: the batches this stage follows (as of
+        their last change: no query per answered call)."""
+        rows = list(self._rows.values())
         if not rows:
             return "batch: gathering" if self._queued else ""
-        running = [r for r in rows if r.state in ("submitting", "running")]
+        running = [r for r in rows if r.state in OPEN]
         words = [f"{len(running)} running ({', '.join(sorted({r.remote_state or r.state for r in running}))})"
                  if running else "", f"{len(rows) - len(running)} done" if len(rows) > len(running) else ""]
         return "batches: " + ", ".join(w for w in words if w)
 
     def _changed(self) -> None:
+        self._rows = {b: self.ledger.batch(b) for b in self._touched}
         if self.state_file is not None:
             self._write_state()
         if self.on_change is not None:
@@ -375,8 +371,7 @@ class BatchQueue:
         except (OSError, ValueError):
             found = {}
         batches = found.get("batches", {}) if isinstance(found, dict) else {}
-        for batch_id in self._touched:
-            batches[batch_id] = self.ledger.batch(batch_id).to_json()
+        batches.update({batch_id: row.to_json() for batch_id, row in self._rows.items()})
         atomic_write_json(self.state_file, {"batches": batches})
 
     async def aclose(self) -> None:

@@ -104,6 +104,16 @@ def workers(teacher: Mapping[str, Any]) -> int:
 BATCH_WORKERS = 50_000
 
 
+def committee_usage(callers: Mapping[str, TeacherCaller]) -> dict[str, dict[str, Any]]:
+    """What each teacher cost in a stage (``TeacherUsage``), and for a batch teacher what
+    its batches did (``batch``: created, followed, resubmitted, failed and expired lines)."""
+    usage = {name: caller.usage.to_dict() for name, caller in callers.items()}
+    for name, caller in callers.items():
+        if caller.batch is not None:
+            usage[name]["batch"] = dict(caller.batch.counts)
+    return usage
+
+
 async def close_committee(callers: Mapping[str, TeacherCaller]) -> None:
     for caller in callers.values():
         if caller.batch is not None:

@@ -140,6 +140,17 @@ def keys(batch) -> list[str]:
     return [str(r).split("-", 1)[1] for r in batch.request_ids]
 
 
+def wait_for_batches(child: subprocess.Popen, folder: Path, server, count: int) -> None:
+    """Until the server has ``count`` batches (the run still going), then half a second more
+    so that the run has polled them."""
+    deadline = time.monotonic() + WAIT_S
+    while len(server.created) < count:
+        assert child.poll() is None, (folder / "child.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "the batches were not created"
+        time.sleep(0.05)
+    time.sleep(0.5)
+
+
 def ledger(folder: Path) -> list[tuple]:
     with sqlite3.connect(folder / "runs" / "calls.sqlite") as db:
         return db.execute("select teacher, state, requests, answered, failed from batches "
@@ -194,12 +205,7 @@ def test_kill_between_submit_and_completion_resumes_by_polling_the_same_batches(
     server.hold()
     try:
         child = start(folder, spec)
-        deadline = time.monotonic() + WAIT_S
-        while len(server.created) - before < 2:  # both batch teachers submitted the teach stage
-            assert child.poll() is None, (folder / "child.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no batch was created"
-            time.sleep(0.05)
-        time.sleep(0.5)  # polled at least once
+        wait_for_batches(child, folder, server, before + 2)  # both batch teachers' teach batches
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
         assert [state for _, state, *_ in ledger(folder)] == ["running", "running"]
@@ -298,12 +304,7 @@ def test_ctrl_c_while_waiting_stops_and_names_the_batches_still_running(servers,
     server.hold()
     try:
         child = start(folder, spec, "teach")
-        deadline = time.monotonic() + WAIT_S
-        while len(server.created) == before:
-            assert child.poll() is None and time.monotonic() < deadline, \
-                (folder / "child.log").read_text()[-3000:]
-            time.sleep(0.05)
-        time.sleep(0.5)
+        wait_for_batches(child, folder, server, before + 1)
         child.send_signal(signal.SIGINT)
         assert child.wait(timeout=30) == 130
         out = (folder / "child.log").read_text()
