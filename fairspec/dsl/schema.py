@@ -342,6 +342,12 @@ class Training(Section):
         False, description="wrap training prompts in the chat template (Appendix C uses plain text)"
     )
     templates: TrainingTemplates = TrainingTemplates()
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="the Trainer's experiment trackers (tensorboard, mlflow, wandb, ...: the "
+        "installed transformers' integrations); fairspec logs its own metrics to tensorboard and "
+        "mlflow too",
+    )
 
 
 class Evaluation(Section):

@@ -33,7 +33,7 @@ from fairspec.plan.hardware import (
 from fairspec.plan.kinds import ROUND_READS, STAGE_KINDS, stage_name
 from fairspec.plan.recorded_inputs import exam_recorded, teacher_recorded
 from fairspec.providers.registry import provider_kind
-from fairspec.resources import resolve_path
+from fairspec.resources import BUILTIN_MODELS, builtin_model_alias, resolve_path
 from fairspec.tasks.data import DATA_SUFFIXES
 from fairspec.templates import TEMPLATE_ROLES
 
@@ -55,6 +55,24 @@ def dataset_split(spec: Spec, base_dir: Path, split: str) -> dict[str, Any]:
     if local.is_dir():
         local = next(local / f"{split}{s}" for s in DATA_SUFFIXES if (local / f"{split}{s}").is_file())
     return {"path": ds.path, "file": local.name, "split": split, "sha256": sha256_file(local)}
+
+
+def card_facts(spec: Spec, base_dir: Path, run_name: str) -> dict[str, Any]:
+    """What the model and dataset cards say of the run: names only, never a local path."""
+    ds, model = spec.task.dataset, spec.student.model
+    alias = builtin_model_alias(model)
+    if alias is not None:
+        hub = BUILTIN_MODELS[alias].hub_id if alias in BUILTIN_MODELS else None
+    else:
+        hub = None if local_model_config(model, base_dir) is not None else model
+    return {
+        "spec": spec.name, "run": run_name, "task": spec.task.kind,
+        "base_model_hub": hub, "base_model_name": (hub or alias or model.rstrip("/")).split("/")[-1],
+        "dataset_hf": ds.hf, "dataset_config": ds.config,
+        "dataset_name": None if ds.hf else Path((ds.path or "").removeprefix("builtin:")).stem,
+        "train_split": ds.train_split, "test_split": ds.test_split,
+        "decoding": spec.evaluation.decoding,
+    }
 
 
 def teacher_generation(spec: Spec, teacher: Teacher) -> dict[str, Any]:
@@ -170,6 +188,7 @@ def compile_run(
         own = {s.kind: s.name for s in stages if s.settings.get("round", 1) == round_no}
         inputs = [Input(own[producer], artifact) for producer, artifact in kind.reads]
         inputs += [Input(previous[producer].name, artifact) for producer, artifact in reads_previous]
+        amends = tuple(Input(own[producer], path) for producer, path in kind.amends)
         stage = Stage(
             name=stage_name(name, round_no),
             kind=kind.name,
@@ -180,6 +199,7 @@ def compile_run(
             after=tuple(s.name for s in after),
             inputs=tuple(inputs),
             outputs=kind.writes,
+            amends=amends,
         )
         stages.append(stage)
         return stage
@@ -249,9 +269,14 @@ def compile_run(
         "dtype": dtype,
         "seed": spec.seed,
         "world_size": layout.world_size,
-        **training.model_dump(exclude={"templates", "selection"}),
+        **training.model_dump(exclude={"templates", "selection", "report_to"}),
     }
-    train_settings = {"device": device, "strategy": hw.strategy, "gpus": hw.gpus,
+    # where the Trainer's losses and fairspec's metrics are tracked: not in a fingerprint
+    # (adding a tracker retrains nothing; the report stage logs a finished run's metrics)
+    tracking = {"report_to": list(training.report_to), "experiment": spec.name, "run": run_name}
+    card = card_facts(spec, base_dir, run_name)
+    train_settings = {"tracking": tracking, "card": card, "device": device,
+                      "strategy": hw.strategy, "gpus": hw.gpus,
                       "layout": layout.to_dict(), "accelerate_config": accelerate_config(spec, env)}
     evaluation = spec.evaluation
     eval_sampling = dict(sampling, do_sample=evaluation.decoding == "sample")
@@ -273,7 +298,7 @@ def compile_run(
         **evaluate_identity, "device": device, "batch_size": exam_cfg.batch_size,
         "vllm": vllm_settings(spec, env) if engine == "vllm" else None,
         # the untuned student's accuracy is the same for every variant: cached under this key
-        "base_fingerprint": fingerprint("evaluate-base", base_identity)}
+        "base_fingerprint": fingerprint("evaluate-base", base_identity), "card": card}
 
     rounds = spec.rounds
     previous: dict[str, Stage] = {}  # kind -> round k-1's stage
@@ -298,7 +323,7 @@ def compile_run(
         review = add("review", review_identity, review_settings, [teach], round_no=k)
         accumulate = k > 1 and rounds.data == "accumulate"
         identity = {**build_identity, **({"accumulate": True} if accumulate else {})}
-        build = add("build", identity, dict(identity),
+        build = add("build", identity, {**identity, "card": card},
                     [review, *([previous["build"]] if accumulate else [])], round_no=k,
                     previous=previous, reads_previous=ROUND_READS["examples"] if accumulate else ())
         from_previous = k > 1 and rounds.start_from == "previous"
@@ -312,9 +337,10 @@ def compile_run(
     report_inputs = tuple(Input(s.name, artifact) for s in stages
                           for producer, artifact in STAGE_KINDS["report"].reads
                           if s.kind == producer)
+    report_identity = {"run": "report", **({"tracking": tracking} if tracking["report_to"] else {})}
     report = Stage(name="report", kind="report", fingerprint=fingerprint(
-        "report", {"run": "report"}, [s.fingerprint for s in stages]),
-        settings={"rounds": rounds.count}, identity={"run": "report"},
+        "report", report_identity, [s.fingerprint for s in stages]),
+        settings={"rounds": rounds.count, "tracking": tracking}, identity=report_identity,
         after=tuple(s.name for s in stages), inputs=report_inputs,
         outputs=STAGE_KINDS["report"].writes)
     stages.append(report)
@@ -327,7 +353,8 @@ def compile_run(
 
 def check_graph(run_name: str, stages: list[Stage]) -> None:
     """Every input names an earlier stage that the reader's fingerprint follows (directly or
-    through others) and an output that stage declares: a graph that fails this is a bug."""
+    through others) and an output that stage declares, and every file a stage rewrites lies
+    inside one of its inputs: a graph that fails this is a bug."""
     by_name = {s.name: s for s in stages}
     followed: dict[str, set[str]] = {}
     for stage in stages:
@@ -340,6 +367,11 @@ def check_graph(run_name: str, stages: list[Stage]) -> None:
             if producer.output(wanted.artifact) is None:
                 raise PlanError(f"run {run_name}: stage {stage.name} reads {wanted}, which "
                                 f"{wanted.stage} does not declare")
+        for amended in stage.amends:  # a rewritten file lies inside a declared input
+            if not any(i.stage == amended.stage and i.artifact.endswith("/")
+                       and amended.artifact.startswith(i.artifact) for i in stage.inputs):
+                raise PlanError(f"run {run_name}: stage {stage.name} rewrites {amended}, which is "
+                                "inside none of its inputs")
 
 
 def compile_plan(loaded: LoadedSpec, env: Environment | None = None) -> Plan:

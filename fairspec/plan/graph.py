@@ -64,6 +64,9 @@ class Stage:
     #: which registered implementation of ``kind`` runs it (None: the kind's own;
     #: ``recorded``: its outputs come from recorded files)
     implementation: str | None = None
+    #: files inside its inputs the stage rewrites (the evaluate stage completes the tuned
+    #: model's card with the accuracy it measured)
+    amends: tuple[Input, ...] = ()
 
     @property
     def short(self) -> str:
@@ -131,4 +134,5 @@ class Plan:
                 stage["inputs"] = [f"{i['stage']}/{i['artifact']}" for i in stage["inputs"]]
                 stage["outputs"] = [{"name": o["name"], "required": o["required"]}
                                     for o in stage["outputs"]]
+                stage["amends"] = [f"{i['stage']}/{i['artifact']}" for i in stage["amends"]]
         return data

@@ -18,6 +18,9 @@ class StageKind:
     name: str
     reads: tuple[tuple[str, str], ...]
     writes: tuple[Output, ...]
+    #: files inside what it reads that it rewrites, (producing kind, path in its folder):
+    #: each lies inside one of ``reads``
+    amends: tuple[tuple[str, str], ...] = ()
 
 
 def _out(*names: str) -> tuple[Output, ...]:
@@ -39,9 +42,13 @@ STAGE_KINDS: dict[str, StageKind] = {kind.name: kind for kind in (
                           "trainer_state.json?", "stats.json")),
     StageKind("evaluate", reads=(("train", "model/"),),
               writes=_out("predictions-base.jsonl?", "predictions-tuned.jsonl?", "base.jsonl?",
-                          "metrics.json")),
-    StageKind("report", reads=(("exam", "stats.json"), ("teach", "stats.json"),
-                               ("review", "stats.json"), ("review", "reviews.jsonl"),
+                          "metrics.json"),
+              # the tuned model's card gets the accuracy before and after
+              amends=(("train", "model/README.md"),)),
+    StageKind("report", reads=(("exam", "stats.json"), ("exam", "mistakes.jsonl"),
+                               ("teach", "stats.json"), ("teach", "rationales.jsonl"),
+                               ("teach", "feedback.jsonl"), ("review", "stats.json"),
+                               ("review", "reviews.jsonl"), ("review", "accepted.jsonl"),
                                ("build", "stats.json"), ("train", "stats.json"),
                                ("evaluate", "metrics.json")),
               writes=_out("report.md", "report.html", "*.png?")),

@@ -35,6 +35,15 @@ class Image:
 
 
 @dataclass
+class Html:
+    """A block written as given: ``html`` (already escaped, self-contained) in the page,
+    ``markdown`` in report.md."""
+
+    html: str
+    markdown: str
+
+
+@dataclass
 class Document:
     title: str
     blocks: list[Any] = field(default_factory=list)
@@ -57,6 +66,8 @@ class Document:
                 out.append("")
             elif isinstance(block, Image):
                 out += [f"![{block.alt}]({block.path.name})", ""]
+            elif isinstance(block, Html):
+                out += [block.markdown, ""]
         return "\n".join(out)
 
     def html(self) -> str:
@@ -77,6 +88,8 @@ class Document:
                 body.append(f"<figure><img alt='{html.escape(block.alt)}' "
                             f"src='data:image/png;base64,{data}'><figcaption>{html.escape(block.alt)}"
                             "</figcaption></figure>")
+            elif isinstance(block, Html):
+                body.append(block.html)
         return ("<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
                 f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style></head>"
                 "<body>\n" + "\n".join(body) + "\n</body></html>\n")

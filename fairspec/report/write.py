@@ -10,6 +10,7 @@ from typing import Any
 
 from fairspec.artifacts import atomic_write_text
 from fairspec.errors import FairspecError
+from fairspec.report.browser import sample_browser
 from fairspec.report.collect import Locate, RunSummary, collect, siblings
 from fairspec.report.document import Document, Heading, Image, Table, Text
 from fairspec.report.plots import (
@@ -20,6 +21,7 @@ from fairspec.report.plots import (
     score_heatmap,
     score_histogram,
 )
+from fairspec.report.samples import iter_samples, run_locator
 
 
 def _pct(value: float | None) -> str | None:
@@ -58,11 +60,39 @@ def write_report(run_dir: Path, *, folder: Path | None = None,
     others = siblings(run_dir) if run.info.get("variant") is None else []
     if others:
         _comparison(doc, run, others, folder)
+    _samples(doc, run_dir, locate, run)
     doc.add(Text(f"Run folder: {run_dir}. Reproduce it with `fairspec run {run_dir / 'record' / 'spec.yaml'}"
                  f" --replay {run_dir / 'record' / 'calls.jsonl'}` (no API key needed)."))
     atomic_write_text(folder / "report.md", doc.markdown())
     atomic_write_text(folder / "report.html", doc.html())
     return [folder / "report.md", folder / "report.html"]
+
+
+def _samples(doc: Document, run_dir: Path, locate: Locate | None, run: RunSummary) -> None:
+    """The sample browser: every mistake with its rationales, scores and feedback."""
+    at = locate or run_locator(run_dir)
+    needed = [("exam", "mistakes.jsonl"), ("teach", "rationales.jsonl"), ("teach", "feedback.jsonl"),
+              ("review", "reviews.jsonl"), ("review", "accepted.jsonl")]
+    if not all(at(stage, artifact).is_file() for stage, artifact in needed):
+        return
+    settings = run.settings or {}
+    threshold = settings.get("review.threshold")
+    doc.add(sample_browser(list(iter_samples(at)),
+                           threshold=threshold if isinstance(threshold, int | float) else None,
+                           rule=_review_rule(settings)))
+
+
+def _review_rule(settings: dict[str, Any]) -> str | None:
+    """The review policy in words (None: not recorded in run.json)."""
+    if "review.threshold" not in settings:
+        return None
+    if settings.get("review.enabled") is False:
+        return "Peer review was off in this run: every usable rationale was accepted."
+    valid = settings.get("review.min_valid_scores", 1)
+    return (f"A rationale is accepted when the {settings.get('review.aggregate', 'mean')} of its "
+            f"valid review scores is {settings.get('review.accept', '>=')} "
+            f"{settings['review.threshold']:g}"
+            + (f", with at least {valid} valid scores" if valid and valid > 1 else "") + ".")
 
 
 def _questions(indices: list[int]) -> str:

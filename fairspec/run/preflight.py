@@ -9,6 +9,7 @@ stops here instead. Checked, for the stages that will run (not those already don
   package is installed, or a hub id that is cached or whose hub answers;
 * a hub dataset is cached or its hub answers (a local path was checked by validate);
 * a requested vLLM engine imports;
+* the trackers of ``training.report_to`` are installed;
 * the output folder is writable;
 * the budget covers at least one call of each priced teacher (its whole reply budget).
 """
@@ -65,8 +66,36 @@ def check(plan: Plan, runs: Sequence[RunPlan], stages: Sequence[str], *,
             and importlib.util.find_spec("vllm") is None:
         problems.append("the exam engine is vllm, which does not import here: pip install vllm "
                         "(or student.exam.engine: hf)")
+    problems += _trackers(todo)
     problems += _writable(Path(plan.output_dir))
     return problems
+
+
+def _trackers(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
+    """Each ``training.report_to`` tracker of a train or report stage to run is installed
+    (the Trainer would stop at its first step otherwise, after the teachers were paid)."""
+    wanted = sorted({name for _, stage in todo if stage.kind in ("train", "report")
+                     for name in (stage.settings.get("tracking") or {}).get("report_to") or ()})
+    if not wanted:
+        return []
+    from fairspec.tracking import installed_integrations
+
+    installed = set(installed_integrations())
+    problems = [f"training.report_to: {name} is not installed here: pip install "
+                f"{_PACKAGES.get(name, name)}" for name in wanted if name not in installed]
+    if "mlflow" in wanted and "mlflow" in installed:
+        from fairspec.errors import TrackerFailed
+        from fairspec.tracking import check_mlflow
+
+        try:
+            check_mlflow()
+        except TrackerFailed as exc:
+            problems.append(f"training.report_to: {exc}")
+    return problems
+
+
+#: A tracker's package, where its name is not the tracker's.
+_PACKAGES = {"mlflow": "mlflow-skinny", "comet_ml": "comet-ml", "azure_ml": "azureml-core"}
 
 
 def _teachers(todo: Sequence[tuple[RunPlan, Any]]) -> dict[str, dict[str, Any]]:

@@ -16,9 +16,11 @@ from typing import Any
 
 from fairspec.artifacts import (
     atomic_write_json,
+    atomic_write_text,
     read_jsonl,
     write_jsonl,
 )
+from fairspec.cards import dataset_card
 from fairspec.stages.context import StageContext
 from fairspec.templates import render
 
@@ -72,6 +74,27 @@ def accumulate(earlier: list[dict[str, Any]], new: list[dict[str, Any]]) -> list
     return out
 
 
+#: The built set's columns, as its card describes them.
+COLUMNS = {
+    "sample": "the question's index in the train split (a sample's rationale and feedback "
+              "examples share it)",
+    "kind": "rationale (learn to answer) or feedback (learn what was wrong in the student's answer)",
+    "teacher": "the teacher that wrote the completion",
+    "prompt": "the instruction the student is tuned on (the training template filled in)",
+    "completion": "what the student learns to write (the accepted rationale, or the feedback)",
+}
+
+
+def training_set_card(card: dict[str, Any], stats: dict[str, Any]) -> str:
+    """The built set's dataset card (a ``save_to_disk`` folder: ``load_from_disk`` reads it)."""
+    counts = {"student's mistakes": stats["mistakes"],
+              "samples (an accepted rationale and a feedback)": stats["samples"],
+              "examples": stats["examples"], "rationale examples": stats["rationale_examples"],
+              "feedback examples": stats["feedback_examples"], "selection": stats["selection"]}
+    return dataset_card(card, counts=counts, columns=COLUMNS,
+                        title=f"{card['run']}: the FAIR training set")
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
     ctx.prepare()
     settings = ctx.settings
@@ -105,6 +128,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if ctx.declared_input("build", "dataset/") is not None:  # this round's, and the earlier ones'
         stats.update(round_examples=new, carried_examples=len(earlier),
                      repeated_examples=len(earlier) + new - len(examples))
+    if "card" in settings:
+        atomic_write_text(ctx.output("dataset/") / "README.md", training_set_card(settings["card"], stats))
     atomic_write_json(ctx.output("stats.json"), stats)
     ctx.finish({"samples": stats["samples"], "examples": stats["examples"]})
     return stats

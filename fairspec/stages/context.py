@@ -100,6 +100,16 @@ class StageContext:
                 f"declare (declared: {', '.join(map(str, self.stage.inputs)) or 'none'})")
         return Path(self.run.run_dir) / wanted.stage / artifact.rstrip("/")
 
+    def amend(self, stage: str, path: str) -> Path:
+        """A file inside an input that this stage declares it rewrites (``amends``)."""
+        found = [i for i in self.stage.amends if i.artifact == path
+                 and (i.stage == stage or self.run.stage(i.stage).kind == stage)]
+        if not found:
+            raise StageContractError(
+                f"stage {self.stage.name} rewrites {stage}/{path}, which its plan does not "
+                f"declare (declared: {', '.join(map(str, self.stage.amends)) or 'none'})")
+        return Path(self.run.run_dir) / found[0].stage / path
+
     def output(self, artifact: str) -> Path:
         """The path of a declared output of this stage."""
         if self.stage.output(artifact) is None:

@@ -4,7 +4,8 @@ Prompts use the instruction format the student was tuned with (the Appendix C ra
 template, with or without the chat template as ``training.chat_template`` says), for
 both models, so the comparison is the paper's Table 1 row. The base student's answers
 are the same for every variant of a spec: they are kept once in the output folder's
-cache (``cache/evaluate-base/<fingerprint>.jsonl``) and shared.
+cache (``cache/evaluate-base/<fingerprint>.jsonl``) and shared. The accuracies go into the
+tuned model's card too (:func:`add_card_results`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from fairspec.answering import (
     load_split,
     sampling_from,
 )
-from fairspec.artifacts import atomic_write_json, write_jsonl
+from fairspec.artifacts import atomic_write_json, atomic_write_text, write_jsonl
+from fairspec.cards import with_results
 from fairspec.progress import counter
 from fairspec.stages.context import StageContext
 
@@ -65,10 +67,22 @@ def run(ctx: StageContext) -> dict[str, Any]:
     elif "base" in metrics and metrics["base"]["accuracy"] is not None:
         metrics["gain"] = metrics["tuned"]["accuracy"] - metrics["base"]["accuracy"]
         metrics["changes"] = changes(predictions["base"], predictions["tuned"])
+    add_card_results(ctx, metrics)
     atomic_write_json(ctx.output("metrics.json"), metrics)
     ctx.finish({m: metrics[m]["correct"] for m in models},
                extra_inputs={"dataset": split.fingerprint})
     return metrics
+
+
+def add_card_results(ctx: StageContext, metrics: dict[str, Any]) -> None:
+    """The accuracy before and after, in the tuned model's card (``model/README.md``, which
+    the train stage wrote with an empty results block): a file inside an input that the
+    plan declares this stage rewrites (``amends``), so the model folder is what one shares."""
+    card = ctx.amend("train", "model/README.md")
+    if not metrics.get("tuned") or "card" not in ctx.settings or not card.is_file():
+        return
+    text = card.read_text(encoding="utf-8")
+    atomic_write_text(card, with_results(text, ctx.settings["card"], metrics))
 
 
 def changes(base: list[dict[str, Any]], tuned: list[dict[str, Any]]) -> dict[str, Any]:

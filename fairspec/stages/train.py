@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from fairspec.artifacts import atomic_write_json, atomic_write_text
+from fairspec.cards import model_card
 from fairspec.errors import TrainingFailed
 from fairspec.plan.hardware import Rendezvous, TrainingLayout, format_command
 from fairspec.progress import counter
 from fairspec.stages.context import StageContext
 from fairspec.stages.rounds import follows_round, student_after
+from fairspec.stages.tracker import tracker_target
+from fairspec.tracking import clear_trainer_events, trainer_environment
 from fairspec.weights import resolve_model
 
 log = logging.getLogger(__name__)
@@ -31,14 +34,20 @@ TRAIN_KEYS = ("alpha", "epochs", "batch_size", "learning_rate", "warmup_ratio", 
               "optimizer", "gradient_accumulation_steps", "max_grad_norm", "weight_decay", "lora",
               "gradient_checkpointing", "chat_template", "seed", "dtype", "device")
 LAUNCH_LOG = "launch.log"
+MODEL_CARD = "README.md"
 #: How often the stage reads the training processes' progress file.
 POLL_SECONDS = 0.5
 
 
-def train_args(ctx: StageContext) -> dict[str, Any]:
-    """What the training process is given (``train_args.json``): settings and paths."""
+def train_args(ctx: StageContext, *, tracker_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """What the training process is given (``train_args.json``): settings and paths, and the
+    trackers (``report_to``) with the environment that points them at this run's tracker runs."""
     settings = ctx.settings
+    target = tracker_target(ctx)
     return {
+        "report_to": list(target.report_to) if target else [],
+        "run_name": target.run_name if target else ctx.run.name,
+        "tracker_env": tracker_env or {},
         **{key: settings[key] for key in TRAIN_KEYS},
         # round k >= 2 with rounds.start_from: previous starts from round k-1's student
         "model_path": student_after(ctx) if follows_round(ctx)
@@ -52,7 +61,10 @@ def train_args(ctx: StageContext) -> dict[str, Any]:
 def run(ctx: StageContext) -> dict[str, Any]:
     resumed = ctx.prepare()  # checkpoints (under work/) survive a crash
     settings = ctx.settings
-    args = train_args(ctx)
+    target = tracker_target(ctx)
+    if target is not None and not resumed:  # a training that starts afresh logs afresh
+        clear_trainer_events(target.tensorboard_dir)
+    args = train_args(ctx, tracker_env=trainer_environment(target) if target else None)
     atomic_write_json(ctx.output("train_args.json"), args)
     built = json.loads(ctx.input("build", "stats.json").read_text(encoding="utf-8"))
     if built["examples"] == 0:  # nothing was accepted: say so, keep the base student
@@ -72,10 +84,29 @@ def run(ctx: StageContext) -> dict[str, Any]:
     else:
         stats = launch(ctx, layout, ctx.services.rendezvous or Rendezvous())
     stats["resumed"] = resumed
+    write_model_card(ctx, built, stats)
     atomic_write_json(ctx.output("stats.json"), stats)
     ctx.finish({"examples": stats["examples"], "steps": stats["steps"],
                 "truncated": stats["truncated"]})
     return stats
+
+
+#: The settings a model card lists under Training.
+CARD_KEYS = ("alpha", "epochs", "batch_size", "gradient_accumulation_steps", "learning_rate",
+             "warmup_ratio", "max_seq_length", "optimizer", "max_grad_norm", "weight_decay",
+             "lora", "gradient_checkpointing", "chat_template", "dtype", "seed")
+
+
+def write_model_card(ctx: StageContext, built: dict[str, Any], stats: dict[str, Any]) -> None:
+    """``model/README.md``: the tuned model's card (the evaluate stage adds its results)."""
+    folder = ctx.folder / "model"
+    if not folder.is_dir() or "card" not in ctx.settings:
+        return
+    settings = ctx.settings
+    card = {**settings["card"], "fingerprint": ctx.fingerprint}
+    hyperparameters = {key: settings[key] for key in CARD_KEYS if settings.get(key) is not None}
+    atomic_write_text(folder / MODEL_CARD, model_card(card, hyperparameters=hyperparameters,
+                                                      data=built, training=stats))
 
 
 def launch_command(ctx: StageContext, layout: TrainingLayout, rendezvous: Rendezvous) -> list[str]:

@@ -13,7 +13,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -126,22 +127,25 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[..., None] | N
         save_strategy="epoch",
         save_total_limit=2,
         remove_unused_columns=False,
-        report_to=[],
+        report_to=list(args.get("report_to") or []),
+        run_name=args.get("run_name"),
         disable_tqdm=True,
     )
-    block_mask = wants_block_mask(model)
-    pack = args.get("packing", True) and packing_is_exact(model, len(tokenizer), block_mask=block_mask)
-    trainer = JointTrainer(
-        model=model, args=training_args, train_dataset=dataset,
-        data_collator=CompletionCollator(tokenizer.pad_token_id, pack=pack, block_mask=pack and block_mask),
-        alpha=args["alpha"], sample_groups=dataset["sample"],
-    )
-    # the Trainer prints each log dict when its tqdm bar is off: the loss goes to the
-    # progress line (on_step) and to trainer_state.json / the report instead
-    trainer.remove_callback(PrinterCallback)
-    if on_step is not None:
-        trainer.add_callback(step_reporter(on_step))
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))
+    with tracker_environment(args.get("tracker_env") or {}):  # read as callbacks are made
+        block_mask = wants_block_mask(model)
+        pack = args.get("packing", True) and packing_is_exact(model, len(tokenizer), block_mask=block_mask)
+        trainer = JointTrainer(
+            model=model, args=training_args, train_dataset=dataset,
+            data_collator=CompletionCollator(tokenizer.pad_token_id, pack=pack,
+                                             block_mask=pack and block_mask),
+            alpha=args["alpha"], sample_groups=dataset["sample"],
+        )
+        # the Trainer prints each log dict when its tqdm bar is off: the loss goes to the
+        # progress line (on_step) and to trainer_state.json / the report instead
+        trainer.remove_callback(PrinterCallback)
+        if on_step is not None:
+            trainer.add_callback(step_reporter(on_step))
+        result = trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))
     save_final_model(trainer, tokenizer, out / "model", args)
     if trainer.is_world_process_zero():
         trainer.state.save_to_json(str(out / "trainer_state.json"))
@@ -158,6 +162,23 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[..., None] | N
         "world_size": trainer.args.world_size,
         "seconds": round(time.time() - started, 2),
     }
+
+
+@contextmanager
+def tracker_environment(env: dict[str, str]) -> Iterator[None]:
+    """The trackers' variables (their TensorBoard folder, MLflow run) set while training:
+    the Trainer's integrations read them from the environment, as they read the user's own
+    (``MLFLOW_TRACKING_URI``, ``WANDB_PROJECT``, ...), which stay as they are."""
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def save_final_model(trainer: Any, tokenizer: Any, folder: Path, args: dict[str, Any]) -> None:

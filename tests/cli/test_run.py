@@ -27,6 +27,7 @@ def tiny_spec(folder: Path) -> Path:
                 .replace("  max_tokens: 128", "  max_tokens: 24")
                 .replace("output_dir: ../runs", f"output_dir: {folder / 'runs'}")
                 .replace("max_seq_length: 384", "max_seq_length: 192")
+                .replace("training:\n", "training:\n  report_to: [tensorboard, mlflow]\n")
                 # with logprobs every review has a score (a forced one where the reply
                 # states none); threshold 1 keeps every rationale so that train runs
                 .replace("  scoring: logprobs\n  threshold: 3", "  scoring: logprobs\n  threshold: 1")
@@ -34,6 +35,7 @@ def tiny_spec(folder: Path) -> Path:
                          "    set: {review.enabled: false}\n"
                          "  - name: alpha-one\n    set: {training.alpha: 1.0}\n"))
     assert "alpha-one" in text and "scoring: logprobs\n  threshold: 1" in text
+    assert "report_to: [tensorboard, mlflow]" in text
     path = folder / "spec.yaml"
     path.write_text(text)
     return path
@@ -44,6 +46,12 @@ def fairspec(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subpro
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     return subprocess.run([sys.executable, "-m", "fairspec.cli", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=1500, env=env, stdin=subprocess.DEVNULL)
+
+
+def tracking_env(folder: Path) -> dict[str, str]:
+    """An MLflow file store in the test's folder (MLflow 3.18 keeps it behind a flag)."""
+    return {**os.environ, "MLFLOW_TRACKING_URI": (folder / "mlruns").as_uri(),
+            "MLFLOW_ALLOW_FILE_STORE": "true"}
 
 
 def stored_calls(runs: Path) -> int:
@@ -60,7 +68,7 @@ def finished(tmp_path_factory):
     folder = tmp_path_factory.mktemp("quickstart")
     spec = tiny_spec(folder)
     # a fresh model cache: the run itself converts the builtin GGUF (and must do it quietly)
-    env = {**os.environ, "FAIRSPEC_CACHE": str(folder / "cache")}
+    env = {**tracking_env(folder), "FAIRSPEC_CACHE": str(folder / "cache")}
     done = fairspec("run", str(spec), "--variant", "main", cwd=folder, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     (folder / "console.txt").write_text(done.stdout + done.stderr)
@@ -216,3 +224,82 @@ def test_variants_share_stages_and_make_no_teacher_call(finished):
     manifest = json.loads((folder / "runs" / "quickstart.no-review" / "teach" / "manifest.json").read_text())
     main = json.loads((folder / "runs" / "quickstart" / "teach" / "manifest.json").read_text())
     assert manifest["fingerprint"] == main["fingerprint"]
+
+
+def scalar_tags(folder: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return set(events.Tags()["scalars"])
+
+
+def test_tensorboard_holds_the_trainers_losses_and_fairspecs_metrics(finished):
+    folder, _ = finished
+    board = folder / "runs" / "quickstart" / "tensorboard"
+    files = sorted(p.name for p in board.glob("events.out.tfevents.*"))
+    assert len(files) == 2 and sum(name.endswith(".fairspec") for name in files) == 1, files
+    tags = scalar_tags(board)
+    assert {"train/loss", "train/feedback_loss", "train/rationale_loss"} <= tags  # the Trainer's
+    assert {"accuracy/base", "accuracy/tuned", "accuracy/student", "exam/wrong",
+            "review/accepted_share", "teachers/calls", "teachers/usd"} <= tags  # fairspec's
+
+
+def test_the_model_and_the_built_set_have_their_cards(finished):
+    from huggingface_hub import ModelCard
+
+    folder, _ = finished
+    run_dir = folder / "runs" / "quickstart"
+    card = ModelCard.load(run_dir / "train" / "model" / "README.md")
+    metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    results = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert results["zero-shot accuracy, after FAIR tuning"] == round(metrics["tuned"]["accuracy"], 6)
+    assert results["zero-shot accuracy, before tuning (base student)"] == \
+        round(metrics["base"]["accuracy"], 6)
+    built = json.loads((run_dir / "build" / "stats.json").read_text())
+    assert f"| svamp-mini | train | {built['mistakes']} |" in card.text
+    dataset_card = (run_dir / "build" / "dataset" / "README.md").read_text()
+    assert f"| examples | {built['examples']} |" in dataset_card
+    from datasets import load_from_disk
+
+    assert len(load_from_disk(str(run_dir / "build" / "dataset"))) == built["examples"]
+    assert str(folder) not in card.content and str(folder) not in dataset_card
+
+
+def test_export_of_the_run_loads_with_datasets(finished):
+    import datasets
+
+    folder, _ = finished
+    run_dir = folder / "runs" / "quickstart"
+    done = fairspec("export", str(run_dir), "--to", str(folder / "shared-set"), cwd=folder)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = datasets.load_dataset(str(folder / "shared-set"), split="train").to_list()
+    mistakes = [json.loads(line) for line in (run_dir / "exam" / "mistakes.jsonl").read_text().splitlines()]
+    accepted = [json.loads(line) for line in (run_dir / "review" / "accepted.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in rows] == [m["index"] for m in mistakes]
+    assert sum(x["accepted"] for r in rows for x in r["rationales"]) == len(accepted)
+    assert all(s["distribution"] for r in rows for x in r["rationales"] for s in x["scores"])
+
+
+def test_a_variant_tracks_into_the_same_mlflow_experiment(finished):
+    from mlflow.tracking import MlflowClient
+
+    folder, spec = finished
+    env = tracking_env(folder)
+    done = fairspec("run", str(spec), "--variant", "alpha-one", cwd=folder, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    os.environ.update({k: env[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_ALLOW_FILE_STORE")})
+    try:
+        client = MlflowClient()
+        experiment = client.get_experiment_by_name("quickstart")
+        runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    finally:
+        for k in ("MLFLOW_TRACKING_URI", "MLFLOW_ALLOW_FILE_STORE"):
+            os.environ.pop(k, None)
+    assert set(runs) == {"quickstart", "quickstart.alpha-one"}
+    for name, run in runs.items():
+        metrics = run.data.metrics
+        assert "loss" in metrics and "rationale_loss" in metrics, name  # the Trainer's
+        assert "accuracy/tuned" in metrics and "teachers/calls" in metrics, name  # fairspec's
+        assert run.data.params["training.alpha"] == ("1.0" if name.endswith("alpha-one") else "0.5")

@@ -71,3 +71,29 @@ def test_an_unknown_scoring_method_is_refused(tmp_path):
     with pytest.raises(SpecError, match="scoring"):
         load_spec_text(LOGPROB_SPEC.replace("scoring: logprobs, REVIEW", "scoring: vibes"),
                        base_dir=tmp_path)
+
+
+TRACKED_SPEC = LOGPROB_SPEC.replace("review: {scoring: logprobs, REVIEW}\n",
+                                    "training: {report_to: TRACKERS}\n")
+
+
+def test_report_to_names_are_the_installed_trainers_integrations_at_their_line(tmp_path):
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    spec = load_spec_text(TRACKED_SPEC.replace("TRACKERS", "[tensorboard, mlflow]"), base_dir=tmp_path)
+    assert spec.spec.training.report_to == ["tensorboard", "mlflow"]
+    with pytest.raises(SpecError) as caught:
+        load_spec_text(TRACKED_SPEC.replace("TRACKERS", "[tensorbord, all, mlflow, mlflow]"),
+                       base_dir=tmp_path)
+    message = str(caught.value)
+    line = TRACKED_SPEC.splitlines().index("training: {report_to: TRACKERS}") + 1
+    assert f":{line}:" in message and "training.report_to[0]" in message
+    assert "did you mean 'tensorboard'" in message
+    assert "training.report_to[1]: 'all' is not a tracker name" in message
+    assert "training.report_to[3]: 'mlflow' is listed twice" in message
+    # the names offered are exactly what the installed Trainer accepts (read without importing it)
+    from fairspec.tracking import known_integrations
+
+    assert set(known_integrations()) == set(INTEGRATION_TO_CALLBACK)
+    assert load_spec_text(LOGPROB_SPEC.replace("review: {scoring: logprobs, REVIEW}\n", ""),
+                          base_dir=tmp_path).spec.training.report_to == []

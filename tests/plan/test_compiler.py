@@ -153,6 +153,25 @@ def test_plan_json_declares_each_stages_inputs_and_outputs(tmp_path):
     evaluate = {o["name"]: o["required"] for o in stages["evaluate"]["outputs"]}
     assert evaluate == {"predictions-base.jsonl": False, "predictions-tuned.jsonl": False,
                         "base.jsonl": False, "metrics.json": True}
+    # the one file a stage rewrites inside an input: the tuned model's card
+    assert stages["evaluate"]["amends"] == ["train/model/README.md"]
+    assert {name: s["amends"] for name, s in stages.items() if s["amends"]} == \
+        {"evaluate": ["train/model/README.md"]}
+    assert "review/accepted.jsonl" in stages["report"]["inputs"]  # the sample browser's
+
+
+def test_a_rewrite_outside_every_input_is_a_plan_error():
+    from fairspec.errors import PlanError
+    from fairspec.plan.compiler import check_graph
+    from fairspec.plan.graph import Input, Stage
+
+    train = Stage(name="train", kind="train", fingerprint="a", settings={}, identity={},
+                  after=(), inputs=(), outputs=())
+    evaluate = Stage(name="evaluate", kind="evaluate", fingerprint="b", settings={}, identity={},
+                     after=("train",), inputs=(), outputs=(),
+                     amends=(Input("train", "model/README.md"),))
+    with pytest.raises(PlanError, match="rewrites train/model/README.md, which is inside none"):
+        check_graph("r", [train, evaluate])
 
 
 def test_local_teachers_run_on_the_students_device_and_dtype():

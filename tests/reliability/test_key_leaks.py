@@ -1,5 +1,6 @@
 """Keys never leave the environment: a full run with marker keys leaves them in no file and no
-log line, even with --debug (the log filter itself is tested in tests/test_secrets.py)."""
+log line, even with --debug, and with trackers on (TensorBoard event files, an MLflow store)
+(the log filter itself is tested in tests/test_secrets.py)."""
 
 from __future__ import annotations
 
@@ -36,9 +37,12 @@ def test_a_full_debug_run_with_marker_keys_leaves_them_nowhere(tmp_path, katan) 
         teachers, name="secrets", limit="{train: 3, test: 2}",
         student="{model: builtin:smollm2-135m-instruct, exam: {engine: hf, max_new_tokens: 16}, "
                 "hardware: {device: cpu}}",
-        generation="{max_tokens: 24}", training="{epochs: 1, batch_size: 2, max_seq_length: 192}",
+        generation="{max_tokens: 24}", training="{epochs: 1, batch_size: 2, max_seq_length: 192, "
+                 "report_to: [tensorboard, mlflow]}",
         evaluation="{decoding: greedy}", output_dir="runs"))
+    # the trackers write into tmp_path too: the Trainer's and fairspec's tracker files
     env = {**os.environ, "LEAK_OPENAI": openai_key, "LEAK_GEMINI": gemini_key,
+           "MLFLOW_TRACKING_URI": (tmp_path / "mlruns").as_uri(), "MLFLOW_ALLOW_FILE_STORE": "true",
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     done = subprocess.run([sys.executable, "-m", "fairspec.cli", "run", str(spec), "--debug"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
@@ -49,6 +53,8 @@ def test_a_full_debug_run_with_marker_keys_leaves_them_nowhere(tmp_path, katan) 
     assert "DEBUG" in done.stderr  # the debug log really ran
     log = done.stdout + done.stderr
     assert openai_key not in log and gemini_key not in log
+    tracker_files = list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(tracker_files) == 2 and any((tmp_path / "mlruns").rglob("metrics/loss"))
     assert leaked(tmp_path, [openai_key, gemini_key]) == []
     # the same with the keys' variable names: plans and records name the variables only
     record_spec = (run_dir / "record" / "spec.yaml").read_text()

@@ -1,0 +1,152 @@
+"""``fairspec export``: a run's distillation set as a dataset others can load.
+
+One row per student mistake (see :mod:`fairspec.report.samples`): the question, the gold
+answer, the student's wrong answer, every teacher's rationale with each review score (and
+its distribution, where scores were read from log-probabilities) and whether it was
+accepted, every teacher's feedback; with a dataset card (README.md) whose ``configs`` tell
+``datasets.load_dataset`` where the rows are. Only texts, names and scores leave the run
+folder: no API key, call key, local path or provider setting.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from fairspec.artifacts import atomic_write_text
+from fairspec.cards import dataset_card
+from fairspec.errors import FairspecError
+from fairspec.report.collect import RUN_INFO
+from fairspec.report.samples import iter_samples, run_locator
+
+FORMATS = ("jsonl", "parquet", "hf")
+JSONL_FILE = "data/train.jsonl"
+PARQUET_FILE = "data/train-00000-of-00001.parquet"
+COLUMNS = {
+    "index": "the question's index in the benchmark's train split",
+    "question": "the question (its dataset fields; several as `name: value` lines)",
+    "gold": "the gold answer",
+    "student_answer": "the student's whole wrong answer on the exam",
+    "student_prediction": "the answer extracted from it (null: none stated)",
+    "accepted": "whether any teacher's rationale was accepted by the peer review",
+    "rationales": "per teacher: `teacher`, `text`, `accepted`, `mean_score` (of the valid "
+                  "scores), `scores` (per reviewer: `reviewer`, `score`, `distribution`: "
+                  "[{score, probability}] when read from log-probabilities, else empty)",
+    "feedback": "per teacher: `teacher`, `text` (feedback on the student's wrong reasoning)",
+}
+
+
+def shareable(sample: dict[str, Any]) -> dict[str, Any]:
+    """A sample as a dataset row: one fixed schema (a distribution as a list of
+    ``{score, probability}``, so every row's columns have the same types)."""
+    rationales = []
+    for r in sample["rationales"]:
+        scores = [{"reviewer": s["reviewer"], "score": None if s["score"] is None else float(s["score"]),
+                   "distribution": [{"score": int(k), "probability": float(p)}
+                                    for k, p in sorted((s.get("distribution") or {}).items(),
+                                                       key=lambda kv: int(kv[0]))]}
+                  for s in r["scores"]]
+        rationales.append({"teacher": r["teacher"], "text": r["text"], "accepted": r["accepted"],
+                           "mean_score": r["mean_score"], "scores": scores})
+    return {**{k: sample[k] for k in ("index", "question", "gold", "student_answer",
+                                      "student_prediction")},
+            "accepted": any(r["accepted"] for r in rationales),
+            "rationales": rationales, "feedback": sample["feedback"]}
+
+
+def _features() -> Any:
+    """The rows' schema, so an empty run (or one without reviews) still has typed columns."""
+    from datasets import Features, List, Value
+
+    score = {"reviewer": Value("string"), "score": Value("float64"),
+             "distribution": List({"score": Value("int64"), "probability": Value("float64")})}
+    return Features({
+        "index": Value("int64"), "question": Value("string"), "gold": Value("string"),
+        "student_answer": Value("string"), "student_prediction": Value("string"),
+        "accepted": Value("bool"),
+        "rationales": List({"teacher": Value("string"), "text": Value("string"),
+                            "accepted": Value("bool"), "mean_score": Value("float64"),
+                            "scores": List(score)}),
+        "feedback": List({"teacher": Value("string"), "text": Value("string")}),
+    })
+
+
+def _card_facts(run_dir: Path) -> dict[str, Any]:
+    """What the card says of the run, from its ``run.json`` (names only, no path)."""
+    try:
+        info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = {}
+    settings = info.get("settings") or {}
+    dataset = (settings.get("task") or {}).get("dataset") or {}
+    model = str((settings.get("student") or {}).get("model") or "")
+    return {"spec": info.get("spec") or run_dir.name, "run": info.get("name") or run_dir.name,
+            "dataset_hf": dataset.get("hf"),
+            "dataset_name": None if dataset.get("hf")
+            else Path(str(dataset.get("path") or "").removeprefix("builtin:")).stem or None,
+            "train_split": dataset.get("train_split", "train"),
+            "base_model_name": model.removeprefix("builtin:").rstrip("/").split("/")[-1] or None}
+
+
+def export_run(run_dir: Path, to: Path, fmt: str = "jsonl") -> dict[str, Any]:
+    """Write the run's samples to ``to`` in ``fmt`` (jsonl | parquet | hf) with a dataset
+    card; returns what was written. ``to`` must be empty or absent."""
+    run_dir, to = Path(run_dir), Path(to)
+    if fmt not in FORMATS:
+        raise FairspecError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
+    for stage, artifact in (("exam", "mistakes.jsonl"), ("teach", "rationales.jsonl"),
+                            ("review", "reviews.jsonl")):
+        if not (run_dir / stage / artifact).is_file():
+            raise FairspecError(f"{run_dir} has no {stage}/{artifact}: export needs a run whose "
+                                "exam, teach and review stages finished (fairspec run SPEC "
+                                "--until review)")
+    if to.exists() and any(to.iterdir()):
+        raise FairspecError(f"{to} is not empty: export into a new folder")
+    rows = [shareable(s) for s in iter_samples(run_locator(run_dir))]
+    to.mkdir(parents=True, exist_ok=True)
+    partial = to / ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    data_files = _write(rows, partial, fmt)
+    for item in partial.iterdir():
+        item.rename(to / item.name)
+    partial.rmdir()
+    accepted = sum(1 for r in rows if r["accepted"])
+    rationales = sum(len(r["rationales"]) for r in rows)
+    counts = {"samples (the student's mistakes)": len(rows),
+              "with an accepted rationale": accepted,
+              "rationales": rationales,
+              "accepted rationales": sum(1 for r in rows for x in r["rationales"] if x["accepted"]),
+              "review scores": sum(len(x["scores"]) for r in rows for x in r["rationales"])}
+    card = _card_facts(run_dir)
+    atomic_write_text(to / "README.md", dataset_card(
+        card, counts=counts, columns=COLUMNS, data_files=data_files,
+        title=f"{card['run']}: a FAIR distillation set"))
+    return {"folder": str(to), "format": fmt, "samples": len(rows), "accepted": accepted}
+
+
+def _write(rows: list[dict[str, Any]], folder: Path, fmt: str) -> list[dict[str, str]] | None:
+    if fmt == "jsonl":
+        path = folder / JSONL_FILE
+        path.parent.mkdir(parents=True)
+        with path.open("w", encoding="utf-8") as out:
+            for line in _lines(rows):
+                out.write(line)
+        return [{"split": "train", "path": JSONL_FILE}]
+    from datasets import Dataset
+
+    dataset = Dataset.from_list(rows, features=_features())
+    if fmt == "parquet":
+        (folder / PARQUET_FILE).parent.mkdir(parents=True)
+        dataset.to_parquet(str(folder / PARQUET_FILE))
+        return [{"split": "train", "path": PARQUET_FILE}]
+    dataset.save_to_disk(str(folder))
+    return None
+
+
+def _lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    for row in rows:
+        yield json.dumps(row, ensure_ascii=False) + "\n"
