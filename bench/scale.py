@@ -5,13 +5,20 @@
 
 It starts llm-katan (echo backend) on 127.0.0.1, writes ``--mistakes`` synthetic mistakes,
 and runs the teach stage (and the review stage) in this process, exactly as ``fairspec run``
-does: every call through the call store (SQLite WAL, one fsynced commit per call), N workers
-per teacher. Then it runs the same stages again on a fresh stage folder: the store answers
-everything, so the rerun must make no call and leave the store as it was.
+does: every call through the call store (SQLite WAL, synchronous=FULL, the calls that
+complete together committed by the store's writer thread in one fsynced transaction), N
+workers per teacher, outputs streamed to disk. Then it runs the same stages again on a
+fresh stage folder: the store answers everything, so the rerun must make no call and leave
+the store as it was.
 
 Printed: calls, wall seconds and calls/s per stage; peak RSS of this process (the stages
 run in it; llm-katan is a separate process) and how it grew over the run; the store's size
-on disk (database + WAL) and bytes per call; the rerun's time and its paid calls (must be 0).
+on disk (database + WAL) and bytes per call; the group commits (transactions, the largest
+group); the rerun's time and its paid calls (must be 0).
+
+To compare with an older fairspec, run its copy of this script (``git worktree add /tmp/old
+REF``, then ``python /tmp/old/bench/scale.py``) back to back with this one: each imports the
+fairspec of its own checkout.
 """
 
 from __future__ import annotations
@@ -102,10 +109,15 @@ def main() -> int:
                             print("FAIL: the rerun paid for calls")
                             return 1
                 total = store.count()
+                commits = getattr(store, "commits", None)  # an older fairspec has none
             size = store_bytes(store_path)
             print(f"store: {total:,} calls, {size / 2**20:,.1f} MiB on disk "
                   f"({size / total:,.0f} bytes/call); peak RSS {peak_rss_mib():,.0f} MiB "
                   f"(started at {start_rss:,.0f} MiB)")
+            if commits is not None and commits.commits:
+                print(f"group commit: {commits.records:,} calls in {commits.commits:,} transactions "
+                      f"({commits.records / commits.commits:.1f} per transaction, largest "
+                      f"{commits.largest})")
         finally:
             katan.stop()
     return 0

@@ -7,26 +7,30 @@ written last, atomically; a folder without a matching manifest is never taken as
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 MANIFEST = "manifest.json"
 OWNER_FILE = ".fingerprint"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder, fsync, then rename over ``path``."""
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[TextIO]:
+    """A text file written via a temp file in the same folder, fsynced, then renamed over
+    ``path`` when the block ends (if it raises, ``path`` is left as it was)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -35,15 +39,90 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder, fsync, then rename over ``path``."""
+    with atomic_file(path) as handle:
+        handle.write(text)
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Write a whole JSONL file atomically; returns the row count."""
-    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
-    atomic_write_text(path, "".join(line + "\n" for line in lines))
-    return len(lines)
+    """Write a whole JSONL file atomically, row by row (``rows`` may be a generator: they
+    are never all in memory); returns the row count."""
+    count = 0
+    with atomic_file(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+class SortedJsonlWriter:
+    """Rows added in any order, written at the end as one JSONL file sorted by ``key``,
+    with at most ``run_rows`` of them in memory: a full buffer is sorted and spilled to a
+    run file (in a hidden folder beside ``path``), and :meth:`finish` merges the runs
+    (``heapq.merge``) into ``path``, atomically. Equal keys keep the order they came in.
+
+    The runs are scratch: a crash leaves no ``path``; the stage that writes it derives
+    its rows again (a teacher stage from the call store, which is the durable record).
+    """
+
+    def __init__(self, path: Path, key: Callable[[dict[str, Any]], Any], *,
+                 run_rows: int = 4096) -> None:
+        self.path = path
+        self._key = key
+        self._run_rows = run_rows
+        self._buffer: list[dict[str, Any]] = []
+        self._runs: list[Path] = []
+        self._scratch: Path | None = None
+        self.count = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._buffer.append(row)
+        self.count += 1
+        if len(self._buffer) >= self._run_rows:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self._scratch is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._scratch = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.runs-",
+                                                  dir=self.path.parent))
+        run = self._scratch / f"{len(self._runs):05d}.jsonl"
+        self._buffer.sort(key=self._key)
+        with run.open("w", encoding="utf-8") as handle:
+            for row in self._buffer:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._runs.append(run)
+        self._buffer = []
+
+    def _read_run(self, run: Path) -> Iterator[dict[str, Any]]:
+        with run.open(encoding="utf-8") as handle:
+            for line in handle:
+                yield json.loads(line)
+
+    def finish(self) -> int:
+        """Write ``path`` (sorted), drop the runs; returns the row count."""
+        try:
+            self._buffer.sort(key=self._key)
+            if not self._runs:
+                return write_jsonl(self.path, self._buffer)
+            merged = heapq.merge(*(self._read_run(run) for run in self._runs), self._buffer,
+                                 key=self._key)
+            return write_jsonl(self.path, merged)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Drop the rows and the runs (the stage stopped before its end)."""
+        self._buffer = []
+        self._runs = []
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
 
 class JsonlAppender:

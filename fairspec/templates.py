@@ -9,11 +9,12 @@ role receives a fixed set of variables (the DSL's table), checked before anythin
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -94,10 +95,17 @@ def _attribute_read(node: nodes.Node) -> str | None:
     return argument.value if isinstance(argument, nodes.Const) else None
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str) -> Template:
+    """``source`` compiled once (a stage renders one template for every mistake: compiling
+    it each time was a third of the teach stage's CPU)."""
+    return _ENV.from_string(source)
+
+
 def render(source: str, variables: Mapping[str, Any], *, name: str = "<template>") -> str:
     """Render ``source`` in the sandbox; any failure is a TemplateRenderError naming ``name``."""
     try:
-        return _ENV.from_string(source).render(**variables)
+        return _compiled(source).render(**variables)
     except UndefinedError as exc:
         raise TemplateRenderError(f"{name}: {exc.message}") from None
     except SecurityError as exc:

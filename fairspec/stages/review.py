@@ -14,15 +14,18 @@ call returned (``fairspec.review.logprobs``); where none came back, its text sco
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-from fairspec.artifacts import atomic_write_json, read_jsonl, write_jsonl
-from fairspec.errors import TeacherStopped
+from fairspec.artifacts import SortedJsonlWriter, atomic_write_json, read_jsonl
+from fairspec.errors import StageContractError, TeacherStopped
 from fairspec.progress import attach
 from fairspec.prompting import review_prompt, user_messages
 from fairspec.review import ReviewPolicy, parse_score
 from fairspec.review.logprobs import ScoreReading
+from fairspec.review.tally import Tally
 from fairspec.stages.context import StageContext
 from fairspec.store import CallRecord
 from fairspec.store.recorded_answers import About
@@ -31,8 +34,9 @@ from fairspec.teachers.committee import (
     close_committee,
     committee_usage,
     make_committee,
+    workers,
 )
-from fairspec.teachers.pool import run_per_teacher, stop_for_budget
+from fairspec.teachers.pool import looked_up, run_per_teacher, stop_for_budget
 from fairspec.teachers.recorded_calls import about, check_recorded
 
 
@@ -41,10 +45,6 @@ def policy_from(settings: dict[str, Any]) -> ReviewPolicy:
     return ReviewPolicy(score_range=tuple(p["score_range"]), threshold=p["threshold"],
                         accept=p["accept"], aggregate=p["aggregate"],
                         min_valid_scores=p["min_valid_scores"])
-
-
-#: How a review's score was read (``scored_by`` in reviews.jsonl, with scoring: logprobs).
-SCORED_BY = ("logprobs", "logprobs-forced", "text")
 
 
 def read_review(record: CallRecord, policy: ReviewPolicy, scoring: dict[str, str]
@@ -67,157 +67,182 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return asyncio.run(_review(ctx))
 
 
+def usable(rationale: dict[str, Any]) -> bool:
+    """A rationale the teachers review: answered (in full or cut at its budget), not blank."""
+    return rationale["status"] in ("ok", "truncated") and bool((rationale["text"] or "").strip())
+
+
+class MistakeCursor:
+    """The mistake of a question, read from ``mistakes.jsonl`` as a sorted stream of
+    questions asks for it (one row in memory); a question asked out of order reads the
+    file into a table once."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._rows = read_jsonl(path)
+        self._current: dict[str, Any] | None = None
+        self._table: dict[int, dict[str, Any]] | None = None
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if self._table is None:
+            current = self._current
+            while current is None or current["index"] < index:
+                current = self._current = next(self._rows, None)
+                if current is None:
+                    break
+            if current is not None and current["index"] == index:
+                return current
+            self._table = {m["index"]: m for m in read_jsonl(self._path)}
+        if index not in self._table:
+            raise StageContractError(f"{self._path}: rationale for question {index}, "
+                                     "which is no mistake of the exam")
+        return self._table[index]
+
+
 async def _review(ctx: StageContext) -> dict[str, Any]:
     settings = ctx.settings
     ctx.prepare()
-    services = ctx.services
-    mistakes = {m["index"]: m for m in read_jsonl(ctx.input("exam", "mistakes.jsonl"))}
-    rationales = list(read_jsonl(ctx.input("teach", "rationales.jsonl")))
-    usable = [r for r in rationales if r["status"] in ("ok", "truncated") and (r["text"] or "").strip()]
-    reviews: list[dict[str, Any]] = []
-    decided: dict[tuple[int, str], dict[str, Any]] = {}
+    mistakes_file = ctx.input("exam", "mistakes.jsonl")
+    rationales_file = ctx.input("teach", "rationales.jsonl")
+    tally = Tally()
+    for r in read_jsonl(rationales_file):  # one pass to count: the rationales stay on disk
+        tally.rationales[r["teacher"]] += 1
+        tally.reviewable += usable(r)
+    # rows are written as they are decided and sorted at the end, never all in memory
+    reviews_out = SortedJsonlWriter(ctx.output("reviews.jsonl"),
+                                    key=lambda r: (r["index"], r["author"], r["reviewer"]))
+    accepted_out = SortedJsonlWriter(ctx.output("accepted.jsonl"),
+                                     key=lambda r: (r["index"], r["teacher"]))
+
+    def accept(rationale: dict[str, Any], scores: list[float | None],
+               aggregate: float | None) -> None:
+        tally.accepted[rationale["teacher"]] += 1
+        accepted_out.add({"index": rationale["index"], "teacher": rationale["teacher"],
+                          "text": rationale["text"], "scores": scores, "aggregate": aggregate})
+
+    def of_author(author: str | None) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """(mistake, rationale) of each usable rationale by ``author`` (None: all), read
+        from the files as they are taken."""
+        cursor = MistakeCursor(mistakes_file)
+        for r in read_jsonl(rationales_file):
+            if usable(r) and author in (None, r["teacher"]):
+                yield cursor[r["index"]], r
+
     usage: dict[str, Any] = {}
-    if not settings["enabled"]:
-        for r in usable:
-            decided[(r["index"], r["teacher"])] = {"accepted": True, "scores": [], "aggregate": None}
-    else:
-        policy = policy_from(settings)
-        teachers = settings["teachers"]
-        order = [t["name"] for t in teachers]
-        template = ctx.read_template(settings["template"])
-        callers = make_committee(teachers, services.store, services.base_dir,
-                                 replay=services.replay, budget=services.budget,
-                                 batch_state=ctx.output("batches.json"))
-        exclude_self = settings["policy"]["exclude_self"]
-        scoring = settings.get("scoring") or {"method": "text", "fallback": "text"}
-        with_logprobs = scoring["method"] == "logprobs"
-
-        def prompt_of(rationale: dict[str, Any]) -> str:
-            return review_prompt(template, mistakes[rationale["index"]], rationale["text"])
-
-        def review_about(rationale: dict[str, Any], author: str, rank: int) -> About:
-            return about(mistakes[rationale["index"]], "review", author=author, rank=rank)
-
-        wanted: dict[str, list[About]] = defaultdict(list)
-        for r in usable:
-            reviewers = [n for n in order if not (exclude_self and n == r["teacher"])]
-            for rank, reviewer in enumerate(reviewers, start=1):
-                wanted[reviewer].append(review_about(r, r["teacher"], rank))
-
-        async def review_one(author: str, rationale: dict[str, Any]) -> None:
-            prompt = prompt_of(rationale)
-            reviewers = [n for n in order if not (exclude_self and n == author)]
-            scores: list[float | None] = []
-            for i, reviewer in enumerate(reviewers):
-                if policy.decision(scores, len(reviewers) - i) is not None:
-                    break
-                record = await callers[reviewer].ask(user_messages(prompt),
-                                                     about=review_about(rationale, author, i + 1))
-                score, scored_by, distribution = read_review(record, policy, scoring)
-                scores.append(score)
-                row = {"index": rationale["index"], "author": author, "reviewer": reviewer,
-                       "text": record.text, "status": record.status, "score": score,
-                       "key": record.key}
-                if with_logprobs:
-                    row.update(scored_by=scored_by, distribution=distribution)
-                reviews.append(row)
-            decided[(rationale["index"], author)] = {
-                "accepted": policy.accepts(scores), "scores": scores,
-                "aggregate": policy.aggregate_score(scores),
-                "reviews_made": len(scores), "reviews_saved": len(reviewers) - len(scores),
-            }
-
-        # the pool is keyed by author: each author's rationales go through its own workers,
-        # which call the reviewers in turn
-        jobs = defaultdict(list)
-        for r in usable:
-            jobs[r["teacher"]].append(r)
-        # an author whose reviewers include a batch teacher keeps all its rationales on
-        # their way: each wave of reviews is then one batch (early exit decides the next)
-        batched = any(t.get("batch") for t in teachers)
-        concurrency = {t["name"]: BATCH_WORKERS if batched else t["concurrency"] for t in teachers}
-        for name in order:
-            callers[name].count_stored((user_messages(prompt_of(r)), 0) for r in usable
-                                       if not (exclude_self and r["teacher"] == name))
-        per_author = {a: len(rs) for a, rs in jobs.items()}
-        attach(services.progress, ctx.label, callers,  # upper bounds: early exit skips some reviews
-               {name: sum(n for a, n in per_author.items() if not (exclude_self and a == name))
-                for name in order})
-        try:
-            check_recorded(callers, dict(wanted))
-            fatal = await run_per_teacher(jobs, review_one, concurrency)
-        finally:
-            await close_committee(callers)
-            if services.progress is not None:
-                services.progress.finish(ctx.label)
-        if fatal:
-            stop_for_budget(fatal)
-            raise TeacherStopped("; ".join(str(e) for e in fatal.values())
-                                 + " (completed reviews are saved; fix it and rerun)")
-        usage = committee_usage(callers)
-        failed = sum(1 for r in reviews if r["status"] == "error")
-        if failed:
-            raise TeacherStopped(f"{failed} review call(s) failed after all retries; rerun to "
-                                 "retry only those")
-    reviews.sort(key=lambda r: (r["index"], r["author"], r["reviewer"]))
-    accepted = []
-    for r in sorted(usable, key=lambda r: (r["index"], r["teacher"])):
-        verdict = decided[(r["index"], r["teacher"])]
-        if verdict["accepted"]:
-            accepted.append({"index": r["index"], "teacher": r["teacher"], "text": r["text"],
-                             "scores": verdict["scores"], "aggregate": verdict["aggregate"]})
-    write_jsonl(ctx.output("reviews.jsonl"), reviews)
-    write_jsonl(ctx.output("accepted.jsonl"), accepted)
-    stats = _stats(rationales, usable, decided, reviews, accepted, usage, settings["enabled"])
+    try:
+        if not settings["enabled"]:
+            for _, r in of_author(None):
+                accept(r, [], None)
+        else:
+            usage = await _review_all(ctx, tally, of_author, reviews_out, accept)
+    except BaseException:
+        reviews_out.discard()
+        accepted_out.discard()
+        raise
+    written = {"reviews": reviews_out.finish(), "accepted": accepted_out.finish()}
+    stats = tally.stats(usage, settings["enabled"])
     if settings["enabled"]:
         stats["score_range"] = list(settings["policy"]["score_range"])
         scoring = settings.get("scoring") or {"method": "text", "fallback": "text"}
         stats["scoring"] = dict(scoring)
         if scoring["method"] == "logprobs":
-            stats.update(_logprob_stats(reviews))
+            stats.update(tally.logprob_stats())
     atomic_write_json(ctx.output("stats.json"), stats)
-    ctx.finish({"rationales": len(rationales), "accepted": len(accepted), "reviews": len(reviews)})
+    ctx.finish({"rationales": stats["rationales"], "accepted": written["accepted"],
+                "reviews": written["reviews"]})
     return stats
 
 
-def _stats(rationales, usable, decided, reviews, accepted, usage, enabled) -> dict[str, Any]:
-    """Table 4 counts, the reviewer x author mean-score matrix, invalid scores, savings."""
-    authors = sorted({r["teacher"] for r in rationales})
-    matrix: dict[str, dict[str, float | None]] = {}
-    for reviewer in sorted({r["reviewer"] for r in reviews}):
-        matrix[reviewer] = {}
-        for author in authors:
-            scores = [r["score"] for r in reviews
-                      if r["reviewer"] == reviewer and r["author"] == author and r["score"] is not None]
-            matrix[reviewer][author] = sum(scores) / len(scores) if scores else None
-    return {
-        "enabled": enabled,
-        "rationales": len(rationales),
-        "reviewable": len(usable),
-        "accepted": len(accepted),
-        "accepted_per_teacher": {a: sum(1 for r in accepted if r["teacher"] == a) for a in authors},
-        "rationales_per_teacher": {a: sum(1 for r in rationales if r["teacher"] == a) for a in authors},
-        "reviews_made": len(reviews),
-        "reviews_saved_by_early_exit": sum(v.get("reviews_saved", 0) for v in decided.values()),
-        "invalid_scores": sum(1 for r in reviews if r["score"] is None),
-        # text scores are integers; an expected score counts at its nearest integer
-        "score_histogram": _histogram(reviews),
-        "mean_score_matrix": matrix,  # reviewer -> author -> mean valid score
-        "teachers": usage,
-    }
+async def _review_all(ctx: StageContext, tally: Tally,
+                      of_author: Callable[[str | None], Iterator[tuple[dict[str, Any], dict[str, Any]]]],
+                      reviews_out: SortedJsonlWriter,
+                      accept: Callable[[dict[str, Any], list[float | None], float | None], None],
+                      ) -> dict[str, Any]:
+    """Every usable rationale through its reviewers (early exit); the committee's usage."""
+    settings, services = ctx.settings, ctx.services
+    policy = policy_from(settings)
+    teachers = settings["teachers"]
+    order = [t["name"] for t in teachers]
+    template = ctx.read_template(settings["template"])
+    callers = make_committee(teachers, services.store, services.base_dir,
+                             replay=services.replay, budget=services.budget,
+                             batch_state=ctx.output("batches.json"))
+    exclude_self = settings["policy"]["exclude_self"]
+    scoring = settings.get("scoring") or {"method": "text", "fallback": "text"}
+    with_logprobs = scoring["method"] == "logprobs"
 
+    def reviewers_of(author: str) -> list[str]:
+        return [n for n in order if not (exclude_self and n == author)]
 
-def _histogram(reviews: list[dict[str, Any]]) -> dict[str, int]:
-    counts: dict[int, int] = {}
-    for review in reviews:
-        if review["score"] is not None:
-            nearest = int(review["score"] + 0.5)  # scores are >= 0: round half up
-            counts[nearest] = counts.get(nearest, 0) + 1
-    return {str(s): counts[s] for s in sorted(counts)}
+    def review_about(mistake: dict[str, Any], author: str, rank: int) -> About:
+        return about(mistake, "review", author=author, rank=rank)
 
+    def messages(mistake: dict[str, Any], rationale: dict[str, Any]) -> list[dict[str, str]]:
+        return user_messages(review_prompt(template, mistake, rationale["text"]))
 
-def _logprob_stats(reviews: list[dict[str, Any]]) -> dict[str, Any]:
-    """How each review was scored (the report draws the distributions from the rows)."""
-    scored_by = {how: sum(1 for r in reviews if r.get("scored_by") == how) for how in SCORED_BY}
-    scored_by["none"] = sum(1 for r in reviews if r.get("scored_by") is None)
-    return {"scored_by": scored_by}
+    def asked(author: str) -> Iterator[tuple[dict[str, Any], dict[str, Any], list[dict[str, str]]]]:
+        """(mistake, rationale, the review's messages) of each of ``author``'s rationales:
+        one messages object, looked up ahead for every reviewer and then asked of each."""
+        for mistake, rationale in of_author(author):
+            yield mistake, rationale, messages(mistake, rationale)
+
+    async def review_one(author: str,
+                         job: tuple[dict[str, Any], dict[str, Any], list[dict[str, str]]]) -> None:
+        mistake, rationale, prompt = job
+        reviewers = reviewers_of(author)
+        scores: list[float | None] = []
+        for i, reviewer in enumerate(reviewers):
+            if policy.decision(scores, len(reviewers) - i) is not None:
+                break
+            record = await callers[reviewer].ask(prompt, about=review_about(mistake, author, i + 1))
+            score, scored_by, distribution = read_review(record, policy, scoring)
+            scores.append(score)
+            row = {"index": rationale["index"], "author": author, "reviewer": reviewer,
+                   "text": record.text, "status": record.status, "score": score,
+                   "key": record.key}
+            if with_logprobs:
+                row.update(scored_by=scored_by, distribution=distribution)
+            reviews_out.add(row)
+            tally.review(row)
+        tally.saved += len(reviewers) - len(scores)
+        if policy.accepts(scores):
+            accept(rationale, scores, policy.aggregate_score(scores))
+
+    authors = sorted(tally.rationales)
+    # an author whose reviewers include a batch teacher keeps all its rationales on
+    # their way: each wave of reviews is then one batch (early exit decides the next)
+    batched = any(t.get("batch") for t in teachers)
+    concurrency = {t["name"]: BATCH_WORKERS if batched else workers(t) for t in teachers}
+    for name in order:
+        callers[name].count_stored((job[2], 0) for author in authors if name in reviewers_of(author)
+                                   for job in asked(author))
+    per_author = Counter(r["teacher"] for _, r in of_author(None))
+    attach(services.progress, ctx.label, callers,  # upper bounds: early exit skips some reviews
+           {name: sum(n for a, n in per_author.items() if name in reviewers_of(a)) for name in order})
+    # the pool is keyed by author: each author's rationales go through its own workers,
+    # which call the reviewers in turn; the reviewers' calls are looked up ahead
+    jobs = {author: looked_up([callers[name] for name in reviewers_of(author)], asked(author),
+                              lambda job: (job[2], 0))
+            for author in per_author}
+    try:
+        recorded = {name for name in order if callers[name].recorded is not None}
+        if recorded:
+            wanted: dict[str, list[About]] = defaultdict(list)
+            for mistake, r in of_author(None):
+                for rank, reviewer in enumerate(reviewers_of(r["teacher"]), start=1):
+                    if reviewer in recorded:
+                        wanted[reviewer].append(review_about(mistake, r["teacher"], rank))
+            check_recorded(callers, dict(wanted))
+        fatal = await run_per_teacher(jobs, review_one, concurrency, dict(per_author))
+    finally:
+        await close_committee(callers)
+        if services.progress is not None:
+            services.progress.finish(ctx.label)
+    if fatal:
+        stop_for_budget(fatal)
+        raise TeacherStopped("; ".join(str(e) for e in fatal.values())
+                             + " (completed reviews are saved; fix it and rerun)")
+    if tally.failed:
+        raise TeacherStopped(f"{tally.failed} review call(s) failed after all retries; rerun to "
+                             "retry only those")
+    return committee_usage(callers)

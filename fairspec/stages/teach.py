@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
-from fairspec.artifacts import atomic_write_json, read_jsonl, write_jsonl
+from fairspec.artifacts import SortedJsonlWriter, atomic_write_json, read_jsonl
 from fairspec.errors import TeacherStopped
 from fairspec.progress import attach
 from fairspec.prompting import TEACH_ROLES, teach_prompts, user_messages
 from fairspec.stages.context import StageContext
 from fairspec.teachers.committee import close_committee, committee_usage, make_committee, workers
-from fairspec.teachers.pool import run_per_teacher, stop_for_budget
+from fairspec.teachers.pool import looked_up, run_per_teacher, stop_for_budget
 from fairspec.teachers.recorded_calls import about, check_recorded
 
 OUTPUTS = {"rationale": "rationales.jsonl", "feedback": "feedback.jsonl"}
+#: One call of a teacher: the mistake, the role (rationale or feedback), the messages.
+Job = tuple[dict[str, Any], str, list[dict[str, str]]]
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -24,65 +27,85 @@ def run(ctx: StageContext) -> dict[str, Any]:
 async def _teach(ctx: StageContext) -> dict[str, Any]:
     ctx.prepare()
     services = ctx.services
-    mistakes = list(read_jsonl(ctx.input("exam", "mistakes.jsonl")))
+    mistakes_file = ctx.input("exam", "mistakes.jsonl")
+    mistakes = sum(1 for _ in read_jsonl(mistakes_file))
     templates = {role: ctx.read_template(ref) for role, ref in ctx.settings["templates"].items()}
     teachers = ctx.settings["teachers"]
     callers = make_committee(teachers, services.store, services.base_dir, replay=services.replay,
                              budget=services.budget, batch_state=ctx.output("batches.json"))
-    results: dict[tuple[int, str, str], dict[str, Any]] = {}
+    # each result is written as it completes; the files are sorted (by question, teacher)
+    # at the end without holding every result in memory
+    out = {role: SortedJsonlWriter(ctx.output(OUTPUTS[role]), key=_order) for role in TEACH_ROLES}
+    counts = {"unusable": 0, "failed": 0}
 
     # a later round's rationale for a question asked before: the stored one (sample 0, free),
     # or with rounds.fresh_rationales a new sample (paid); feedback is keyed by the answer
     samples = {"rationale": ctx.settings.get("rationale_sample", 0), "feedback": 0}
 
-    async def handle(teacher: str, job: tuple[dict[str, Any], str, str]) -> None:
-        mistake, role, prompt = job
-        record = await callers[teacher].ask(user_messages(prompt), samples[role],
-                                            about=about(mistake, role))
-        results[(mistake["index"], teacher, role)] = {
+    def items() -> Iterator[Job]:
+        """Every (mistake, role, messages) of one teacher, read from the file as they are
+        taken (the messages object is the one looked up ahead and then asked)."""
+        for mistake in read_jsonl(mistakes_file):
+            prompts = teach_prompts(templates, mistake)
+            for role in TEACH_ROLES:
+                yield mistake, role, user_messages(prompts[role])
+
+    def request(job: Job) -> tuple[list[dict[str, str]], int]:
+        _, role, messages = job
+        return messages, samples[role]
+
+    async def handle(teacher: str, job: Job) -> None:
+        mistake, role, messages = job
+        record = await callers[teacher].ask(messages, samples[role], about=about(mistake, role))
+        out[role].add({
             "index": mistake["index"], "teacher": teacher, "role": role, "text": record.text,
             "status": record.status, "finish_reason": record.finish_reason, "key": record.key,
-        }
+        })
+        counts["unusable"] += record.status != "ok"
+        counts["failed"] += record.status == "error"
 
-    jobs = {}
+    sizes = {t["name"]: mistakes * len(TEACH_ROLES) for t in teachers}
     for teacher in teachers:
-        items = []
-        for mistake in mistakes:
-            prompts = teach_prompts(templates, mistake)
-            items += [(mistake, role, prompts[role]) for role in TEACH_ROLES]
-        jobs[teacher["name"]] = items
-        callers[teacher["name"]].count_stored((user_messages(prompt), samples[role])
-                                             for _, role, prompt in items)
-    attach(services.progress, ctx.label, callers, {name: len(items) for name, items in jobs.items()})
+        callers[teacher["name"]].count_stored(request(job) for job in items())
+    attach(services.progress, ctx.label, callers, sizes)
     try:
-        check_recorded(callers, {name: [about(m, role) for m, role, _ in items]
-                                 for name, items in jobs.items()})
-        fatal = await run_per_teacher(jobs, handle, {t["name"]: workers(t) for t in teachers})
+        check_recorded(callers, {name: [about(m, role) for m, role, _ in items()]
+                                 for name, caller in callers.items() if caller.recorded is not None})
+        fatal = await run_per_teacher(
+            {name: looked_up(caller, items(), request) for name, caller in callers.items()},
+            handle, {t["name"]: workers(t) for t in teachers}, sizes)
+    except BaseException:
+        for writer in out.values():
+            writer.discard()
+        raise
     finally:
         await close_committee(callers)
         if services.progress is not None:
             services.progress.finish(ctx.label)
     if fatal:
+        for writer in out.values():
+            writer.discard()
         stop_for_budget(fatal)
         raise TeacherStopped("; ".join(f"{exc}" for exc in fatal.values())
                              + " (completed calls are saved; fix it and rerun)")
-    ordered = [results[k] for k in sorted(results)]
-    counts = {role: write_jsonl(ctx.output(OUTPUTS[role]), [r for r in ordered if r["role"] == role])
-              for role in TEACH_ROLES}
+    written = {role: out[role].finish() for role in TEACH_ROLES}
     usage = committee_usage(callers)
     stats = {
-        "mistakes": len(mistakes),
+        "mistakes": mistakes,
         "teachers": usage,
         "calls": sum(u["calls"] for u in usage.values()),
         "calls_made": sum(u["made"] for u in usage.values()),
         "usd": None if any(u["usd"] is None for u in usage.values())
         else sum(u["usd"] for u in usage.values()),
-        "unusable": sum(1 for r in ordered if r["status"] != "ok"),
+        "unusable": counts["unusable"],
     }
     atomic_write_json(ctx.output("stats.json"), stats)
-    failed = sum(1 for r in ordered if r["status"] == "error")
-    if failed:  # not done: the store retries exactly these calls on the next run
-        raise TeacherStopped(f"{failed} teacher call(s) failed after all retries (see "
+    if counts["failed"]:  # not done: the store retries exactly these calls on the next run
+        raise TeacherStopped(f"{counts['failed']} teacher call(s) failed after all retries (see "
                              f"{ctx.output('stats.json')}); rerun to retry only those")
-    ctx.finish({"mistakes": len(mistakes), **counts, "calls_made": stats["calls_made"]})
+    ctx.finish({"mistakes": mistakes, **written, "calls_made": stats["calls_made"]})
     return stats
+
+
+def _order(row: dict[str, Any]) -> tuple[int, str]:
+    return row["index"], row["teacher"]

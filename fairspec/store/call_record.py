@@ -100,7 +100,7 @@ class CallRecord:
         """A record of the call ``identity`` names: its key and (normalised) parts."""
         if not isinstance(identity, CallIdentity):
             raise TypeError(f"identity must be a CallIdentity, got {type(identity).__name__}")
-        return cls(
+        record = cls(
             key=identity.key,
             **identity.parts(),
             status=status,
@@ -115,6 +115,14 @@ class CallRecord:
             teacher=teacher,
             score_logprobs=dict(score_logprobs) if score_logprobs is not None else None,
         )
+        object.__setattr__(record, "_keyed_by_create", True)  # not a field: no eq, no JSON
+        return record
+
+    @property
+    def keyed_by_create(self) -> bool:
+        """True for a record ``create`` made: its key is its identity's, hashed from the
+        same normalised parts (``dataclasses.replace`` makes a record that is checked again)."""
+        return self.__dict__.get("_keyed_by_create", False)
 
     @property
     def identity(self) -> CallIdentity:

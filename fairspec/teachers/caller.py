@@ -8,7 +8,9 @@ Nothing else in the stages talks to a provider, so no path can pay twice for one
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +24,12 @@ from fairspec.teachers.batch_queue import BatchQueue
 from fairspec.teachers.budget import Budget, call_usd
 
 log = logging.getLogger(__name__)
+
+#: Keys per store query when a stage counts its stored calls.
+LOOKUP_CHUNK = 500
+#: The most calls a caller keeps looked up ahead (the oldest not asked are dropped: ``ask``
+#: then reads the store itself).
+LOOKAHEAD = 4096
 
 
 @dataclass
@@ -97,6 +105,11 @@ class TeacherCaller:
         self.usage = TeacherUsage(usd=0.0 if known else None, spent_usd=0.0 if known else None)
         self.on_answer: Callable[[TeacherCaller], None] | None = None
         self._in_flight: dict[str, asyncio.Future[CallRecord]] = {}
+        #: key -> the stored call or None, looked up ahead by ``prefetch`` (taken by ``ask``)
+        self._looked_up: OrderedDict[str, CallRecord | None] = OrderedDict()
+        #: id(messages) -> (messages, identity) of the calls ``prefetch`` hashed (messages
+        #: are read-only from then on; kept alive here, so an id is not reused meanwhile)
+        self._identities: OrderedDict[int, tuple[Any, CallIdentity]] = OrderedDict()
 
     def identity(self, messages: Sequence[Mapping[str, Any]], sample_index: int = 0) -> CallIdentity:
         """The identity of this teacher's call for ``messages`` (ValueError for bad parts).
@@ -132,18 +145,44 @@ class TeacherCaller:
         if self.budget is None:
             return
         keys = (self.identity(m, sample).key for m, sample in requests)
-        for key, record in self.store.get_many(keys).items():
-            self.budget.count_reused(key, self._cost(record))
+        while chunk := list(itertools.islice(keys, LOOKUP_CHUNK)):  # memory flat in the calls
+            for key, record in self.store.get_many(chunk).items():
+                self.budget.count_reused(key, self._cost(record))
+
+    def prefetch(self, requests: Iterable[tuple[Sequence[Mapping[str, Any]], int]]) -> None:
+        """Look the calls among ``requests`` (messages and sample index) up in the store in
+        one query, for the ``ask`` of each to use instead of a read of its own (an ``ask``
+        given the same messages object also reuses the identity hashed here). A call not
+        found now is asked of its provider (or joins the same call in flight); a recorded
+        teacher routes its calls itself and looks them up as it does."""
+        if self.recorded is not None:
+            return
+        keys = []
+        for messages, sample in requests:
+            identity = self.identity(messages, sample)
+            keys.append(identity.key)
+            # ``ask`` with this very messages object takes the identity (hashed once)
+            self._identities[id(messages)] = (messages, identity)
+        found = self.store.get_many(keys)
+        for key in keys:
+            self._looked_up[key] = found.get(key)
+        for ahead in (self._looked_up, self._identities):  # a call never asked (early exit)
+            while len(ahead) > LOOKAHEAD:
+                ahead.popitem(last=False)
 
     async def ask(self, messages: Sequence[Mapping[str, Any]], sample_index: int = 0,
                   about: About | None = None) -> CallRecord:
         """The answer to ``messages``: stored, in flight (shared), replayed, recorded (by
         ``about``), or asked now."""
-        identity = self.identity(messages, sample_index)
+        ahead = self._identities.pop(id(messages), None)
+        if ahead is not None and ahead[0] is messages and ahead[1].sample_index == sample_index:
+            identity = ahead[1]
+        else:
+            identity = self.identity(messages, sample_index)
         if self.recorded is not None and self.replay is None:
             identity = self._route(identity, messages, sample_index, about)
         key = identity.key
-        stored = self.store.get(key)
+        stored = self._looked_up.pop(key) if key in self._looked_up else self.store.get(key)
         if stored is not None:
             if self.budget is not None:
                 self.budget.count_reused(key, self._cost(stored))
@@ -160,7 +199,7 @@ class TeacherCaller:
         try:
             if self.recorded is not None and self.replay is None \
                     and identity.provider == self.provider_kind:
-                record = self._answer_recorded(identity, about)
+                record = await self._answer_recorded(identity, about)
             else:
                 record = await self._answer(identity, messages)
         except BaseException as exc:
@@ -169,6 +208,8 @@ class TeacherCaller:
             raise
         else:
             future.set_result(record)
+            if record.completed and key in self._looked_up:  # looked up again meanwhile
+                self._looked_up[key] = record
             return record
         finally:
             del self._in_flight[key]
@@ -188,11 +229,11 @@ class TeacherCaller:
             raise RecordedMissing(missing_message(self.name, [about], 1))
         return self.live_identity(messages, sample_index)
 
-    def _answer_recorded(self, identity: CallIdentity, about: About | None) -> CallRecord:
+    async def _answer_recorded(self, identity: CallIdentity, about: About | None) -> CallRecord:
         assert self.recorded is not None and about is not None
         text = self.recorded.answer(about)
-        record = self.store.put(self._record(identity, status="ok", text=text,
-                                             finish_reason="recorded", latency_s=0.0, attempts=0))
+        record = await self.store.commit(self._record(
+            identity, status="ok", text=text, finish_reason="recorded", latency_s=0.0, attempts=0))
         self.usage.add(record, "recorded", None)
         return record
 
@@ -205,7 +246,7 @@ class TeacherCaller:
                                   finish_reason=found.finish_reason, input_tokens=found.input_tokens,
                                   output_tokens=found.output_tokens, latency_s=found.latency_s,
                                   attempts=found.attempts, score_logprobs=found.score_logprobs)
-            record = self.store.put(record)
+            record = await self.store.commit(record)
             self.usage.add(record, "replayed", None)
             return record
         if self.provider is None:
@@ -222,8 +263,8 @@ class TeacherCaller:
         try:
             result = await self.provider.complete(request)
         except RetryableExhausted as exc:
-            record = self.store.put(self._record(identity, status="error", attempts=exc.attempts,
-                                                 last_error=str(exc)))
+            record = await self.store.commit(self._record(
+                identity, status="error", attempts=exc.attempts, last_error=str(exc)))
             self.usage.add(record, "errors", None)
             return record
         else:
@@ -231,7 +272,8 @@ class TeacherCaller:
         finally:
             if self.budget is not None:
                 self.budget.settle(identity.key, worst, cost)
-        record = self.store.put(self._record(
+        # stored (durable) before the call counts as answered: a group commit off the loop
+        record = await self.store.commit(self._record(
             identity, status=result.status, text=result.text,
             finish_reason=result.finish_reason, input_tokens=result.input_tokens,
             output_tokens=result.output_tokens, latency_s=result.latency_s,
@@ -249,8 +291,8 @@ class TeacherCaller:
         try:
             record = await self.batch.answer(identity, request)
         except RetryableExhausted as exc:
-            record = self.store.put(self._record(identity, status="error", attempts=exc.attempts,
-                                                 last_error=str(exc)))
+            record = await self.store.commit(self._record(
+                identity, status="error", attempts=exc.attempts, last_error=str(exc)))
         if record.completed:
             self.usage.add(record, "made", self.price)
         else:

@@ -95,9 +95,17 @@ def batch_queue(caller: TeacherCaller, teacher: Mapping[str, Any], store: CallSt
 
 
 def workers(teacher: Mapping[str, Any]) -> int:
-    """How many of a teacher's requests a stage keeps on their way: its ``concurrency``, or
-    for a batch teacher as many as one batch holds (they wait in the batch, not on a socket)."""
-    return BATCH_WORKERS if teacher.get("batch") else teacher["concurrency"]
+    """How many of a teacher's requests a stage keeps on their way: an eighth more than its
+    ``concurrency``, or for a batch teacher as many as one batch holds (they wait in the
+    batch, not on a socket).
+
+    The provider's limiter keeps ``concurrency`` requests on the wire, never more; the
+    extra workers have their request waiting at the limiter while others wait for their
+    answers to be stored (a group commit takes milliseconds, on a busy 2-core machine up to
+    ~15 ms), so the wire stays full. Below a concurrency of 8 there are none."""
+    if teacher.get("batch"):
+        return BATCH_WORKERS
+    return teacher["concurrency"] + teacher["concurrency"] // 8
 
 
 #: requests a stage gives a batch teacher at once (OpenAI's limit for one batch)

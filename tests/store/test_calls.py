@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fairspec.store import CallIdentity, CallRecord, CallStore, default_store_path, read_call_records
+from fairspec.store.calls import SCHEMA_VERSION
 
 
 def make(i: int = 0, *, status: str = "ok", text: str | None = "answer", model: str = "m",
@@ -305,5 +306,40 @@ def test_a_store_of_schema_1_is_upgraded_in_place_and_keeps_its_calls(tmp_path: 
         upgraded.put(dataclasses.replace(make(4), score_logprobs=READING))
         assert upgraded.get(make(4).key).score_logprobs == READING
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    table = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'calls'").fetchone()[0]
+    assert "WITHOUT ROWID" not in table.upper()  # schema 3: a rowid table, a unique key index
+    conn.close()
+
+
+def test_a_store_of_schema_2_is_upgraded_in_place_and_keeps_its_calls(tmp_path: Path) -> None:
+    path = tmp_path / "calls.sqlite"
+    kept = [dataclasses.replace(make(5), score_logprobs=READING), make(6)]
+    conn = sqlite3.connect(path)
+    conn.execute(_SCHEMA_1.replace("teacher TEXT NOT NULL)", "teacher TEXT NOT NULL, "
+                                   "score_logprobs TEXT)"))
+    conn.execute("CREATE INDEX calls_teacher_status ON calls (teacher, status)")
+    for record in kept:
+        values = record.to_json()
+        values["messages"] = json.dumps(values["messages"])
+        values["settings"] = json.dumps(values["settings"])
+        values["score_logprobs"] = (json.dumps(values["score_logprobs"])
+                                    if "score_logprobs" in values else None)
+        conn.execute(f"INSERT INTO calls ({', '.join(values)}) VALUES "
+                     f"({', '.join('?' * len(values))})", tuple(values.values()))
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    with CallStore(path) as upgraded:
+        assert [upgraded.get(r.key) for r in kept] == kept
+        assert upgraded.count() == 2
+        new = make(7)
+        upgraded.put(new)
+        assert upgraded.get(new.key) == new
+    with CallStore(path) as again:  # opening an upgraded store changes nothing
+        assert again.count() == 3
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'calls_%'"
+                        ).fetchone()[0] == 1  # the index; the old table is gone
     conn.close()
