@@ -156,12 +156,17 @@ def _tokens(usage: Mapping[str, Any] | None) -> int:
 Locate = Callable[[str, str], Path]
 
 
+def run_locator(run_dir: Path) -> Locate:
+    """Artifacts in a run folder's own stage folders (``run_dir/<stage>/<artifact>``)."""
+    return lambda stage, artifact: Path(run_dir) / stage / artifact
+
+
 def collect(run_dir: Path, locate: Locate | None = None, rounds: int | None = None) -> RunSummary:
     """The run's summary, read from its stages' artifacts (``locate``: by default
     ``run_dir/<stage>/<artifact>``; the report stage passes its declared inputs, and the
     number of ``rounds`` its plan has: by default, the round folders the run folder holds)."""
     run_dir = Path(run_dir)
-    at = locate or (lambda stage, artifact: run_dir / stage / artifact)
+    at = locate or run_locator(run_dir)
     summaries = [RoundSummary(k, **{FIELDS.get(kind, kind): _load(at(stage_name(kind, k), file))
                                     for kind, file in STATS.items()})
                  for k in range(1, (rounds or round_count(run_dir)) + 1)]

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fairspec.artifacts import atomic_write_text
+from fairspec.artifacts import atomic_write_text, write_jsonl
 from fairspec.cards import dataset_card
 from fairspec.errors import FairspecError
-from fairspec.report.collect import RUN_INFO
-from fairspec.report.samples import iter_samples, run_locator
+from fairspec.report.collect import RUN_INFO, run_locator
+from fairspec.report.samples import iter_samples
 
 FORMATS = ("jsonl", "parquet", "hf")
 JSONL_FILE = "data/train.jsonl"
@@ -130,11 +129,7 @@ def export_run(run_dir: Path, to: Path, fmt: str = "jsonl") -> dict[str, Any]:
 
 def _write(rows: list[dict[str, Any]], folder: Path, fmt: str) -> list[dict[str, str]] | None:
     if fmt == "jsonl":
-        path = folder / JSONL_FILE
-        path.parent.mkdir(parents=True)
-        with path.open("w", encoding="utf-8") as out:
-            for line in _lines(rows):
-                out.write(line)
+        write_jsonl(folder / JSONL_FILE, rows)
         return [{"split": "train", "path": JSONL_FILE}]
     from datasets import Dataset
 
@@ -145,8 +140,3 @@ def _write(rows: list[dict[str, Any]], folder: Path, fmt: str) -> list[dict[str,
         return [{"split": "train", "path": PARQUET_FILE}]
     dataset.save_to_disk(str(folder))
     return None
-
-
-def _lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
-    for row in rows:
-        yield json.dumps(row, ensure_ascii=False) + "\n"

@@ -9,13 +9,12 @@ names and scores: no call key, no local path, no provider setting.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from fairspec.artifacts import read_jsonl
-
-Locate = Callable[[str, str], Path]
+from fairspec.report.collect import Locate
+from fairspec.review.policy import reviewable
 
 
 def question_text(fields: dict[str, Any]) -> str:
@@ -36,11 +35,6 @@ def _mean(scores: list[float]) -> float | None:
     return round(sum(scores) / len(scores), 4) if scores else None
 
 
-def _usable(row: dict[str, Any]) -> bool:
-    """A teacher's answer the review saw (the review stage's own rule)."""
-    return row["status"] in ("ok", "truncated") and bool((row["text"] or "").strip())
-
-
 def iter_samples(locate: Locate) -> Iterator[dict[str, Any]]:
     """One sample per mistake in the exam's order, from ``locate(stage, artifact)``'s files
     (exam mistakes, teach rationales and feedback, review reviews and accepted)."""
@@ -57,7 +51,7 @@ def iter_samples(locate: Locate) -> Iterator[dict[str, Any]]:
         index = mistake["index"]
         rationales = []
         for row in sorted(teach[index]["rationale"], key=lambda r: r["teacher"]):
-            if not _usable(row):
+            if not reviewable(row):
                 continue
             scores = [{"reviewer": r["reviewer"], "score": r["score"],
                        "distribution": r.get("distribution")}
@@ -70,7 +64,7 @@ def iter_samples(locate: Locate) -> Iterator[dict[str, Any]]:
             })
         feedback = [{"teacher": row["teacher"], "text": row["text"]}
                     for row in sorted(teach[index]["feedback"], key=lambda r: r["teacher"])
-                    if _usable(row)]
+                    if reviewable(row)]
         yield {
             "index": index,
             "question": question_text(mistake["fields"]),
@@ -80,8 +74,3 @@ def iter_samples(locate: Locate) -> Iterator[dict[str, Any]]:
             "rationales": rationales,
             "feedback": feedback,
         }
-
-
-def run_locator(run_dir: Path) -> Locate:
-    """Artifacts in a run folder's own stage folders (``run_dir/<stage>/<artifact>``)."""
-    return lambda stage, artifact: Path(run_dir) / stage / artifact

@@ -11,7 +11,7 @@ from typing import Any
 from fairspec.artifacts import atomic_write_text
 from fairspec.errors import FairspecError
 from fairspec.report.browser import sample_browser
-from fairspec.report.collect import Locate, RunSummary, collect, siblings
+from fairspec.report.collect import Locate, RunSummary, collect, run_locator, siblings
 from fairspec.report.document import Document, Heading, Image, Table, Text
 from fairspec.report.plots import (
     accuracy_curve,
@@ -21,7 +21,7 @@ from fairspec.report.plots import (
     score_heatmap,
     score_histogram,
 )
-from fairspec.report.samples import iter_samples, run_locator
+from fairspec.report.samples import iter_samples
 
 
 def _pct(value: float | None) -> str | None:

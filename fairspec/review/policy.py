@@ -31,14 +31,20 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 from fairspec.review.score import check_score_range
 
 logger = logging.getLogger(__name__)
+
+
+def reviewable(answer: Mapping[str, Any]) -> bool:
+    """A teacher's answer the review sees (a row of the teach stage's outputs): answered,
+    in full or cut at its token budget, and not blank."""
+    return answer["status"] in ("ok", "truncated") and bool((answer["text"] or "").strip())
 
 Accept = Literal[">=", ">"]
 Aggregate = Literal["mean", "median", "min"]

@@ -16,7 +16,7 @@ class Tally:
 
     def __init__(self) -> None:
         self.rationales: Counter[str] = Counter()
-        self.reviewable = 0
+        self.reviewable: Counter[str] = Counter()  # per author
         self.accepted: Counter[str] = Counter()
         self.reviews = 0
         self.saved = 0
@@ -54,7 +54,7 @@ class Tally:
         return {
             "enabled": enabled,
             "rationales": sum(self.rationales.values()),
-            "reviewable": self.reviewable,
+            "reviewable": sum(self.reviewable.values()),
             "accepted": sum(self.accepted.values()),
             "accepted_per_teacher": {a: self.accepted[a] for a in authors},
             "rationales_per_teacher": {a: self.rationales[a] for a in authors},

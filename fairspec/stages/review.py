@@ -14,7 +14,7 @@ call returned (``fairspec.review.logprobs``); where none came back, its text sco
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from fairspec.progress import attach
 from fairspec.prompting import review_prompt, user_messages
 from fairspec.review import ReviewPolicy, parse_score
 from fairspec.review.logprobs import ScoreReading
+from fairspec.review.policy import reviewable
 from fairspec.review.tally import Tally
 from fairspec.stages.context import StageContext
 from fairspec.store import CallRecord
@@ -67,11 +68,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return asyncio.run(_review(ctx))
 
 
-def usable(rationale: dict[str, Any]) -> bool:
-    """A rationale the teachers review: answered (in full or cut at its budget), not blank."""
-    return rationale["status"] in ("ok", "truncated") and bool((rationale["text"] or "").strip())
-
-
 class MistakeCursor:
     """The mistake of a question, read from ``mistakes.jsonl`` as a sorted stream of
     questions asks for it (one row in memory); a question asked out of order reads the
@@ -107,7 +103,7 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
     tally = Tally()
     for r in read_jsonl(rationales_file):  # one pass to count: the rationales stay on disk
         tally.rationales[r["teacher"]] += 1
-        tally.reviewable += usable(r)
+        tally.reviewable[r["teacher"]] += reviewable(r)
     # rows are written as they are decided and sorted at the end, never all in memory
     reviews_out = SortedJsonlWriter(ctx.output("reviews.jsonl"),
                                     key=lambda r: (r["index"], r["author"], r["reviewer"]))
@@ -125,7 +121,7 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
         from the files as they are taken."""
         cursor = MistakeCursor(mistakes_file)
         for r in read_jsonl(rationales_file):
-            if usable(r) and author in (None, r["teacher"]):
+            if reviewable(r) and author in (None, r["teacher"]):
                 yield cursor[r["index"]], r
 
     usage: dict[str, Any] = {}
@@ -216,7 +212,7 @@ async def _review_all(ctx: StageContext, tally: Tally,
     for name in order:
         callers[name].count_stored((job[2], 0) for author in authors if name in reviewers_of(author)
                                    for job in asked(author))
-    per_author = Counter(r["teacher"] for _, r in of_author(None))
+    per_author = {author: n for author, n in tally.reviewable.items() if n}
     attach(services.progress, ctx.label, callers,  # upper bounds: early exit skips some reviews
            {name: sum(n for a, n in per_author.items() if name in reviewers_of(a)) for name in order})
     # the pool is keyed by author: each author's rationales go through its own workers,

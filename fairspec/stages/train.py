@@ -25,7 +25,7 @@ from fairspec.progress import counter
 from fairspec.stages.context import StageContext
 from fairspec.stages.rounds import follows_round, student_after
 from fairspec.stages.tracker import tracker_target
-from fairspec.tracking import clear_trainer_events, trainer_environment
+from fairspec.tracking import TrackerTarget, clear_trainer_events, trainer_environment
 from fairspec.weights import resolve_model
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,14 @@ MODEL_CARD = "README.md"
 POLL_SECONDS = 0.5
 
 
-def train_args(ctx: StageContext, *, tracker_env: dict[str, str] | None = None) -> dict[str, Any]:
+def train_args(ctx: StageContext, target: TrackerTarget | None) -> dict[str, Any]:
     """What the training process is given (``train_args.json``): settings and paths, and the
-    trackers (``report_to``) with the environment that points them at this run's tracker runs."""
+    trackers of ``target`` with the environment that points them at this run's tracker runs."""
     settings = ctx.settings
-    target = tracker_target(ctx)
     return {
         "report_to": list(target.report_to) if target else [],
         "run_name": target.run_name if target else ctx.run.name,
-        "tracker_env": tracker_env or {},
+        "tracker_env": trainer_environment(target) if target else {},
         **{key: settings[key] for key in TRAIN_KEYS},
         # round k >= 2 with rounds.start_from: previous starts from round k-1's student
         "model_path": student_after(ctx) if follows_round(ctx)
@@ -64,7 +63,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     target = tracker_target(ctx)
     if target is not None and not resumed:  # a training that starts afresh logs afresh
         clear_trainer_events(target.tensorboard_dir)
-    args = train_args(ctx, tracker_env=trainer_environment(target) if target else None)
+    args = train_args(ctx, target)
     atomic_write_json(ctx.output("train_args.json"), args)
     built = json.loads(ctx.input("build", "stats.json").read_text(encoding="utf-8"))
     if built["examples"] == 0:  # nothing was accepted: say so, keep the base student

@@ -11,8 +11,9 @@ from run_folders import write
 
 from fairspec.cli import cli
 from fairspec.errors import FairspecError
+from fairspec.report.collect import run_locator
 from fairspec.report.export import export_run
-from fairspec.report.samples import iter_samples, run_locator
+from fairspec.report.samples import iter_samples
 
 LOCAL = "/home/someone/private/svamp-train.jsonl"
 
