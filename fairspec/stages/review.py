@@ -90,8 +90,9 @@ class MistakeCursor:
                 return current
             self._table = {m["index"]: m for m in read_jsonl(self._path)}
         if index not in self._table:
-            raise StageContractError(f"{self._path}: rationale for question {index}, "
-                                     "which is no mistake of the exam")
+            raise StageContractError(f"{self._path}: the teach stage wrote a rationale for "
+                                     f"question {index}, which is no mistake of this exam (its "
+                                     "outputs are from another exam: rerun the teach stage)")
         return self._table[index]
 
 
