@@ -50,16 +50,48 @@ def validate(specs: tuple[Path, ...], check_env: bool) -> None:
         except SpecError as exc:
             problems.extend(exc.problems)
             continue
+        memory = _memory_problems(loaded)
+        if memory:
+            problems.extend(memory)
+            continue
         missing = _missing_env(loaded)
         for problem in missing:
             (problems.append(problem) if check_env
              else _err.print(f"warning: {problem.format()}", markup=False))
+        for note in loaded.notes:
+            _err.print(f"note: {note.format()}", markup=False)
         if not (check_env and missing):
             spec = loaded.spec
             _out.print(f"{path}: ok ({spec.name}: {spec.task.kind}, {len(spec.teachers)} "
                        f"teacher(s), {len(loaded.variants)} variant(s))", markup=False)
     if problems:
         _fail(SpecError(problems))
+
+
+def _memory_problems(loaded) -> list:
+    """A GPU spec (or variant) whose training or exam cannot fit its GPUs, at its
+    student.hardware (or student.exam) line with the changes that would fit."""
+    from fairspec.plan import detect_environment
+    from fairspec.plan.environment import Environment
+    from fairspec.plan.memory import cpu_memory_warnings, memory_problems
+
+    specs = [(None, loaded.spec), *((name, v.spec) for name, v in loaded.variants.items())]
+    auto = any(spec.student.hardware.device == "auto" for _, spec in specs)
+    env = detect_environment() if auto else Environment()
+    for path, message, hint in cpu_memory_warnings(loaded.spec, loaded.base_dir, env):
+        problem = loaded.source.problem(path, message, hint)  # a CPU run is never refused
+        _err.print(f"warning: {problem.format()}", markup=False)
+    found, seen = [], set()
+    for variant, spec in specs:
+        if spec.student.hardware.device == "cpu":
+            continue
+        for path, message, hint in memory_problems(spec, loaded.base_dir, env):
+            if (path, message) in seen:
+                continue
+            seen.add((path, message))
+            said = message if variant is None else f"variant {variant}: {message}"
+            found.append(loaded.source.problem(path, said, hint))
+    return found
 
 
 def _missing_env(loaded) -> list:
@@ -101,16 +133,19 @@ def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
     from fairspec.plan import compile_plan, detect_environment
     from fairspec.plan.estimate import estimate_run, unique_calls_per_mistake
     from fairspec.plan.hardware import Rendezvous
+    from fairspec.plan.memory import memory_plan
     from fairspec.plan.render import plan_json, print_plan
     from fairspec.plan.round_estimate import estimate_rounds
 
     try:
         rendezvous = Rendezvous.from_env(0, master_addr, master_port)
         loaded = load_spec(spec)
-        full = compile_plan(loaded, detect_environment())
+        env = detect_environment()
+        full = compile_plan(loaded, env)
     except FairspecError as exc:
         _fail(exc)
     specs = {run.name: loaded.spec_for(run.variant) for run in full.runs}
+    memory = {run.name: memory_plan(specs[run.name], loaded.base_dir, env) for run in full.runs}
     if variant is not None:
         if variant not in loaded.variants:
             _fail(FairspecError(f"no variant '{variant}' in {spec}; it has: "
@@ -128,9 +163,9 @@ def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
               for run in full.runs}
     if as_json:
         click.echo(json.dumps(plan_json(full, estimates, fresh, loaded.spec.budget.max_usd,
-                                        rendezvous, rounds), indent=2, ensure_ascii=False))
+                                        rendezvous, rounds, memory), indent=2, ensure_ascii=False))
     else:
-        print_plan(_out, full, specs, estimates, fresh, rendezvous, rounds)
+        print_plan(_out, full, specs, estimates, fresh, rendezvous, rounds, memory)
 
 
 @cli.command()
@@ -172,7 +207,8 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
     try:
         loaded = load_spec(spec)
         scrubber.add(os.environ.get(t.api_key_env or "") for t in loaded.spec.teachers)
-        plan_ = compile_plan(loaded, detect_environment())
+        env = detect_environment()
+        plan_ = compile_plan(loaded, env)
         chosen = list(plan_.runs)
         if variants:
             unknown = [v for v in variants if v != "main" and v not in loaded.variants]
@@ -200,12 +236,13 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
 
         from fairspec.plan.hardware import Rendezvous
         from fairspec.progress_view import RichStageProgress
-        from fairspec.run.preflight import PreflightError, check
+        from fairspec.run.preflight import PreflightError, check, memory
 
         rendezvous = Rendezvous.from_env(node_rank, master_addr, master_port)
         if rendezvous.node_rank == 0:  # a joining node only trains: node 0 checked the rest
             problems = check(plan_, chosen, stages, replay=replay is not None,
                              budget_usd=budget.limit_usd)
+            problems += memory(chosen, stages, specs, loaded.base_dir, env)
             if problems:
                 raise PreflightError(problems)
         outcomes = execute(loaded, plan_, runs=chosen, stages=stages, replay_file=replay, on_stage=show,

@@ -29,3 +29,15 @@ def review_prompt(template: str, mistake: dict[str, Any], rationale: str) -> str
     """The rendered P_pr(x, r): a reviewer scores one rationale of one mistake."""
     return render(template, {**mistake["fields"], "rationale": rationale,
                              "gold_answer": mistake["gold_text"]}, name="prompts.review")
+
+
+_HEAD_MARK = "\x00fairspec:rationale\x00"
+
+
+def review_head(template: str, mistake: dict[str, Any], prompt: str) -> int | None:
+    """How many leading characters of ``prompt`` (one rendered review of ``mistake``) every
+    review of that mistake shares: the template rendered up to where the rationale goes
+    (the instructions and the question), if ``prompt`` starts with it; None otherwise."""
+    marked = review_prompt(template, mistake, _HEAD_MARK)
+    at = marked.find(_HEAD_MARK)
+    return at if at > 0 and prompt.startswith(marked[:at]) else None

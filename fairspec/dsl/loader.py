@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from fairspec.dsl.extends import with_bases
 from fairspec.dsl.introspect import clean_loc, keys_at, type_at
-from fairspec.dsl.rules import check_rules
+from fairspec.dsl.rules import check_rules, spec_notes
 from fairspec.dsl.schema import Spec
 from fairspec.dsl.source import FieldPath, SpecSource, format_path, read_source, read_source_file
 from fairspec.dsl.variants import apply_overrides, key_path, sweep_points
@@ -54,6 +54,8 @@ class LoadedSpec:
     base_dir: Path  # relative paths in the spec resolve against this folder
     source: SpecSource
     variants: dict[str, VariantSpec] = field(default_factory=dict)
+    #: what validate prints about a sound spec (``rules.spec_notes``), at its keys
+    notes: list[Problem] = field(default_factory=list)
 
     def spec_for(self, variant: str | None) -> Spec:
         """The spec a run executes: the spec itself (None) or one variant's or sweep point's."""
@@ -240,8 +242,9 @@ def validate_source(source: SpecSource, base_dir: Path) -> LoadedSpec:
         variants = _expand_variants(source, base_dir, spec is not None, base_messages, problems)
     if problems or spec is None:
         raise SpecError(list(dict.fromkeys(problems)))  # sweep points can repeat one problem
+    notes = [source.problem(f.path, f.message, f.hint) for f in spec_notes(spec)]
     return LoadedSpec(spec=spec, file=Path(source.file), base_dir=base_dir, source=source,
-                      variants=variants)
+                      variants=variants, notes=notes)
 
 
 def _raw_variants(source: SpecSource) -> list[tuple[str, str, FieldPath, dict[str, Any]]]:

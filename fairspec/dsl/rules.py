@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fairspec.dsl.generation_rules import generation_findings
 from fairspec.dsl.recorded_rules import recorded_findings
 from fairspec.dsl.schema import Spec
 from fairspec.dsl.source import FieldPath
-from fairspec.providers.registry import kind_options, provider_kind
+from fairspec.dsl.training_rules import training_findings
+from fairspec.providers.families import family_for
+from fairspec.providers.registry import kind_options, kinds_taking, provider_kind
 from fairspec.resources import BUILTIN_MODELS, builtin_model_alias, is_builtin, resolve_path
 from fairspec.tasks.data import DATA_SUFFIXES, data_suffix
 from fairspec.tasks.kinds import COMMON_FIELDS, TASK_KINDS, default_extractor, task_kind
@@ -38,7 +41,17 @@ def check_rules(spec: Spec, base_dir: Path) -> list[Finding]:
     for check in (_task, _dataset, _student, _teachers, _review, _rounds, _report_to):
         findings.extend(check(spec, base_dir))
     findings.extend(Finding(*found) for found in recorded_findings(spec, base_dir))
+    findings.extend(Finding(*found) for found in training_findings(spec))
+    findings.extend(Finding(f.path, f.message, f.hint) for f in generation_findings(spec)
+                    if f.level == "error")
     return findings
+
+
+def spec_notes(spec: Spec) -> list[Finding]:
+    """What a sound spec should still hear about (a shared setting a teacher does not
+    receive, a key its API ignores): printed by validate, never an error."""
+    return [Finding(f.path, f.message, f.hint) for f in generation_findings(spec)
+            if f.level == "note"]
 
 
 def _task(spec: Spec, base_dir: Path) -> list[Finding]:
@@ -318,7 +331,8 @@ def _batch(teacher: Any, kind: Any, path: tuple[Any, ...]) -> list[Finding]:
         reason = kind.no_batch or "it has no batch API"
         return [Finding(path + ("batch",), f"batch: true does not apply to provider "
                         f"{teacher.provider!r}: {reason}",
-                        "batch works with provider openai and gemini; remove batch")]
+                        f"batch works with provider {', '.join(kinds_taking('batch'))}; "
+                        "remove batch")]
     if getattr(teacher, "vertex", None) is not None:
         return [Finding(path + ("batch",), "batch: true is for the Gemini API: Vertex AI's batch "
                         "prediction reads its requests from Cloud Storage or BigQuery, which "
@@ -372,7 +386,14 @@ def _logprob_scoring(spec: Spec) -> list[Finding]:
                            "use a range within 0-9 (e.g. [1, 5]) or scoring: text"))
     if review.scoring_fallback == "none":
         for i, teacher in enumerate(spec.teachers):
-            if not provider_kind(teacher.provider).logprobs:
+            family = family_for(teacher.provider, teacher.model)
+            if family is not None and not family.logprobs:
+                out.append(Finding(("teachers", i, "model"),
+                                   f"{teacher.model} ({family.name}) returns no "
+                                   "log-probabilities, and review.scoring_fallback is none: "
+                                   f"none of {teacher.name}'s reviews would have a score",
+                                   "set review.scoring_fallback: text, or use another reviewer"))
+            elif not provider_kind(teacher.provider).logprobs:
                 out.append(Finding(("teachers", i, "provider"),
                                    f"provider {teacher.provider!r} cannot return "
                                    "log-probabilities, and review.scoring_fallback is none: "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 
 from fairspec.providers.registry import kinds_taking, provider_names
 from fairspec.tasks.extract import ANSWER_KINDS
@@ -31,11 +31,6 @@ TaskKind = Literal[tuple(TASK_KINDS)]  # type: ignore[valid-type]
 ExtractorKind = Literal[ANSWER_KINDS]  # type: ignore[valid-type]
 #: The provider kinds, from the registry in fairspec.providers.registry.
 ProviderKind = Literal[provider_names()]  # type: ignore[valid-type]
-Optimizer = Literal[
-    "adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop",
-    "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit",
-    "lion_8bit", "lion_32bit",
-]
 
 
 class Section(BaseModel):
@@ -157,6 +152,9 @@ class Hardware(Section):
     nodes: PositiveInt = Field(1, description="machines training runs on")
     processes: PositiveInt | None = Field(
         None, description="training processes per node; null = gpus on cuda, 1 on cpu")
+    gpu_memory_gb: Annotated[float, Field(gt=0.0)] | None = Field(
+        None, description="memory of one GPU in GiB, for the plan's memory check; null = the "
+                          "first GPU of the machine that plans, else 80 assumed")
 
 
 class Student(Section):
@@ -172,10 +170,30 @@ BATCH_DISCOUNT = 0.5
 
 
 class Price(Section):
-    """USD per million tokens, for the plan's estimate and the live spend."""
+    """USD per million tokens, for the plan's estimate and the live spend. Reasoning and
+    thinking tokens are billed as output; input read from the provider's prompt cache at
+    ``cached_input_per_mtok`` (null: at the input price)."""
 
     input_per_mtok: Annotated[float, Field(ge=0.0)] = 0.0
     output_per_mtok: Annotated[float, Field(ge=0.0)] = 0.0
+    cached_input_per_mtok: Annotated[float, Field(ge=0.0)] | None = None
+
+
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+THINKING_LEVELS = ("minimal", "low", "medium", "high")
+
+
+def _thinking(value: Any) -> Any:
+    """A budget in tokens (0: off where the model allows it; -1: Gemini's dynamic budget)
+    or a level: one message for anything else, not one per member of a union."""
+    if isinstance(value, bool) or not (
+            isinstance(value, int) and value >= -1 or value in THINKING_LEVELS):
+        raise ValueError(f"thinking is a budget in tokens (0 or more; -1: dynamic) or a level "
+                         f"({', '.join(THINKING_LEVELS)}), got {value!r}")
+    return value
+
+
+Thinking = Annotated[Any, PlainValidator(_thinking)]
 
 
 class GenerationOverrides(Section):
@@ -186,6 +204,9 @@ class GenerationOverrides(Section):
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    thinking: Thinking | None = None
+    extra_body: dict[str, Any] | None = None
 
 
 class Vertex(Section):
@@ -261,18 +282,30 @@ class Teacher(Section):
             return self.price
         if self.batch_price is not None:
             return self.batch_price
+        cached = self.price.cached_input_per_mtok
         return Price(input_per_mtok=self.price.input_per_mtok * BATCH_DISCOUNT,
-                     output_per_mtok=self.price.output_per_mtok * BATCH_DISCOUNT)
+                     output_per_mtok=self.price.output_per_mtok * BATCH_DISCOUNT,
+                     cached_input_per_mtok=None if cached is None else cached * BATCH_DISCOUNT)
 
 
 class Generation(Section):
     """Teacher sampling shared by every teacher (paper Table 7)."""
 
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.8
-    max_tokens: PositiveInt = 512
+    max_tokens: PositiveInt = Field(512, description="the visible reply's budget; a thinking "
+                                    "model's thoughts come on top (providers.families)")
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     presence_penalty: Penalty = 0.0
     frequency_penalty: Penalty = 0.0
+    reasoning_effort: ReasoningEffort | None = Field(
+        None, description="reasoning models (OpenAI o-series, GPT-5): none | minimal | low | "
+        "medium | high | xhigh, as the model's family takes them")
+    thinking: Thinking | None = Field(
+        None, description="thinking models (Gemini 2.5/3, Claude): a budget in tokens or a "
+        "level; for an OpenAI reasoning model the reasoning tokens allowed on top of max_tokens")
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="fields added as they are to the request body of an "
+        "OpenAI-compatible host (provider openai) or the Anthropic API")
 
 
 class Prompts(Section):
@@ -331,7 +364,11 @@ class Training(Section):
     learning_rate: Annotated[float, Field(gt=0.0)] = 1.0e-5
     warmup_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.03
     max_seq_length: PositiveInt = 512
-    optimizer: Optimizer = "adamw_torch"
+    optimizer: str = Field(
+        "adamw_torch", description="the Trainer's optim name, checked against the installed "
+        "transformers (adamw_torch, adamw_torch_fused, adafactor, adamw_8bit, paged_adamw_32bit, "
+        "paged_adamw_8bit, ...; the bitsandbytes ones need fairspec[bnb])"
+    )
     gradient_accumulation_steps: PositiveInt = 2
     max_grad_norm: Annotated[float, Field(gt=0.0)] = 0.3
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
@@ -347,6 +384,19 @@ class Training(Section):
         description="the Trainer's experiment trackers (tensorboard, mlflow, wandb, ...: the "
         "installed transformers' integrations); fairspec logs its own metrics to tensorboard and "
         "mlflow too",
+    )
+    precision: Literal["mixed", "pure"] = Field(
+        "mixed", description="with a half hardware.dtype: mixed = fp32 master weights under "
+        "bf16/fp16 autocast; pure = the weights themselves in the half dtype (updates below its "
+        "resolution round away; refused with fp16)"
+    )
+    save_steps: PositiveInt | None = Field(
+        None, description="a checkpoint every N optimizer steps (a resume loses at most N); "
+        "null = one per epoch; in no fingerprint"
+    )
+    keep_checkpoints: Literal["none", "last", "all"] = Field(
+        "none", description="what stays in train/work/checkpoints/ once the stage is done: none, "
+        "the newest (last), every one (all); in no fingerprint"
     )
 
 

@@ -32,6 +32,7 @@ from fairspec.plan.hardware import (
 )
 from fairspec.plan.kinds import ROUND_READS, STAGE_KINDS, stage_name
 from fairspec.plan.recorded_inputs import exam_recorded, teacher_recorded
+from fairspec.providers.families import family_for, shaped
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import BUILTIN_MODELS, builtin_model_alias, resolve_path
 from fairspec.tasks.data import DATA_SUFFIXES
@@ -76,11 +77,19 @@ def card_facts(spec: Spec, base_dir: Path, run_name: str) -> dict[str, Any]:
 
 
 def teacher_generation(spec: Spec, teacher: Teacher) -> dict[str, Any]:
-    """The shared generation settings with the teacher's overrides applied."""
+    """The shared generation settings with the teacher's overrides applied, in the shape
+    its model's family receives (``providers.families.shaped``: a parameter its API never
+    takes, an unset reasoning key or an empty ``extra_body`` is left out, so neither is in
+    a call's key), with the spec's ``seed`` where the API takes one (OpenAI, Gemini, an
+    OpenAI-compatible host) and for a local model."""
     settings = spec.generation.model_dump()
     if teacher.generation is not None:
         settings.update(teacher.generation.model_dump(exclude_none=True))
-    return settings
+    family = family_for(teacher.provider, teacher.model)
+    if family.seed if family is not None else provider_kind(teacher.provider).local:
+        # each call sends a seed derived from this one and its key (teachers.caller)
+        settings["seed"] = spec.seed
+    return shaped(family, settings)
 
 
 def _teacher_identity(spec: Spec, teacher: Teacher, base_dir: Path) -> dict[str, Any]:
@@ -127,7 +136,7 @@ def _teacher_settings(spec: Spec, teacher: Teacher, env: Environment, base_dir: 
 
 
 def _dump(price: Any) -> dict[str, float] | None:
-    return price.model_dump() if price is not None else None
+    return price.model_dump(exclude_none=True) if price is not None else None
 
 
 def _reviewer(teacher: dict[str, Any], review: Any) -> dict[str, Any]:
@@ -269,7 +278,11 @@ def compile_run(
         "dtype": dtype,
         "seed": spec.seed,
         "world_size": layout.world_size,
-        **training.model_dump(exclude={"templates", "selection", "report_to"}),
+        **training.model_dump(exclude={"templates", "selection", "report_to", "precision",
+                                       "save_steps", "keep_checkpoints"}),
+        # half-precision training's meaning (fp32 master weights or half weights); an fp32
+        # run's fingerprint stays as it was
+        **({"precision": training.precision} if dtype != "fp32" else {}),
     }
     # where the Trainer's losses and fairspec's metrics are tracked: not in a fingerprint
     # (adding a tracker retrains nothing; the report stage logs a finished run's metrics)
@@ -277,7 +290,10 @@ def compile_run(
     card = card_facts(spec, base_dir, run_name)
     train_settings = {"tracking": tracking, "card": card, "device": device,
                       "strategy": hw.strategy, "gpus": hw.gpus,
-                      "layout": layout.to_dict(), "accelerate_config": accelerate_config(spec, env)}
+                      "layout": layout.to_dict(), "accelerate_config": accelerate_config(spec, env),
+                      # when to checkpoint and what to keep change no result: not fingerprinted
+                      "precision": training.precision, "save_steps": training.save_steps,
+                      "keep_checkpoints": training.keep_checkpoints}
     evaluation = spec.evaluation
     eval_sampling = dict(sampling, do_sample=evaluation.decoding == "sample")
     base_identity = {

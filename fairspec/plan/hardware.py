@@ -95,7 +95,11 @@ def accelerate_config(spec: Spec, env: Environment) -> dict[str, Any] | None:
         "num_machines": hw.nodes,
         "num_processes": training_world_size(hw, env),
         "gpu_ids": "all",
-        "mixed_precision": {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}[dtype],
+        # autocast over fp32 weights (FSDP keeps its sharded parameters in fp32 and computes
+        # in the half dtype; DeepSpeed's bf16/fp16 mode keeps fp32 master weights); pure
+        # half-precision weights need no autocast
+        "mixed_precision": "no" if spec.training.precision == "pure"
+        else {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}[dtype],
         "rdzv_backend": "static",
         "same_network": True,
         "main_training_function": "main",

@@ -9,10 +9,13 @@ from rich.console import Console
 from rich.table import Table
 
 from fairspec.dsl.schema import Spec
+from fairspec.plan.compiler import teacher_generation
 from fairspec.plan.estimate import CallEstimate, NewCalls
 from fairspec.plan.graph import Plan, RunPlan
 from fairspec.plan.hardware import LOCAL, Rendezvous, TrainingLayout, format_command
+from fairspec.plan.memory import MemoryPlan, memory_lines
 from fairspec.plan.round_estimate import RoundEstimate
+from fairspec.providers.families import family_for
 
 JSON_SCHEMA_VERSION = 1
 
@@ -55,28 +58,58 @@ def exam_layout(run: RunPlan) -> dict[str, Any] | None:
     return {"tensor_parallel": tp, "data_parallel": dp, "gpus": tp * dp}
 
 
+def training_batch(run: RunPlan) -> dict[str, Any]:
+    """The training batch said plainly: ``training.batch_size`` is per device, so the global
+    batch is per device x accumulation x processes (it grows with the processes)."""
+    s = run.stage("train").settings
+    per_device, accumulation = s["batch_size"], s["gradient_accumulation_steps"]
+    processes = s["layout"]["world_size"]
+    return {"per_device": per_device, "accumulation": accumulation, "processes": processes,
+            "global": per_device * accumulation * processes,
+            "single_process": per_device * accumulation}
+
+
+def training_batch_line(run: RunPlan) -> str:
+    """``Training batch: per device B x accumulation G x processes P = global N``, and what
+    one process would take when that differs."""
+    b = training_batch(run)
+    line = (f"Training batch: per device {b['per_device']} x accumulation {b['accumulation']} x "
+            f"processes {b['processes']} = global {b['global']}")
+    if b["global"] != b["single_process"]:
+        line += (f" (one process would take {b['single_process']}: training.batch_size is per "
+                 "device, so the global batch grows with the processes)")
+    return line
+
+
 def plan_json(plan: Plan, estimates: dict[str, CallEstimate], fresh: dict[str, NewCalls],
               budget: float | None, rendezvous: Rendezvous = LOCAL,
-              rounds: dict[str, list[RoundEstimate]] | None = None) -> dict[str, Any]:
+              rounds: dict[str, list[RoundEstimate]] | None = None,
+              memory: dict[str, MemoryPlan] | None = None) -> dict[str, Any]:
     """The machine-readable plan; ``schema_version`` changes only with incompatible changes.
 
     Per run, ``new_calls_per_mistake`` is the lower bound of the requests per mistake no
     earlier run answers and ``new_calls_per_mistake_max`` the upper bound (they differ by
     the reviews early exit may skip; ``new_calls`` has both by role and why). ``totals``
     count the upper bound (``calls``, ``usd``) and the lower (``calls_min``, ``usd_min``),
-    later rounds included; ``rounds`` of a run estimates rounds 2..count.
+    later rounds included; ``rounds`` of a run estimates rounds 2..count. ``batch`` is the
+    training batch (per device, accumulation, processes, global); ``memory`` (with
+    ``memory`` given) the run's memory plan, in bytes.
     """
     rounds = rounds or {}
     data = plan.to_dict()
     for run, run_plan in zip(data["runs"], plan.runs, strict=True):
         new = fresh[run["name"]]
         run["calls"] = estimates[run["name"]].to_dict()
+        _add_cached_rates(run["calls"], run_plan)
         run["new_calls_per_mistake"] = new.min
         run["new_calls_per_mistake_max"] = new.max
         run["new_calls"] = {**new.to_dict(), "why": new.why()}
         run["training_nodes"] = training_nodes(plan, run_plan, rendezvous)
         run["exam_layout"] = exam_layout(run_plan)
         run["rounds"] = [r.to_dict() for r in rounds.get(run["name"], [])]
+        run["batch"] = training_batch(run_plan)
+        if memory is not None:
+            run["memory"] = memory[run["name"]].to_dict()
     main = estimates[plan.runs[0].name]
     later = [r for run_rounds in rounds.values() for r in run_rounds]
     data["totals"] = {
@@ -199,7 +232,8 @@ def _stage_summary_of(spec: Spec, run: RunPlan, stage: Any) -> str:
 def print_plan(console: Console, plan: Plan, specs: dict[str, Spec],
                estimates: dict[str, CallEstimate], fresh: dict[str, NewCalls],
                rendezvous: Rendezvous = LOCAL,
-               rounds: dict[str, list[RoundEstimate]] | None = None) -> None:
+               rounds: dict[str, list[RoundEstimate]] | None = None,
+               memory: dict[str, MemoryPlan] | None = None) -> None:
     """The human view of a plan: the main run in full, variants as one table."""
     main = plan.runs[0]
     spec = specs[main.name]
@@ -240,10 +274,28 @@ def print_plan(console: Console, plan: Plan, specs: dict[str, Spec],
             console.print("  the output folder must be shared by every node (NFS, Lustre): "
                           "node 0 writes the training set there, every node reads it",
                           markup=False)
+    console.print(training_batch_line(main), markup=False)
+    if memory is not None:
+        _print_memory(console, plan, memory)
     _print_calls(console, spec, estimates[main.name])
     _print_rounds(console, (rounds or {}).get(main.name, []))
     if len(plan.runs) > 1:
         _print_variants(console, plan, estimates, fresh, rounds)
+
+
+def _print_memory(console: Console, plan: Plan, memory: dict[str, MemoryPlan]) -> None:
+    """The main run's memory section in full; a variant's training total when it differs."""
+    main = memory[plan.runs[0].name]
+    for line in memory_lines(main):
+        console.print(line, markup=False)
+    for run in plan.runs[1:]:
+        mine = memory[run.name]
+        if mine.training is None or main.training is None \
+                or mine.training.total == main.training.total:
+            continue
+        verdict = "fits" if mine.training.fits else "DOES NOT FIT"
+        console.print(f"  {run.variant or run.name}: training {mine.training.total / 2**30:,.1f} "
+                      f"GiB per device ({mine.training.what}) -> {verdict}", markup=False)
 
 
 def _print_rounds(console: Console, rounds: list[RoundEstimate]) -> None:
@@ -287,30 +339,63 @@ def _print_calls(console: Console, spec: Spec, est: CallEstimate) -> None:
         return
     batched = any(t.batch for t in est.teachers)
     table = Table()
-    columns = ["teacher", "rationale", "feedback", "review", "calls", "in tokens", "out tokens",
-               "USD"] + (["mode", "online USD"] if batched else [])
+    columns = ["teacher", "rationale", "feedback", "review", "calls", "in tokens", "cached in",
+               "out tokens", "reasoning", "USD"] + (["mode", "online USD"] if batched else [])
     for column in columns:
         table.add_column(column, justify="left" if column in ("teacher", "mode") else "right")
+    billed = {t.name: _billed_columns(spec, t) for t in spec.teachers}
     for t in est.teachers:
         mode = (["batch", _money(t.online_usd)] if t.batch else ["online", _money(t.usd)]) \
             if batched else []
+        cached, reasoning = billed.get(t.name, ("", ""))
         table.add_row(t.name, f"{t.rationale_calls:,}", f"{t.feedback_calls:,}", f"{t.review_calls:,}",
-                      f"{t.calls:,}", f"{t.input_tokens:,}", f"{t.output_tokens:,}", _money(t.usd),
-                      *mode)
+                      f"{t.calls:,}", f"{t.input_tokens:,}", cached, f"{t.output_tokens:,}",
+                      reasoning, _money(t.usd), *mode)
     online_total = _plus(0.0, [t.online_usd if t.batch else t.usd for t in est.teachers])
     table.add_row("[bold]total[/]", "", "", "", f"[bold]{est.calls:,}[/]",
-                  f"{sum(t.input_tokens for t in est.teachers):,}",
-                  f"{sum(t.output_tokens for t in est.teachers):,}", f"[bold]{_money(est.usd)}[/]",
+                  f"{sum(t.input_tokens for t in est.teachers):,}", "",
+                  f"{sum(t.output_tokens for t in est.teachers):,}", "", f"[bold]{_money(est.usd)}[/]",
                   *(["", _money(online_total)] if batched else []))
     console.print(table)
     if batched:
         console.print(batch_line(spec), markup=False)
     console.print("Tokens are estimates (inputs: the templates at 4 characters per token); review "
-                  "calls are an upper bound (decided reviews are skipped). The budget still "
-                  "reserves each call's max_tokens.")
+                  "calls are an upper bound (decided reviews are skipped). Cached in: the price "
+                  "of input read from the provider's prompt cache (the USD column counts none "
+                  "cached); reasoning: the thinking tokens a call may spend on top of its reply, "
+                  "billed as output. The budget reserves each call at its prompt's UTF-8 bytes "
+                  "and its whole output budget, thinking included, and settles it as billed.")
     if spec.budget.max_usd is not None and est.usd is not None:
         verdict = "within" if est.usd <= spec.budget.max_usd else "[red]over[/]"
         console.print(f"Budget: max ${spec.budget.max_usd:,.2f}, estimate {verdict} it.")
+
+
+def _billed_columns(spec: Spec, teacher: Any) -> tuple[str, str]:
+    """A teacher's "cached in" (the price of cached input per Mtok) and "reasoning" (the
+    thinking tokens its calls may spend on top of the reply, billed as output) cells."""
+    price = teacher.paid_price()
+    if price is None:
+        cached = "-"
+    elif price.cached_input_per_mtok is None:
+        cached = f"${price.input_per_mtok:g}/M (= input)"
+    else:
+        cached = f"${price.cached_input_per_mtok:g}/M"
+    family = family_for(teacher.provider, teacher.model)
+    allowance = family.allowance(teacher_generation(spec, teacher)) if family is not None else 0
+    return cached, f"up to {allowance:,}/call" if allowance else "none"
+
+
+def _add_cached_rates(calls: dict[str, Any], run: RunPlan) -> None:
+    """Each teacher entry of ``runs[].calls.teachers`` gains ``cached_input_per_mtok``: what
+    its input read from the prompt cache is billed at (the input price when the spec gives
+    none; None without a price)."""
+    teach = next((s for s in run.stages if s.kind == "teach"), None)
+    prices = {t["name"]: t.get("price") for t in (teach.settings.get("teachers") or ())} \
+        if teach is not None else {}
+    for teacher in calls["teachers"]:
+        price = prices.get(teacher["name"])
+        teacher["cached_input_per_mtok"] = None if price is None else \
+            price.get("cached_input_per_mtok", price.get("input_per_mtok", 0.0))
 
 
 def batch_line(spec: Spec) -> str:

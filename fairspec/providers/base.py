@@ -22,6 +22,11 @@ from fairspec.secrets import redact
 Status = Literal["ok", "empty", "truncated"]
 MESSAGE_ROLES = frozenset({"system", "user", "assistant"})
 _MAX_ERROR_TEXT = 300
+#: Tokens of chat format a message may add to its text, and a request to its messages
+#: (role markers, delimiters, the reply's priming, a template's default system lines):
+#: the margin of :meth:`ChatRequest.max_input_tokens`.
+TOKENS_PER_MESSAGE = 8
+TOKENS_PER_REQUEST = 64
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,14 @@ class GenerationSettings:
     #: (low, high): also return the reviewer's distribution over these integer scores
     #: where its reply states its score (``review.scoring: logprobs``)
     score_logprobs: tuple[int, int] | None = None
+    #: reasoning models (OpenAI o-series, GPT-5): minimal | low | medium | high ...
+    reasoning_effort: str | None = None
+    #: thinking models (Gemini, Claude): a budget in tokens (0 off, -1 Gemini's dynamic) or
+    #: a level; for an OpenAI reasoning model, the reasoning tokens allowed on top of
+    #: ``max_tokens``. What each family takes: :mod:`fairspec.providers.families`.
+    thinking: int | str | None = None
+    #: fields added as they are to an OpenAI-compatible request body
+    extra_body: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.temperature <= 2.0:
@@ -57,6 +70,10 @@ class GenerationSettings:
             object.__setattr__(self, "stop", stop)
         if self.score_logprobs is not None:
             object.__setattr__(self, "score_logprobs", check_single_digits(self.score_logprobs))
+        if isinstance(self.thinking, bool) or not isinstance(self.thinking, (int, str, type(None))):
+            raise ValueError(f"thinking must be a number of tokens or a level, got {self.thinking!r}")
+        if self.extra_body is not None and not isinstance(self.extra_body, Mapping):
+            raise ValueError(f"extra_body must be a mapping, got {self.extra_body!r}")
 
     @classmethod
     def coerce(cls, value: GenerationSettings | Mapping[str, Any] | Any) -> GenerationSettings:
@@ -85,6 +102,11 @@ class ChatRequest:
 
     messages: Sequence[Mapping[str, str]]
     settings: GenerationSettings = GenerationSettings()
+    #: characters at the start of the first user message that other calls of the stage
+    #: send too (a review's instructions and question): a provider with explicit prompt
+    #: caching (Anthropic) may mark them as a cached prefix. How the call is sent, never
+    #: what it asks: no part of its key.
+    cache_prefix: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.messages, (str, bytes)) or not self.messages:
@@ -105,6 +127,30 @@ class ChatRequest:
         chars = sum(len(m["content"]) for m in self.messages)
         return chars // 4 + 4 * len(self.messages) + self.settings.max_tokens
 
+    def max_input_tokens(self) -> int:
+        """A count of the prompt's tokens that no provider's count can pass: the UTF-8 bytes
+        of every message, plus ``TOKENS_PER_MESSAGE`` a message and ``TOKENS_PER_REQUEST``
+        once (what the budget reserves; the rate limiter keeps :meth:`estimated_tokens`).
+
+        Why it holds. The teacher APIs tokenize text with byte-level BPE (OpenAI's tiktoken
+        encodings, Llama 3, Qwen, Mistral's tekken) or SentencePiece with byte fallback
+        (Gemini and Gemma, Llama 2, Mistral's older vocabularies); Anthropic publishes no
+        tokenizer, and the bound assumes of it what holds for every published one. Either
+        way the tokens of a text are a segmentation of it: each token stands for a non-empty
+        run of the text (a byte-level token for at least one byte; a SentencePiece piece for
+        at least one character, which is at least one byte, and a character outside the
+        vocabulary is split into byte tokens, one per byte). So a
+        text of n UTF-8 bytes is at most n tokens, whatever the vocabulary (at 4 characters a
+        token, a CJK or digit-dense prompt is undercounted up to 12 times). What the text
+        does not hold comes from the chat format: each message's role and delimiters
+        (OpenAI documents 3 or 4 tokens a message; Gemma and Llama 3 templates about 5;
+        SentencePiece's dummy prefix is one more) and the request's own frame (the reply's
+        priming, a template's default system lines such as Llama 3.1's dates), bounded by
+        the two constants with room to spare. It is an upper bound, not an estimate: a
+        reservation a few times the real count errs on the side of stopping early."""
+        content = sum(len(m["content"].encode("utf-8", "surrogatepass")) for m in self.messages)
+        return content + TOKENS_PER_MESSAGE * len(self.messages) + TOKENS_PER_REQUEST
+
 
 @dataclass(frozen=True)
 class ChatResult:
@@ -112,7 +158,9 @@ class ChatResult:
     (back-off included); ``last_error`` is the last transient error before it, if any.
     ``text`` is always storable: lone surrogates (which UTF-8 cannot hold) become U+FFFD.
     ``score_logprobs`` is the reviewer's score distribution (``ScoreReading.to_json()``) when
-    the request asked for it and it could be read, else None."""
+    the request asked for it and it could be read, else None. ``cached_input_tokens``: of
+    ``input_tokens``, those read from the provider's prompt cache; ``reasoning_tokens``: of
+    ``output_tokens``, those spent thinking (None where the provider does not say)."""
 
     text: str
     finish_reason: str | None
@@ -123,6 +171,8 @@ class ChatResult:
     attempts: int
     last_error: str | None = None
     score_logprobs: dict[str, Any] | None = None
+    cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "text", storable_text(self.text))

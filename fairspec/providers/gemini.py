@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlparse
 
@@ -30,6 +31,7 @@ from google.genai import types
 
 from fairspec.providers.base import ChatRequest, GenerationSettings
 from fairspec.providers.errors import FatalProviderError
+from fairspec.providers.families import Family, family_for, family_named
 from fairspec.providers.remote import RemoteProvider, Reply
 from fairspec.review.logprobs import TOP_LOGPROBS, TokenChoices
 
@@ -51,21 +53,38 @@ def to_gemini(messages: list[dict[str, str]]) -> tuple[str | None, list[dict[str
     return ("\n\n".join(system) if system else None), contents
 
 
-def generation_config(settings: GenerationSettings, system: str | None) -> types.GenerateContentConfig:
-    """The SDK config for ``settings`` with ``system`` as the system instruction."""
+def generation_config(settings: GenerationSettings, system: str | None,
+                      family: Family | None = None) -> types.GenerateContentConfig:
+    """The SDK config for ``settings`` in ``family``'s shape, with ``system`` as the system
+    instruction. Thought tokens count against ``max_output_tokens``, so a thinking model's
+    allowance (its budget, or the family's for a level or a default) comes on top of the
+    visible reply's ``max_tokens``."""
+    family = family or family_named("gemini-1-2.0")
+    values = asdict(settings)
+    sent = family.sampling_sent(values)
     return types.GenerateContentConfig(
         system_instruction=system,
-        temperature=settings.temperature,
-        max_output_tokens=settings.max_tokens,
-        top_p=settings.top_p,
-        presence_penalty=settings.presence_penalty or None,
-        frequency_penalty=settings.frequency_penalty or None,
+        temperature=settings.temperature if "temperature" in sent else None,
+        max_output_tokens=family.output_budget(values),
+        top_p=settings.top_p if "top_p" in sent else None,
+        presence_penalty=(settings.presence_penalty or None) if "presence_penalty" in sent else None,
+        frequency_penalty=(settings.frequency_penalty or None) if "frequency_penalty" in sent else None,
         seed=settings.seed,
         stop_sequences=list(settings.stop) if settings.stop else None,
         candidate_count=1,
         response_logprobs=True if settings.score_logprobs is not None else None,
         logprobs=TOP_LOGPROBS if settings.score_logprobs is not None else None,
+        thinking_config=_thinking(family, settings.thinking),
     )
+
+
+def _thinking(family: Family, thinking: int | str | None) -> types.ThinkingConfig | None:
+    """The thinking budget (tokens; 0 off, -1 dynamic) or level, for a family that thinks."""
+    if thinking is None or not family.thinking:
+        return None
+    if isinstance(thinking, str):
+        return types.ThinkingConfig(thinking_level=thinking.upper())
+    return types.ThinkingConfig(thinking_budget=thinking)
 
 
 class GeminiProvider(RemoteProvider):
@@ -113,10 +132,12 @@ class GeminiProvider(RemoteProvider):
         else:
             self._client = genai.Client(vertexai=False, api_key=self._key, http_options=http_options)
         self._models = self._client.aio.models
+        #: the request shape of this model (``providers.families``)
+        self.family = family_for(self.kind, model) or family_named("gemini-3")
 
     def _prepare(self, request: ChatRequest) -> tuple[list[dict[str, Any]], types.GenerateContentConfig]:
         system, contents = to_gemini(request.messages)
-        return contents, generation_config(request.settings, system)
+        return contents, generation_config(request.settings, system, self.family)
 
     async def _send(self, prepared: tuple[list[dict[str, Any]], types.GenerateContentConfig]) -> Reply:
         contents, config = prepared
@@ -182,6 +203,8 @@ def read_reply(reply: types.GenerateContentResponse) -> Reply:
         output_tokens=output_tokens,
         total_tokens=meta.total_token_count if meta is not None else None,
         tokens=_tokens(reply),
+        cached_input_tokens=meta.cached_content_token_count if meta is not None else None,
+        reasoning_tokens=meta.thoughts_token_count if meta is not None else None,
     )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from fairspec.dtypes import torch_dtype
@@ -75,7 +76,7 @@ class HfProvider(ChatProvider):
             batch, rest = [first], []
             while len(batch) < self.max_batch and not self._queue.empty():
                 item = self._queue.get_nowait()
-                (batch if item[0].settings == first[0].settings else rest).append(item)
+                (batch if _batchable(item[0], first[0]) else rest).append(item)
             for item in rest:  # other settings wait for the next round
                 self._queue.put_nowait(item)
             try:
@@ -112,11 +113,15 @@ class HfProvider(ChatProvider):
                             add_special_tokens=False).to(self.device)
         kwargs: dict[str, Any] = {"max_new_tokens": settings.max_tokens,
                                   "pad_token_id": tokenizer.pad_token_id}
-        if settings.temperature > 0:
+        seeds = [r.settings.seed for r in requests]
+        if settings.temperature > 0 and all(seed is not None for seed in seeds):
+            # each row samples with its own call's seed, whatever else shares its batch
+            kwargs.update(do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+                          logits_processor=[RowSampler(seeds, settings.temperature, settings.top_p,
+                                                       self.device)])
+        elif settings.temperature > 0:
             kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p,
                           top_k=0)
-            if settings.seed is not None:
-                torch.manual_seed(settings.seed)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         with torch.inference_mode():
@@ -156,6 +161,39 @@ class HfProvider(ChatProvider):
             _, future, _ = self._queue.get_nowait()
             if not future.done():
                 future.cancel()
+
+
+def _batchable(request: ChatRequest, first: ChatRequest) -> bool:
+    """Whether ``request`` may share ``first``'s batch: the same settings but the seed
+    (each row samples with its own)."""
+    return replace(request.settings, seed=None) == replace(first.settings, seed=None)
+
+
+class RowSampler:
+    """A logits processor that samples each row's next token with that row's own generator
+    (seeded from its call), after temperature and top-p, and leaves only that token
+    possible: ``generate``'s own draw then takes it. A call's reply so depends on its seed
+    and its prompt only, not on which other calls were batched with it."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float, device: str) -> None:
+        import torch
+
+        self.temperature, self.top_p = temperature, top_p
+        self.generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            ordered, order = probs.sort(dim=-1, descending=True)
+            outside = ordered.cumsum(dim=-1) - ordered > self.top_p  # the first token always stays
+            ordered = ordered.masked_fill(outside, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, ordered)
+        chosen = torch.cat([torch.multinomial(probs[row], 1, generator=generator)
+                            for row, generator in enumerate(self.generators)])
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter(-1, chosen[:, None], 0.0)
 
 
 def _digit_tokens(tokenizer: Any) -> dict[str, list[int]]:

@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 import weakref
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import httpx2
@@ -27,6 +27,7 @@ from openai.types.chat import ChatCompletion
 
 from fairspec.providers.base import ChatRequest, GenerationSettings
 from fairspec.providers.errors import FatalProviderError
+from fairspec.providers.families import Family, family_for, family_named
 from fairspec.providers.limits import TransientFailure
 from fairspec.providers.remote import RemoteProvider, Reply
 from fairspec.review.logprobs import TOP_LOGPROBS, TokenChoices
@@ -71,20 +72,38 @@ async def _release_http(backend: HttpBackend, base_url: str, client: Any) -> Non
         await client.aclose()
 
 
-def settings_body(settings: GenerationSettings) -> dict[str, Any]:
-    """The chat-completions fields for ``settings`` (unset optional fields left out)."""
-    body: dict[str, Any] = {
-        "temperature": settings.temperature,
-        "max_tokens": settings.max_tokens,
-        "top_p": settings.top_p,
-        "presence_penalty": settings.presence_penalty,
-        "frequency_penalty": settings.frequency_penalty,
-    }
-    if settings.seed is not None:
+def settings_body(settings: GenerationSettings, family: Family | None = None) -> dict[str, Any]:
+    """The chat-completions fields for ``settings`` in ``family``'s shape (default: an
+    OpenAI-compatible host, every sampling parameter and ``max_tokens``): only the sampling
+    parameters it takes, the output budget under its field with a thinking model's
+    allowance on top, its reasoning controls, then ``extra_body`` as it is."""
+    family = family or family_named("compatible")
+    values = asdict(settings)
+    body: dict[str, Any] = {key: values[key] for key in family.sampling_sent(values)}
+    body[family.budget_field] = family.output_budget(values)
+    if settings.reasoning_effort is not None and "effort" in family.thinking:
+        body["reasoning_effort"] = settings.reasoning_effort
+    body.update(_compat_thinking(family, settings.thinking))
+    if settings.seed is not None and family.seed:
         body["seed"] = settings.seed
     if settings.stop is not None:
         body["stop"] = list(settings.stop)
+    if settings.extra_body:
+        body.update(settings.extra_body)
     return body
+
+
+def _compat_thinking(family: Family, thinking: int | str | None) -> dict[str, Any]:
+    """A thinking budget or level for Claude or Gemini behind their OpenAI-compatible
+    endpoints, in the field each reads (Anthropic: ``thinking``; Google: ``extra_body.google``)."""
+    if thinking is None or not family.thinking or thinking == 0 and family.can_disable is False:
+        return {}
+    if family.vendor == "anthropic" and isinstance(thinking, int) and thinking > 0:
+        return {"thinking": {"type": "enabled", "budget_tokens": thinking}}
+    if family.vendor == "gemini":
+        key = "thinking_level" if isinstance(thinking, str) else "thinking_budget"
+        return {"extra_body": {"google": {"thinking_config": {key: thinking}}}}
+    return {}
 
 
 class OpenAIProvider(RemoteProvider):
@@ -116,6 +135,8 @@ class OpenAIProvider(RemoteProvider):
         self._client: openai.AsyncOpenAI | None = None
         self._http_client: Any = None
         self._pool_key = base_url or "https://api.openai.com/v1"
+        #: the request shape of this model (``providers.families``)
+        self.family = family_for(self.kind, model) or family_named("compatible")
         self._options = {"timeout": self.timeout_s}
 
     def _sdk(self) -> openai.AsyncOpenAI:
@@ -132,8 +153,8 @@ class OpenAIProvider(RemoteProvider):
 
     def _prepare(self, request: ChatRequest) -> dict[str, Any]:
         body = {"model": self.model, "messages": request.messages}
-        body.update(settings_body(request.settings))
-        if request.settings.score_logprobs is not None:
+        body.update(settings_body(request.settings, self.family))
+        if request.settings.score_logprobs is not None and self.family.logprobs:
             body.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
         return body
 
@@ -197,7 +218,16 @@ def read_reply(reply: ChatCompletion) -> Reply:
         output_tokens=usage.completion_tokens if usage is not None else None,
         total_tokens=usage.total_tokens if usage is not None else None,
         tokens=_tokens(choice),
+        cached_input_tokens=_detail(usage, "prompt_tokens_details", "cached_tokens"),
+        reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens"),
     )
+
+
+def _detail(usage: Any, part: str, name: str) -> int | None:
+    """``usage.<part>.<name>`` (cached or reasoning tokens) where the server reports it."""
+    details = getattr(usage, part, None)
+    value = details.get(name) if isinstance(details, dict) else getattr(details, name, None)
+    return value if isinstance(value, int) else None
 
 
 def _tokens(choice: Any) -> tuple[TokenChoices, ...] | None:

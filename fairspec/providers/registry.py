@@ -138,6 +138,13 @@ _KINDS = (
         remote=True, priced=True, batch_path="fairspec.providers.gemini_batch:GeminiBatchAPI",
     ),
     ProviderKind(
+        "anthropic", "fairspec.providers.anthropic:AnthropicProvider",
+        "Anthropic's Messages API (Claude), Message Batches with batch: true",
+        options=("base_url", "api_key_env", "batch"), key_env="ANTHROPIC_API_KEY",
+        remote=True, priced=True, logprobs=False,  # the Messages API returns no log-probabilities
+        batch_path="fairspec.providers.anthropic_batch:AnthropicBatchAPI",
+    ),
+    ProviderKind(
         "hf", "fairspec.providers.hf:HfProvider", "a local transformers model",
         local=True, model_is_path=True,
         no_batch="a local model already batches the requests it is given on its device",

@@ -43,6 +43,10 @@ class Reply:
     output_tokens: int | None
     total_tokens: int | None
     tokens: tuple[TokenChoices, ...] | None = None
+    #: of ``input_tokens``, those read from the provider's prompt cache (billed at its
+    #: cached rate); of ``output_tokens``, those spent reasoning/thinking (billed as output)
+    cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
 
 class RemoteProvider(ChatProvider):
@@ -144,6 +148,8 @@ def chat_result(request: ChatRequest, reply: Reply, *, latency_s: float, attempt
         attempts=attempts,
         last_error=last_error,
         score_logprobs=_reading(request, reply),
+        cached_input_tokens=reply.cached_input_tokens,
+        reasoning_tokens=reply.reasoning_tokens,
     )
 
 

@@ -128,17 +128,22 @@ class RunSummary:
         return out
 
     def teacher_usage(self) -> dict[str, dict[str, Any]]:
-        """Per teacher, teach and review stages together: calls, tokens, dollars."""
+        """Per teacher, teach and review stages together: calls, tokens (with the cached
+        input and the reasoning among them), dollars as billed."""
         total: dict[str, dict[str, Any]] = {}
         for stage in (self.teach, self.review):
             for name, usage in ((stage or {}).get("teachers") or {}).items():
                 into = total.setdefault(name, {"calls": 0, "made": 0, "reused": 0, "input_tokens": 0,
-                                               "output_tokens": 0, "usd": 0.0, "retries": 0})
+                                               "output_tokens": 0, "cached_input_tokens": 0,
+                                               "reasoning_tokens": 0, "usd": 0.0, "retries": 0})
                 into["calls"] += usage["calls"]
                 into["made"] += usage["made"]
                 into["reused"] += usage["cached"] + usage["replayed"]
                 into["input_tokens"] += usage["input_tokens"]
                 into["output_tokens"] += usage["output_tokens"]
+                # of those, read from the prompt cache / spent thinking (absent before 0.3)
+                into["cached_input_tokens"] += usage.get("cached_input_tokens") or 0
+                into["reasoning_tokens"] += usage.get("reasoning_tokens") or 0
                 into["retries"] += usage.get("retries", 0)
                 into["usd"] = None if into["usd"] is None or usage["usd"] is None \
                     else into["usd"] + usage["usd"]

@@ -232,14 +232,30 @@ def _teachers(doc: Document, run: RunSummary) -> None:
         return
     doc.add(Heading("Teachers: calls, tokens and cost (teach and review stages together)"))
     batched = any("batches" in u for u in usage.values())
-    rows = [[name, u["calls"], u["made"], u["reused"], u["retries"], f"{u['input_tokens']:,}",
-             f"{u['output_tokens']:,}", _usd(u["usd"])]
+    # the usage as billed, shown where a provider reported it
+    billed = any(u["cached_input_tokens"] or u["reasoning_tokens"] for u in usage.values())
+    rows = [[name, u["calls"], u["made"], u["reused"], u["retries"], f"{u['input_tokens']:,}"]
+            + ([f"{u['cached_input_tokens']:,}"] if billed else []) + [f"{u['output_tokens']:,}"]
+            + ([f"{u['reasoning_tokens']:,}"] if billed else []) + [_usd(u["usd"])]
             + ([f"batch ({u['batches']} batches)" if "batches" in u else "online"] if batched else [])
             for name, u in usage.items()]
-    doc.add(Table(["teacher", "calls", "paid now", "reused (store/replay)", "retries", "in tokens",
-                   "out tokens", "USD"] + (["mode"] if batched else []), rows,
+    doc.add(Table(["teacher", "calls", "paid now", "reused (store/replay)", "retries", "in tokens"]
+                  + (["of which cached"] if billed else []) + ["out tokens"]
+                  + (["of which reasoning"] if billed else []) + ["USD"]
+                  + (["mode"] if batched else []), rows,
                   "Teach and review stages together; USD at the spec's prices"
-                  + (", a batch teacher's at its batch price" if batched else "")))
+                  + (", a batch teacher's at its batch price" if batched else "")
+                  + ("; cached input at the cached input price (the input price when the spec "
+                     "gives none), reasoning tokens as output" if billed else "")))
+    cut = (run.teach or {}).get("cut") or {}
+    if cut:
+        doc.add(Text("Rationales and feedback cut short by the output budget or empty (recorded "
+                     "as they came; a cut one is still reviewed, an empty one is not): " + "; ".join(
+                         f"{name} {c['truncated']} truncated, {c['empty']} empty (finish reasons: "
+                         + ", ".join(f"{reason} {n}" for reason, n in sorted(c["finish_reasons"].items()))
+                         + ")" for name, c in sorted(cut.items()))
+                     + ". A thinking teacher's thoughts count against its output budget: raise "
+                       "generation.max_tokens or its thinking budget."))
 
 
 def _review(doc: Document, run: RunSummary, folder: Path) -> None:

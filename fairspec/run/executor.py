@@ -165,7 +165,8 @@ def count_done_calls(budget: Budget | None, store: CallStore, stage: Any, folder
     prices = {t["name"]: t.get("price") for t in stage.settings.get("teachers") or ()}
     for key, record in store.get_many(stage_call_keys(stage.kind, folder)).items():
         budget.count_reused(key, call_usd(prices.get(record.teacher), record.input_tokens or 0,
-                                          record.output_tokens or 0))
+                                          record.output_tokens or 0,
+                                          record.cached_input_tokens or 0))
 
 
 def join_training(plan: Plan, *, runs: list[RunPlan] | None, stages: tuple[str, ...],

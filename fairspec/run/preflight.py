@@ -10,6 +10,7 @@ stops here instead. Checked, for the stages that will run (not those already don
 * a hub dataset is cached or its hub answers (a local path was checked by validate);
 * a requested vLLM engine imports;
 * the trackers of ``training.report_to`` are installed;
+* the package ``training.optimizer`` needs (bitsandbytes for the 8-bit and paged AdamW) imports;
 * the output folder is writable;
 * the budget covers at least one call of each priced teacher (its whole reply budget).
 """
@@ -67,6 +68,7 @@ def check(plan: Plan, runs: Sequence[RunPlan], stages: Sequence[str], *,
         problems.append("the exam engine is vllm, which does not import here: pip install vllm "
                         "(or student.exam.engine: hf)")
     problems += _trackers(todo)
+    problems += _optimizers(todo)
     problems += _writable(Path(plan.output_dir))
     return problems
 
@@ -91,6 +93,21 @@ def _trackers(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
             check_mlflow()
         except TrackerFailed as exc:
             problems.append(f"training.report_to: {exc}")
+    return problems
+
+
+def _optimizers(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
+    """The package each train stage's optimizer needs imports (the Trainer would stop when it
+    builds the optimizer otherwise, after the teachers were paid)."""
+    from fairspec.training.optimizers import optimizer_package
+
+    problems = []
+    for name in sorted({stage.settings.get("optimizer") for _, stage in todo
+                        if stage.kind == "train"} - {None}):
+        package = optimizer_package(name)
+        if package is not None and importlib.util.find_spec(package.module) is None:
+            problems.append(f"training.optimizer: {name} needs {package.module}, which does not "
+                            f"import here: {package.install} (or optimizer: adamw_torch)")
     return problems
 
 
@@ -196,3 +213,21 @@ def _writable(folder: Path) -> list[str]:
     except OSError as exc:
         return [f"output folder {folder} is not writable: {exc.strerror or exc}"]
     return []
+
+
+def memory(runs: Sequence[RunPlan], stages: Sequence[str], specs: dict[str, Any],
+           base_dir: Path, env: Any) -> list[str]:
+    """Each GPU run whose exam or training will run fits its GPUs by the memory plan
+    (``fairspec plan`` shows it); a CPU run is never refused. ``specs``: run name -> Spec."""
+    from fairspec.plan.memory import memory_problems
+
+    problems = []
+    for run in runs:
+        todo = {stage.kind for stage in run.stages if stage.kind in stages
+                and not is_done(Path(run.run_dir) / stage.name, stage.fingerprint)}
+        wanted = {"train": ("student", "hardware"), "exam": ("student", "exam"),
+                  "evaluate": ("student", "exam")}
+        for path, message, hint in memory_problems(specs[run.name], base_dir, env):
+            if any(wanted[kind] == path for kind in todo if kind in wanted):
+                problems.append(f"{run.name}: {'.'.join(path)}: {message}; {hint}")
+    return problems

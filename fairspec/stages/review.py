@@ -22,7 +22,7 @@ from typing import Any
 from fairspec.artifacts import SortedJsonlWriter, atomic_write_json, read_jsonl
 from fairspec.errors import StageContractError, TeacherStopped
 from fairspec.progress import attach
-from fairspec.prompting import review_prompt, user_messages
+from fairspec.prompting import review_head, review_prompt, user_messages
 from fairspec.review import ReviewPolicy, parse_score
 from fairspec.review.logprobs import ScoreReading
 from fairspec.review.policy import reviewable
@@ -187,11 +187,13 @@ async def _review_all(ctx: StageContext, tally: Tally,
                          job: tuple[dict[str, Any], dict[str, Any], list[dict[str, str]]]) -> None:
         mistake, rationale, prompt = job
         reviewers = reviewers_of(author)
+        head = review_head(template, mistake, prompt[0]["content"])  # cached by some APIs
         scores: list[float | None] = []
         for i, reviewer in enumerate(reviewers):
             if policy.decision(scores, len(reviewers) - i) is not None:
                 break
-            record = await callers[reviewer].ask(prompt, about=review_about(mistake, author, i + 1))
+            record = await callers[reviewer].ask(prompt, about=review_about(mistake, author, i + 1),
+                                                 cache_prefix=head)
             score, scored_by, distribution = read_review(record, policy, scoring)
             scores.append(score)
             row = {"index": rationale["index"], "author": author, "reviewer": reviewer,

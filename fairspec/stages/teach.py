@@ -42,6 +42,7 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
     # or with rounds.fresh_rationales a new sample (paid); feedback is keyed by the answer
     samples = {"rationale": ctx.settings.get("rationale_sample", 0), "feedback": 0}
 
+    replies: dict[str, dict[str, Any]] = {}
     def items() -> Iterator[Job]:
         """Every (mistake, role, messages) of one teacher, read from the file as they are
         taken (the messages object is the one looked up ahead and then asked)."""
@@ -63,6 +64,11 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
         })
         counts["unusable"] += record.status != "ok"
         counts["failed"] += record.status == "error"
+        if record.status in ("truncated", "empty"):  # a reply the output budget cut, or none
+            cut = replies.setdefault(teacher, {"truncated": 0, "empty": 0, "finish_reasons": {}})
+            cut[record.status] += 1
+            reason = str(record.finish_reason)
+            cut["finish_reasons"][reason] = cut["finish_reasons"].get(reason, 0) + 1
 
     sizes = {t["name"]: mistakes * len(TEACH_ROLES) for t in teachers}
     for teacher in teachers:
@@ -98,6 +104,8 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
         "usd": None if any(u["usd"] is None for u in usage.values())
         else sum(u["usd"] for u in usage.values()),
         "unusable": counts["unusable"],
+        #: per teacher, the replies cut by the output budget (truncated) or with no text
+        "cut": replies,
     }
     atomic_write_json(ctx.output("stats.json"), stats)
     if counts["failed"]:  # not done: the store retries exactly these calls on the next run

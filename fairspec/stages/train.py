@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
 import time
 from collections import deque
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 TRAIN_KEYS = ("alpha", "epochs", "batch_size", "learning_rate", "warmup_ratio", "max_seq_length",
               "optimizer", "gradient_accumulation_steps", "max_grad_norm", "weight_decay", "lora",
               "gradient_checkpointing", "chat_template", "seed", "dtype", "device")
+#: Settings outside the fingerprint (how often to checkpoint, what to keep) and precision
+#: (fingerprinted for half dtypes only); a plan compiled before them lacks them.
+OPTIONAL_KEYS = {"precision": "mixed", "save_steps": None, "keep_checkpoints": "none"}
+CHECKPOINTS = "checkpoints"
 LAUNCH_LOG = "launch.log"
 MODEL_CARD = "README.md"
 #: How often the stage reads the training processes' progress file.
@@ -48,6 +53,7 @@ def train_args(ctx: StageContext, target: TrackerTarget | None) -> dict[str, Any
         "run_name": target.run_name if target else ctx.run.name,
         "tracker_env": trainer_environment(target) if target else {},
         **{key: settings[key] for key in TRAIN_KEYS},
+        **{key: settings.get(key, default) for key, default in OPTIONAL_KEYS.items()},
         # round k >= 2 with rounds.start_from: previous starts from round k-1's student
         "model_path": student_after(ctx) if follows_round(ctx)
         else resolve_model(settings["model"], ctx.services.base_dir),
@@ -87,7 +93,20 @@ def run(ctx: StageContext) -> dict[str, Any]:
     atomic_write_json(ctx.output("stats.json"), stats)
     ctx.finish({"examples": stats["examples"], "steps": stats["steps"],
                 "truncated": stats["truncated"]})
+    drop_checkpoints(ctx.work_dir, args["keep_checkpoints"])
     return stats
+
+
+def drop_checkpoints(work: Path, keep: str) -> None:
+    """With ``keep_checkpoints: none``, delete ``work/checkpoints/`` once the stage is done
+    (its manifest written): a resume needs them only until then, and each holds the weights
+    with their optimizer state (about 12 bytes a parameter for AdamW). ``last`` and ``all``
+    keep what the Trainer kept (the newest, or every one)."""
+    folder = work / CHECKPOINTS
+    if keep == "none" and folder.is_dir():
+        shutil.rmtree(folder)
+        log.info("deleted the training checkpoints in %s (training.keep_checkpoints: none)",
+                 folder)
 
 
 #: The settings a model card lists under Training.
@@ -189,7 +208,7 @@ def _failure(code: int, command: list[str], log_path: Path, work: Path) -> str:
                   if line.strip() and not line.startswith((" ", "\t", "$", "Traceback", "[rank"))
                   and ("Error" in line or "Exception" in line)), None)
     tail = "\n".join(deque(lines, maxlen=15))
-    checkpoints = sorted(p.name for p in (work / "checkpoints").glob("checkpoint-*"))
+    checkpoints = sorted(p.name for p in (work / CHECKPOINTS).glob("checkpoint-*"))
     kept = (f"; checkpoints kept for resume: {', '.join(checkpoints)}" if checkpoints
             else "")
     return (f"training exited with status {code}; read {log_path}{kept}\n"

@@ -19,6 +19,9 @@ from fairspec.store.keys import CallIdentity
 COMPLETED: frozenset[str] = frozenset({"ok", "empty", "truncated"})
 #: Every status a record may have; "error" is kept for the report and retried.
 STATUSES: tuple[str, ...] = ("ok", "empty", "truncated", "error")
+#: Fields the JSON form leaves out when None (added after fairspec 0.1.0: older records,
+#: and records without them, keep 0.1.0's form byte for byte).
+_OPTIONAL_JSON: tuple[str, ...] = ("score_logprobs", "cached_input_tokens", "reasoning_tokens")
 
 
 def utc_now() -> str:
@@ -37,6 +40,10 @@ class CallRecord:
     review's score distribution read from log-probabilities (``ScoreReading.to_json()``),
     None for every other call; its JSON form leaves it out when None, so records of runs
     without log-probability scoring are byte-identical to fairspec 0.1.0's.
+    ``cached_input_tokens`` (of ``input_tokens``, those read from the provider's prompt
+    cache) and ``reasoning_tokens`` (of ``output_tokens``, those spent thinking) are the
+    usage as billed, None where the provider did not report them; left out of the JSON
+    form when None, as ``score_logprobs`` is.
     """
 
     key: str
@@ -57,6 +64,8 @@ class CallRecord:
     created_at: str = field(default_factory=utc_now)
     teacher: str = ""
     score_logprobs: dict[str, Any] | None = None
+    cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -68,7 +77,7 @@ class CallRecord:
         if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) \
                 or self.attempts < 0:
             raise ValueError(f"attempts must be an int >= 0, got {self.attempts!r}")
-        for name in ("input_tokens", "output_tokens"):
+        for name in ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ValueError(f"{name} must be an int or None, got {value!r}")
@@ -96,6 +105,8 @@ class CallRecord:
         created_at: str | None = None,
         teacher: str = "",
         score_logprobs: Mapping[str, Any] | None = None,
+        cached_input_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
     ) -> CallRecord:
         """A record of the call ``identity`` names: its key and (normalised) parts."""
         if not isinstance(identity, CallIdentity):
@@ -114,6 +125,8 @@ class CallRecord:
             created_at=created_at or utc_now(),
             teacher=teacher,
             score_logprobs=dict(score_logprobs) if score_logprobs is not None else None,
+            cached_input_tokens=cached_input_tokens,
+            reasoning_tokens=reasoning_tokens,
         )
         object.__setattr__(record, "_keyed_by_create", True)  # not a field: no eq, no JSON
         return record
@@ -136,10 +149,11 @@ class CallRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON object, fields in declaration order (the replay file's form);
-        ``score_logprobs`` only when set."""
+        ``score_logprobs``, ``cached_input_tokens`` and ``reasoning_tokens`` only when set."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if data["score_logprobs"] is None:
-            del data["score_logprobs"]
+        for name in _OPTIONAL_JSON:
+            if data[name] is None:
+                del data[name]
         return data
 
     @classmethod

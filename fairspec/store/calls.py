@@ -56,8 +56,10 @@ logger = logging.getLogger(__name__)
 CALLS_FILENAME = "calls.sqlite"
 #: 1: fairspec 0.1.0; 2 adds ``score_logprobs``; 3 keeps the rows in a rowid table with a
 #: unique key index (a WITHOUT ROWID table of rows this large made each insert ~3x the
-#: CPU). A store of an older schema is upgraded in place, keeping every call.
-SCHEMA_VERSION = 3
+#: CPU); 4 adds ``cached_input_tokens`` and ``reasoning_tokens`` (the usage as billed). A
+#: store of an older schema is upgraded in place, keeping every call (the new columns are
+#: NULL for its calls: not reported).
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 60_000
 #: Keys per ``IN (...)`` query in ``get_many`` (well under SQLite's variable limit).
 _CHUNK = 500
@@ -65,8 +67,12 @@ _CHUNK = 500
 _COLUMNS = (
     "key", "provider", "base_url", "model", "messages", "settings", "sample_index", "status",
     "text", "finish_reason", "input_tokens", "output_tokens", "latency_s", "attempts",
-    "last_error", "created_at", "teacher", "score_logprobs",
+    "last_error", "created_at", "teacher", "score_logprobs", "cached_input_tokens",
+    "reasoning_tokens",
 )
+#: columns added after schema 1, with their types: an older table gets them in place
+_ADDED = (("score_logprobs", "TEXT"), ("cached_input_tokens", "INTEGER"),
+          ("reasoning_tokens", "INTEGER"))
 _DONE = f"status IN ({', '.join(repr(status) for status in sorted(COMPLETED))})"
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM calls"
 _INSERT = (f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)}) "
@@ -74,7 +80,7 @@ _INSERT = (f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)}) "
 #: a call not stored yet (the common case): one statement, no read first
 _INSERT_NEW = (f"INSERT INTO calls ({', '.join(_COLUMNS)}) "
                f"VALUES ({', '.join('?' for _ in _COLUMNS)}) ON CONFLICT (key) DO NOTHING")
-#: calls per multi-row insert (18 columns each, well under SQLite's 32,766 variables)
+#: calls per multi-row insert (20 columns each, well under SQLite's 32,766 variables)
 _ROWS_PER_INSERT = 512
 
 
@@ -103,7 +109,9 @@ CREATE TABLE IF NOT EXISTS calls (
     last_error TEXT,
     created_at TEXT NOT NULL,
     teacher TEXT NOT NULL,
-    score_logprobs TEXT
+    score_logprobs TEXT,
+    cached_input_tokens INTEGER,
+    reasoning_tokens INTEGER
 );
 CREATE INDEX IF NOT EXISTS calls_teacher_status ON calls (teacher, status);
 """
@@ -127,10 +135,12 @@ class CallStats:
     latency_s_total: float
     latency_s_mean: float | None
     latency_s_max: float | None
+    cached_input_tokens: int = 0   # of input_tokens, read from the prompt cache
+    reasoning_tokens: int = 0      # of output_tokens, spent thinking
 
 
 def _row(record: CallRecord) -> tuple[Any, ...]:
-    values = record.to_json()
+    values = {name: getattr(record, name) for name in _COLUMNS}
     values["messages"] = canonical_json(record.messages)
     values["settings"] = canonical_json(record.settings)
     values["score_logprobs"] = (canonical_json(record.score_logprobs)
@@ -196,6 +206,8 @@ class CallStore:
                                  f"reads up to {SCHEMA_VERSION} (upgrade fairspec)")
             found = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' "
                                  "AND name = 'calls'").fetchone()
+            if found is not None:
+                _add_columns(conn)  # schema 1 to 3: the columns added since, NULL for old calls
             if found is not None and "WITHOUT ROWID" in found[0].upper():
                 _upgrade_to_rowid(conn)  # schema 1 or 2: the same calls in a rowid table
             for statement in _SCHEMA.split(";"):
@@ -265,7 +277,8 @@ class CallStore:
         query = (
             "SELECT teacher, status, COUNT(*), COALESCE(SUM(attempts), 0), "
             "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
-            "COALESCE(SUM(latency_s), 0.0), AVG(latency_s), MAX(latency_s) "
+            "COALESCE(SUM(latency_s), 0.0), AVG(latency_s), MAX(latency_s), "
+            "COALESCE(SUM(cached_input_tokens), 0), COALESCE(SUM(reasoning_tokens), 0) "
             "FROM calls GROUP BY teacher, status ORDER BY teacher, status"
         )
         with self._lock:
@@ -429,12 +442,19 @@ class CallStore:
         return f"CallStore({str(self.path)!r})"
 
 
-def _upgrade_to_rowid(conn: sqlite3.Connection) -> None:
-    """Move the calls of a schema 1 or 2 store (a WITHOUT ROWID table) to schema 3's table,
-    inside the caller's transaction (all or nothing)."""
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Give an older store's table the columns added since its schema (NULL for its calls),
+    inside the caller's transaction."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
-    if "score_logprobs" not in columns:  # schema 1
-        conn.execute("ALTER TABLE calls ADD COLUMN score_logprobs TEXT")
+    for name, kind in _ADDED:
+        if name not in columns:
+            conn.execute(f"ALTER TABLE calls ADD COLUMN {name} {kind}")
+
+
+def _upgrade_to_rowid(conn: sqlite3.Connection) -> None:
+    """Move the calls of a schema 1 or 2 store (a WITHOUT ROWID table, its columns already
+    added by ``_add_columns``) to a rowid table, inside the caller's transaction (all or
+    nothing)."""
     conn.execute("DROP INDEX IF EXISTS calls_teacher_status")
     conn.execute("ALTER TABLE calls RENAME TO calls_without_rowid")
     for statement in _SCHEMA.split(";"):

@@ -44,7 +44,7 @@ from fairspec.providers.batch_api import BatchAPI, BatchLine, LineResult, Remote
 from fairspec.providers.limits import call_with_retries
 from fairspec.store import CallIdentity, CallRecord, CallStore
 from fairspec.store.batches import OPEN, PENDING, BatchItem, BatchLedger, BatchRow
-from fairspec.teachers.budget import Budget, call_usd
+from fairspec.teachers.budget import Budget, call_usd, reserve_usd
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +155,12 @@ class BatchQueue:
             size += line
         return [c for c in chunks if c]
 
-    def _worst(self, request: ChatRequest) -> float:
-        reply = request.settings.max_tokens
-        return call_usd(self.price, request.estimated_tokens() - reply, reply)
+    def _worst(self, identity: CallIdentity, request: ChatRequest) -> float:
+        """The most the call can cost (``reserve_usd``: never below what it is billed)."""
+        return reserve_usd(self.price, request, identity.provider, identity.model)
 
     async def _submit(self, chunk: list[_Queued]) -> None:
-        worst = sum(self._worst(q.request) for q in chunk)
+        worst = sum(self._worst(q.identity, q.request) for q in chunk)
         if self.budget is not None:
             self.budget.reserve(worst, f"a batch of {len(chunk)} calls of teacher {self.teacher}")
         lines = [BatchLine(f"c{i:06d}-{q.identity.key[:16]}", q.request)
@@ -233,7 +233,7 @@ class BatchQueue:
             self._fail([i.key for i in items], exc)
 
     async def _poll(self, batch_id: str, items: list[BatchItem], reserved: bool) -> None:
-        worst = {i.key: self._worst(request_of(i.identity)) for i in items}
+        worst = {i.key: self._worst(i.identity, request_of(i.identity)) for i in items}
         if not reserved and self.budget is not None:  # an earlier run's batch: paid when it lands
             self.budget.hold(sum(worst.values()))
         row = self.ledger.batch(batch_id)
@@ -298,7 +298,9 @@ class BatchQueue:
                     item.identity, teacher=self.teacher, status=result.status, text=result.text,
                     finish_reason=result.finish_reason, input_tokens=result.input_tokens,
                     output_tokens=result.output_tokens, latency_s=result.latency_s,
-                    attempts=item.attempt, score_logprobs=result.score_logprobs))
+                    attempts=item.attempt, score_logprobs=result.score_logprobs,
+                    cached_input_tokens=result.cached_input_tokens,
+                    reasoning_tokens=result.reasoning_tokens))
                 marks.append((line.custom_id, "answered"))
                 continue
             self.counts["expired_lines" if line.expired else "failed_lines"] += 1
@@ -317,7 +319,8 @@ class BatchQueue:
             if self.budget is None:
                 break
             if record.completed:
-                cost = call_usd(self.price, record.input_tokens or 0, record.output_tokens or 0)
+                cost = call_usd(self.price, record.input_tokens or 0, record.output_tokens or 0,
+                                record.cached_input_tokens or 0)
                 self.budget.settle(record.key, worst.get(record.key, 0.0), cost)
             else:
                 self.budget.release(worst.get(record.key, 0.0))

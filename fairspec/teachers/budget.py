@@ -2,23 +2,61 @@
 
 What counts is what the teacher calls the run uses cost: calls paid now, and calls
 reused from the call store (paid by an earlier, interrupted invocation), each call
-once. Before a call is sent, its worst case (prompt tokens plus the whole reply budget,
-at the teacher's price) is reserved; when reserving would pass the limit the call is
-not sent and ``BudgetReached`` is raised. Calls already on their way finish and are
+once, as billed (cached input at its rate: :func:`call_usd`). Before a call is sent, its
+worst case (:func:`reserve_usd`: a bound on the prompt's tokens no provider's count can
+pass, plus the whole output budget, thinking included, at the teacher's price) is
+reserved; when reserving would pass the limit the call is not sent and ``BudgetReached``
+is raised. Calls already on their way finish and are
 stored, so the run stops below the limit, and a rerun with a higher limit resumes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
+from functools import lru_cache
 
 from fairspec.errors import BudgetReached
+from fairspec.providers import ChatRequest
+from fairspec.providers.families import family_for
 
 
-def call_usd(price: Mapping[str, float] | None, input_tokens: int, output_tokens: int) -> float:
+def call_usd(price: Mapping[str, float] | None, input_tokens: int, output_tokens: int,
+             cached_input_tokens: int = 0) -> float:
+    """What a call cost as billed: its uncached input at ``input_per_mtok``, the
+    ``cached_input_tokens`` of its input (read from the prompt cache) at
+    ``cached_input_per_mtok`` (absent or None: the input price), and its output at
+    ``output_per_mtok``. Reasoning and thought tokens are billed as output, and every
+    provider counts them inside ``output_tokens`` (OpenAI's ``completion_tokens`` include
+    ``reasoning_tokens``; Anthropic's ``output_tokens`` include thinking; the Gemini
+    provider adds ``thoughts_token_count``), so they are not added again."""
     if price is None:
         return 0.0
-    return (input_tokens * price["input_per_mtok"] + output_tokens * price["output_per_mtok"]) / 1e6
+    cached = min(max(cached_input_tokens, 0), input_tokens)
+    cached_rate = price.get("cached_input_per_mtok")
+    if cached_rate is None:
+        cached_rate = price["input_per_mtok"]
+    return ((input_tokens - cached) * price["input_per_mtok"] + cached * cached_rate
+            + output_tokens * price["output_per_mtok"]) / 1e6
+
+
+#: a teacher's family, looked up once per (provider kind, model) rather than once per call
+_family = lru_cache(maxsize=256)(family_for)
+
+
+def reserve_usd(price: Mapping[str, float] | None, request: ChatRequest, provider: str,
+                model: str) -> float:
+    """The most a call of ``request`` to ``provider``'s ``model`` can cost, never less than
+    what it is billed: the prompt at :meth:`ChatRequest.max_input_tokens` (a bound no
+    tokenizer's count passes), all of it at the uncached price, and the whole output
+    budget the request gives the model (``Family.output_budget``: ``max_tokens`` and a
+    thinking model's allowance on top; ``max_tokens`` for a kind with no family)."""
+    if price is None:
+        return 0.0
+    family = _family(provider, model)
+    output = family.output_budget(asdict(request.settings)) if family is not None \
+        else request.settings.max_tokens
+    return call_usd(price, request.max_input_tokens(), output)
 
 
 class Budget:

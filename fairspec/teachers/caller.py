@@ -8,6 +8,7 @@ Nothing else in the stages talks to a provider, so no path can pay twice for one
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
 from collections import OrderedDict
@@ -21,7 +22,7 @@ from fairspec.store import AnyProviderReplay, CallIdentity, CallRecord, CallStor
 from fairspec.store.recorded_answers import About, RecordedMissing, RecordedTeacher, missing_message
 from fairspec.store.replay import Replay
 from fairspec.teachers.batch_queue import BatchQueue
-from fairspec.teachers.budget import Budget, call_usd
+from fairspec.teachers.budget import Budget, call_usd, reserve_usd
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class TeacherUsage:
     retries: int = 0        # extra attempts the paid calls needed
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0    # of input_tokens, read from the prompt cache (cheaper)
+    reasoning_tokens: int = 0       # of output_tokens, spent thinking (billed as output)
     usd: float | None = 0.0         # what the calls used here cost (paper Table 5)
     spent_usd: float | None = 0.0   # what this stage paid now (calls made, not reused)
     by_status: dict[str, int] = field(default_factory=dict)
@@ -55,16 +58,24 @@ class TeacherUsage:
         self.by_status[record.status] = self.by_status.get(record.status, 0) + 1
         self.input_tokens += record.input_tokens or 0
         self.output_tokens += record.output_tokens or 0
+        self.cached_input_tokens += record.cached_input_tokens or 0
+        self.reasoning_tokens += record.reasoning_tokens or 0
         if how in ("made", "errors"):
             self.retries += max(0, (record.attempts or 1) - 1)
         if price is not None and self.usd is not None:
-            cost = call_usd(price, record.input_tokens or 0, record.output_tokens or 0)
+            cost = record_usd(price, record)
             self.usd += cost
             if how == "made" and self.spent_usd is not None:
                 self.spent_usd += cost
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def record_usd(price: Mapping[str, float] | None, record: CallRecord) -> float:
+    """What the stored call ``record`` cost as billed (its cached input at its rate)."""
+    return call_usd(price, record.input_tokens or 0, record.output_tokens or 0,
+                    record.cached_input_tokens or 0)
 
 
 class TeacherCaller:
@@ -136,7 +147,7 @@ class TeacherCaller:
         return CallRecord.create(identity, teacher=self.name, **result)
 
     def _cost(self, record: CallRecord) -> float:
-        return call_usd(self.price, record.input_tokens or 0, record.output_tokens or 0)
+        return record_usd(self.price, record)
 
     def count_stored(self, requests: Iterable[tuple[Sequence[Mapping[str, Any]], int]]) -> None:
         """Charge the budget, up front, for the calls among ``requests`` (messages and sample
@@ -171,9 +182,9 @@ class TeacherCaller:
                 ahead.popitem(last=False)
 
     async def ask(self, messages: Sequence[Mapping[str, Any]], sample_index: int = 0,
-                  about: About | None = None) -> CallRecord:
+                  about: About | None = None, cache_prefix: int | None = None) -> CallRecord:
         """The answer to ``messages``: stored, in flight (shared), replayed, recorded (by
-        ``about``), or asked now."""
+        ``about``), or asked now (``cache_prefix``: see ``ChatRequest.cache_prefix``)."""
         ahead = self._identities.pop(id(messages), None)
         if ahead is not None and ahead[0] is messages and ahead[1].sample_index == sample_index:
             identity = ahead[1]
@@ -201,7 +212,7 @@ class TeacherCaller:
                     and identity.provider == self.provider_kind:
                 record = await self._answer_recorded(identity, about)
             else:
-                record = await self._answer(identity, messages)
+                record = await self._answer(identity, messages, cache_prefix)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: the waiters, if any, re-raise it
@@ -237,26 +248,31 @@ class TeacherCaller:
         self.usage.add(record, "recorded", None)
         return record
 
-    async def _answer(self, identity: CallIdentity,
-                      messages: Sequence[Mapping[str, Any]]) -> CallRecord:
+    async def _answer(self, identity: CallIdentity, messages: Sequence[Mapping[str, Any]],
+                      cache_prefix: int | None = None) -> CallRecord:
         replay = self.any_provider_replay if self.any_provider_replay is not None else self.replay
         if replay is not None:
             found = replay.answer(identity)
             record = self._record(identity, status=found.status, text=found.text,
                                   finish_reason=found.finish_reason, input_tokens=found.input_tokens,
                                   output_tokens=found.output_tokens, latency_s=found.latency_s,
-                                  attempts=found.attempts, score_logprobs=found.score_logprobs)
+                                  attempts=found.attempts, score_logprobs=found.score_logprobs,
+                                  cached_input_tokens=found.cached_input_tokens,
+                                  reasoning_tokens=found.reasoning_tokens)
             record = await self.store.commit(record)
             self.usage.add(record, "replayed", None)
             return record
         if self.provider is None:
             raise RuntimeError(f"teacher {self.name} has neither a provider nor a replay file")
         settings = {k: v for k, v in self.settings.items() if k != "recorded"}
-        request = ChatRequest(messages=[dict(m) for m in messages], settings=settings)
+        if settings.get("seed") is not None:
+            settings["seed"] = call_seed(settings["seed"], identity.key)
+        request = ChatRequest(messages=[dict(m) for m in messages], settings=settings,
+                              cache_prefix=cache_prefix)
         if self.batch is not None:
             return await self._answer_batch(identity, request)
-        reply_tokens = request.settings.max_tokens
-        worst = call_usd(self.price, request.estimated_tokens() - reply_tokens, reply_tokens)
+        # never below what the call is billed (the prompt's bytes, the whole output budget)
+        worst = reserve_usd(self.price, request, identity.provider, identity.model)
         if self.budget is not None:
             self.budget.reserve(worst, f"teacher {self.name}")
         cost = 0.0
@@ -268,7 +284,8 @@ class TeacherCaller:
             self.usage.add(record, "errors", None)
             return record
         else:
-            cost = call_usd(self.price, result.input_tokens or 0, result.output_tokens or 0)
+            cost = call_usd(self.price, result.input_tokens or 0, result.output_tokens or 0,
+                            result.cached_input_tokens or 0)
         finally:
             if self.budget is not None:
                 self.budget.settle(identity.key, worst, cost)
@@ -279,6 +296,8 @@ class TeacherCaller:
             output_tokens=result.output_tokens, latency_s=result.latency_s,
             attempts=result.attempts, last_error=result.last_error,
             score_logprobs=result.score_logprobs,
+            cached_input_tokens=result.cached_input_tokens,
+            reasoning_tokens=result.reasoning_tokens,
         ))
         self.usage.add(record, "made", self.price)
         return record
@@ -298,3 +317,9 @@ class TeacherCaller:
         else:
             self.usage.add(record, "errors", None)
         return record
+
+
+def call_seed(seed: int, key: str) -> int:
+    """The seed one call sends: derived from the spec's ``seed`` and the call's key (which
+    holds it), so each call samples its own way and a fresh run asks each call the same."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:4], "big") >> 1

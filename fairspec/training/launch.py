@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -75,11 +75,14 @@ def encode_dataset(dataset: Any, tokenizer: Any, *, max_seq_length: int, chat_te
 
 
 def train(args: dict[str, Any], on_step: Callable[[int], Callable[..., None] | None] | None = None,
-          ) -> dict[str, Any]:
+          callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Fine-tune, save the final model and tokenizer to ``args['output_dir']/model``.
 
     ``on_step(total_steps)`` may return an ``update(done, total, note)`` called after each
-    optimizer step and log (``note``: the last losses) (the CLI's progress display).
+    optimizer step and log (``note``: the last losses) (the CLI's progress display);
+    ``callbacks`` are more ``TrainerCallback`` objects (the tests watch the weights with one).
+    A bf16 or fp16 ``dtype`` trains fp32 weights under autocast unless ``precision`` is
+    ``pure`` (:func:`weights_dtype`).
     """
     from datasets import load_from_disk
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
@@ -95,8 +98,11 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[..., None] | N
     tokenizer = AutoTokenizer.from_pretrained(args["model_path"])
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = args["dtype"]
-    model = AutoModelForCausalLM.from_pretrained(args["model_path"], dtype=torch_dtype(dtype))
+    dtype, precision = args["dtype"], args.get("precision", "mixed")
+    # LoRA trains adapters only: peft keeps them in fp32 (its autocast_adapter_dtype), so
+    # the frozen base stays in the half dtype; a full fine-tune keeps fp32 master weights
+    model = AutoModelForCausalLM.from_pretrained(
+        args["model_path"], dtype=torch_dtype(dtype if args.get("lora") else weights_dtype(args)))
     if args.get("lora"):
         from peft import LoraConfig, get_peft_model
 
@@ -119,13 +125,17 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[..., None] | N
         weight_decay=args["weight_decay"],
         optim=args["optimizer"],
         seed=args["seed"],
-        bf16=dtype == "bf16",
-        fp16=dtype == "fp16",
+        # autocast (and for fp16 the gradient scaler) over fp32 weights: mixed precision
+        bf16=dtype == "bf16" and precision == "mixed",
+        fp16=dtype == "fp16" and precision == "mixed",
         use_cpu=args["device"] == "cpu",
         activation_checkpointing=args["gradient_checkpointing"],
         logging_steps=args.get("logging_steps", 1),
-        save_strategy="epoch",
-        save_total_limit=2,
+        save_strategy="steps" if args.get("save_steps") else "epoch",
+        save_steps=args.get("save_steps") or 500,  # 500: transformers' default, unused per epoch
+        # the newest complete checkpoint is all a resume needs (an older one is deleted only
+        # after the newer one's trainer_state.json is written); `all` keeps every one
+        save_total_limit=None if args.get("keep_checkpoints") == "all" else 1,
         remove_unused_columns=False,
         report_to=list(args.get("report_to") or []),
         run_name=args.get("run_name"),
@@ -145,6 +155,8 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[..., None] | N
         trainer.remove_callback(PrinterCallback)
         if on_step is not None:
             trainer.add_callback(step_reporter(on_step))
+        for callback in callbacks:
+            trainer.add_callback(callback)
         result = trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))
     save_final_model(trainer, tokenizer, out / "model", args)
     if trainer.is_world_process_zero():
@@ -181,13 +193,23 @@ def tracker_environment(env: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def weights_dtype(args: dict[str, Any]) -> str:
+    """The dtype the trained weights are kept in: fp32 under mixed precision (the master
+    copy; autocast computes in ``args['dtype']``), the half dtype itself with ``precision:
+    pure`` (updates below its resolution round away)."""
+    return args["dtype"] if args.get("precision", "mixed") == "pure" else "fp32"
+
+
 def save_final_model(trainer: Any, tokenizer: Any, folder: Path, args: dict[str, Any]) -> None:
-    """The tuned model as one Hugging Face folder, written once (by global rank 0).
+    """The tuned model as one Hugging Face folder, written once (by global rank 0), in the
+    dtype it was trained in (:func:`weights_dtype`): rounding fp32 master weights to bf16
+    would undo most of what a run at lr 1e-5 learned, and a later round goes on from them.
 
     Through ``Trainer.save_model``, which gathers the weights as each strategy needs: the
     DDP module, FSDP's full state dict (checkpoints keep sharded state; the final save asks
-    for the full one), DeepSpeed ZeRO-3's consolidated 16-bit weights. A LoRA run saves its
-    adapter the same way, then rank 0 merges it into the base weights.
+    for the full one), DeepSpeed ZeRO-3's consolidated 16-bit weights (the one case saved in
+    the half dtype). A LoRA run saves its adapter the same way, then rank 0 merges it into
+    the base weights, loaded in that dtype.
     """
     plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
     if trainer.is_fsdp_enabled and plugin is not None:
@@ -202,7 +224,7 @@ def save_final_model(trainer: Any, tokenizer: Any, folder: Path, args: dict[str,
         from transformers import AutoModelForCausalLM
 
         base = AutoModelForCausalLM.from_pretrained(args["model_path"],
-                                                    dtype=torch_dtype(args["dtype"]))
+                                                    dtype=torch_dtype(weights_dtype(args)))
         PeftModel.from_pretrained(base, str(target)).merge_and_unload().save_pretrained(folder)
     (folder / "training_args.bin").unlink(missing_ok=True)  # the Trainer's pickle: not a model file
     tokenizer.save_pretrained(folder)

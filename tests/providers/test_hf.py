@@ -180,3 +180,18 @@ def test_a_stated_score_is_read_at_its_token_in_a_padded_batch(tiny_model) -> No
         expected = _next_token_scores(tiny_model, prompt_ids + reply[:digit])
         got = {int(s): p for s, p in reading["distribution"].items()}
         assert got == pytest.approx(expected, abs=1e-4), text
+
+
+def test_a_seeded_call_samples_the_same_alone_or_in_a_batch(tiny_model, batches) -> None:
+    """Each row samples with its own call's seed: its reply does not depend on the calls
+    batched with it, and another seed samples another reply."""
+    sampled = {"temperature": 1.0, "top_p": 0.9, "max_tokens": 12}
+    target = ask("Tell me a fact about the moon.", seed=1234, **sampled)
+    others = [ask(f"Tell me about the number {n}.", seed=n, **sampled) for n in range(3)]
+    alone = answers(tiny_model, [target])[0]
+    batched = answers(tiny_model, [*others, target])[-1]
+    assert [len(b) for b in batches] == [1, 4]  # a different seed does not split a batch
+    assert batched.text == alone.text
+    reseeded = [answers(tiny_model, [ask("Tell me a fact about the moon.", seed=s, **sampled)])[0].text
+                for s in (1, 2, 3)]
+    assert len({alone.text, *reseeded}) > 1

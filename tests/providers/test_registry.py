@@ -32,8 +32,9 @@ PLAN_TEACHER = {  # a teacher as the plan hands it to the committee
 
 
 def test_importing_the_registry_imports_no_sdk_and_no_provider_module() -> None:
-    heavy = ("openai", "google.genai", "torch", "transformers", "fairspec.providers.openai",
-             "fairspec.providers.gemini", "fairspec.providers.hf")
+    heavy = ("openai", "google.genai", "anthropic", "torch", "transformers",
+             "fairspec.providers.openai", "fairspec.providers.gemini",
+             "fairspec.providers.anthropic", "fairspec.providers.hf")
     code = ("import sys, fairspec.providers.registry, fairspec.dsl.schema, fairspec.dsl.rules; "
             f"print([m for m in {heavy!r} if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -41,21 +42,22 @@ def test_importing_the_registry_imports_no_sdk_and_no_provider_module() -> None:
 
 
 def test_the_kinds_and_their_options() -> None:
-    assert provider_names() == ("openai", "gemini", "hf", "replay", "recorded")
+    assert provider_names() == ("openai", "gemini", "anthropic", "hf", "replay", "recorded")
     assert kind_options() == ("base_url", "api_key_env", "batch", "vertex", "replay_file",
                               "recorded")
-    assert kinds_taking("batch") == ("openai", "gemini")
+    assert kinds_taking("batch") == ("openai", "gemini", "anthropic")
     assert all(k.no_batch for k in KINDS.values() if not k.takes("batch"))
     # a recorded teacher takes base_url and api_key_env for its fallback's live calls
-    assert kinds_taking("base_url") == ("openai", "gemini", "recorded")
+    assert kinds_taking("base_url") == ("openai", "gemini", "anthropic", "recorded")
     assert kinds_taking("vertex") == ("gemini",)
-    assert kinds_taking("rpm") == ("openai", "gemini")
-    assert [k.name for k in KINDS.values() if k.priced] == ["openai", "gemini"]
+    assert kinds_taking("rpm") == ("openai", "gemini", "anthropic")
+    assert [k.name for k in KINDS.values() if k.priced] == ["openai", "gemini", "anthropic"]
     assert [k.name for k in KINDS.values() if k.local] == ["hf"]
     assert [k.name for k in KINDS.values() if not k.live] == ["replay", "recorded"]
-    assert not provider_kind("recorded").logprobs
+    assert not provider_kind("recorded").logprobs and not provider_kind("anthropic").logprobs
     assert provider_kind("openai").key_env == "OPENAI_API_KEY"
     assert provider_kind("gemini").key_env == "GEMINI_API_KEY"
+    assert provider_kind("anthropic").key_env == "ANTHROPIC_API_KEY"
     assert provider_kind("hf").spec_options == () and provider_kind("hf").key_rule is None
     assert provider_kind("gemini").takes("base_url") and not provider_kind("replay").takes("base_url")
     with pytest.raises(ValueError, match="unknown provider kind 'claude'"):

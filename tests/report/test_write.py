@@ -131,3 +131,34 @@ def test_the_report_says_which_questions_tuning_lost_and_why(tmp_path):
             "answer.") in text
     write(main / "evaluate" / "metrics.json", {**metrics, "changes": changes(base, base)})
     assert "right exactly where the base one is" in write_report(main)[0].read_text()
+
+
+def test_the_teachers_table_shows_cached_input_and_reasoning_as_billed(tmp_path):
+    main = fake_run(tmp_path, "demo", variant=None, overrides={}, tuned=0.36)
+    # a thinking teacher with a prompt cache: 4 calls of 1000 in (800 cached), 300 out
+    # (200 reasoning) at input 2, cached 0.5, output 8 per Mtok: 4 * $0.0032 in each stage
+    billed = {**usage(4, 4 * (200 * 2.0 + 800 * 0.5 + 300 * 8.0) / 1e6),
+              "input_tokens": 4000, "output_tokens": 1200, "cached_input_tokens": 3200,
+              "reasoning_tokens": 800}
+    for stage in ("teach", "review"):
+        stats = json.loads((main / stage / "stats.json").read_text())
+        stats["teachers"]["claude"] = billed
+        write(main / stage / "stats.json", stats)
+    md, _ = write_report(main)
+    text = md.read_text()
+    assert "| in tokens | of which cached | out tokens | of which reasoning | USD |" in text
+    assert "| claude | 8 | 6 | 2 | 4 | 8,000 | 6,400 | 2,400 | 1,600 | $0.0256 |" in text
+    # the teachers of earlier stats files (no such counts) read as none
+    assert "| gpt | 310 | 308 | 2 | 4 | 310,000 | 0 | 31,000 | 0 | $0.7500 |" in text
+    assert "cached input at the cached input price" in text
+
+
+def test_the_report_counts_replies_the_output_budget_cut_per_teacher(tmp_path):
+    main = fake_run(tmp_path, "demo", variant=None, overrides={}, tuned=0.36)
+    assert "cut short by the output budget" not in write_report(main)[0].read_text()
+    stats = json.loads((main / "teach" / "stats.json").read_text())
+    stats["cut"] = {"gemini": {"truncated": 3, "empty": 1,
+                               "finish_reasons": {"MAX_TOKENS": 3, "SAFETY": 1}}}
+    write(main / "teach" / "stats.json", stats)
+    text = write_report(main)[0].read_text()
+    assert "gemini 3 truncated, 1 empty (finish reasons: MAX_TOKENS 3, SAFETY 1)" in text

@@ -31,6 +31,8 @@ def test_teacher_name_is_not_part_of_the_key() -> None:
     {"status": "ok", "text": None},
     {"status": "ok", "text": "x", "attempts": -1},
     {"status": "ok", "text": "x", "input_tokens": "12"},
+    {"status": "ok", "text": "x", "cached_input_tokens": 1.5},
+    {"status": "ok", "text": "x", "reasoning_tokens": True},
 ])
 def test_bad_fields_raise_value_error(fields: dict) -> None:
     with pytest.raises(ValueError):

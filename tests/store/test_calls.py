@@ -306,7 +306,7 @@ def test_a_store_of_schema_1_is_upgraded_in_place_and_keeps_its_calls(tmp_path: 
         upgraded.put(dataclasses.replace(make(4), score_logprobs=READING))
         assert upgraded.get(make(4).key).score_logprobs == READING
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     table = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'calls'").fetchone()[0]
     assert "WITHOUT ROWID" not in table.upper()  # schema 3: a rowid table, a unique key index
     conn.close()
@@ -339,7 +339,69 @@ def test_a_store_of_schema_2_is_upgraded_in_place_and_keeps_its_calls(tmp_path: 
     with CallStore(path) as again:  # opening an upgraded store changes nothing
         assert again.count() == 3
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'calls_%'"
                         ).fetchone()[0] == 1  # the index; the old table is gone
     conn.close()
+
+
+_SCHEMA_3 = """CREATE TABLE calls (key TEXT NOT NULL UNIQUE, provider TEXT NOT NULL,
+    base_url TEXT NOT NULL, model TEXT NOT NULL, messages TEXT NOT NULL, settings TEXT NOT NULL,
+    sample_index INTEGER NOT NULL, status TEXT NOT NULL, text TEXT, finish_reason TEXT,
+    input_tokens INTEGER, output_tokens INTEGER, latency_s REAL, attempts INTEGER NOT NULL,
+    last_error TEXT, created_at TEXT NOT NULL, teacher TEXT NOT NULL, score_logprobs TEXT)"""
+
+
+def test_a_store_of_schema_3_gains_the_billed_usage_columns_and_keeps_its_calls(
+        tmp_path: Path) -> None:
+    path = tmp_path / "calls.sqlite"
+    kept = [make(8, input_tokens=40, output_tokens=9), make(9, status="error", last_error="x")]
+    conn = sqlite3.connect(path)
+    conn.execute(_SCHEMA_3)
+    conn.execute("CREATE INDEX calls_teacher_status ON calls (teacher, status)")
+    for record in kept:
+        values = record.to_json()
+        values["messages"] = json.dumps(values["messages"])
+        values["settings"] = json.dumps(values["settings"])
+        conn.execute(f"INSERT INTO calls ({', '.join(values)}) VALUES "
+                     f"({', '.join('?' * len(values))})", tuple(values.values()))
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    billed = make(10, input_tokens=1000, output_tokens=300, cached_input_tokens=800,
+                  reasoning_tokens=200)
+    with CallStore(path) as upgraded:
+        assert [upgraded.get(r.key, include_errors=True) for r in kept] == kept
+        assert upgraded.get(kept[0].key).cached_input_tokens is None  # not reported then
+        upgraded.put(billed)
+    with CallStore(path) as again:  # reopened: the new columns hold what was put
+        found = again.get(billed.key)
+        assert (found.cached_input_tokens, found.reasoning_tokens) == (800, 200)
+        assert again.count(include_errors=True) == 3
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(calls)")]
+    assert columns[-2:] == ["cached_input_tokens", "reasoning_tokens"]
+    conn.close()
+
+
+def test_billed_usage_is_stored_summed_exported_and_read_back(store: CallStore,
+                                                             tmp_path: Path) -> None:
+    billed = make(11, teacher="A", input_tokens=1000, output_tokens=300,
+                  cached_input_tokens=800, reasoning_tokens=200)
+    plain = make(12, teacher="A", input_tokens=50, output_tokens=5)
+    store.put(billed)
+    store.put(plain)
+    assert store.get(billed.key) == billed
+    ok = {(s.teacher, s.status): s for s in store.stats()}["A", "ok"]
+    assert (ok.input_tokens, ok.cached_input_tokens, ok.output_tokens, ok.reasoning_tokens) == \
+        (1050, 800, 305, 200)
+    path = tmp_path / "calls.jsonl"
+    store.export_jsonl(path)
+    lines = {line["key"]: line for line in map(json.loads, path.read_text().splitlines())}
+    assert (lines[billed.key]["cached_input_tokens"], lines[billed.key]["reasoning_tokens"]) == \
+        (800, 200)
+    # a call with no billed details keeps the JSON form of older fairspec versions
+    assert "cached_input_tokens" not in lines[plain.key]
+    assert "reasoning_tokens" not in lines[plain.key]
+    assert {r.key: r for r in read_call_records(path)} == {billed.key: billed, plain.key: plain}

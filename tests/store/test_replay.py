@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,21 @@ def test_any_provider_replay_ignores_provider_and_base_url_only(replay_file: Pat
         replay.answer(call("What is 2+2?", provider="replay", sample_index=1))
     with pytest.raises(ReplayMissError):
         replay.answer(call("What is 2+2?", model="gpt-4o"))
+
+
+def test_a_replayed_call_keeps_its_billed_usage_and_an_older_file_still_loads(
+        tmp_path: Path) -> None:
+    billed = CallRecord.create(call("Cached?"), status="ok", text="yes", input_tokens=1000,
+                               output_tokens=300, cached_input_tokens=800, reasoning_tokens=200)
+    with CallStore(tmp_path / "calls.sqlite") as store:
+        store.put(billed)
+        store.export_jsonl(tmp_path / "replay.jsonl")
+    found = load_replay(tmp_path / "replay.jsonl").answer(call("Cached?"))
+    assert (found.cached_input_tokens, found.reasoning_tokens) == (800, 200)
+    # a file written before these fields existed: the lines lack them
+    old = CallRecord.create(call("Old?"), status="ok", text="no", input_tokens=7, output_tokens=1)
+    line = json.dumps(old.to_json())
+    assert "cached_input_tokens" not in line
+    (tmp_path / "old.jsonl").write_text(line + "\n", encoding="utf-8")
+    loaded = load_replay(tmp_path / "old.jsonl").answer(call("Old?"))
+    assert loaded == old and loaded.cached_input_tokens is None and loaded.reasoning_tokens is None

@@ -55,7 +55,7 @@ def teacher_line(name: str, url: str, *, provider: str = "openai", model: str | 
     """One entry of ``teachers:`` (a YAML flow mapping and its newline). ``options`` are
     written as they are: ``concurrency=2``, ``price="{input_per_mtok: 1.0, ...}"``."""
     extra = "".join(f", {key}: {value}" for key, value in options.items())
-    return (f'  - {{name: {name}, provider: {provider}, model: {model or "gpt-" + name}, '
+    return (f'  - {{name: {name}, provider: {provider}, model: {model or "gpt-4o-" + name}, '
             f'base_url: "{url}", api_key_env: {key_env}{extra}}}\n')
 
 

@@ -180,3 +180,28 @@ def test_requests_past_the_apis_limits_are_split_into_several_batches(tmp_path):
         asyncio.run(ask_all(queue(store, api), calls(12)[7:]))
         assert [len(v) for v in api.batches.values()] == [3, 2]
     assert all(r.status == "ok" for r in records)
+
+
+class Billed(Scripted):
+    """Every line answered with 1000 input tokens (800 from the prompt cache) and 300 output
+    tokens (200 of them reasoning)."""
+
+    async def results(self, remote_id: str, status: RemoteStatus,
+                      custom_ids: Sequence[str]) -> AsyncIterator[list[LineResult]]:
+        yield [LineResult(c, reply=Reply("4", "stop", False, 1000, 300, 1300,
+                                         cached_input_tokens=800, reasoning_tokens=200))
+               for c in self.batches[remote_id]]
+
+
+def test_a_batch_line_is_stored_and_settled_with_its_cached_and_reasoning_tokens(tmp_path):
+    price = {"input_per_mtok": 2.0, "cached_input_per_mtok": 0.5, "output_per_mtok": 8.0}
+    budget = Budget(1.0)
+    with CallStore(tmp_path / "calls.sqlite") as store:
+        batch = BatchQueue(teacher="t", api=Billed(), store=store, price=price, budget=budget,
+                           gather_s=0.05, poll_s=0.01)
+        records = asyncio.run(ask_all(batch, calls(3)))
+        stored = [store.get(r.key) for r in records]
+    assert {(r.cached_input_tokens, r.reasoning_tokens) for r in stored} == {(800, 200)}
+    # 3 lines of 200 uncached at 2, 800 cached at 0.5 and 300 output at 8 per Mtok
+    assert budget.spent_usd == pytest.approx(3 * (200 * 2.0 + 800 * 0.5 + 300 * 8.0) / 1e6)
+    assert budget.reserved_usd == pytest.approx(0)

@@ -7,7 +7,7 @@ import shutil
 from dataclasses import replace
 
 import pytest
-from katan_runs import committee, requests_served
+from katan_runs import requests_served, teacher_line
 
 from fairspec.artifacts import is_done
 from fairspec.run.executor import run_stage
@@ -18,9 +18,11 @@ PRICE = "{input_per_mtok: 1000.0, output_per_mtok: 2000.0}"
 
 
 def priced_run(katan_run, url: str):
-    """Teachers a, b and c on ``url`` at a high price; 6 svamp-mini mistakes."""
-    made = katan_run(committee(url, ("a", "b", "c"), concurrency=2, price=PRICE), name="budget-test",
-                     generation="{max_tokens: 64}", mistakes=6)
+    """Teachers a, b and c (OpenAI chat models: the output budget is max_tokens) on ``url``
+    at a high price; 6 svamp-mini mistakes."""
+    teachers = "".join(teacher_line(name, url, model=f"gpt-4o-{name}", concurrency=2, price=PRICE)
+                       for name in ("a", "b", "c"))
+    made = katan_run(teachers, name="budget-test", generation="{max_tokens: 64}", mistakes=6)
     return made.run
 
 
@@ -47,14 +49,17 @@ def test_budget_stops_before_the_limit_and_resumes_with_a_higher_one(tmp_path, k
         assert requests_served(katan) - start == paid  # nothing was sent past the stop
         assert first.spent_usd <= limit and first.reserved_usd == pytest.approx(0)
         assert not is_done(folder, run.stage("teach").fingerprint)
-        # the same limit again: the stored calls already use it up, so nothing new is sent
-        again = Budget(limit)
+        # a limit the stored calls already use up: nothing new is sent (with the same limit
+        # a rerun may send a call more: the stop reserved the calls in flight at their
+        # bounds, and they landed cheaper)
+        again = Budget(first.spent_usd)
         with pytest.raises(BudgetReached):
             run_stage(run, "teach", base_dir=tmp_path, store=store, budget=again)
         assert again.spent_usd == pytest.approx(first.spent_usd)
         assert requests_served(katan) - start == paid
-        # a higher limit resumes: only the missing calls are paid
-        higher = Budget(total_usd * 1.01)
+        # a higher limit resumes: only the missing calls are paid (room above the real cost:
+        # a call is reserved at its prompt's bytes and its whole reply budget)
+        higher = Budget(total_usd * 2)
         done = run_stage(run, "teach", base_dir=tmp_path, store=store, budget=higher)
     assert done["calls_made"] == all_calls - paid
     assert requests_served(katan) - start == all_calls
