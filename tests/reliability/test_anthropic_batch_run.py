@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from recorded_runs import TRAIN_ROWS, authors_rows
+from recorded_runs import live_committee_spec
 from strict_anthropic import StrictAnthropic
 
 from fairspec.artifacts import read_jsonl
@@ -53,28 +53,7 @@ def committee(server: StrictAnthropic, *, batch: bool = True) -> str:
 
 
 def write_spec(folder: Path, teachers: str, review: str = "{threshold: 3}") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "false.json").write_text(json.dumps(authors_rows("false")))
-    spec = folder / "spec.yaml"
-    spec.write_text(f"""\
-fairspec: 1
-name: anthropic-batch
-task:
-  kind: math
-  dataset: {{path: builtin:data/svamp-mini, limit: {{train: {TRAIN_ROWS}, test: 3}}}}
-  fields: {{question: question_concat, answer: Answer}}
-student:
-  model: builtin:smollm2-135m-instruct
-  hardware: {{device: cpu}}
-  exam:
-    engine: recorded
-    recorded: {{path: false.json, answer: student_wrong_pred, only_mistakes: true,
-               prediction: student_wrong_final_answer, match: index}}
-teachers:
-{teachers}review: {review}
-output_dir: runs
-""")
-    return spec
+    return live_committee_spec(folder, "anthropic-batch", teachers, review=review)
 
 
 def start(folder: Path, spec: Path, until: str = "review") -> subprocess.Popen:

@@ -29,7 +29,7 @@ from fairspec.artifacts import read_jsonl
 
 pytest.importorskip("llm_katan", reason="llm-katan (a test dependency) is not installed")
 from batch_server import BatchServer  # noqa: E402
-from recorded_runs import TRAIN_ROWS, authors_rows  # noqa: E402
+from recorded_runs import live_committee_spec  # noqa: E402
 
 WAIT_S = 180.0
 MISTAKES = 6
@@ -61,28 +61,7 @@ def teacher(name: str, provider: str, url: str, *, batch: bool, extra: str = "")
 
 def write_spec(folder: Path, teachers: str, tail: str = "", review: str = "{threshold: 3}") -> Path:
     """The authors' recorded exam with a live committee, written to ``folder/spec.yaml``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "false.json").write_text(json.dumps(authors_rows("false")))
-    spec = folder / "spec.yaml"
-    spec.write_text(f"""\
-fairspec: 1
-name: batch-test
-task:
-  kind: math
-  dataset: {{path: builtin:data/svamp-mini, limit: {{train: {TRAIN_ROWS}, test: 3}}}}
-  fields: {{question: question_concat, answer: Answer}}
-student:
-  model: builtin:smollm2-135m-instruct
-  hardware: {{device: cpu}}
-  exam:
-    engine: recorded
-    recorded: {{path: false.json, answer: student_wrong_pred, only_mistakes: true,
-               prediction: student_wrong_final_answer, match: index}}
-teachers:
-{teachers}review: {review}
-output_dir: runs
-{tail}""")
-    return spec
+    return live_committee_spec(folder, "batch-test", teachers, review=review, tail=tail)
 
 
 def committee(katan, server, *, batch: bool = True, extra: str = "") -> str:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from recorded_runs import TRAIN_ROWS, authors_rows
+from recorded_runs import live_committee_spec
 from strict_anthropic import StrictAnthropic
 from strict_gemini import StrictGemini
 from strict_openai import StrictOpenAI
@@ -58,29 +58,7 @@ def committee(servers: dict, reasoner_generation: str = "{reasoning_effort: low}
 
 
 def write_spec(folder: Path, teachers: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "false.json").write_text(json.dumps(authors_rows("false")))
-    spec = folder / "spec.yaml"
-    spec.write_text(f"""\
-fairspec: 1
-name: today
-task:
-  kind: math
-  dataset: {{path: builtin:data/svamp-mini, limit: {{train: {TRAIN_ROWS}, test: 3}}}}
-  fields: {{question: question_concat, answer: Answer}}
-student:
-  model: builtin:smollm2-135m-instruct
-  hardware: {{device: cpu}}
-  exam:
-    engine: recorded
-    recorded: {{path: false.json, answer: student_wrong_pred, only_mistakes: true,
-               prediction: student_wrong_final_answer, match: index}}
-generation: {{max_tokens: 256}}
-teachers:
-{teachers}review: {{threshold: 3}}
-output_dir: runs
-""")
-    return spec
+    return live_committee_spec(folder, "today", teachers, generation="generation: {max_tokens: 256}\n")
 
 
 def fairspec(folder: Path, *args: str) -> subprocess.CompletedProcess:

@@ -19,6 +19,34 @@ def authors_rows(kind: str) -> list[dict]:
     return [r for r in rows if r["id"] < TRAIN_ROWS]
 
 
+def live_committee_spec(folder: Path, name: str, teachers: str, *, review: str = "{threshold: 3}",
+                        generation: str = "", tail: str = "") -> Path:
+    """``folder/spec.yaml``: the authors' recorded exam (6 mistakes, no model run) with a live
+    committee (``teachers``: the YAML list items), stopping nowhere (pass ``--until``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "false.json").write_text(json.dumps(authors_rows("false")))
+    spec = folder / "spec.yaml"
+    spec.write_text(f"""\
+fairspec: 1
+name: {name}
+task:
+  kind: math
+  dataset: {{path: builtin:data/svamp-mini, limit: {{train: {TRAIN_ROWS}, test: 3}}}}
+  fields: {{question: question_concat, answer: Answer}}
+student:
+  model: builtin:smollm2-135m-instruct
+  hardware: {{device: cpu}}
+  exam:
+    engine: recorded
+    recorded: {{path: false.json, answer: student_wrong_pred, only_mistakes: true,
+               prediction: student_wrong_final_answer, match: index}}
+{generation}teachers:
+{teachers}review: {review}
+output_dir: runs
+{tail}""")
+    return spec
+
+
 def spec_text(folder: Path, *, exam_match: str = "index", only_mistakes: bool = True,
               fallback_url: str | None = None, key_env: str = "KATAN_KEY") -> str:
     """The spec (files written to ``folder``); with ``fallback_url`` each teacher asks an

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -136,31 +137,25 @@ class Received:
     reply: Any = field(default=None, repr=False)
 
 
-class StandIn:
-    """A thread HTTP server on ``host``:``port`` (0: a free port) whose subclass answers
-    :meth:`respond`; use it as a context manager or call :meth:`start` / :meth:`stop`."""
+class ThreadServer:
+    """A ``ThreadingHTTPServer`` on ``host``:``port`` (0: a free port) in a daemon thread,
+    its requests handled by :meth:`handler`'s class; a context manager, or :meth:`start` /
+    :meth:`stop`. The lifecycle every stand-in here shares."""
 
     name = "stand-in"
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
         self.port = port
-        #: every request, in arrival order (read it under no lock between calls)
-        self.received: list[Received] = []
-        self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    # -- running -------------------------------------------------------------------------
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        """The request handler class, bound to this server object."""
+        raise NotImplementedError
 
-    def start(self) -> StandIn:
-        owner = self
-
-        class Handler(_Handler):
-            server_owner = owner
-
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._server.daemon_threads = True
+    def start(self) -> Any:
+        self._server = _QuietServer((self.host, self.port), self.handler())
         self.port = int(self._server.server_address[1])
         # a short poll interval: stop() (shutdown) waits for the loop's next poll
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -177,11 +172,37 @@ class StandIn:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> StandIn:
+    def __enter__(self) -> Any:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that gave up waiting
+            super().handle_error(request, client_address)
+
+
+class StandIn(ThreadServer):
+    """A JSON API stand-in whose subclass answers :meth:`respond`."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host=host, port=port)
+        #: every request, in arrival order (read it under no lock between calls)
+        self.received: list[Received] = []
+        self._lock = threading.RLock()
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        owner = self
+
+        class Handler(_Handler):
+            server_owner = owner
+
+        return Handler
 
     @property
     def root(self) -> str:

@@ -36,17 +36,16 @@ import hashlib
 import json
 import re
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from standin_http import Received, count_tokens, cut
+from standin_http import Received, ThreadServer, count_tokens, cut
 
 MESSAGES = "https://docs.anthropic.com/en/api/messages"
 ERRORS = "https://docs.anthropic.com/en/api/errors"
@@ -287,8 +286,10 @@ class _Batch:
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
-class StrictAnthropic:
+class StrictAnthropic(ThreadServer):
     """The server; see the module docstring. Controls and counters are plain attributes."""
+
+    name = "strict-anthropic"
 
     def __init__(self, *, key: str | None = None,
                  answer: Callable[[dict[str, Any]], str | None] = default_answer,
@@ -304,7 +305,7 @@ class StrictAnthropic:
         self.min_cache_tokens = min_cache_tokens
         #: seconds an online call waits before it is answered (a slow service)
         self.delay_s = 0.0
-        self.host, self.port = host, port
+        super().__init__(host=host, port=port)
         # counters
         self.calls = 0                                # POST /v1/messages, answered or not
         self.accepted: list[dict[str, Any]] = []      # bodies of the answered ones
@@ -321,38 +322,16 @@ class StrictAnthropic:
         self._fail: list[tuple[int, str]] = []         # (count, error type) per batch to come
         self._fail_calls: list[tuple[int, dict[str, str]]] = []  # online: (status, headers)
         self._batches: dict[str, _Batch] = {}
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- running -------------------------------------------------------------------------
 
-    def start(self) -> StrictAnthropic:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         owner = self
 
         class Handler(_Handler):
             server_owner = owner
 
-        self._server = _Server((self.host, self.port), Handler)
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        name=f"strict-anthropic-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> StrictAnthropic:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return Handler
 
     @property
     def url(self) -> str:
@@ -581,14 +560,6 @@ class StrictAnthropic:
             "results_url": (f"{self.url}/v1/messages/batches/{batch.id}/results"
                             if batch.state == "ended" else None),
         }
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that gave up waiting
-            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
