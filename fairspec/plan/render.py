@@ -12,7 +12,13 @@ from fairspec.dsl.schema import Spec
 from fairspec.plan.compiler import teacher_generation
 from fairspec.plan.estimate import CallEstimate, NewCalls
 from fairspec.plan.graph import Plan, RunPlan
-from fairspec.plan.hardware import LOCAL, Rendezvous, TrainingLayout, format_command
+from fairspec.plan.hardware import (
+    LOCAL,
+    Rendezvous,
+    TrainingLayout,
+    exam_engine_warning,
+    format_command,
+)
 from fairspec.plan.memory import MemoryPlan, memory_lines
 from fairspec.plan.round_estimate import RoundEstimate
 from fairspec.providers.families import family_for
@@ -50,12 +56,18 @@ def training_nodes(plan: Plan, run: RunPlan, rendezvous: Rendezvous = LOCAL
 
 
 def exam_layout(run: RunPlan) -> dict[str, Any] | None:
-    """vLLM's GPUs for the exam and the evaluation: tensor x data parallel (None: hf)."""
-    vllm = run.stage("exam").settings.get("vllm")
-    if not vllm:
+    """The exam's and the evaluation's devices: vLLM's tensor x data parallel, or hf's
+    ``data_parallel`` replicas of one device each (None: one hf engine, or recorded)."""
+    settings = run.stage("exam").settings
+    vllm = settings.get("vllm")
+    if vllm:
+        tp, dp = vllm["tensor_parallel_size"], vllm.get("data_parallel_size", 1)
+    elif settings.get("engine") == "hf" and (settings.get("replicas") or {}).get("replicas", 1) > 1:
+        tp, dp = 1, settings["replicas"]["replicas"]
+    else:
         return None
-    tp, dp = vllm["tensor_parallel_size"], vllm.get("data_parallel_size", 1)
-    return {"tensor_parallel": tp, "data_parallel": dp, "gpus": tp * dp}
+    return {"engine": "vllm" if vllm else "hf", "tensor_parallel": tp, "data_parallel": dp,
+            "gpus": tp * dp, "device": settings.get("device", "cuda")}
 
 
 def training_batch(run: RunPlan) -> dict[str, Any]:
@@ -255,9 +267,15 @@ def print_plan(console: Console, plan: Plan, specs: dict[str, Spec],
         table.add_row(stage.name, stage.short, _stage_summary(spec, main, stage.name))
     console.print(table)
     layout = exam_layout(main)
-    if layout:
+    if layout and layout["engine"] == "vllm":
         console.print(f"Exam and evaluation on vLLM: {layout['data_parallel']} replica(s) x "
                       f"tensor_parallel {layout['tensor_parallel']} = {layout['gpus']} GPU(s)")
+    elif layout:
+        where = (f"one GPU each = {layout['gpus']} GPU(s)" if layout["device"] == "cuda"
+                 else "each on its share of the CPU cores")
+        console.print(f"Exam and evaluation on hf: {layout['data_parallel']} replica(s), {where}")
+    if (loud := exam_engine_warning(main.stage("exam").settings)) is not None:
+        console.print(f"warning: {loud}", style="bold red", markup=False, soft_wrap=True)
     train = main.stage("train").settings
     nodes = training_nodes(plan, main, rendezvous)
     if nodes:
@@ -359,6 +377,12 @@ def _print_calls(console: Console, spec: Spec, est: CallEstimate) -> None:
     console.print(table)
     if batched:
         console.print(batch_line(spec), markup=False)
+    thinking = thinking_usd(spec, est)
+    if thinking:
+        console.print("Thinking is billed as output and not in USD above: if every call thought "
+                      "its whole allowance it would add at most "
+                      + ", ".join(f"{name} {_money(usd)}" for name, usd in thinking.items())
+                      + " (set reasoning_effort or thinking to bound it).", markup=False)
     console.print("Tokens are estimates (inputs: the templates at 4 characters per token); review "
                   "calls are an upper bound (decided reviews are skipped). Cached in: the price "
                   "of input read from the provider's prompt cache (the USD column counts none "
@@ -368,6 +392,23 @@ def _print_calls(console: Console, spec: Spec, est: CallEstimate) -> None:
     if spec.budget.max_usd is not None and est.usd is not None:
         verdict = "within" if est.usd <= spec.budget.max_usd else "[red]over[/]"
         console.print(f"Budget: max ${spec.budget.max_usd:,.2f}, estimate {verdict} it.")
+
+
+def thinking_usd(spec: Spec, est: CallEstimate) -> dict[str, float]:
+    """Per thinking teacher with a price: the USD its calls add if each thinks its whole
+    allowance (the upper bound of what the estimate leaves out)."""
+    out: dict[str, float] = {}
+    teachers = {t.name: t for t in spec.teachers}
+    for estimate in est.teachers:
+        teacher = teachers.get(estimate.name)
+        family = family_for(teacher.provider, teacher.model) if teacher is not None else None
+        price = teacher.paid_price() if teacher is not None else None
+        if family is None or price is None:
+            continue
+        allowance = family.allowance(teacher_generation(spec, teacher))
+        if allowance:
+            out[estimate.name] = estimate.calls * allowance * price.output_per_mtok / 1e6
+    return out
 
 
 def _billed_columns(spec: Spec, teacher: Any) -> tuple[str, str]:

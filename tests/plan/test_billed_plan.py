@@ -34,6 +34,10 @@ def test_the_plan_shows_cached_and_reasoning_columns_per_teacher(tmp_path):
     assert (rows["think"][cached], rows["think"][reasoning]) == ("$0.5/M", "up to 8,192/call")
     assert (rows["chat"][cached], rows["chat"][reasoning]) == ("$2.5/M (= input)", "none")
     assert (rows["local"][cached], rows["local"][reasoning]) == ("-", "none")
+    # what thinking at its allowance would add: think's calls x 8192 tokens x $8/M, no other
+    calls = int(rows["think"][header.index("calls")].replace(",", ""))
+    line = next(line for line in shown.stdout.splitlines() if line.startswith("Thinking is billed"))
+    assert f"think ${calls * 8192 * 8.0 / 1e6:,.2f}" in line and "chat" not in line
     data = json.loads(subprocess.run(
         [sys.executable, "-m", "fairspec.cli", "plan", str(spec), "--mistakes", "100", "--json"],
         capture_output=True, text=True, cwd=REPO, timeout=120).stdout)
