@@ -54,14 +54,16 @@ def engine_factory(settings: Mapping[str, Any], model_ref: str, base_dir: Path, 
     """Creates the stage's engine on first need (a resumed, finished split loads no model);
     the replicas of a data-parallel exam log to ``log_dir`` (the stage's work folder)."""
     vllm = settings.get("vllm") or {}
+    # a plan compiled before hf replicas carries vLLM's layout only
+    replicas = settings.get("replicas") or {"replicas": vllm.get("data_parallel_size", 1),
+                                            "per_replica": vllm.get("tensor_parallel_size", 1)}
 
     def create() -> Engine:
         return make_engine(
             settings["engine"], resolve_model(model_ref, base_dir), dtype=settings["dtype"],
             device=settings["device"], batch_size=settings["batch_size"],
             use_chat_template=chat_template, vllm_settings=settings.get("vllm"),
-            replicas=vllm.get("data_parallel_size", 1),
-            per_replica=vllm.get("tensor_parallel_size", 1), log_dir=log_dir,
+            replicas=replicas["replicas"], per_replica=replicas["per_replica"], log_dir=log_dir,
         )
     return create
 
@@ -76,9 +78,11 @@ VLLM_CHUNK_PER_REPLICA = 1024
 
 def chunk_rows(settings: Mapping[str, Any]) -> int:
     """How many rows an exam or evaluation hands its engine at a time."""
+    replicas = (settings.get("replicas") or {}).get(
+        "replicas", (settings.get("vllm") or {}).get("data_parallel_size", 1))
     if settings["engine"] != "vllm":
-        return HF_CHUNK
-    return VLLM_CHUNK_PER_REPLICA * (settings.get("vllm") or {}).get("data_parallel_size", 1)
+        return HF_CHUNK * replicas  # each replica still batches its 64 rows
+    return VLLM_CHUNK_PER_REPLICA * replicas
 
 
 def score(row: Row, text: str, scoring: Scoring) -> tuple[Any, bool]:

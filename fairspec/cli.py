@@ -236,13 +236,15 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
 
         from fairspec.plan.hardware import Rendezvous
         from fairspec.progress_view import RichStageProgress
-        from fairspec.run.preflight import PreflightError, check, memory
+        from fairspec.run.preflight import PreflightError, check, memory, run_warnings
 
         rendezvous = Rendezvous.from_env(node_rank, master_addr, master_port)
         if rendezvous.node_rank == 0:  # a joining node only trains: node 0 checked the rest
             problems = check(plan_, chosen, stages, replay=replay is not None,
                              budget_usd=budget.limit_usd)
             problems += memory(chosen, stages, specs, loaded.base_dir, env)
+            for warning in run_warnings(chosen, stages):  # said loudly, before anything runs
+                _err.print(f"warning: {warning}", markup=False)
             if problems:
                 raise PreflightError(problems)
         outcomes = execute(loaded, plan_, runs=chosen, stages=stages, replay_file=replay, on_stage=show,

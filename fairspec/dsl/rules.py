@@ -220,17 +220,19 @@ def _exam_parallelism(spec: Spec, base_dir: Path) -> list[Finding]:
                                f"GPUs, and gpus is {hw.gpus}",
                                f"at most {hw.gpus} GPUs in all"))
     if exam.engine == "hf":
-        if hw.data_parallel > 1:
-            out.append(Finding(path + ("data_parallel",),
-                               "data_parallel runs vLLM replicas; the exam engine is hf",
-                               "engine: vllm (or auto), or data_parallel: 1"))
+        if hw.tensor_parallel > 1:  # hf answers on one device a replica: it would be ignored
+            out.append(Finding(path + ("tensor_parallel",),
+                               f"tensor_parallel {hw.tensor_parallel} splits a model over GPUs "
+                               "in vLLM only; the exam engine is hf (one GPU per replica)",
+                               "engine: vllm (or auto with vllm installed), or tensor_parallel: "
+                               "1 (hf runs data_parallel replicas, one GPU each)"))
         for key, value in exam.vllm.model_dump().items():
             if value is not None:
                 out.append(Finding(("student", "exam", "vllm", key),
                                    f"'{key}' is a vLLM option; the exam engine is hf",
                                    "remove it, or engine: vllm (or auto)"))
     config = local_model_config(spec.student.model, base_dir)
-    if config is not None and hw.tensor_parallel > 1:
+    if config is not None and hw.tensor_parallel > 1 and exam.engine != "hf":
         heads = config.get("num_attention_heads")
         kv_heads = config.get("num_key_value_heads") or heads
         tp = hw.tensor_parallel

@@ -146,8 +146,8 @@ class Hardware(Section):
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     tensor_parallel: PositiveInt = Field(1, description="vLLM tensor parallelism (<= gpus)")
     data_parallel: PositiveInt = Field(
-        1, description="vLLM exam replicas, each on its own tensor_parallel GPUs "
-                       "(tensor_parallel x data_parallel <= gpus)")
+        1, description="exam replicas, each on its own tensor_parallel GPUs (vLLM) or one "
+                       "GPU (hf) (tensor_parallel x data_parallel <= gpus)")
     strategy: Literal["none", "ddp", "fsdp", "deepspeed"] = "none"
     nodes: PositiveInt = Field(1, description="machines training runs on")
     processes: PositiveInt | None = Field(
@@ -337,6 +337,15 @@ class Review(Section):
         "text", description="with scoring: logprobs, a review whose distribution cannot be "
         "read (the server returned none) takes its text score (text) or is invalid (none)"
     )
+    early_exit: bool = Field(
+        True, description="stop asking a rationale's reviewers once the decision is certain; "
+        "false: every reviewer scores every rationale (the paper's N(N-1) scores per question)"
+    )
+    gold_check: Literal["off", "report", "require"] = Field(
+        "report", description="read each rationale's final answer with the task's extractor and "
+        "compare it with the gold answer: report records it (reaches_gold), require also drops "
+        "a rationale that does not reach it before any review is asked, off does neither"
+    )
 
 
 class Lora(Section):
@@ -397,6 +406,11 @@ class Training(Section):
     keep_checkpoints: Literal["none", "last", "all"] = Field(
         "none", description="what stays in train/work/checkpoints/ once the stage is done: none, "
         "the newest (last), every one (all); in no fingerprint"
+    )
+    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
+        "auto", description="the student's attention while training: auto = what transformers "
+        "picks (sdpa where the model has it); flash_attention_2 (a GPU, a half dtype and the "
+        "flash-attn package) packs a batch into one row with no mask; in no fingerprint"
     )
 
 

@@ -1,5 +1,6 @@
 """The rules of the ``training`` section that need more than its schema: the optimizer name
-against the installed transformers, and what ``precision: pure`` cannot do."""
+against the installed transformers, what ``precision: pure`` cannot do, and where
+``attn_implementation: flash_attention_2`` cannot run."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ Found = tuple[FieldPath, str, str | None]
 
 def training_findings(spec: Spec) -> list[Found]:
     """(path, message, hint) for each broken rule of the training section."""
-    return [*_optimizer(spec), *_precision(spec)]
+    return [*_optimizer(spec), *_precision(spec), *_attention(spec)]
 
 
 def _optimizer(spec: Spec) -> list[Found]:
@@ -47,4 +48,24 @@ def _precision(spec: Spec) -> list[Found]:
         return [(path, "precision pure does not apply with strategy deepspeed: DeepSpeed's "
                        "ZeRO keeps fp32 master weights of its own",
                  "precision: mixed, or strategy: fsdp")]
+    return []
+
+
+def _attention(spec: Spec) -> list[Found]:
+    """``flash_attention_2`` runs on a GPU, in fp16 or bf16 (flash-attn has no CPU kernel and
+    no fp32 one; with dtype fp32 there is no autocast to give it half inputs). A device or
+    dtype ``auto`` that resolves to cpu or fp32 is the preflight's to catch."""
+    training, hw = spec.training, spec.student.hardware
+    if training.attn_implementation != "flash_attention_2":
+        return []
+    path = ("training", "attn_implementation")
+    if hw.device == "cpu":
+        return [(path, "flash_attention_2 needs a GPU: flash-attn has no CPU kernel, and "
+                       "student.hardware.device is cpu",
+                 "attn_implementation: auto (sdpa) or eager on a CPU")]
+    if hw.dtype == "fp32":
+        return [(path, "flash_attention_2 computes in fp16 or bf16 only, and "
+                       "student.hardware.dtype is fp32 (no autocast gives it half inputs)",
+                 "student.hardware.dtype: bf16 (mixed precision keeps fp32 master weights), "
+                 "or attn_implementation: auto")]
     return []

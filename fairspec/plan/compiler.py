@@ -25,6 +25,7 @@ from fairspec.plan.graph import Input, Plan, RunPlan, Stage
 from fairspec.plan.hardware import (
     TrainingLayout,
     accelerate_config,
+    exam_replicas,
     resolve_device,
     resolve_dtype,
     resolve_engine,
@@ -228,7 +229,8 @@ def compile_run(
     }
     exam_settings = {"engine_reason": engine_why, "device": device,
                      "batch_size": exam_cfg.batch_size,
-                     "vllm": vllm_settings(spec, env) if engine == "vllm" else None}
+                     "vllm": vllm_settings(spec, env) if engine == "vllm" else None,
+                     "replicas": exam_replicas(hw, engine)}
     recorded_exam = exam_recorded(spec, base_dir)
     first_exam_identity, first_exam_settings = dict(exam_identity), dict(exam_settings)
     if recorded_exam is not None:  # the answers come from a file: what that file is
@@ -237,6 +239,7 @@ def compile_run(
         engine, _ = resolve_engine(spec, env, recorded=False)
         exam_identity["engine"] = engine
         exam_settings["vllm"] = vllm_settings(spec, env) if engine == "vllm" else None
+        exam_settings["replicas"] = exam_replicas(hw, engine)
     teachers = sorted(spec.teachers, key=lambda t: t.name)
     teach_identity = {
         "teachers": [_teacher_identity(spec, t, base_dir) for t in teachers],
@@ -253,17 +256,25 @@ def compile_run(
         review_identity.update(
             # scoring enters only when it is not the paper's (text): text runs keep their
             # fingerprints; with logprobs the reviewers' calls also ask for the distribution
-            policy=review_cfg.model_dump(exclude={"enabled", "scoring", "scoring_fallback"}),
+            policy=review_cfg.model_dump(exclude={"enabled", "scoring", "scoring_fallback",
+                                                  "early_exit", "gold_check"}),
             reviewers=[_reviewer(_teacher_identity(spec, t, base_dir), review_cfg) for t in teachers],
             template=templates["prompts.review"],
             fields=fields,
         )
         if review_cfg.scoring != "text":
             review_identity["scoring"] = scoring
+        if not review_cfg.early_exit:  # more reviews asked; the default keeps its fingerprints
+            review_identity["early_exit"] = False
+    if review_cfg.gold_check == "require":  # drops rationales; report and off only record
+        review_identity["gold_check"] = "require"
     review_settings = dict(review_identity)
-    if review_cfg.enabled:  # the committee that reviews: the teachers, in the spec's order
+    # the answer settings enter through the teach stage's fingerprint, which this one follows
+    review_settings.update(early_exit=review_cfg.early_exit, gold_check=review_cfg.gold_check,
+                           answer=_answer(spec))
+    if review_cfg.enabled:  # the committee that reviews, in the fingerprint's (name) order
         review_settings["teachers"] = [_reviewer(_teacher_settings(spec, t, env, base_dir), review_cfg)
-                                       for t in spec.teachers]
+                                       for t in teachers]
         review_settings["scoring"] = scoring
     training = spec.training
     build_identity = {
@@ -279,7 +290,7 @@ def compile_run(
         "seed": spec.seed,
         "world_size": layout.world_size,
         **training.model_dump(exclude={"templates", "selection", "report_to", "precision",
-                                       "save_steps", "keep_checkpoints"}),
+                                       "save_steps", "keep_checkpoints", "attn_implementation"}),
         # half-precision training's meaning (fp32 master weights or half weights); an fp32
         # run's fingerprint stays as it was
         **({"precision": training.precision} if dtype != "fp32" else {}),
@@ -293,7 +304,9 @@ def compile_run(
                       "layout": layout.to_dict(), "accelerate_config": accelerate_config(spec, env),
                       # when to checkpoint and what to keep change no result: not fingerprinted
                       "precision": training.precision, "save_steps": training.save_steps,
-                      "keep_checkpoints": training.keep_checkpoints}
+                      "keep_checkpoints": training.keep_checkpoints,
+                      # the same math up to numerics, like the batch layout: not fingerprinted
+                      "attn_implementation": training.attn_implementation}
     evaluation = spec.evaluation
     eval_sampling = dict(sampling, do_sample=evaluation.decoding == "sample")
     base_identity = {
@@ -313,6 +326,7 @@ def compile_run(
     evaluate_settings = {
         **evaluate_identity, "device": device, "batch_size": exam_cfg.batch_size,
         "vllm": vllm_settings(spec, env) if engine == "vllm" else None,
+        "replicas": exam_replicas(hw, engine),
         # the untuned student's accuracy is the same for every variant: cached under this key
         "base_fingerprint": fingerprint("evaluate-base", base_identity), "card": card}
 

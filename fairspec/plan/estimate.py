@@ -13,7 +13,8 @@ run's calls are in the call store, each teacher's measured mean per role replace
 (:func:`measured_output_tokens`). Costs use each teacher's price.
 
 Early exit. The review stage asks a rationale's reviewers one after another and stops
-when the verdict is certain, so the review calls above are an upper bound;
+when the verdict is certain (unless ``review.early_exit`` is false: then all N(N-1) are
+asked, exactly), so the review calls above are an upper bound;
 :func:`review_reach` says, exactly, which reviewer positions are always asked and which
 may be asked. Variants share the call store: a request an earlier run made is free, but
 a review that the earlier run's early exit skipped is not there. So the new calls of a
@@ -570,11 +571,11 @@ def review_reach(policy: ReviewPolicy, reviewers: int, scoring: str = "text"
 
 
 def _review_order(run: RunPlan) -> dict[str, list[str]]:
-    """author -> its reviewers, in the order the review stage asks them (the spec's)."""
+    """author -> its reviewers, in the order the review stage asks them (by name)."""
     review = run.stage("review").settings
     if not review.get("enabled"):
         return {}
-    names = [t["name"] for t in review["teachers"]]
+    names = sorted(t["name"] for t in review["teachers"])
     exclude_self = review["policy"]["exclude_self"]
     return {a: [r for r in names if not (exclude_self and r == a)] for a in names}
 
@@ -585,6 +586,8 @@ def _review_reach_of(run: RunPlan) -> dict[str, list[tuple[bool, bool]]]:
     order = _review_order(run)
     if not order:
         return {}
+    if not review.get("early_exit", True):  # every reviewer is asked: N(N-1) exactly
+        return {a: [(True, True)] * len(reviewers) for a, reviewers in order.items()}
     policy = _policy(review)
     scoring = (review.get("scoring") or {"method": "text"})["method"]
     return {a: review_reach(policy, len(reviewers), scoring) for a, reviewers in order.items()}

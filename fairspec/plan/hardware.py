@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,10 @@ def resolve_dtype(hardware: Hardware, env: Environment) -> str:
     return "bf16" if resolve_device(hardware, env) == "cuda" else "fp32"
 
 
+#: Why an auto exam engine is hf on GPUs (:func:`exam_engine_warning` looks for it).
+AUTO_WITHOUT_VLLM = "auto: no vllm installed"
+
+
 def resolve_engine(spec: Spec, env: Environment, *, recorded: bool = True) -> tuple[str, str]:
     """(engine, why) for the exam: auto picks vllm when it imports and a GPU is present.
     A recorded exam reads its answers from a file (``recorded=False``: the engine that
@@ -45,7 +50,7 @@ def resolve_engine(spec: Spec, env: Environment, *, recorded: bool = True) -> tu
     if device == "cuda" and env.vllm:
         return "vllm", "auto: vllm imports and a GPU is present"
     if device == "cuda":
-        return "hf", "auto: no vllm installed"
+        return "hf", AUTO_WITHOUT_VLLM
     return "hf", "auto: no GPU"
 
 
@@ -63,6 +68,31 @@ def vllm_settings(spec: Spec, env: Environment) -> dict[str, Any]:
         "seed": spec.seed,
         **options,
     }
+
+
+def exam_replicas(hardware: Hardware, engine: str) -> dict[str, int]:
+    """How the exam and the evaluation spread over devices: ``replicas`` engine processes
+    side by side (``student.hardware.data_parallel``), each on ``per_replica`` GPUs
+    (vLLM: ``tensor_parallel``; hf: one, as hf does not split a model). One replica is one
+    engine in fairspec's process; a recorded exam runs none."""
+    if engine == "vllm":
+        return {"replicas": hardware.data_parallel, "per_replica": hardware.tensor_parallel}
+    if engine == "hf":
+        return {"replicas": hardware.data_parallel, "per_replica": 1}
+    return {"replicas": 1, "per_replica": 1}
+
+
+def exam_engine_warning(settings: Mapping[str, Any]) -> str | None:
+    """The loud line for an exam or evaluation whose ``engine: auto`` fell back to hf on
+    GPUs because vllm does not import where the plan was compiled (None otherwise): a
+    paper-sized exam on hf is hours slower, and it is what the plan will run."""
+    if settings.get("engine") != "hf" or settings.get("engine_reason") != AUTO_WITHOUT_VLLM:
+        return None
+    replicas = (settings.get("replicas") or {}).get("replicas", 1)
+    return (f"student.exam.engine is auto on cuda and vllm does not import here: the exam and "
+            f"the evaluation will run on hf ({replicas} replica(s), one GPU each), far slower "
+            "than vLLM; install it (pip install vllm) and plan again, or say engine: hf to "
+            "accept this")
 
 
 def training_processes(hardware: Hardware, env: Environment) -> int:

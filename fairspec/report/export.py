@@ -31,7 +31,9 @@ COLUMNS = {
     "student_answer": "the student's whole wrong answer on the exam",
     "student_prediction": "the answer extracted from it (null: none stated)",
     "accepted": "whether any teacher's rationale was accepted by the peer review",
-    "rationales": "per teacher: `teacher`, `text`, `accepted`, `mean_score` (of the valid "
+    "rationales": "per teacher: `teacher`, `text`, `accepted`, `reaches_gold` (its final "
+                  "answer is the gold one, read with the task's extractor; null: review.gold_check "
+                  "was off), `mean_score` (of the valid "
                   "scores), `scores` (per reviewer: `reviewer`, `score`, `distribution`: "
                   "[{score, probability}] when read from log-probabilities, else empty)",
     "feedback": "per teacher: `teacher`, `text` (feedback on the student's wrong reasoning)",
@@ -49,7 +51,8 @@ def shareable(sample: dict[str, Any]) -> dict[str, Any]:
                                                        key=lambda kv: int(kv[0]))]}
                   for s in r["scores"]]
         rationales.append({"teacher": r["teacher"], "text": r["text"], "accepted": r["accepted"],
-                           "mean_score": r["mean_score"], "scores": scores})
+                           "reaches_gold": r.get("reaches_gold"), "mean_score": r["mean_score"],
+                           "scores": scores})
     return {**{k: sample[k] for k in ("index", "question", "gold", "student_answer",
                                       "student_prediction")},
             "accepted": any(r["accepted"] for r in rationales),
@@ -67,7 +70,8 @@ def _features() -> Any:
         "student_answer": Value("string"), "student_prediction": Value("string"),
         "accepted": Value("bool"),
         "rationales": List({"teacher": Value("string"), "text": Value("string"),
-                            "accepted": Value("bool"), "mean_score": Value("float64"),
+                            "accepted": Value("bool"), "reaches_gold": Value("bool"),
+                            "mean_score": Value("float64"),
                             "scores": List(score)}),
         "feedback": List({"teacher": Value("string"), "text": Value("string")}),
     })

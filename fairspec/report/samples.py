@@ -44,9 +44,16 @@ def iter_samples(locate: Locate) -> Iterator[dict[str, Any]]:
     for row in read_jsonl(locate("teach", "feedback.jsonl")):
         teach[row["index"]]["feedback"].append(row)
     reviews: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
+    # review.gold_check: whether a rationale reaches the gold answer (None: not checked); a
+    # rationale with neither a review nor an acceptance was dropped by the check, unreviewed
+    gold: dict[tuple[int, str], bool | None] = {}
     for row in read_jsonl(locate("review", "reviews.jsonl")):
         reviews[(row["index"], row["author"])].append(row)
-    accepted = {(row["index"], row["teacher"]) for row in read_jsonl(locate("review", "accepted.jsonl"))}
+        gold.setdefault((row["index"], row["author"]), row.get("reaches_gold"))
+    accepted = set()
+    for row in read_jsonl(locate("review", "accepted.jsonl")):
+        accepted.add((row["index"], row["teacher"]))
+        gold.setdefault((row["index"], row["teacher"]), row.get("reaches_gold"))
     for mistake in read_jsonl(locate("exam", "mistakes.jsonl")):
         index = mistake["index"]
         rationales = []
@@ -59,6 +66,7 @@ def iter_samples(locate: Locate) -> Iterator[dict[str, Any]]:
             rationales.append({
                 "teacher": row["teacher"], "text": row["text"],
                 "accepted": (index, row["teacher"]) in accepted,
+                "reaches_gold": gold.get((index, row["teacher"]), False),
                 "mean_score": _mean([s["score"] for s in scores if s["score"] is not None]),
                 "scores": scores,
             })

@@ -279,6 +279,7 @@ def _review(doc: Document, run: RunSummary, folder: Path) -> None:
                   "drawn for training: the accepted rationale each training sample uses "
                   f"(selection {run.build.get('selection')}), what paper Table 4 counts"
                   if run.build else ""))
+    _gold_check(doc, review.get("gold_check"))
     if not review["enabled"]:
         doc.add(Text("Peer review was off: every usable rationale was kept."))
         return
@@ -307,6 +308,28 @@ def _review(doc: Document, run: RunSummary, folder: Path) -> None:
         if distributions:
             doc.add(Image(distributions, "Each reviewer's mean distribution over the scores, "
                                          "with its mean expected score"))
+
+
+def _gold_check(doc: Document, gold: dict[str, Any] | None) -> None:
+    """Accepted and rejected rationales against whether they reach the gold answer
+    (``review.gold_check``), per teacher: how often review kept a wrong answer and dropped
+    a right one."""
+    if not gold:
+        return
+    doc.add(Heading("Peer review against the gold answer"))
+    rows = []
+    for teacher, c in [*gold["per_teacher"].items(), ("total", gold["total"])]:
+        wrong = c["not_gold_accepted"] + c["not_gold_rejected"]
+        right = c["gold_accepted"] + c["gold_rejected"]
+        rows.append([teacher, c["gold_accepted"], c["gold_rejected"], c["not_gold_accepted"],
+                     c["not_gold_rejected"], _pct(c["not_gold_accepted"] / wrong) if wrong else None,
+                     _pct(c["gold_rejected"] / right) if right else None])
+    dropped = gold.get("dropped_before_review", 0)
+    doc.add(Table(["teacher", "gold, accepted", "gold, rejected", "not gold, accepted",
+                   "not gold, rejected", "wrong answers kept", "right answers dropped"], rows,
+                  "gold: the rationale's final answer, read with the task's extractor, is the "
+                  "gold answer" + (f"; {dropped} dropped by the gold check before any review"
+                                   if dropped else "")))
 
 
 def _scoring(review: dict) -> str:

@@ -20,6 +20,13 @@ fallback to a later rule once one has found a candidate):
    the authors' code (which took the last number anywhere) we return None.
 3. **Else None.**
 
+**An example is not a score.** A candidate that the reply marks as an example is passed
+over, in every rule: one written right after "e.g.", "for example", "for instance",
+"such as" or "example:" (``e.g. [4]``, ``such as a score of 4``). A reviewer
+that copies an instruction ("Write the number in square brackets, e.g. [4].") and then
+condemns the rationale ("... it is wrong. [2]") is read as 2; a reply that only copies
+the instruction has no score. The builtin P_pr gives no example at all.
+
 The candidate found is then judged, never repaired:
 
 - out of ``score_range`` -> None (invalid), never clamped ("Score: 7" -> None);
@@ -83,6 +90,21 @@ _FRACTION = re.compile(
     rf"{_NUM}{_SP}(?:/|\bout{_SP1}of\b){_SP}(?P<den>\d{{1,9}})(?![\w]|\.\d)", re.IGNORECASE
 )
 
+# What a reviewer writes right before an example that is not its score: "e.g. [4]",
+# "for example, a score of 4", "such as **4**" (at most a few blanks and
+# punctuation, and an article, in between).
+_EXAMPLE = re.compile(
+    r"(?:\be\.?\s{0,2}g\.?|\bfor\s{1,6}(?:example|instance)|\bsuch\s{1,6}as"
+    r"|\bexample\s{0,2}:)[\s,:;(\"'*]{0,6}(?:(?:a|an|the)\s{1,6})?$",
+    re.IGNORECASE,
+)
+
+
+def _is_example(text: str, start: int) -> bool:
+    """Whether the candidate starting at ``start`` is written as an example."""
+    return _EXAMPLE.search(text[max(0, start - 24):start]) is not None
+
+
 # A (stripped) line that is nothing but a number: "4", "4.", "**4**".
 _ONLY_NUMBER = re.compile(rf"{_BOLD}{_SP}(?P<num>-?\d{{1,9}}(?:\.\d{{1,9}})?){_SP}{_BOLD}\.?")
 
@@ -114,10 +136,13 @@ def _judge(num: str, den: str | None, low: int, high: int) -> int | None:
 
 
 def _last_match(patterns: Sequence[re.Pattern[str]], text: str) -> re.Match[str] | None:
-    """The match that ends last in ``text`` across ``patterns`` (ties: the longest)."""
+    """The match that ends last in ``text`` across ``patterns`` (ties: the longest), passing
+    over the ones written as an example."""
     best: re.Match[str] | None = None
     for pattern in patterns:
         for match in pattern.finditer(text):
+            if _is_example(text, match.start()):
+                continue
             if best is None or (match.end(), -match.start()) > (best.end(), -best.start()):
                 best = match
     return best
@@ -141,7 +166,8 @@ def _find(text: str, low: int, high: int) -> tuple[int | None, int, int] | None:
     stated = _last_match(_STATED, text)
     for fraction in _FRACTION.finditer(text):
         # a bare "a/b" counts only when it reads as a score on this scale ("4/5" on 1-5)
-        is_score = _judge(fraction["num"], fraction["den"], low, high) is not None
+        is_score = (_judge(fraction["num"], fraction["den"], low, high) is not None
+                    and not _is_example(text, fraction.start()))
         if is_score and (stated is None or fraction.end() > stated.end()):
             stated = fraction
     if stated is None:

@@ -26,6 +26,9 @@ class Tally:
         self.sums: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0])
         self.reviewers: set[str] = set()
         self.scored_by: Counter[str | None] = Counter()
+        # gold check: per author, (reaches gold, accepted) -> rationales; dropped unreviewed
+        self.gold: Counter[tuple[str, bool, bool]] = Counter()
+        self.dropped: Counter[str] = Counter()  # per author
 
     def review(self, row: dict[str, Any]) -> None:
         self.reviews += 1
@@ -40,6 +43,28 @@ class Tally:
         cell = self.sums[(row["reviewer"], row["author"])]
         cell[0] += score
         cell[1] += 1
+
+    def decided(self, author: str, reaches_gold: bool | None, accepted: bool) -> None:
+        """One rationale's outcome against the gold check (nothing when the check is off)."""
+        if reaches_gold is not None:
+            self.gold[(author, reaches_gold, accepted)] += 1
+
+    def drop_for_gold(self, author: str) -> None:
+        """A rationale of ``author`` the gold check drops before any review."""
+        self.dropped[author] += 1
+        self.decided(author, False, False)
+
+    def gold_stats(self) -> dict[str, Any]:
+        """Rationales that reach the gold answer or not, accepted or not, per author."""
+        authors = sorted(self.rationales)
+        per = {a: {f"{'gold' if g else 'not_gold'}_{'accepted' if k else 'rejected'}":
+                   self.gold[(a, g, k)] for g in (True, False) for k in (True, False)}
+               for a in authors}
+        total = {cell: sum(row[cell] for row in per.values())
+                 for cell in ("gold_accepted", "gold_rejected", "not_gold_accepted",
+                              "not_gold_rejected")}
+        return {"gold_check": {"per_teacher": per, "total": total,
+                               "dropped_before_review": sum(self.dropped.values())}}
 
     def stats(self, usage: dict[str, Any], enabled: bool) -> dict[str, Any]:
         """Table 4 counts, the reviewer x author mean-score matrix, invalid scores, savings."""

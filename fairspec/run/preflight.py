@@ -8,15 +8,20 @@ stops here instead. Checked, for the stages that will run (not those already don
 * the student model resolves: a local folder with ``config.json``, a builtin whose
   package is installed, or a hub id that is cached or whose hub answers;
 * a hub dataset is cached or its hub answers (a local path was checked by validate);
-* a requested vLLM engine imports;
+* a requested vLLM engine imports (and ``engine: auto`` on GPUs without it is a warning,
+  :func:`run_warnings`);
+* deepspeed imports when a train stage uses ``strategy: deepspeed``;
 * the trackers of ``training.report_to`` are installed;
 * the package ``training.optimizer`` needs (bitsandbytes for the 8-bit and paged AdamW) imports;
+* ``training.attn_implementation: flash_attention_2`` has flash-attn importing, a GPU and a
+  half dtype (after ``auto`` resolved);
 * the output folder is writable;
 * the budget covers at least one call of each priced teacher (its whole reply budget).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import tempfile
@@ -69,6 +74,8 @@ def check(plan: Plan, runs: Sequence[RunPlan], stages: Sequence[str], *,
                         "(or student.exam.engine: hf)")
     problems += _trackers(todo)
     problems += _optimizers(todo)
+    problems += _attention(todo)
+    problems += _deepspeed(todo)
     problems += _writable(Path(plan.output_dir))
     return problems
 
@@ -108,6 +115,64 @@ def _optimizers(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
         if package is not None and importlib.util.find_spec(package.module) is None:
             problems.append(f"training.optimizer: {name} needs {package.module}, which does not "
                             f"import here: {package.install} (or optimizer: adamw_torch)")
+    return problems
+
+
+def _deepspeed(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
+    """A train stage to run with ``strategy: deepspeed`` on GPUs needs deepspeed to import
+    (accelerate's launcher would stop in every rank otherwise, after the teachers were paid)."""
+    wanted = any(stage.kind == "train" and stage.settings.get("strategy") == "deepspeed"
+                 and (stage.settings.get("accelerate_config") or {}).get("distributed_type")
+                 == "DEEPSPEED" for _, stage in todo)
+    if not wanted or importlib.util.find_spec("deepspeed") is not None:
+        return []
+    return ["student.hardware.strategy: deepspeed needs the deepspeed package, which does not "
+            "import here: pip install 'fairspec[deepspeed]' (or pip install deepspeed), or "
+            "strategy: fsdp"]
+
+
+def run_warnings(runs: Sequence[RunPlan], stages: Sequence[str]) -> list[str]:
+    """What ``fairspec run`` says before it starts and does not stop for: an ``engine: auto``
+    exam that falls back to hf on GPUs because vllm does not import here."""
+    from fairspec.plan.hardware import exam_engine_warning
+
+    out = []
+    for run in runs:
+        if not any(stage.kind in ("exam", "evaluate") and stage.kind in stages
+                   and not is_done(Path(run.run_dir) / stage.name, stage.fingerprint)
+                   for stage in run.stages):
+            continue
+        said = {exam_engine_warning(stage.settings) for stage in run.stages
+                if stage.kind == "exam"} - {None}
+        out += [f"{run.name}: {line}" for line in sorted(said)]
+    return out
+
+
+FLASH_ATTN_INSTALL = "pip install flash-attn --no-build-isolation"
+
+
+def _attention(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
+    """A train stage asking for flash_attention_2 can have it: flash_attn imports (imported,
+    not only found: a build for another torch or CUDA fails at import) and the resolved
+    device and dtype are a GPU's half dtype (transformers would refuse it at load, after the
+    teachers were paid)."""
+    asked = [stage for _, stage in todo if stage.kind == "train"
+             and stage.settings.get("attn_implementation") == "flash_attention_2"]
+    if not asked:
+        return []
+    problems = []
+    try:
+        importlib.import_module("flash_attn")
+    except Exception as exc:  # any failure to import (a build for another torch) is the problem
+        problems.append(f"training.attn_implementation: flash_attention_2 needs flash_attn, which "
+                        f"does not import here ({type(exc).__name__}: {exc}): {FLASH_ATTN_INSTALL} "
+                        "(or attn_implementation: auto)")
+    for device, dtype in sorted({(s.settings.get("device"), s.settings.get("dtype")) for s in asked},
+                                key=str):
+        if device == "cpu" or dtype == "fp32":
+            problems.append(f"training.attn_implementation: flash_attention_2 needs a GPU and "
+                            f"bf16 or fp16, and training runs on {device} in {dtype} "
+                            "(attn_implementation: auto)")
     return problems
 
 

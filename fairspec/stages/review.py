@@ -1,9 +1,15 @@
 """The review stage (eq. 4): each rationale is scored by the other teachers; the policy keeps it or not.
 
-Reviews of one rationale are asked one reviewer after another, in the spec's teacher
-order, so that a review that can no longer change the decision is never made (exact
-early exit, ``ReviewPolicy.decision``, also exact for real-valued scores); different
-rationales are reviewed concurrently.
+Reviews of one rationale are asked one reviewer after another, in the teachers' name
+order (the order the stage's fingerprint lists them in, so reordering the teachers in a
+spec changes no review), so that a review that can no longer change the decision is never
+made (exact early exit, ``ReviewPolicy.decision``, also exact for real-valued scores;
+``early_exit: false`` asks every reviewer); different rationales are reviewed concurrently.
+
+With ``gold_check`` (report, the default, or require) each rationale's final answer is
+read with the task's extractor and compared with the gold answer (``reaches_gold`` in
+its review rows and in ``accepted.jsonl``); with require, one that does not reach it is
+dropped before any reviewer is asked.
 
 With ``scoring: logprobs`` a review's score is the expected score of the distribution its
 call returned (``fairspec.review.logprobs``); where none came back, its text score
@@ -24,6 +30,7 @@ from fairspec.errors import StageContractError, TeacherStopped
 from fairspec.progress import attach
 from fairspec.prompting import review_head, review_prompt, user_messages
 from fairspec.review import ReviewPolicy, parse_score
+from fairspec.review.gold_check import gold_verdict
 from fairspec.review.logprobs import ScoreReading
 from fairspec.review.policy import reviewable
 from fairspec.review.tally import Tally
@@ -115,21 +122,35 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
                aggregate: float | None) -> None:
         tally.accepted[rationale["teacher"]] += 1
         accepted_out.add({"index": rationale["index"], "teacher": rationale["teacher"],
-                          "text": rationale["text"], "scores": scores, "aggregate": aggregate})
+                          "text": rationale["text"], "scores": scores, "aggregate": aggregate,
+                          "reaches_gold": rationale["reaches_gold"]})
 
-    def of_author(author: str | None) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    # a plan compiled before the gold check has no answer settings: the check is off
+    answer = settings.get("answer")
+    gold_check = settings.get("gold_check", "off") if answer is not None else "off"
+
+    def of_author(author: str | None, *, dropped: bool = False
+                  ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """(mistake, rationale) of each usable rationale by ``author`` (None: all), read
-        from the files as they are taken."""
+        from the files as they are taken, the rationale with its ``reaches_gold``; those
+        the gold check drops (``dropped``) or those it keeps."""
         cursor = MistakeCursor(mistakes_file)
         for r in read_jsonl(rationales_file):
             if reviewable(r) and author in (None, r["teacher"]):
-                yield cursor[r["index"]], r
+                mistake = cursor[r["index"]]
+                reaches = gold_verdict(gold_check, r["text"], mistake, answer or {})
+                if (gold_check == "require" and reaches is False) == dropped:
+                    yield mistake, {**r, "reaches_gold": reaches}
 
+    if gold_check == "require":  # dropped before review: no reviewer is asked about them
+        for _, r in of_author(None, dropped=True):
+            tally.drop_for_gold(r["teacher"])
     usage: dict[str, Any] = {}
     try:
         if not settings["enabled"]:
             for _, r in of_author(None):
                 accept(r, [], None)
+                tally.decided(r["teacher"], r["reaches_gold"], True)
         else:
             usage = await _review_all(ctx, tally, of_author, reviews_out, accept)
     except BaseException:
@@ -138,6 +159,8 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
         raise
     written = {"reviews": reviews_out.finish(), "accepted": accepted_out.finish()}
     stats = tally.stats(usage, settings["enabled"])
+    if gold_check != "off":
+        stats.update(tally.gold_stats())
     if settings["enabled"]:
         stats["score_range"] = list(settings["policy"]["score_range"])
         scoring = settings.get("scoring") or {"method": "text", "fallback": "text"}
@@ -159,7 +182,8 @@ async def _review_all(ctx: StageContext, tally: Tally,
     settings, services = ctx.settings, ctx.services
     policy = policy_from(settings)
     teachers = settings["teachers"]
-    order = [t["name"] for t in teachers]
+    order = sorted(t["name"] for t in teachers)  # the fingerprint's order, whatever the spec's
+    early_exit = settings.get("early_exit", True)
     template = ctx.read_template(settings["template"])
     callers = make_committee(teachers, services.store, services.base_dir,
                              replay=services.replay, budget=services.budget,
@@ -190,7 +214,7 @@ async def _review_all(ctx: StageContext, tally: Tally,
         head = review_head(template, mistake, prompt[0]["content"])  # cached by some APIs
         scores: list[float | None] = []
         for i, reviewer in enumerate(reviewers):
-            if policy.decision(scores, len(reviewers) - i) is not None:
+            if early_exit and policy.decision(scores, len(reviewers) - i) is not None:
                 break
             record = await callers[reviewer].ask(prompt, about=review_about(mistake, author, i + 1),
                                                  cache_prefix=head)
@@ -198,14 +222,16 @@ async def _review_all(ctx: StageContext, tally: Tally,
             scores.append(score)
             row = {"index": rationale["index"], "author": author, "reviewer": reviewer,
                    "text": record.text, "status": record.status, "score": score,
-                   "key": record.key}
+                   "key": record.key, "reaches_gold": rationale["reaches_gold"]}
             if with_logprobs:
                 row.update(scored_by=scored_by, distribution=distribution)
             reviews_out.add(row)
             tally.review(row)
         tally.saved += len(reviewers) - len(scores)
-        if policy.accepts(scores):
+        accepted = policy.accepts(scores)
+        if accepted:
             accept(rationale, scores, policy.aggregate_score(scores))
+        tally.decided(author, rationale["reaches_gold"], accepted)
 
     authors = sorted(tally.rationales)
     # an author whose reviewers include a batch teacher keeps all its rationales on
@@ -215,7 +241,8 @@ async def _review_all(ctx: StageContext, tally: Tally,
     for name in order:
         callers[name].count_stored((job[2], 0) for author in authors if name in reviewers_of(author)
                                    for job in asked(author))
-    per_author = {author: n for author, n in tally.reviewable.items() if n}
+    per_author = {author: n - tally.dropped[author] for author, n in tally.reviewable.items()
+                  if n - tally.dropped[author]}
     attach(services.progress, ctx.label, callers,  # upper bounds: early exit skips some reviews
            {name: sum(n for a, n in per_author.items() if name in reviewers_of(a)) for name in order})
     # the pool is keyed by author: each author's rationales go through its own workers,

@@ -34,9 +34,11 @@ log = logging.getLogger(__name__)
 TRAIN_KEYS = ("alpha", "epochs", "batch_size", "learning_rate", "warmup_ratio", "max_seq_length",
               "optimizer", "gradient_accumulation_steps", "max_grad_norm", "weight_decay", "lora",
               "gradient_checkpointing", "chat_template", "seed", "dtype", "device")
-#: Settings outside the fingerprint (how often to checkpoint, what to keep) and precision
-#: (fingerprinted for half dtypes only); a plan compiled before them lacks them.
-OPTIONAL_KEYS = {"precision": "mixed", "save_steps": None, "keep_checkpoints": "none"}
+#: Settings outside the fingerprint (how often to checkpoint, what to keep, the attention
+#: kernel) and precision (fingerprinted for half dtypes only); a plan compiled before them
+#: lacks them.
+OPTIONAL_KEYS = {"precision": "mixed", "save_steps": None, "keep_checkpoints": "none",
+                 "attn_implementation": "auto"}
 CHECKPOINTS = "checkpoints"
 LAUNCH_LOG = "launch.log"
 MODEL_CARD = "README.md"
@@ -70,6 +72,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if target is not None and not resumed:  # a training that starts afresh logs afresh
         clear_trainer_events(target.tensorboard_dir)
     args = train_args(ctx, target)
+    layout = TrainingLayout.from_settings(settings["layout"])
+    # what another node's launcher reads goes first: train_args.json, the file a joining
+    # node waits for, is written last (join)
+    write_launch_config(ctx, layout)
     atomic_write_json(ctx.output("train_args.json"), args)
     built = json.loads(ctx.input("build", "stats.json").read_text(encoding="utf-8"))
     if built["examples"] == 0:  # nothing was accepted: say so, keep the base student
@@ -80,7 +86,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
         atomic_write_json(ctx.output("stats.json"), stats)
         ctx.finish({"examples": 0, "steps": 0, "truncated": 0})
         return stats
-    layout = TrainingLayout.from_settings(settings["layout"])
     if layout.launcher == "inline":
         from fairspec.training.launch import train
 
@@ -127,15 +132,25 @@ def write_model_card(ctx: StageContext, built: dict[str, Any], stats: dict[str, 
                                                       data=built, training=stats))
 
 
-def launch_command(ctx: StageContext, layout: TrainingLayout, rendezvous: Rendezvous) -> list[str]:
-    """This node's command; writes the accelerate config it names first (accelerate only)."""
-    config_file = None
-    config = ctx.settings.get("accelerate_config")
+def write_launch_config(ctx: StageContext, layout: TrainingLayout) -> None:
+    """Node 0 writes ``accelerate_config.yaml`` (accelerate only), before ``train_args.json``."""
     if layout.launcher == "accelerate":
-        path = ctx.output("accelerate_config.yaml")
-        if rendezvous.node_rank == 0:
-            atomic_write_text(path, json.dumps(config, indent=2))  # JSON is YAML
-        config_file = str(path)
+        config = ctx.settings.get("accelerate_config")
+        atomic_write_text(ctx.output("accelerate_config.yaml"), json.dumps(config, indent=2))
+
+
+def launch_inputs(ctx: StageContext, layout: TrainingLayout) -> list[Path]:
+    """The files a node's launcher and training processes read that node 0 writes: the
+    accelerate config (accelerate only) and ``train_args.json`` (the training set is the
+    build stage's, finished before node 0 writes either)."""
+    files = [ctx.output("accelerate_config.yaml")] if layout.launcher == "accelerate" else []
+    return [*files, ctx.output("train_args.json")]
+
+
+def launch_command(ctx: StageContext, layout: TrainingLayout, rendezvous: Rendezvous) -> list[str]:
+    """This node's command (node 0 wrote the accelerate config it names: run)."""
+    config_file = (str(ctx.output("accelerate_config.yaml")) if layout.launcher == "accelerate"
+                   else None)
     return layout.command(str(ctx.output("train_args.json")), config_file=config_file,
                           rendezvous=rendezvous)
 
@@ -219,24 +234,35 @@ def _failure(code: int, command: list[str], log_path: Path, work: Path) -> str:
 
 def join(ctx: StageContext, rendezvous: Rendezvous, *, poll: float = 2.0,
          timeout: float | None = None) -> dict[str, Any]:
-    """On a node other than 0: wait until node 0 has written this fingerprint's
-    ``train_args.json`` (the output folder is shared), then run this node's processes."""
+    """On a node other than 0: wait until node 0 has written everything this node's
+    launcher reads (:func:`wait_for_node_0`), then run this node's processes."""
+    layout = TrainingLayout.from_settings(ctx.settings["layout"])
+    if not wait_for_node_0(ctx, layout, rendezvous, poll=poll, timeout=timeout):
+        return {"joined": False, "why": "node 0 had already finished training"}
+    launch(ctx, layout, rendezvous)
+    return {"joined": True, "node_rank": rendezvous.node_rank}
+
+
+def wait_for_node_0(ctx: StageContext, layout: TrainingLayout, rendezvous: Rendezvous, *,
+                    poll: float = 2.0, timeout: float | None = None) -> bool:
+    """Wait until the train folder is this fingerprint's (node 0 prepared it; the output
+    folder is shared), the build stage is done with examples, and every file of
+    :func:`launch_inputs` is there; False when node 0 had already finished training."""
     from fairspec.artifacts import is_done
 
-    layout = TrainingLayout.from_settings(ctx.settings["layout"])
-    args_file = ctx.folder / "train_args.json"
+    files = launch_inputs(ctx, layout)
     started = time.monotonic()
     while True:
         if is_done(ctx.folder, ctx.fingerprint):
-            return {"joined": False, "why": "node 0 had already finished training"}
-        if args_file.is_file() and _owned(ctx) and _has_examples(ctx):
-            break
+            return False
+        missing = [path for path in files if not path.is_file()]
+        if not missing and _owned(ctx) and _has_examples(ctx):
+            return True
         if timeout is not None and time.monotonic() - started > timeout:
             raise TrainingFailed(f"node {rendezvous.node_rank}: node 0 did not start training "
-                                 f"{ctx.run.name} within {timeout:.0f} s (waited for {args_file})")
+                                 f"{ctx.run.name} within {timeout:.0f} s (waited for "
+                                 f"{', '.join(map(str, missing or files))})")
         time.sleep(poll)
-    launch(ctx, layout, rendezvous)
-    return {"joined": True, "node_rank": rendezvous.node_rank}
 
 
 def _has_examples(ctx: StageContext) -> bool:

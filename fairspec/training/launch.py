@@ -88,7 +88,7 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[..., None] | N
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
-    from fairspec.training.packing import packing_is_exact, wants_block_mask
+    from fairspec.training.packing import attention_of, packed_collator, packing_is_exact
     from fairspec.training.tokenize import CompletionCollator
     from fairspec.training.trainer import JointTrainer
 
@@ -102,7 +102,8 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[..., None] | N
     # LoRA trains adapters only: peft keeps them in fp32 (its autocast_adapter_dtype), so
     # the frozen base stays in the half dtype; a full fine-tune keeps fp32 master weights
     model = AutoModelForCausalLM.from_pretrained(
-        args["model_path"], dtype=torch_dtype(dtype if args.get("lora") else weights_dtype(args)))
+        args["model_path"], dtype=torch_dtype(dtype if args.get("lora") else weights_dtype(args)),
+        **attention_argument(args))
     if args.get("lora"):
         from peft import LoraConfig, get_peft_model
 
@@ -142,14 +143,19 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[..., None] | N
         disable_tqdm=True,
     )
     with tracker_environment(args.get("tracker_env") or {}):  # read as callbacks are made
-        block_mask = wants_block_mask(model)
-        pack = args.get("packing", True) and packing_is_exact(model, len(tokenizer), block_mask=block_mask)
+        # flash attention packs a batch into one row, the others into rows with a block mask
+        collator = packed_collator(model, tokenizer.pad_token_id)
         trainer = JointTrainer(
-            model=model, args=training_args, train_dataset=dataset,
-            data_collator=CompletionCollator(tokenizer.pad_token_id, pack=pack,
-                                             block_mask=pack and block_mask),
+            model=model, args=training_args, train_dataset=dataset, data_collator=collator,
             alpha=args["alpha"], sample_groups=dataset["sample"],
         )
+        # checked where the Trainer put the model (its device: flash attention runs on a GPU
+        # only), under the autocast training computes in
+        autocast = torch_dtype(dtype) if training_args.bf16 or training_args.fp16 else None
+        pack = args.get("packing", True) and packing_is_exact(trainer.model, len(tokenizer), collator,
+                                                              autocast=autocast)
+        if not pack:
+            trainer.data_collator = CompletionCollator(tokenizer.pad_token_id)
         # the Trainer prints each log dict when its tqdm bar is off: the loss goes to the
         # progress line (on_step) and to trainer_state.json / the report instead
         trainer.remove_callback(PrinterCallback)
@@ -171,6 +177,7 @@ def train(args: dict[str, Any], on_step: Callable[[int], Callable[..., None] | N
         "last_loss": losses[-1]["loss"] if losses else None,
         "log": losses,
         "packed": pack,
+        "attention": attention_of(model),
         "world_size": trainer.args.world_size,
         "seconds": round(time.time() - started, 2),
     }
@@ -191,6 +198,13 @@ def tracker_environment(env: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def attention_argument(args: dict[str, Any]) -> dict[str, str]:
+    """``from_pretrained``'s ``attn_implementation`` for ``args['attn_implementation']``: none
+    for ``auto`` (what transformers picks: sdpa where the model has it, else eager)."""
+    name = args.get("attn_implementation", "auto")
+    return {} if name == "auto" else {"attn_implementation": name}
 
 
 def weights_dtype(args: dict[str, Any]) -> str:

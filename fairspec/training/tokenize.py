@@ -161,19 +161,32 @@ class CompletionCollator:
     the longest example), so that the short rationale examples stop being padded to the
     length of the feedback examples. Each example keeps its own positions (``position_ids``
     restart at 0) and attends only to itself: with no ``attention_mask``, transformers reads
-    the restarts as packed sequences and masks across them (sdpa, eager and flash attention).
-    The row's tail padding is one more such sequence, labelled -100. ``is_feedback`` is then
-    ``[B, T]``, the kind of each token. The loss is that of the padded batch (same tokens,
-    same positions, same attention), on fewer rows. ``block_mask=True`` also gives the
-    block-diagonal causal mask as a ``[B, 1, T, T]`` bool ``attention_mask`` (pass it to the
-    model through ``additive_mask``): on CPUs and sdpa it is faster than letting the model
-    build it from the positions; flash attention wants the positions alone.
+    the restarts as packed sequences and masks across them (sdpa, eager and flex attention;
+    flash attention only in a batch of one row, see ``flat``). The row's tail padding is one
+    more such sequence, labelled -100. An example's first token is labelled -100 too: nothing
+    predicts it in a padded batch, and in a packed row the token before it belongs to another
+    example. ``is_feedback`` is then ``[B, T]``, the kind of each token. The loss is that of
+    the padded batch (same tokens, same positions, same attention), on fewer rows.
+    ``block_mask=True`` also gives the block-diagonal causal mask as a ``[B, 1, T, T]`` bool
+    ``attention_mask`` (pass it to the model through ``additive_mask``): on CPUs and sdpa it is
+    faster than letting the model build it from the positions.
+
+    ``flat=True`` (with ``pack``) is the layout of transformers' ``DataCollatorWithFlattening``,
+    the one flash attention reads: every example of the batch in one ``[1, N]`` row, in the
+    given order, with no padding (but the tail to ``pad_to_multiple_of``, its own sequence)
+    and no mask, plus the varlen arguments ``cu_seq_lens_q``/``cu_seq_lens_k`` (``int32``
+    sequence boundaries, the tail included) and ``max_length_q``/``max_length_k`` (ints), so
+    flash attention runs each example as its own sequence in O(N) memory without reading the
+    positions back in every layer. Flash attention given several rows with restarting
+    positions ignores the restarts (transformers' ``_is_packed_sequence`` wants one row) and
+    lets examples attend to each other: flash attention needs this layout.
     """
 
     pad_token_id: int
     pad_to_multiple_of: int | None = None
     pack: bool = False
     block_mask: bool = False
+    flat: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.pad_token_id, bool) or not isinstance(self.pad_token_id, int):
@@ -185,13 +198,18 @@ class CompletionCollator:
             isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1
         ):
             raise ValueError(f"pad_to_multiple_of must be a positive int or None, got {multiple!r}")
+        if self.flat and not self.pack:
+            raise ValueError("flat=True needs pack=True: a flat row is packed examples")
+        if self.flat and self.block_mask:
+            raise ValueError("flat=True takes no block_mask: flash attention reads the sequence "
+                             "boundaries from cu_seq_lens and a mask would turn them off")
 
     def _length(self, longest: int) -> int:
         if self.pad_to_multiple_of is None:
             return longest
         return -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
 
-    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor | int]:
         import torch
 
         if not features:
@@ -215,40 +233,39 @@ class CompletionCollator:
             "is_feedback": is_feedback,
         }
 
-    def _packed(self, rows: list[tuple[list[int], list[int], list[int], str]]) -> dict[str, torch.Tensor]:
+    def _packed(
+        self, rows: list[tuple[list[int], list[int], list[int], str]]
+    ) -> dict[str, torch.Tensor | int]:
         import torch
 
         for index, (_, mask, _, _) in enumerate(rows):
             if 0 in mask:
                 raise ValueError(f"features[{index}] has masked tokens: packing needs unpadded examples")
-        length = self._length(max(len(ids) for ids, _, _, _ in rows))
-        bins: list[list[int]] = []  # example indices per packed row
-        room: list[int] = []
-        for index in sorted(range(len(rows)), key=lambda i: -len(rows[i][0])):
-            size = len(rows[index][0])
-            slot = next((b for b, free in enumerate(room) if free >= size), None)
-            if slot is None:
-                bins.append([])
-                room.append(length)
-                slot = len(bins) - 1
-            bins[slot].append(index)
-            room[slot] -= size
+        if self.flat:
+            bins = [list(range(len(rows)))]
+            length = self._length(sum(len(ids) for ids, _, _, _ in rows))
+        else:
+            length = self._length(max(len(ids) for ids, _, _, _ in rows))
+            bins = _first_fit_decreasing([len(ids) for ids, _, _, _ in rows], length)
         input_ids = torch.full((len(bins), length), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(bins), length), IGNORE_INDEX, dtype=torch.long)
         position_ids = torch.zeros((len(bins), length), dtype=torch.long)
         is_feedback = torch.zeros((len(bins), length), dtype=torch.bool)
+        boundaries = [0]
         for row, members in enumerate(bins):
             start = 0
             for index in members:
                 ids, _, row_labels, kind = rows[index]
                 end = start + len(ids)
                 input_ids[row, start:end] = torch.tensor(ids, dtype=torch.long)
-                labels[row, start:end] = torch.tensor(row_labels, dtype=torch.long)
+                # the first token stays -100: the token before it is another example's
+                labels[row, start + 1 : end] = torch.tensor(row_labels[1:], dtype=torch.long)
                 position_ids[row, start:end] = torch.arange(len(ids))
                 is_feedback[row, start:end] = kind == "feedback"
                 start = end
+                boundaries.append(end)
             position_ids[row, start:] = torch.arange(length - start)  # the padding: its own sequence
-        batch = {
+        batch: dict[str, torch.Tensor | int] = {
             "input_ids": input_ids,
             "position_ids": position_ids,
             "labels": labels,
@@ -256,7 +273,29 @@ class CompletionCollator:
         }
         if self.block_mask:
             batch["attention_mask"] = block_causal_mask(position_ids)
+        if self.flat:
+            if boundaries[-1] < length:
+                boundaries.append(length)
+            cu_seq_lens = torch.tensor(boundaries, dtype=torch.int32)
+            longest = int(torch.diff(cu_seq_lens).max())
+            batch.update(cu_seq_lens_q=cu_seq_lens, cu_seq_lens_k=cu_seq_lens,
+                         max_length_q=longest, max_length_k=longest)
         return batch
+
+
+def _first_fit_decreasing(sizes: list[int], capacity: int) -> list[list[int]]:
+    """The example indices of each packed row: longest first, each into the first row with room."""
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for index in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        slot = next((b for b, free in enumerate(room) if free >= sizes[index]), None)
+        if slot is None:
+            bins.append([])
+            room.append(capacity)
+            slot = len(bins) - 1
+        bins[slot].append(index)
+        room[slot] -= sizes[index]
+    return bins
 
 
 def block_causal_mask(position_ids: torch.Tensor) -> torch.Tensor:

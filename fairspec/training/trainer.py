@@ -87,7 +87,9 @@ class JointTrainer(Trainer):
         mask = inputs.get("attention_mask")
         if mask is not None and mask.dim() == 4:  # packed rows' block mask, in the model's dtype
             inputs["attention_mask"] = additive_mask(mask, next(model.parameters()).dtype)
-        outputs = model(**inputs, use_cache=False)  # no KV cache in training (and packed rows need none)
+        # no KV cache in training (and packed rows need none); a flat batch's varlen boundaries
+        # (cu_seq_lens_q, max_length_q, ...) go on to flash attention with the rest
+        outputs = model(**inputs, use_cache=False)
         training = model.training and self._step_totals is not None
         totals = self._step_totals if training else (None, None)
         parts = joint_loss_parts(outputs.logits, labels, is_feedback, self.alpha,

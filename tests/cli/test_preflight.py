@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from katan_runs import committee, compile_run, spec_text, write_spec
 
 from fairspec.artifacts import write_manifest
@@ -99,3 +100,74 @@ def test_vllm_that_does_not_import_and_a_model_folder_without_config(tmp_path, m
     assert any(p.startswith("the exam engine is vllm") for p in problems) is not vllm_here
     (tmp_path / "model" / "config.json").write_text(json.dumps({}))
     assert all("model model" not in p for p in check(plan, [run], ("exam",)))
+
+
+def test_deepspeed_that_does_not_import_is_a_problem_with_its_install_command(
+        tmp_path, monkeypatch):
+    import importlib.util
+
+    monkeypatch.setenv(UNSET, "sk-test-not-a-real-key-000000")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # absent even where it is installed
+                        lambda name, *a: None if name == "deepspeed" else real_find_spec(name, *a))
+    said = ("student.hardware.strategy: deepspeed needs the deepspeed package, which does not "
+            "import here: pip install 'fairspec[deepspeed]' (or pip install deepspeed), or "
+            "strategy: fsdp")
+    plan, run = made(tmp_path, student="{model: builtin:smollm2-135m-instruct, hardware: "
+                                       "{device: cuda, gpus: 2, strategy: deepspeed}}")
+    assert run.stage("train").settings["accelerate_config"]["distributed_type"] == "DEEPSPEED"
+    assert said in check(plan, [run], ("train",))
+    assert said not in check(plan, [run], ("exam",))  # training is not among the stages to run
+    plan, run = made(tmp_path, student="{model: builtin:smollm2-135m-instruct, hardware: "
+                                       "{device: cuda, gpus: 2, strategy: fsdp}}")
+    assert said not in check(plan, [run], ("train",))
+
+
+def test_an_auto_exam_on_gpus_without_vllm_is_a_loud_warning_before_the_run(tmp_path,
+                                                                           monkeypatch):
+    from fairspec.dsl import load_spec_text
+    from fairspec.plan import compile_plan
+    from fairspec.plan.environment import Environment
+    from fairspec.run.preflight import run_warnings as warnings
+
+    text = spec_text(teachers(), student="{model: builtin:smollm2-135m-instruct, hardware: "
+                                         "{device: auto, gpus: 2, data_parallel: 2}}")
+    loaded = load_spec_text(text, base_dir=tmp_path)
+    gpus_no_vllm = compile_plan(loaded, Environment(cuda_devices=2, vllm=False))
+    run = gpus_no_vllm.runs[0]
+    exam = run.stage("exam").settings
+    assert (exam["engine"], exam["device"]) == ("hf", "cuda")
+    assert exam["replicas"] == {"replicas": 2, "per_replica": 1}
+    said = warnings([run], ("exam",))
+    assert len(said) == 1 and "vllm does not import here" in said[0]
+    assert "pip install vllm" in said[0] and "2 replica(s)" in said[0]
+    assert warnings([run], ("teach",)) == []  # no exam or evaluation to run
+    with_vllm = compile_plan(loaded, Environment(cuda_devices=2, vllm=True)).runs[0]
+    assert with_vllm.stage("exam").settings["engine"] == "vllm"
+    assert warnings([with_vllm], ("exam",)) == []
+    on_cpu = compile_plan(loaded, Environment()).runs[0]
+    assert warnings([on_cpu], ("exam",)) == []  # hf is the engine of a CPU
+    asked = compile_plan(load_spec_text(text.replace("{model: builtin:smollm2-135m-instruct,",
+                                                     "{model: builtin:smollm2-135m-instruct, "
+                                                     "exam: {engine: hf},"), base_dir=tmp_path),
+                         Environment(cuda_devices=2, vllm=False)).runs[0]
+    assert warnings([asked], ("exam",)) == []  # hf asked for by name: no surprise
+
+
+def test_run_prints_the_auto_engine_warning_before_anything_runs(tmp_path, monkeypatch):
+    """Through the command line: the warning comes before the preflight's problems."""
+    monkeypatch.delenv(UNSET, raising=False)
+    spec = write_spec(tmp_path, spec_text(
+        teachers(), student="{model: ./no-such-model, hardware: {device: cuda, gpus: 1}}",
+        output_dir=str(tmp_path / "runs")))
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm imports here: auto picks it, nothing to warn about")
+    done = subprocess.run([sys.executable, "-m", "fairspec.cli", "run", str(spec)],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    flat = " ".join(done.stderr.split())
+    assert "warning: katan-test: student.exam.engine is auto on cuda and vllm does not import" \
+        in flat and "pip install vllm" in flat
+    assert flat.index("warning: katan-test") < flat.index("problem(s) found")

@@ -27,7 +27,8 @@ def tiny_spec(folder: Path) -> Path:
                 .replace("  max_tokens: 128", "  max_tokens: 24")
                 .replace("output_dir: ../runs", f"output_dir: {folder / 'runs'}")
                 .replace("max_seq_length: 384", "max_seq_length: 192")
-                .replace("training:\n", "training:\n  report_to: [tensorboard, mlflow]\n")
+                .replace("training:\n", "training:\n  report_to: [tensorboard, mlflow]\n"
+                                        "  attn_implementation: eager\n")
                 # with logprobs every review has a score (a forced one where the reply
                 # states none); threshold 1 keeps every rationale so that train runs
                 .replace("  scoring: logprobs\n  threshold: 3", "  scoring: logprobs\n  threshold: 1")
@@ -84,7 +85,8 @@ def test_the_console_holds_fairspec_lines_only(finished):
     folder, _ = finished
     console = (folder / "console.txt").read_text()
     assert (folder / "cache" / "models").is_dir()  # the conversion did happen in this run
-    assert json.loads((folder / "runs" / "quickstart" / "train" / "stats.json").read_text())["steps"] > 0
+    stats = json.loads((folder / "runs" / "quickstart" / "train" / "stats.json").read_text())
+    assert stats["steps"] > 0 and stats["attention"] == "eager"  # the spec's kernel was loaded
     assert "quickstart train: done" in console and "quickstart exam: done" in console
     assert [noise for noise in LIBRARY_NOISE if noise in console] == []
     assert re.search(r"train .*steps.* loss \d+\.\d{3} \(fb \d+\.\d{3}, rt \d+\.\d{3}\)", console), console

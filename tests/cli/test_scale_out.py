@@ -105,7 +105,8 @@ def test_the_plan_shows_every_nodes_command_and_the_exam_layout(tmp_path):
                                       "10.0.0.5", "--master-port", "29611"], env=env,
                                      capture_output=True, text=True, check=True).stdout)
     run = data["runs"][0]
-    assert run["exam_layout"] == {"tensor_parallel": 2, "data_parallel": 4, "gpus": 8}
+    assert run["exam_layout"] == {"engine": "vllm", "tensor_parallel": 2, "data_parallel": 4,
+                                  "gpus": 8, "device": "cuda"}
     assert "4 replica(s) x tensor_parallel 2 = 8 GPU(s)" in shown
     nodes = run["training_nodes"]
     assert [n["node_rank"] for n in nodes] == [0, 1]
@@ -132,3 +133,93 @@ def test_a_node_rank_past_the_spec_is_refused(tmp_path):
     assert done.returncode != 0
     assert "node rank 2 is not below the spec's student.hardware.nodes" in done.stderr
     assert not (tmp_path / "runs" / "katan-test" / "exam").exists()  # nothing ran
+
+
+def test_a_joining_node_waits_for_the_accelerate_config_as_well_as_the_args(tmp_path):
+    """Node 1's launcher reads accelerate_config.yaml: with node 0's files appearing in the
+    racy order (train_args.json first, the config 0.6 s later), node 1 waits for both."""
+    import threading
+    import time
+
+    from fairspec.plan.hardware import Rendezvous, TrainingLayout
+    from fairspec.stages.context import Services, StageContext
+    from fairspec.stages.train import launch_inputs, wait_for_node_0
+
+    made = compile_run(spec_text(committee("http://127.0.0.1:9/v1"), student=(
+        "{model: builtin:smollm2-135m-instruct, hardware: {device: cuda, gpus: 1, nodes: 2,"
+        " strategy: ddp}}"), training=TRAINING), tmp_path)
+    stage = made.run.stage("train")
+    layout = TrainingLayout.from_settings(stage.settings["layout"])
+    assert layout.launcher == "accelerate" and layout.world_size == 2
+    services = Services(base_dir=tmp_path, cache_dir=tmp_path / "cache",
+                        rendezvous=Rendezvous(node_rank=1))
+    node0, node1 = (StageContext(stage, made.run, services) for _ in range(2))
+    config, args = launch_inputs(node1, layout)
+    assert (config.name, args.name) == ("accelerate_config.yaml", "train_args.json")
+    build = made.stage_dir("build")
+    build.mkdir(parents=True)
+    atomic_write_json(build / "stats.json", {"examples": 6})
+    node0.prepare()
+
+    def node_0_in_the_racy_order() -> None:
+        atomic_write_json(args, {"written": "first"})
+        time.sleep(0.6)
+        config.write_text("{}")
+
+    writer = threading.Thread(target=node_0_in_the_racy_order)
+    writer.start()
+    try:
+        assert wait_for_node_0(node1, layout, Rendezvous(node_rank=1), poll=0.05, timeout=30)
+        assert config.is_file(), "node 1 would have started its launcher without its config"
+    finally:
+        writer.join()
+
+
+def test_node_0_writes_the_accelerate_config_before_the_args_file(tmp_path, monkeypatch):
+    """The file a joining node waits for last (train_args.json) is the one node 0 writes last."""
+    from fairspec.artifacts import atomic_write_json as real_write_json
+    from fairspec.run.executor import run_stage as run_train
+    from fairspec.stages import train
+
+    made = compile_run(spec_text(committee("http://127.0.0.1:9/v1"), student=(
+        "{model: builtin:smollm2-135m-instruct, hardware: {device: cuda, gpus: 1, nodes: 2,"
+        " strategy: ddp}}"), training=TRAINING), tmp_path)
+    build = made.stage_dir("build")
+    make_dataset(build)
+    atomic_write_json(build / "stats.json", {"examples": 0})  # node 0 stops before launching
+    config = made.stage_dir("train") / "accelerate_config.yaml"
+    seen: list[bool] = []
+
+    def noting(path, data):
+        if path.name == "train_args.json":
+            seen.append(config.is_file())
+        return real_write_json(path, data)
+
+    monkeypatch.setattr(train, "atomic_write_json", noting)
+    run_train(made.run, "train", base_dir=tmp_path)
+    assert seen == [True]
+
+
+def test_the_plan_warns_of_an_auto_exam_on_hf_and_shows_its_replicas(tmp_path):
+    """A 2-node x 8-GPU spec with engine auto, planned where vllm does not import: a loud
+    warning with the install command, and the hf replicas the exam will run on."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm imports here: auto picks it")
+    spec = write_spec(tmp_path, spec_text(
+        committee("http://127.0.0.1:9/v1", names=("alpha", "beta")),
+        student="{model: Qwen/Qwen2.5-7B-Instruct, hardware: {device: cuda, gpus: 8, nodes: 2,"
+                " strategy: fsdp, dtype: bf16, data_parallel: 8}}"))
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "COLUMNS": "300"}
+    shown = subprocess.run([*FAIRSPEC, "plan", str(spec)], env=env, capture_output=True,
+                           text=True, check=True).stdout
+    assert "Exam and evaluation on hf: 8 replica(s), one GPU each = 8 GPU(s)" in shown
+    flat = " ".join(shown.split())
+    assert ("warning: student.exam.engine is auto on cuda and vllm does not import here: the exam "
+            "and the evaluation will run on hf (8 replica(s), one GPU each)") in flat
+    assert "pip install vllm" in flat
+    data = json.loads(subprocess.run([*FAIRSPEC, "plan", str(spec), "--json"], env=env,
+                                     capture_output=True, text=True, check=True).stdout)
+    assert data["runs"][0]["exam_layout"] == {"engine": "hf", "tensor_parallel": 1,
+                                              "data_parallel": 8, "gpus": 8, "device": "cuda"}

@@ -76,3 +76,51 @@ def test_a_replica_that_cannot_start_is_an_error_naming_its_log(tmp_path):
     message = str(caught.value)
     assert "exam replica 0 could not start its engine" in message
     assert "replica-0.log" in message
+
+
+HF_SPEC = """
+fairspec: 1
+name: hf-replicas
+task:
+  kind: math
+  dataset: {{path: builtin:data/svamp-mini, limit: {{train: 5, test: 2}}}}
+  fields: {{question: question_concat, answer: Answer}}
+student:
+  model: builtin:smollm2-135m-instruct
+  exam: {{engine: hf, do_sample: false, max_new_tokens: 24, batch_size: 2}}
+  hardware: {{gpus: {dp}, data_parallel: {dp}}}  # auto: the CPU here
+teachers:
+  - {{name: a, provider: openai, model: m, base_url: "http://127.0.0.1:9/v1", api_key_env: NO_KEY}}
+review: {{enabled: false}}
+output_dir: {out}
+"""
+
+
+@pytest.mark.slow
+def test_the_hf_exam_runs_data_parallel_replicas_and_answers_like_one_engine(
+        tmp_path, tiny_model, monkeypatch):
+    """``engine: hf`` with ``data_parallel: 2``: the exam stage runs two replica processes
+    (each on its share of the CPU cores here, its own GPU on cuda), rows in order."""
+    import json
+
+    from fairspec.dsl import load_spec_text
+    from fairspec.plan import compile_plan
+    from fairspec.plan.environment import Environment
+    from fairspec.run.executor import run_stage
+
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0-1")  # two cores, one per replica
+    answers = {}
+    for dp in (1, 2):
+        folder = tmp_path / f"dp{dp}"
+        folder.mkdir()
+        loaded = load_spec_text(HF_SPEC.format(dp=dp, out=folder / "runs"), base_dir=folder)
+        run = compile_plan(loaded, Environment()).runs[0]
+        assert run.stage("exam").settings["replicas"] == {"replicas": dp, "per_replica": 1}
+        run_stage(run, "exam", base_dir=folder)
+        exam = folder / "runs" / "hf-replicas" / "exam"
+        answers[dp] = [(r["index"], r["output"])
+                       for r in map(json.loads, (exam / "exam.jsonl").read_text().splitlines())]
+        logs = sorted(p.name for p in (exam / "work").glob("replica-*.log"))
+        assert logs == ([] if dp == 1 else ["replica-0.log", "replica-1.log"])
+    assert [i for i, _ in answers[2]] == list(range(5))
+    assert answers[2] == answers[1]

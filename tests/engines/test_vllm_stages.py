@@ -75,7 +75,8 @@ def test_the_exam_on_two_vllm_replicas_answers_like_the_hf_engine(tmp_path, vllm
     settings = json.loads(subprocess.run(
         [sys.executable, "-m", "fairspec.cli", "plan", str(path), "--json"], env=vllm_env,
         capture_output=True, text=True, check=True).stdout)["runs"][0]["exam_layout"]
-    assert settings == {"tensor_parallel": 1, "data_parallel": 2, "gpus": 2}
+    assert settings == {"engine": "vllm", "tensor_parallel": 1, "data_parallel": 2, "gpus": 2,
+                        "device": "cpu"}
     (tmp_path / "hf").mkdir()
     run, _ = hf_run(tmp_path / "hf", "exam")
     reference = outputs(Path(run.run_dir) / "exam" / "exam.jsonl")

@@ -82,13 +82,13 @@ def test_variants_new_calls_are_a_range_where_early_exit_may_skip_their_reviews(
     # main: 3 rationale + 3 feedback + 3..6 reviews (each rationale's second reviewer may be skipped)
     assert (main.min, main.max) == (9, 12) and main.skipped_here == 3
     spans = {r.variant: (fresh[r.name].min, fresh[r.name].max) for r in plan.runs[1:]}
-    # teachers gpt, gemini, mixtral review in that order: the main run always asks gemini about
-    # gpt's rationale and gpt about the others'; mixtral-gemini needs mixtral on gemini's and
-    # gemini on mixtral's, mixtral-gpt mixtral on gpt's, which the main run may skip
-    assert spans["mixtral-gemini"] == (0, 2) and spans["mixtral-gpt"] == (0, 1)
+    # reviewers are asked by name, gemini, gpt, mixtral: the main run always asks gemini about
+    # gpt's and mixtral's rationales and gpt about gemini's; mixtral-gpt needs mixtral on gpt's
+    # and gpt on mixtral's, mixtral-gemini mixtral on gemini's, which the main run may skip
+    assert spans["mixtral-gpt"] == (0, 2) and spans["mixtral-gemini"] == (0, 1)
     assert spans["gemini-gpt"] == (0, 0)
     assert all(spans[v] == (0, 0) for v in ("only-gpt", "only-gemini", "only-mixtral", "no-review"))
-    sub = fresh[plan.run("mixtral-gpt").name]
+    sub = fresh[plan.run("mixtral-gemini").name]
     assert sub.max_by_role == {"rationale": 0, "feedback": 0, "review": 1}
     assert sub.max_calls == {("mixtral", "review"): 1} and sub.skipped_earlier == 1
     assert "early exit of the runs above" in sub.why()
@@ -155,18 +155,18 @@ def test_plan_json_states_both_bounds_and_totals_use_the_upper_one():
     fresh = unique_calls_per_mistake(specs, plan)
     data = plan_json(plan, estimates, fresh, None)
     runs = {r["variant"]: r for r in data["runs"]}
-    assert (runs["mixtral-gpt"]["new_calls_per_mistake"],
-            runs["mixtral-gpt"]["new_calls_per_mistake_max"]) == (0, 1)
-    assert runs["mixtral-gpt"]["new_calls"]["max_by_role"]["review"] == 1
+    assert (runs["mixtral-gemini"]["new_calls_per_mistake"],
+            runs["mixtral-gemini"]["new_calls_per_mistake_max"]) == (0, 1)
+    assert runs["mixtral-gemini"]["new_calls"]["max_by_role"]["review"] == 1
     assert (runs[None]["new_calls_per_mistake"], runs[None]["new_calls_per_mistake_max"]) == (9, 12)
     totals = data["totals"]
     assert totals["calls"] == 100 * (12 + 2 + 1) and totals["calls_min"] == 100 * 9
     main = estimates[plan.runs[0].name]
     assert totals["main_run_calls"] == 1200
-    # the upper bound pays for the variants' reviews: mixtral's on two rationales, gemini's on one
+    # the upper bound pays for the variants' reviews: mixtral's on two rationales, gpt's on one
     mixtral = next(t for t in main.teachers if t.name == "mixtral")
-    gemini = next(t for t in main.teachers if t.name == "gemini")
-    extra = 100 * (2 * mixtral.usd_per_call["review"] + gemini.usd_per_call["review"])
+    gpt = next(t for t in main.teachers if t.name == "gpt")
+    extra = 100 * (2 * mixtral.usd_per_call["review"] + gpt.usd_per_call["review"])
     assert totals["usd"] == pytest.approx(main.usd + extra)
     assert totals["usd_min"] < main.usd < totals["usd"]
 
@@ -183,8 +183,8 @@ def render_plan(name: str, **kwargs) -> str:
 
 def test_plan_prints_the_variants_ranges_and_the_length_assumption():
     text = render_plan("gsm8k.yaml")
-    assert "mixtral-gpt: 0-1 new review calls per mistake: up to 1 review(s) that the early exit" in text
-    assert "mixtral-gemini: 0-2 new review calls per mistake" in text
+    assert "mixtral-gemini: 0-1 new review calls per mistake: up to 1 review(s) that the early exit" in text
+    assert "mixtral-gpt: 0-2 new review calls per mistake" in text
     assert "= 12 at most; at least 9 (3 review)" in text
     assert ("Output tokens per call assumed: rationale 82, feedback 141, review 50 "
             "(authors' records, math: SVAMP") in text

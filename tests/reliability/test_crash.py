@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
-from katan_runs import TEACHERS, committee, requests_served, spec_text, write_spec
+from katan_runs import ECHOED_REVIEW, TEACHERS, committee, requests_served, spec_text, write_spec
 from kill_runs import copy_store, kill_when, output_keys, run_to_end, stored_keys
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,8 @@ def write_crash_spec(folder: Path, url: str) -> Path:
                 "batch_size: 2}, hardware: {device: cpu, dtype: fp32}}",
         generation="{max_tokens: 48}",
         training="{epochs: 2, batch_size: 2, learning_rate: 1.0e-4, max_seq_length: 256}",
-        evaluation="{decoding: greedy}", output_dir="runs"))
+        evaluation="{decoding: greedy}", output_dir="runs",
+        prompts=f"{{review: {ECHOED_REVIEW}}}"))
 
 
 def in_stage(run_dir: Path, stage: str, folder: Path) -> bool:

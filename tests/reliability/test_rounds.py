@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from katan_runs import committee, requests_served, spec_text, write_spec
+from katan_runs import ECHOED_REVIEW, committee, requests_served, spec_text, write_spec
 from kill_runs import copy_store, kill_when, output_keys, run_to_end, stored_keys
 
 pytestmark = pytest.mark.slow
@@ -43,6 +43,7 @@ def write_rounds_spec(folder: Path, url: str) -> Path:
         generation="{max_tokens: 48}",
         training="{epochs: 2, batch_size: 2, learning_rate: 1.0e-4, max_seq_length: 256}",
         evaluation="{decoding: greedy}", output_dir="runs",
+        prompts=f"{{review: {ECHOED_REVIEW}}}",
         rounds="{count: 2, exam: all, data: accumulate, start_from: previous}"))
 
 

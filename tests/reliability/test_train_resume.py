@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from katan_runs import committee, spec_text, write_spec
+from katan_runs import ECHOED_REVIEW, committee, spec_text, write_spec
 from kill_runs import kill_when, run_to_end
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,8 @@ def write_resume_spec(folder: Path, url: str) -> Path:
         student="{model: builtin:smollm2-135m-instruct, exam: {engine: hf, max_new_tokens: 24, "
                 "batch_size: 3}, hardware: {device: cpu, dtype: fp32}}",
         generation="{max_tokens: 32}", training=TRAINING,
-        evaluation="{decoding: greedy, base: false}", output_dir="runs"))
+        evaluation="{decoding: greedy, base: false}", output_dir="runs",
+        prompts=f"{{review: {ECHOED_REVIEW}}}"))
 
 
 def saved_steps(checkpoints: Path) -> list[int]:

@@ -114,3 +114,30 @@ def test_the_export_command(tmp_path):
         ["train-00000-of-00001.parquet"]
     bad = CliRunner().invoke(cli, ["export", str(run_dir), "--to", str(tmp_path / "out")])
     assert bad.exit_code != 0 and "is not empty" in bad.output
+
+
+def test_export_says_which_rationales_reach_the_gold_answer(tmp_path):
+    import datasets
+
+    from fairspec.artifacts import read_jsonl
+
+    def read_rows(path: Path) -> list[dict]:
+        return list(read_jsonl(path))
+
+    run_dir = make_run(tmp_path / "svamp")
+    call = {"status": "ok", "finish_reason": "stop", "key": "c" * 64}
+    rationales = read_rows(run_dir / "teach" / "rationales.jsonl")
+    # gold_check: require dropped mix's wrong rationale before any review: no review row
+    write(run_dir / "teach" / "rationales.jsonl", [
+        *rationales, {"index": 3, "teacher": "mix", "role": "rationale", "text": "It is 5.", **call}])
+    for name in ("reviews.jsonl", "accepted.jsonl"):
+        rows = read_rows(run_dir / "review" / name)
+        write(run_dir / "review" / name, [
+            {**r, "reaches_gold": (r.get("author") or r["teacher"]) == "gpt" or r["index"] == 7}
+            for r in rows])
+    out = tmp_path / "export"
+    export_run(run_dir, out, "jsonl")
+    rows = datasets.load_dataset(str(out), split="train").to_list()
+    first = {r["teacher"]: r["reaches_gold"] for r in rows[0]["rationales"]}
+    assert first == {"gem": False, "gpt": True, "mix": False}
+    assert [r["reaches_gold"] for r in rows[1]["rationales"]] == [True]

@@ -162,3 +162,30 @@ def test_the_report_counts_replies_the_output_budget_cut_per_teacher(tmp_path):
     write(main / "teach" / "stats.json", stats)
     text = write_report(main)[0].read_text()
     assert "gemini 3 truncated, 1 empty (finish reasons: MAX_TOKENS 3, SAFETY 1)" in text
+
+
+def test_the_report_shows_review_against_the_gold_answer_per_teacher(tmp_path):
+    run = fake_run(tmp_path, "demo", variant=None, overrides={}, tuned=0.36)
+    stats_path = run / "review" / "stats.json"
+    stats = json.loads(stats_path.read_text())
+    stats["gold_check"] = {
+        "per_teacher": {
+            "gemini": {"gold_accepted": 10, "gold_rejected": 30, "not_gold_accepted": 10,
+                       "not_gold_rejected": 30},
+            "gpt": {"gold_accepted": 60, "gold_rejected": 0, "not_gold_accepted": 10,
+                    "not_gold_rejected": 10}},
+        "total": {"gold_accepted": 70, "gold_rejected": 30, "not_gold_accepted": 20,
+                  "not_gold_rejected": 40},
+        "dropped_before_review": 0}
+    stats_path.write_text(json.dumps(stats))
+    text = write_report(run)[0].read_text()
+    table = text.split("Peer review against the gold answer", 1)[1]
+    # gemini: 10 of its 40 wrong answers kept, 30 of its 40 right ones dropped
+    assert "| gemini | 10 | 30 | 10 | 30 | 25.00% | 75.00% |" in table
+    assert "| gpt | 60 | 0 | 10 | 10 | 50.00% | 0.00% |" in table
+    assert "| total | 70 | 30 | 20 | 40 | 33.33% | 30.00% |" in table
+
+
+def test_no_gold_table_without_the_check(tmp_path):
+    run = fake_run(tmp_path, "demo", variant=None, overrides={}, tuned=0.36)
+    assert "against the gold answer" not in write_report(run)[0].read_text()

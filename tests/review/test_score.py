@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from pathlib import Path
 
@@ -180,3 +181,41 @@ def test_real_teacher_texts_never_break_the_parser(shared_data: Path) -> None:
     assert all(s is None or 1 <= s <= 5 for s in scores)
     # gemini's rationale for sample 84 is just the answer "83": a number, but not a score
     assert parse_score("83") is None
+
+
+OLD_INSTRUCTION = "Write the number in square brackets, e.g. [4]."
+
+
+@pytest.mark.parametrize("reply,expected", [
+    # an echoed instruction followed by a low score is not read as the threshold
+    (f"{OLD_INSTRUCTION} Let me check the steps. The rationale is wrong. [2]", 2),
+    (f"{OLD_INSTRUCTION}\nThe rationale is wrong.\nScore: 2", 2),
+    (f"{OLD_INSTRUCTION} The rationale is wrong.", None),  # the copy alone is no score
+    (OLD_INSTRUCTION, None),
+    ("For example, a score of 4 means mostly right. This one is not: [1]", 1),
+    ("[4] is what a lenient reviewer would give; I give [2]", 2),
+    ("I give it [3] (format such as [5])", 3),
+    ("Score: 2/5", 2),
+    ("[10]", None),  # out of range: never clamped
+    ("[4.5]", None),  # never rounded
+    ("I would like to give it a 3", 3),  # "like" is no example marker
+])
+def test_an_example_is_not_a_score(reply: str, expected: int | None) -> None:
+    assert parse_score(reply) == expected
+
+
+def test_the_span_skips_an_example_score() -> None:
+    reply = f"{OLD_INSTRUCTION} Wrong. [2]"
+    assert score_span(reply) == (len(reply) - 2, len(reply) - 1)
+
+
+@pytest.mark.parametrize("template", ["review.j2", "logiqa/review.j2"])
+def test_the_builtin_review_prompt_gives_no_score_in_range(template: str) -> None:
+    from fairspec.resources import resource_root
+
+    text = (resource_root() / "prompts" / template).read_text()
+    numbers = {int(n) for n in re.findall(r"\d+", text)}
+    assert not numbers & set(range(1, 6)), numbers
+    assert "e.g." not in text and "square brackets" in text
+    # its own echo (the whole instruction, as an echo server answers) reads no score
+    assert parse_score(text.splitlines()[0]) is None

@@ -54,7 +54,8 @@ def run_teacher_stages(plan, run, store) -> None:
 @pytest.mark.parametrize("template,expected", [
     # every review scores 2: the main run skips the reviews the variants need, all of them
     (LOW_SCORE_REVIEW, {"ag": 1, "gb": 2}),
-    # every review scores 4 (the builtin template's "e.g. [4]"): no early exit, nothing new
+    # no review has a score (the builtin template gives no example to echo): no early exit,
+    # nothing new
     (None, {"ag": 0, "gb": 0}),
 ])
 def test_variant_new_calls_stay_within_the_plans_range(tmp_path, katan, katan_key, template, expected):

@@ -5,19 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from katan_runs import KEY_ENV, committee, requests_served, teacher_line
+from katan_runs import ECHOED_REVIEW, KEY_ENV, committee, requests_served, teacher_line
 
 from fairspec.artifacts import is_done, read_jsonl
 from fairspec.run.executor import run_stage
 from fairspec.store import CallStore
 
 
-def make_run(katan_run, url: str, threshold: int = 4, base: Path | None = None, review: str = ""):
-    """alpha (priced), beta and gamma on ``url``; 4 svamp-mini mistakes answered 7."""
+def make_run(katan_run, url: str, threshold: int = 4, base: Path | None = None, review: str = "",
+             template: Path | None = ECHOED_REVIEW):
+    """alpha (priced), beta and gamma on ``url``; 4 svamp-mini mistakes answered 7; reviews
+    asked with ``template`` (None: the builtin P_pr)."""
     teachers = (teacher_line("alpha", url, price="{input_per_mtok: 1.0, output_per_mtok: 2.0}")
                 + committee(url, ("beta", "gamma")))
+    prompts = {"prompts": f"{{review: {template}}}"} if template is not None else {}
     return katan_run(teachers, base=base, mistakes=4,
-                     review=f"{{threshold: {threshold}{review}}}").run
+                     review=f"{{threshold: {threshold}{review}}}", **prompts).run
 
 
 def test_teach_then_review_store_every_call_and_repeat_none(tmp_path, katan, katan_key, katan_run):
@@ -33,7 +36,7 @@ def test_teach_then_review_store_every_call_and_repeat_none(tmp_path, katan, kat
         assert all("Student's answer: The answer is 7." in f["text"] for f in feedback)  # echo
         assert teach["teachers"]["alpha"]["usd"] > 0 and teach["teachers"]["beta"]["usd"] is None
         review = run_stage(run, "review", base_dir=tmp_path, store=store)
-        # the echoed review prompt ends its instructions with "e.g. [4]": every score is 4
+        # the echoed review prompt ends with "My score: [4]": every score is 4
         assert review["reviews_made"] == 4 * 3 * 2 and review["invalid_scores"] == 0
         assert review["accepted"] == 12
         assert review["mean_score_matrix"]["alpha"] == {"alpha": None, "beta": 4.0, "gamma": 4.0}
@@ -56,6 +59,17 @@ def test_teach_then_review_store_every_call_and_repeat_none(tmp_path, katan, kat
         assert again["calls_made"] == 0 and again["calls"] == 24
         run_stage(run, "review", base_dir=tmp_path, store=store)
     assert requests_served(katan) - before == served
+
+
+def test_an_echo_of_the_builtin_review_prompt_has_no_score(tmp_path, katan, katan_key, katan_run):
+    # the builtin P_pr gives no example score: a reviewer that only repeats it scores nothing
+    run = make_run(katan_run, katan.openai_url, template=None)
+    with CallStore(tmp_path / "calls.sqlite") as store:
+        run_stage(run, "teach", base_dir=tmp_path, store=store)
+        review = run_stage(run, "review", base_dir=tmp_path, store=store)
+    rows = list(read_jsonl(tmp_path / "run" / "review" / "reviews.jsonl"))
+    assert rows and all("Imagine you are a reviewer" in r["text"] for r in rows)
+    assert review["invalid_scores"] == len(rows) == 4 * 3 * 2 and review["accepted"] == 0
 
 
 class Recorder:

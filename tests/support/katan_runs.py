@@ -45,6 +45,9 @@ TEST_KEY = "sk-test-not-a-real-key-000000"
 TEACHERS = ("alpha", "beta", "gamma")
 #: the student of every teacher-stage spec: the tiny builtin model on the CPU
 STUDENT = "{model: builtin:smollm2-135m-instruct, hardware: {device: cpu}}"
+#: a review prompt whose echo ends as a reviewer giving 4 would (``prompts="{review: ...}"``):
+#: the builtin P_pr gives no example score, so its echo has no score
+ECHOED_REVIEW = Path(__file__).with_name("echoed_review.j2")
 
 
 # -- spec text ------------------------------------------------------------------------------

@@ -138,7 +138,8 @@ def test_packed_rows_give_the_padded_batch_loss_on_the_real_model(tiny_model):
                                  ("feedback", " The student misread the question; " * 12)):
             features.append({**encode_example(tokenizer, prompt, completion, max_seq_length=256,
                                               use_chat_template=False), "kind": kind})
-    assert packing_is_exact(model, len(tokenizer), block_mask=True)
+    assert packing_is_exact(model, len(tokenizer),
+                            CompletionCollator(tokenizer.pad_token_id, pack=True, block_mask=True))
     padded = CompletionCollator(tokenizer.pad_token_id)(features)
     packed = CompletionCollator(tokenizer.pad_token_id, pack=True)(features)
     masked = CompletionCollator(tokenizer.pad_token_id, pack=True, block_mask=True)(features)
