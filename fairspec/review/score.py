@@ -22,7 +22,8 @@ fallback to a later rule once one has found a candidate):
 
 **An example is not a score.** A candidate that the reply marks as an example is passed
 over, in every rule: one written right after "e.g.", "for example", "for instance",
-"such as" or "example:" (``e.g. [4]``, ``such as a score of 4``). A reviewer
+"such as", "example:" or "a score like" (``e.g. [4]``, ``such as a score of 4``, ``a
+score like [5] would mean perfect``). A reviewer
 that copies an instruction ("Write the number in square brackets, e.g. [4].") and then
 condemns the rationale ("... it is wrong. [2]") is read as 2; a reply that only copies
 the instruction has no score. The builtin P_pr gives no example at all.
@@ -95,7 +96,8 @@ _FRACTION = re.compile(
 # punctuation, and an article, in between).
 _EXAMPLE = re.compile(
     r"(?:\be\.?\s{0,2}g\.?|\bfor\s{1,6}(?:example|instance)|\bsuch\s{1,6}as"
-    r"|\bexample\s{0,2}:)[\s,:;(\"'*]{0,6}(?:(?:a|an|the)\s{1,6})?$",
+    r"|\bexample\s{0,2}:|\b(?:score|rating|grade|mark)s?\s{1,6}like)"
+    r"[\s,:;(\"'*]{0,6}(?:(?:a|an|the)\s{1,6})?$",
     re.IGNORECASE,
 )
 

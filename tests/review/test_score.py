@@ -198,7 +198,9 @@ OLD_INSTRUCTION = "Write the number in square brackets, e.g. [4]."
     ("Score: 2/5", 2),
     ("[10]", None),  # out of range: never clamped
     ("[4.5]", None),  # never rounded
-    ("I would like to give it a 3", 3),  # "like" is no example marker
+    ("I would like to give it a 3", 3),  # "like" alone is no example marker
+    ("Score: [3]\n\nNote: a score like [5] would mean a flawless rationale.", 3),
+    ("Scores like 5 are for flawless work; this one gets [2].", 2),
 ])
 def test_an_example_is_not_a_score(reply: str, expected: int | None) -> None:
     assert parse_score(reply) == expected
