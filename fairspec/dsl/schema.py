@@ -326,7 +326,9 @@ class Review(Section):
     accept: Literal[">=", ">"] = Field(
         ">=", description="'>=' as the paper's text says; the authors' code kept mean > 3"
     )
-    aggregate: Literal["mean", "median", "min"] = "mean"
+    aggregate: Literal["mean", "median", "min", "trimmed_mean"] = Field(
+        "mean", description="trimmed_mean: the lowest and the highest score dropped when there "
+        "are three or more, then the mean")
     exclude_self: bool = True
     min_valid_scores: PositiveInt = 1
     scoring: Literal["text", "logprobs"] = Field(

@@ -47,10 +47,10 @@ def reviewable(answer: Mapping[str, Any]) -> bool:
     return answer["status"] in ("ok", "truncated") and bool((answer["text"] or "").strip())
 
 Accept = Literal[">=", ">"]
-Aggregate = Literal["mean", "median", "min"]
+Aggregate = Literal["mean", "median", "min", "trimmed_mean"]
 
 ACCEPT_OPS: tuple[str, ...] = (">=", ">")
-AGGREGATES: tuple[str, ...] = ("mean", "median", "min")
+AGGREGATES: tuple[str, ...] = ("mean", "median", "min", "trimmed_mean")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,8 +62,10 @@ class ReviewPolicy:
     - ``score_range``: ``(low, high)`` ints, low < high; a list is accepted and stored as a tuple.
     - ``threshold``: int or float within ``score_range`` (paper: 4).
     - ``accept``: ``">="`` (paper text) or ``">"`` (authors' code, with threshold 3).
-    - ``aggregate``: ``"mean"`` (paper), ``"median"`` or ``"min"``. An even-sized
-      median is the mean of the two middle scores.
+    - ``aggregate``: ``"mean"`` (paper), ``"median"``, ``"min"`` or ``"trimmed_mean"``.
+      An even-sized median is the mean of the two middle scores; the trimmed mean drops
+      the lowest and the highest score when there are three or more, then takes the mean
+      (one outlying reviewer, harsh or lenient, no longer decides alone).
     - ``min_valid_scores``: at least this many valid scores are needed to accept (>= 1).
 
     Aggregates are computed exactly, on fractions of the scores as written (a float as its
@@ -141,6 +143,10 @@ class ReviewPolicy:
             if len(ordered) % 2:
                 return ordered[middle]
             return (ordered[middle - 1] + ordered[middle]) / 2
+        if self.aggregate == "trimmed_mean":
+            ordered = sorted(valid)
+            kept = ordered[1:-1] if len(ordered) >= 3 else ordered
+            return sum(kept, Fraction(0)) / len(kept)
         return min(valid)
 
     def aggregate_score(self, scores: Sequence[float | None]) -> float | None:
@@ -169,7 +175,8 @@ class ReviewPolicy:
         completion gives that verdict, so the pending reviews need not be
         requested; None means some completions accept and some reject.
 
-        Exact because mean, median and min never decrease when a score is raised:
+        Exact because mean, median, min and the trimmed mean never decrease when a score
+        is raised:
         among completions with ``k`` valid pending scores, all-low is the worst
         and all-high the best, so checking those two for each ``k`` in
         ``0..pending`` (k < pending: the rest came back None) covers every case,

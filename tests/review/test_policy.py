@@ -97,6 +97,11 @@ def test_threshold_may_sit_on_either_end_of_the_range() -> None:
         (ReviewPolicy(aggregate="median"), [1, 3, 4, 5], False),  # 3.5
         (ReviewPolicy(aggregate="min"), [4, 5, 5], True),
         (ReviewPolicy(aggregate="min"), [3, 5, 5], False),
+        (ReviewPolicy(aggregate="trimmed_mean"), [1, 4, 5], True),  # 1 and 5 dropped: 4
+        (ReviewPolicy(aggregate="trimmed_mean"), [1, 4, 4, 5], True),  # (4 + 4) / 2
+        (ReviewPolicy(aggregate="trimmed_mean"), [1, 3, 3, 5, 5], False),  # (3 + 3 + 5) / 3
+        (ReviewPolicy(aggregate="trimmed_mean"), [3, 5], True),  # two scores: their mean
+        (ReviewPolicy(aggregate="trimmed_mean"), [2, 5], False),
     ],
 )
 def test_accepts_compares_the_aggregate_with_the_threshold(
@@ -165,7 +170,7 @@ def _policies(score_range: tuple[int, int]) -> list[ReviewPolicy]:
         )
         for t in thresholds
         for op in (">=", ">")
-        for agg in ("mean", "median", "min")
+        for agg in ("mean", "median", "min", "trimmed_mean")
         for m in (1, 2, 3, 4)
     ]
 
@@ -180,6 +185,9 @@ def _brute_force_accepts(policy: ReviewPolicy, scores: tuple[float | None, ...])
         value = sum(valid, Fraction(0)) / n
     elif policy.aggregate == "median":
         value = (valid[(n - 1) // 2] + valid[n // 2]) / 2
+    elif policy.aggregate == "trimmed_mean":
+        middle = valid[1:n - 1] if n >= 3 else valid
+        value = sum(middle, Fraction(0)) / len(middle)
     else:
         value = valid[0]
     threshold = Fraction(policy.threshold)
