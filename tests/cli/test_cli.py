@@ -46,7 +46,7 @@ def test_validate_reports_problems_with_exit_2_and_no_traceback(tmp_path):
     threshold_line = bad.splitlines().index("  threshold: 9") + 1
     assert any(line.startswith(f"{path}:{threshold_line}:") and "review.threshold:" in line
                for line in lines)
-    assert any("review.aggregate:" in line and "allowed: 'mean', 'median' or 'min'" in line
+    assert any("review.aggregate:" in line and "allowed: 'mean', 'median', 'min' or 'trimmed_mean'" in line
                for line in lines)
     assert lines[-1] == "2 problems found."
 
