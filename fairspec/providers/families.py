@@ -284,12 +284,9 @@ def problems(family: Family, model: str, settings: Mapping[str, Any],
     out: list[Problem] = []
 
     def report(key: str, refused: bool, message: str, hint: str) -> None:
-        where = origin.get(key, "default")
-        if where == "default":
-            return
-        level = "error" if refused and where == "teacher" else "note"
-        out.append(Problem(key, level, message if level == "error"
-                           else f"not sent to {model}: {message}", hint))
+        found = _unsent(key, refused, model, message, hint, origin)
+        if found is not None:
+            out.append(found)
 
     sent = family.sampling_sent(settings)
     claude_thinking = family.vendor == "anthropic" and family.thinks(settings)
@@ -339,6 +336,19 @@ def problems(family: Family, model: str, settings: Mapping[str, Any],
     return out
 
 
+def _unsent(key: str, refused: bool, model: str, message: str, hint: str,
+            origin: Mapping[str, Origin]) -> Problem | None:
+    """A key the request will not carry: an error where the teacher set a value its API
+    refuses, a note where the shared generation set it (or the API merely ignores it),
+    nothing for a default."""
+    where = origin.get(key, "default")
+    if where == "default":
+        return None
+    if refused and where == "teacher":
+        return Problem(key, "error", message, hint)
+    return Problem(key, "note", f"not sent to {model}: {message}", hint)
+
+
 def _api_default(family: Family, key: str) -> float:
     """A value that changes nothing at the API: what OpenAI's reasoning models accept, what
     Claude's exclusive pair leaves alone."""
@@ -351,11 +361,9 @@ def _reasoning(family: Family, model: str, settings: Mapping[str, Any],
     effort, thinking = settings.get("reasoning_effort"), settings.get("thinking")
 
     def unknown(key: str, message: str, hint: str) -> None:
-        where = origin.get(key, "default")
-        if where != "default":
-            level: Literal["error", "note"] = "error" if where == "teacher" else "note"
-            out.append(Problem(key, level, message if level == "error"
-                               else f"not sent to {model}: {message}", hint))
+        found = _unsent(key, True, model, message, hint, origin)
+        if found is not None:
+            out.append(found)
 
     if effort is not None:
         if "effort" not in family.thinking:
@@ -425,10 +433,3 @@ def shaped(family: Family | None, settings: Mapping[str, Any]) -> dict[str, Any]
     if not out.get("extra_body"):
         out.pop("extra_body", None)
     return out
-
-
-def describe() -> list[dict[str, Any]]:
-    """The table as rows, for docs and ``fairspec plan``: family, patterns, what it takes."""
-    return [{"family": f.name, "vendor": f.vendor, "models": ", ".join(f.patterns),
-             "sampling": ", ".join(f.sampling) or "none", "budget": f.budget_field,
-             "thinking": ", ".join(f.thinking) or "no", "source": f.source} for f in FAMILIES]
