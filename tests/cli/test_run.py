@@ -31,7 +31,7 @@ def tiny_spec(folder: Path) -> Path:
                                         "  attn_implementation: eager\n")
                 # with logprobs every review has a score (a forced one where the reply
                 # states none); threshold 1 keeps every rationale so that train runs
-                .replace("  scoring: logprobs\n  threshold: 3", "  scoring: logprobs\n  threshold: 1")
+                .replace("  scoring: logprobs\n  threshold: 2.2", "  scoring: logprobs\n  threshold: 1")
                 .replace("    set: {review.enabled: false}\n",
                          "    set: {review.enabled: false}\n"
                          "  - name: alpha-one\n    set: {training.alpha: 1.0}\n"))
