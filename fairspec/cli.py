@@ -96,10 +96,10 @@ def _memory_problems(loaded) -> list:
 
 def _missing_env(loaded) -> list:
     found = []
-    for i, teacher in enumerate(loaded.spec.teachers):
+    for path, teacher in loaded.spec.callers():
         if teacher.api_key_env and not os.environ.get(teacher.api_key_env):
             found.append(loaded.source.problem(
-                ("teachers", i, "api_key_env"), f"environment variable {teacher.api_key_env} is not set",
+                (*path, "api_key_env"), f"environment variable {teacher.api_key_env} is not set",
                 f"export {teacher.api_key_env}=... before fairspec run"))
     return found
 
@@ -206,7 +206,7 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
     plan_, chosen, budget = None, [], None
     try:
         loaded = load_spec(spec)
-        scrubber.add(os.environ.get(t.api_key_env or "") for t in loaded.spec.teachers)
+        scrubber.add(os.environ.get(t.api_key_env or "") for _, t in loaded.spec.callers())
         env = detect_environment()
         plan_ = compile_plan(loaded, env)
         chosen = list(plan_.runs)

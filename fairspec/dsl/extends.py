@@ -35,11 +35,13 @@ _PATH_KEYS: tuple[FieldPath, ...] = (
     ("teachers", "*", "recorded", "rationale", "path"),
     ("teachers", "*", "recorded", "feedback", "path"),
     ("teachers", "*", "recorded", "review", "path"),
+    ("review", "jury", "*", "replay_file"),
     ("student", "exam", "recorded", "path"),
     ("output_dir",),
 )
 #: keys holding a model: a path only where it names a folder next to the writing file
-_MODEL_KEYS: tuple[FieldPath, ...] = (("student", "model"), ("teachers", "*", "model"))
+_MODEL_KEYS: tuple[FieldPath, ...] = (("student", "model"), ("teachers", "*", "model"),
+                                      ("review", "jury", "*", "model"))
 
 
 def with_bases(source: SpecSource, folder: Path) -> tuple[SpecSource | None, list[Problem]]:

@@ -38,17 +38,17 @@ def generation_findings(spec: Spec) -> list[GenerationFinding]:
     out: list[GenerationFinding] = []
     shared = spec.generation.model_dump()
     shared_set = spec.generation.model_fields_set
-    for i, teacher in enumerate(spec.teachers):
+    for where, teacher in spec.callers():  # the teachers, then the jurors declared in review.jury
         own = teacher.generation.model_dump(exclude_none=True) if teacher.generation else {}
         settings = {**shared, **own}
         origin: dict[str, Origin] = {
             key: "teacher" if key in own else "shared" if key in shared_set else "default"
             for key in settings}
 
-        def at(key: str, i: int = i, origin: dict[str, Origin] = origin) -> FieldPath:
+        def at(key: str, where: FieldPath = where, origin: dict[str, Origin] = origin) -> FieldPath:
             if origin.get(key) == "teacher":
-                return ("teachers", i, "generation", key)
-            return ("generation", key) if origin.get(key) == "shared" else ("teachers", i, "model")
+                return (*where, "generation", key)
+            return ("generation", key) if origin.get(key) == "shared" else (*where, "model")
 
         out += _extra_body(teacher, settings, at)
         family = family_for(teacher.provider, teacher.model)

@@ -273,16 +273,20 @@ def local_model_config(model: str, base_dir: Path) -> dict | None:
 
 
 def _teachers(spec: Spec, base_dir: Path) -> list[Finding]:
-    out: list[Finding] = []
-    seen: dict[str, int] = {}
-    for i, teacher in enumerate(spec.teachers):
-        path = ("teachers", i)
+    out: list[Finding] = _jury_names(spec)
+    seen: dict[str, str] = {}
+    for path, teacher in spec.callers():  # the teachers, then the jurors declared in review.jury
+        where = f"{path[0]}[{path[1]}]" if len(path) == 2 else f"review.jury[{path[2]}]"
         if teacher.name in seen:
             out.append(Finding(path + ("name",),
-                               f"duplicate teacher name '{teacher.name}' "
-                               f"(also teachers[{seen[teacher.name]}])",
-                               "names must be unique"))
-        seen.setdefault(teacher.name, i)
+                               f"duplicate teacher name '{teacher.name}' (also {seen[teacher.name]})",
+                               "names must be unique, across teachers and jurors"))
+        seen.setdefault(teacher.name, where)
+        if path[0] == "review" and teacher.provider == "recorded":
+            out.append(Finding(path + ("provider",), "a juror cannot be recorded: the recorded "
+                               "files hold the teachers' own reviews of each other",
+                               "name the recorded teacher in review.jury instead, or use a live "
+                               "provider (or replay_file)"))
         if not teacher.model.strip():
             out.append(Finding(path + ("model",), "model is empty",
                                "the model the provider serves, e.g. gpt-3.5-turbo (for hf: a hub "
@@ -321,6 +325,31 @@ def _teachers(spec: Spec, base_dir: Path) -> list[Finding]:
     return out
 
 
+def _jury_names(spec: Spec) -> list[Finding]:
+    """A name in ``review.jury`` is a teacher's, once."""
+    out: list[Finding] = []
+    teachers = [t.name for t in spec.teachers]
+    named: set[str] = set()
+    for i, member in enumerate(spec.review.jury):
+        if not isinstance(member, str):
+            continue
+        path = ("review", "jury", i)
+        if member not in teachers:
+            out.append(Finding(path, f"'{member}' is not a teacher of this spec",
+                               "a juror is a teacher's name or a declaration "
+                               "({name: ..., provider: ..., model: ...}); teachers: "
+                               + ", ".join(teachers)))
+        elif member in named:
+            out.append(Finding(path, f"teacher '{member}' is in the jury twice", "remove one"))
+        elif any(t.name == member and t.provider == "recorded" for t in spec.teachers):
+            out.append(Finding(path, f"teacher '{member}' is recorded: its recorded review "
+                               "scores are read by the reviewer's rank among all the teachers, "
+                               "which a jury changes", "review.jury: [] (the teachers review), "
+                               "or a live juror"))
+        named.add(member)
+    return out
+
+
 def _batch(teacher: Any, kind: Any, path: tuple[Any, ...]) -> list[Finding]:
     """``batch: true`` needs a kind with a batch API (and the Gemini API, not Vertex AI);
     ``batch_price`` needs ``batch: true``."""
@@ -343,9 +372,12 @@ def _batch(teacher: Any, kind: Any, path: tuple[Any, ...]) -> list[Finding]:
 
 
 def reviewers_per_rationale(spec: Spec) -> int:
-    """How many teachers score each rationale under the spec's review policy."""
-    n = len(spec.teachers)
-    return n - 1 if spec.review.exclude_self else n
+    """How many reviewers score each rationale under the spec's review policy, at least
+    (a teacher in the jury skips its own rationales with exclude_self)."""
+    reviewers = spec.reviewers()
+    teachers = {t.name for t in spec.teachers}
+    own = any(r.name in teachers for r in reviewers)  # the jury's teachers are authors too
+    return len(reviewers) - 1 if spec.review.exclude_self and own else len(reviewers)
 
 
 def _review(spec: Spec, base_dir: Path) -> list[Finding]:
@@ -364,10 +396,12 @@ def _review(spec: Spec, base_dir: Path) -> list[Finding]:
                            "lower the threshold or use '>='"))
     if not review.enabled:
         return out
-    if review.exclude_self and len(spec.teachers) < 2:
-        out.append(Finding(("review", "exclude_self"),
-                           "peer review with exclude_self needs at least 2 teachers",
-                           "add a teacher, or set review.enabled: false"))
+    if reviewers_per_rationale(spec) < 1:
+        out.append(Finding(("review", "jury") if review.jury else ("review", "exclude_self"),
+                           "peer review with exclude_self needs at least 2 teachers"
+                           if not review.jury else "no juror may review a rationale of "
+                           "the jury's only teacher (exclude_self)",
+                           "add a teacher or a juror, or set review.enabled: false"))
     elif review.min_valid_scores > reviewers_per_rationale(spec):
         out.append(Finding(("review", "min_valid_scores"),
                            f"min_valid_scores {review.min_valid_scores} is more than the "
@@ -387,16 +421,19 @@ def _logprob_scoring(spec: Spec) -> list[Finding]:
                            f"[{low}, {high}] has scores of two digits",
                            "use a range within 0-9 (e.g. [1, 5]) or scoring: text"))
     if review.scoring_fallback == "none":
-        for i, teacher in enumerate(spec.teachers):
+        reviewers = {t.name for t in spec.reviewers()}
+        for path, teacher in spec.callers():
+            if teacher.name not in reviewers:
+                continue
             family = family_for(teacher.provider, teacher.model)
             if family is not None and not family.logprobs:
-                out.append(Finding(("teachers", i, "model"),
+                out.append(Finding(path + ("model",),
                                    f"{teacher.model} ({family.name}) returns no "
                                    "log-probabilities, and review.scoring_fallback is none: "
                                    f"none of {teacher.name}'s reviews would have a score",
                                    "set review.scoring_fallback: text, or use another reviewer"))
             elif not provider_kind(teacher.provider).logprobs:
-                out.append(Finding(("teachers", i, "provider"),
+                out.append(Finding(path + ("provider",),
                                    f"provider {teacher.provider!r} cannot return "
                                    "log-probabilities, and review.scoring_fallback is none: "
                                    f"none of {teacher.name}'s reviews would have a score",

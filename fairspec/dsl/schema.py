@@ -343,6 +343,11 @@ class Review(Section):
         True, description="stop asking a rationale's reviewers once the decision is certain; "
         "false: every reviewer scores every rationale (the paper's N(N-1) scores per question)"
     )
+    jury: list[Annotated[str, Field(pattern=TEACHER_NAME_PATTERN)] | Teacher] = Field(
+        default_factory=list, description="who reviews, when not the teachers: each entry a "
+        "reviewer declared like a teacher (any provider, its own price and limits) or the name "
+        "of a teacher; [] = the teachers (the paper). A juror who is no teacher scores every "
+        "rationale; a teacher named here never its own (exclude_self)")
     gold_check: Literal["off", "report", "require"] = Field(
         "report", description="read each rationale's final answer with the task's extractor and "
         "compare it with the gold answer: report records it (reaches_gold), require also drops "
@@ -481,3 +486,20 @@ class Spec(Section):
     variants: list[Variant] = []
     sweep: dict[str, list[Scalar]] = {}
     output_dir: str = Field("runs", description="run folders and the call store, relative to the spec")
+
+    def reviewers(self) -> list[Teacher]:
+        """Who scores the rationales: the jury's members (a name there is that teacher),
+        or the teachers when there is no jury. Names the spec does not declare are left
+        out (validate reports them)."""
+        if not self.review.jury:
+            return list(self.teachers)
+        by_name = {t.name: t for t in self.teachers}
+        return [m if isinstance(m, Teacher) else by_name[m] for m in self.review.jury
+                if isinstance(m, Teacher) or m in by_name]
+
+    def callers(self) -> list[tuple[tuple[str | int, ...], Teacher]]:
+        """Every model the spec may call for the teach and review stages, with the path
+        that declares it: each teacher, then each juror declared in ``review.jury``."""
+        return ([(("teachers", i), t) for i, t in enumerate(self.teachers)]
+                + [(("review", "jury", i), m) for i, m in enumerate(self.review.jury)
+                   if isinstance(m, Teacher)])

@@ -117,3 +117,11 @@ def sweep_points(sweep: dict[str, list[Any]]) -> list[tuple[str, dict[str, Any]]
         name = ".".join(f"{label}-{_value_label(v)}" for label, v in zip(labels, values, strict=True))
         points.append((name, dict(zip(keys, values, strict=True))))
     return points
+
+
+def shown(value: Any) -> str:
+    """A variant's value as a table shows it: a declaration in a list (a juror) by its name."""
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        return "[" + ", ".join(str(v.get("name", "?")) if isinstance(v, dict) else str(v)
+                               for v in value) + "]"
+    return str(value)

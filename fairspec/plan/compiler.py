@@ -250,6 +250,7 @@ def compile_run(
     teach_settings = {**teach_identity,
                       "teachers": [_teacher_settings(spec, t, env, base_dir) for t in spec.teachers]}
     review_cfg = spec.review
+    reviewers = sorted(spec.reviewers(), key=lambda t: t.name)  # review.jury, or the teachers
     review_identity: dict[str, Any] = {"enabled": review_cfg.enabled}
     scoring = {"method": review_cfg.scoring, "fallback": review_cfg.scoring_fallback}
     if review_cfg.enabled:
@@ -257,8 +258,8 @@ def compile_run(
             # scoring enters only when it is not the paper's (text): text runs keep their
             # fingerprints; with logprobs the reviewers' calls also ask for the distribution
             policy=review_cfg.model_dump(exclude={"enabled", "scoring", "scoring_fallback",
-                                                  "early_exit", "gold_check"}),
-            reviewers=[_reviewer(_teacher_identity(spec, t, base_dir), review_cfg) for t in teachers],
+                                                  "early_exit", "gold_check", "jury"}),
+            reviewers=[_reviewer(_teacher_identity(spec, t, base_dir), review_cfg) for t in reviewers],
             template=templates["prompts.review"],
             fields=fields,
         )
@@ -274,7 +275,7 @@ def compile_run(
                            answer=_answer(spec))
     if review_cfg.enabled:  # the committee that reviews, in the fingerprint's (name) order
         review_settings["teachers"] = [_reviewer(_teacher_settings(spec, t, env, base_dir), review_cfg)
-                                       for t in teachers]
+                                       for t in reviewers]
         review_settings["scoring"] = scoring
     training = spec.training
     build_identity = {

@@ -94,6 +94,8 @@ class TeacherEstimate:
     #: what the same calls would cost online (None: not a batch teacher, or unknown)
     batch: bool = False
     online_usd: float | None = None
+    #: what it is asked for: rationale and feedback (a teacher), review (a reviewer)
+    roles: tuple[str, ...] = ROLES
 
     @property
     def calls(self) -> int:
@@ -155,14 +157,27 @@ class CallEstimate:
         return data
 
 
-def calls_per_mistake(n_teachers: int, review_enabled: bool, exclude_self: bool) -> dict[str, int]:
-    """{"rationale": N, "feedback": N, "review": N(N-1) or N*N or 0, "total": ...}."""
-    reviews = 0
-    if review_enabled:
+def calls_per_mistake(n_teachers: int, review_enabled: bool, exclude_self: bool,
+                      reviews: int | None = None) -> dict[str, int]:
+    """{"rationale": N, "feedback": N, "review": N(N-1) or N*N or 0, "total": ...};
+    ``reviews``: the review calls per mistake when a jury reviews (:func:`reviewed_authors`)."""
+    if not review_enabled:
+        reviews = 0
+    elif reviews is None:
         reviews = n_teachers * (n_teachers - 1 if exclude_self else n_teachers)
     counts = {"rationale": n_teachers, "feedback": n_teachers, "review": reviews}
     counts["total"] = sum(counts.values())
     return counts
+
+
+def reviewed_authors(spec: Spec) -> dict[str, list[str]]:
+    """Each model the spec calls (teachers, then declared jurors) -> the teachers whose
+    rationales it reviews (none when review is off or it is not a reviewer)."""
+    reviewers = {t.name for t in spec.reviewers()} if spec.review.enabled else set()
+    exclude_self = spec.review.exclude_self
+    return {t.name: [a.name for a in spec.teachers if t.name in reviewers
+                     and not (exclude_self and a.name == t.name)]
+            for _, t in spec.callers()}
 
 
 def count_train_rows(spec: Spec, base_dir: Path) -> int | None:
@@ -262,9 +277,12 @@ def estimate_run(
         else:
             source = "unknown: give --mistakes N (the train size of this hub dataset is not known)"
     n = len(spec.teachers)
-    per = calls_per_mistake(n, spec.review.enabled, spec.review.exclude_self)
+    reviewed = reviewed_authors(spec)
+    per = calls_per_mistake(n, spec.review.enabled, spec.review.exclude_self,
+                            sum(len(a) for a in reviewed.values()))
     reach = _review_reach_of(run)
-    reviews_each = (n - 1 if spec.review.exclude_self else n) if spec.review.enabled else 0
+    teacher_names = {t.name for t in spec.teachers}
+    callers = [t for _, t in spec.callers()]
     per_min = dict(per)
     per_min["review"] = sum(1 for a in reach for always, _ in reach[a] if always)
     per_min["total"] = per_min["rationale"] + per_min["feedback"] + per_min["review"]
@@ -272,7 +290,7 @@ def estimate_run(
     kind = spec.task.kind
     lengths: dict[str, dict[str, int]] = {}
     from_store: dict[str, list[str]] = {}
-    for teacher in spec.teachers:
+    for teacher in callers:
         gen = teacher_generation(spec, teacher)
         lengths[teacher.name] = prior_output_tokens(kind, gen["max_tokens"])
         found = measured_len.get(teacher.name, {})
@@ -285,12 +303,13 @@ def estimate_run(
     in_rt = _prompt_tokens(spec, base_dir, "prompts.rationale", {})
     in_fb = _prompt_tokens(spec, base_dir, "prompts.feedback",
                            {"student_answer": answer_chars, "gold_answer": 4})
-    for teacher in spec.teachers:
+    for teacher in callers:
         gen = teacher_generation(spec, teacher)
         out = lengths[teacher.name]
         # a review reads another teacher's rationale: the mean of the authors it reviews
-        authors = [t.name for t in spec.teachers
-                   if not (spec.review.exclude_self and t.name == teacher.name)] or [teacher.name]
+        reviews_each = len(reviewed[teacher.name])
+        writes = 1 if teacher.name in teacher_names else 0  # a juror writes no rationale
+        authors = reviewed[teacher.name] or [a.name for a in spec.teachers]
         rationale_chars = int(sum(lengths[a]["rationale"] for a in authors) / len(authors)
                               * CHARS_PER_TOKEN)
         in_rv = _prompt_tokens(spec, base_dir, "prompts.review",
@@ -309,8 +328,8 @@ def estimate_run(
             else:
                 usd_per_call[role] = 0.0 if free else None
         m = mistakes or 0
-        tokens_in = m * (in_rt + in_fb + reviews_each * in_rv)
-        tokens_out = m * (out["rationale"] + out["feedback"] + reviews_each * out["review"])
+        tokens_in = m * (writes * (in_rt + in_fb) + reviews_each * in_rv)
+        tokens_out = m * (writes * (out["rationale"] + out["feedback"]) + reviews_each * out["review"])
         usd = 0.0 if free else None
         online = None
         if price is not None:
@@ -319,10 +338,12 @@ def estimate_run(
             online = (tokens_in * teacher.price.input_per_mtok
                       + tokens_out * teacher.price.output_per_mtok) / 1e6
         estimates.append(TeacherEstimate(
-            name=teacher.name, rationale_calls=m, feedback_calls=m,
+            name=teacher.name, rationale_calls=m * writes, feedback_calls=m * writes,
             review_calls=m * reviews_each, input_tokens=tokens_in, output_tokens=tokens_out,
             usd=usd if mistakes is not None else None, per_call=per_call,
             usd_per_call=usd_per_call, batch=teacher.batch, online_usd=online,
+            roles=tuple(r for r in ROLES if (r == "review" and reviews_each)
+                        or (r != "review" and writes)),
         ))
     output_lengths = {
         "task_kind": kind,
@@ -575,9 +596,10 @@ def _review_order(run: RunPlan) -> dict[str, list[str]]:
     review = run.stage("review").settings
     if not review.get("enabled"):
         return {}
-    names = sorted(t["name"] for t in review["teachers"])
+    names = sorted(t["name"] for t in review["teachers"])  # the reviewers: jury or teachers
+    authors = sorted(t["name"] for t in run.stage("teach").settings["teachers"])
     exclude_self = review["policy"]["exclude_self"]
-    return {a: [r for r in names if not (exclude_self and r == a)] for a in names}
+    return {a: [r for r in names if not (exclude_self and r == a)] for a in authors}
 
 
 def _review_reach_of(run: RunPlan) -> dict[str, list[tuple[bool, bool]]]:

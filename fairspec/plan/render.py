@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fairspec.dsl.schema import Spec
+from fairspec.dsl.variants import shown
 from fairspec.plan.compiler import teacher_generation
-from fairspec.plan.estimate import CallEstimate, NewCalls
+from fairspec.plan.estimate import CallEstimate, NewCalls, reviewed_authors
 from fairspec.plan.graph import Plan, RunPlan
 from fairspec.plan.hardware import (
     LOCAL,
@@ -339,7 +341,10 @@ def _print_rounds(console: Console, rounds: list[RoundEstimate]) -> None:
 def _print_calls(console: Console, spec: Spec, est: CallEstimate) -> None:
     per = est.per_mistake
     n = len(spec.teachers)
-    if per["review"]:
+    if per["review"] and spec.review.jury:
+        review = (f" + {per['review']} review (jury of {len(spec.reviewers())}: "
+                  + ", ".join(t.name for t in spec.reviewers()) + ")")
+    elif per["review"]:
         each = n - 1 if spec.review.exclude_self else n
         excluded = ", exclude_self" if spec.review.exclude_self else ""
         review = f" + {per['review']} review ({n}x{each}{excluded})"
@@ -361,7 +366,7 @@ def _print_calls(console: Console, spec: Spec, est: CallEstimate) -> None:
                "out tokens", "reasoning", "USD"] + (["mode", "online USD"] if batched else [])
     for column in columns:
         table.add_column(column, justify="left" if column in ("teacher", "mode") else "right")
-    billed = {t.name: _billed_columns(spec, t) for t in spec.teachers}
+    billed = {t.name: _billed_columns(spec, t) for _, t in spec.callers()}
     for t in est.teachers:
         mode = (["batch", _money(t.online_usd)] if t.batch else ["online", _money(t.usd)]) \
             if batched else []
@@ -398,7 +403,7 @@ def thinking_usd(spec: Spec, est: CallEstimate) -> dict[str, float]:
     """Per thinking teacher with a price: the USD its calls add if each thinks its whole
     allowance (the upper bound of what the estimate leaves out)."""
     out: dict[str, float] = {}
-    teachers = {t.name: t for t in spec.teachers}
+    teachers = {t.name: t for _, t in spec.callers()}
     for estimate in est.teachers:
         teacher = teachers.get(estimate.name)
         family = family_for(teacher.provider, teacher.model) if teacher is not None else None
@@ -430,9 +435,8 @@ def _add_cached_rates(calls: dict[str, Any], run: RunPlan) -> None:
     """Each teacher entry of ``runs[].calls.teachers`` gains ``cached_input_per_mtok``: what
     its input read from the prompt cache is billed at (the input price when the spec gives
     none; None without a price)."""
-    teach = next((s for s in run.stages if s.kind == "teach"), None)
-    prices = {t["name"]: t.get("price") for t in (teach.settings.get("teachers") or ())} \
-        if teach is not None else {}
+    prices = {t["name"]: t.get("price") for stage in run.stages
+              if stage.kind in ("teach", "review") for t in (stage.settings.get("teachers") or ())}
     for teacher in calls["teachers"]:
         price = prices.get(teacher["name"])
         teacher["cached_input_per_mtok"] = None if price is None else \
@@ -441,8 +445,8 @@ def _add_cached_rates(calls: dict[str, Any], run: RunPlan) -> None:
 
 def batch_line(spec: Spec) -> str:
     """What batch mode means for this run: prices, and how its reviews are batched."""
-    names = ", ".join(t.name for t in spec.teachers if t.batch)
-    each = len(spec.teachers) - 1 if spec.review.exclude_self else len(spec.teachers)
+    names = ", ".join(t.name for _, t in spec.callers() if t.batch)
+    each = max(len(a) for a in reviewed_authors(spec).values()) if spec.review.enabled else 0
     waves = (f" Reviews go in up to {each} waves of batches (early exit: a rationale's next "
              "review is asked only when the scores so far leave it undecided), so the review "
              "stage may wait for up to that many batches; it makes fewer calls than asking "
@@ -485,8 +489,8 @@ def _print_variants(console: Console, plan: Plan, estimates: dict[str, CallEstim
         table.add_column(column)
     for run in plan.runs[1:]:
         shared = [s.name for s in run.stages if owners[s.fingerprint][0] != run.name]
-        changes = ", ".join(f"{k}={v}" for k, v in run.overrides.items())
-        table.add_row(run.variant or run.name, changes, ", ".join(shared) or "-",
+        changes = ", ".join(f"{k}={shown(v)}" for k, v in run.overrides.items())
+        table.add_row(escape(run.variant or run.name), escape(changes), ", ".join(shared) or "-",
                       fresh[run.name].span)
     console.print(table)
     for run in plan.runs[1:]:

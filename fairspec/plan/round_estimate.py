@@ -57,8 +57,8 @@ def _usd(first: CallEstimate, calls: dict[str, int]) -> float | None:
     total = 0.0
     for teacher in first.teachers:
         for role, count in calls.items():
-            if not count:
-                continue
+            if not count or role not in teacher.roles:
+                continue  # a juror writes no rationale; a teacher outside the jury reviews none
             cost = teacher.usd_per_call.get(role)
             if cost is None:
                 return None

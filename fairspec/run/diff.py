@@ -168,7 +168,8 @@ def settings(side: Side, *, runs: bool = True) -> dict[str, Any]:
         dataset["path"] = _dataset(dataset["path"], base, (dataset["train_split"], dataset["test_split"]))
     data["student"]["model"] = _model(data["student"]["model"], base)
     recorded = [data["student"]["exam"].get("recorded")]
-    for teacher in data["teachers"]:
+    jurors = [m for m in data["review"].get("jury") or () if isinstance(m, dict)]
+    for teacher in data["teachers"] + jurors:
         if provider_kind(teacher["provider"]).model_is_path:
             teacher["model"] = _model(teacher["model"], base)
         if teacher.get("replay_file"):

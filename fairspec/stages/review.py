@@ -1,6 +1,8 @@
 """The review stage (eq. 4): each rationale is scored by the other teachers; the policy keeps it or not.
 
-Reviews of one rationale are asked one reviewer after another, in the teachers' name
+The reviewers are the teachers, or the jury (``review.jury``: models that are not teachers,
+and teachers named there); a reviewer never scores its own rationale with exclude_self.
+Reviews of one rationale are asked one reviewer after another, in the reviewers' name
 order (the order the stage's fingerprint lists them in, so reordering the teachers in a
 spec changes no review), so that a review that can no longer change the decision is never
 made (exact early exit, ``ReviewPolicy.decision``, also exact for real-valued scores;
@@ -237,7 +239,11 @@ async def _review_all(ctx: StageContext, tally: Tally,
     # an author whose reviewers include a batch teacher keeps all its rationales on
     # their way: each wave of reviews is then one batch (early exit decides the next)
     batched = any(t.get("batch") for t in teachers)
-    concurrency = {t["name"]: BATCH_WORKERS if batched else workers(t) for t in teachers}
+    per_reviewer = {t["name"]: workers(t) for t in teachers}
+    # an author's rationales go through as many workers as its busiest reviewer keeps
+    concurrency = {author: BATCH_WORKERS if batched else
+                   max((per_reviewer[name] for name in reviewers_of(author)), default=1)
+                   for author in authors}
     for name in order:
         callers[name].count_stored((job[2], 0) for author in authors if name in reviewers_of(author)
                                    for job in asked(author))
