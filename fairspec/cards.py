@@ -105,22 +105,31 @@ def model_card(card: Mapping[str, Any], *, hyperparameters: Mapping[str, Any],
     return "\n".join(out)
 
 
-def with_results(text: str, card: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
+def with_results(text: str, card: Mapping[str, Any], metrics: Mapping[str, Any], *,
+                 headline: str | None = None) -> str:
     """The model card ``text`` with its results block (and ``model-index`` metadata) made
-    from the evaluate stage's ``metrics`` (``base`` / ``tuned``: correct, total, accuracy)."""
+    from the evaluate stage's ``metrics`` (``base`` / ``tuned``: correct, total, accuracy,
+    and ``ci95``, the accuracy's 95% interval, where computed). ``headline``: the sentence
+    on the change, as the evaluate stage words it from its paired test (None: the change
+    in points, untested)."""
     split = metrics.get("split", card.get("test_split", "test"))
     rows, index_metrics = [], []
     for label, who in (("base", "before tuning (base student)"), ("tuned", "after FAIR tuning")):
         m = metrics.get(label)
         if m:
-            rows.append([who, f"{m['correct']} / {m['total']}", f"{100 * m['accuracy']:.2f}%"])
+            interval = m.get("ci95")
+            rows.append([who, f"{m['correct']} / {m['total']}", f"{100 * m['accuracy']:.2f}%",
+                         f"{100 * interval[0]:.2f}-{100 * interval[1]:.2f}%" if interval else None])
             index_metrics.append({"type": "accuracy", "value": round(float(m["accuracy"]), 6),
                                   "name": f"zero-shot accuracy, {who}"})
     block = (f"Zero-shot accuracy on the {dataset_label(card)} {split} split"
              f" (decoding: {metrics.get('decoding', card.get('decoding', '-'))}):\n\n"
-             + _table(["student", "correct / total", "accuracy"], rows) + "\n")
-    if metrics.get("gain") is not None:
-        block += f"\nGain from FAIR tuning: {100 * metrics['gain']:+.2f} points.\n"
+             + _table(["student", "correct / total", "accuracy", "95% interval (Wilson)"], rows)
+             + "\n")
+    if headline:
+        block += f"\n{headline}\n"
+    elif metrics.get("gain") is not None:
+        block += f"\nChange after FAIR tuning: {100 * metrics['gain']:+.2f} points (not tested).\n"
     start, end = text.find(RESULTS_START), text.find(RESULTS_END)
     if start < 0 or end < start:
         raise ValueError("the model card has no fairspec results block")

@@ -61,6 +61,21 @@ def test_results_fill_the_block_and_the_model_index_and_replace_an_earlier_fill(
         with_results(twice.replace(RESULTS_END, ""), CARD, METRICS)
 
 
+def test_results_show_each_accuracys_interval_and_the_tested_headline():
+    metrics = {**METRICS, "base": {**METRICS["base"], "ci95": [0.141875, 0.401556]},
+               "tuned": {**METRICS["tuned"], "ci95": [0.220615, 0.505254]}}
+    said = ("No evidence of a change from FAIR tuning: 25.00% -> 35.00% on 40 questions "
+            "(gained 6, lost 2; McNemar exact p = 0.29; ...).")
+    text = with_results(card_text(), CARD, metrics, headline=said)
+    assert "| student | correct / total | accuracy | 95% interval (Wilson) |" in text
+    assert "| before tuning (base student) | 10 / 40 | 25.00% | 14.19-40.16% |" in text
+    assert said in text and "Gain" not in text
+    # no headline given (metrics of an earlier fairspec): the change, never called a gain
+    untested = with_results(card_text(), CARD, METRICS)
+    assert "Change after FAIR tuning: +10.00 points (not tested)." in untested
+    assert "| after FAIR tuning | 14 / 40 | 35.00% | - |" in untested
+
+
 def test_a_local_student_and_dataset_leave_no_path_in_the_card():
     local = {**CARD, "base_model_hub": None, "base_model_name": "my-student", "dataset_hf": None,
              "dataset_name": "svamp-mini"}

@@ -192,14 +192,23 @@ def loss_curve(log: Sequence[Mapping[str, Any]], alpha: float | None, path: Path
 
 
 def accuracy_curve(points: Sequence[tuple[float, float]], baseline: float | None, xlabel: str,
-                   path: Path) -> Path | None:
-    """Tuned accuracy against a swept value (paper Figure 5 for alpha)."""
+                   path: Path, *,
+                   intervals: Mapping[float, tuple[float, float]] | None = None) -> Path | None:
+    """Tuned accuracy against a swept value (paper Figure 5 for alpha); ``intervals``: each
+    point's 95% interval by its x, drawn as error bars."""
     points = sorted(points)
     if len(points) < 2:
         return None
     fig = Figure(figsize=(6.4, 3.6))
     ax = fig.add_subplot()
     ax.plot([x for x, _ in points], [100 * y for _, y in points], marker="o", label="tuned")
+    bars = [(x, y, intervals[x]) for x, y in points if intervals and x in intervals]
+    if bars:
+        ax.errorbar([x for x, _, _ in bars], [100 * y for _, y, _ in bars],
+                    yerr=[[100 * (y - lo) for _, y, (lo, _) in bars],
+                          [100 * (hi - y) for _, y, (_, hi) in bars]],
+                    fmt="none", ecolor="tab:blue", alpha=0.5, capsize=3,
+                    label="95% interval (Wilson)")
     if baseline is not None:
         ax.axhline(100 * baseline, color="grey", linestyle=":", label="base student")
     ax.set_xlabel(xlabel)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fairspec.artifacts import atomic_write_text
+from fairspec.dsl.variants import shown
 from fairspec.errors import FairspecError
 from fairspec.report.browser import sample_browser
 from fairspec.report.collect import Locate, RunSummary, collect, run_locator, siblings
@@ -21,7 +22,22 @@ from fairspec.report.plots import (
     score_heatmap,
     score_histogram,
 )
+from fairspec.report.review_quality import add_review_quality
 from fairspec.report.samples import iter_samples
+from fairspec.report.significance import (
+    INSTALL_HINT,
+    available,
+    compare,
+    evaluation_headline,
+    interval_text,
+    p_text,
+    points,
+    points_interval,
+    table_between,
+    table_from_metrics,
+    wilson_interval,
+    with_interval,
+)
 
 
 def _pct(value: float | None) -> str | None:
@@ -50,7 +66,8 @@ def write_report(run_dir: Path, *, folder: Path | None = None,
     if run.info.get("description"):
         doc.add(Text(run.info["description"]))
     if run.overrides:
-        doc.add(Text("Changes from the spec: " + ", ".join(f"{k} = {v}" for k, v in run.overrides.items())))
+        doc.add(Text("Changes from the spec: "
+                     + ", ".join(f"{k} = {shown(v)}" for k, v in run.overrides.items())))
     _accuracy(doc, run)
     _rounds(doc, run, folder)
     _exam(doc, run)
@@ -130,15 +147,28 @@ def _accuracy(doc: Document, run: RunSummary) -> None:
         m = metrics.get(label)
         if m:
             rows.append([label, f"{m['correct']} / {m['total']}", _pct(m["accuracy"]),
-                         m["invalid"]])
-    doc.add(Table(["student", "correct / total", "accuracy", "no stated answer"], rows,
-                  f"Zero-shot, {metrics.get('split', 'test')} split"))
-    if metrics.get("gain") is not None:
-        doc.add(Text(f"Gain from FAIR tuning: {100 * metrics['gain']:+.2f} points."))
+                         interval_text(wilson_interval(m["correct"], m["total"])), m["invalid"]])
+    doc.add(Table(["student", "correct / total", "accuracy", "95% interval", "no stated answer"],
+                  rows, f"Zero-shot, {metrics.get('split', 'test')} split; 95% interval: Wilson "
+                  "score, n = the questions (total)"))
+    headline = evaluation_headline(metrics)
+    if headline:
+        doc.add(Text(headline))
     if metrics.get("changes"):
         doc.add(Text(_changes_text(metrics["changes"])))
+    if not available():
+        doc.add(Text(INSTALL_HINT))
+    elif headline and not isinstance(table_from_metrics(metrics), str):
+        doc.add(Text(_STATISTICS))
     if metrics.get("note"):
         doc.add(Text(f"Note: {metrics['note']}."))
+
+
+_STATISTICS = ("Base and tuned are paired by question: gained = wrong before and right after, "
+               "lost = right before and wrong after; McNemar's exact test (two-sided binomial "
+               "test of the discordant pairs) and Newcombe's hybrid score 95% interval of the "
+               "difference (Newcombe 1998, method 10). A change is called a gain or a loss only "
+               "when that interval excludes 0 and p < 0.05.")
 
 
 def _rounds(doc: Document, run: RunSummary, folder: Path) -> None:
@@ -160,14 +190,14 @@ def _rounds(doc: Document, run: RunSummary, folder: Path) -> None:
             build.get("examples"),
             None if not r.teach else f"{calls} ({made})",
             None if not r.teach else _usd(usd),
-            _pct(tuned.get("accuracy")),
+            with_interval(tuned.get("correct"), tuned.get("total"), tuned.get("accuracy")),
         ])
         points.append({"round": r.round, "accuracy": tuned.get("accuracy"),
                        "mistakes": exam.get("wrong")})
     doc.add(Table(["round", "exam mistakes / questions", "rationales accepted", "training examples",
-                   "teacher calls (paid now)", "USD", "test accuracy (tuned)"], rows,
-                  "Round k >= 2: round k-1's tuned student retakes the exam and the committee "
-                  "teaches its remaining mistakes"))
+                   "teacher calls (paid now)", "USD", "test accuracy (tuned; 95% interval)"],
+                  rows, "Round k >= 2: round k-1's tuned student retakes the exam and the "
+                  "committee teaches its remaining mistakes"))
     base = next(((r.metrics or {}).get("base") or {} for r in run.rounds if r.metrics), {})
     curve = rounds_curve(points, base.get("accuracy"), folder / "rounds.png")
     if curve:
@@ -308,6 +338,7 @@ def _review(doc: Document, run: RunSummary, folder: Path) -> None:
         if distributions:
             doc.add(Image(distributions, "Each reviewer's mean distribution over the scores, "
                                          "with its mean expected score"))
+    add_review_quality(doc, run)
 
 
 def _gold_check(doc: Document, gold: dict[str, Any] | None) -> None:
@@ -388,18 +419,49 @@ def _training(doc: Document, run: RunSummary, folder: Path) -> None:
 
 def _comparison(doc: Document, main: RunSummary, others: list[RunSummary], folder: Path) -> None:
     doc.add(Heading("Variants and sweep (paper Table 1 ablations, Figure 5)"))
-    rows = []
+    rows, unpaired = [], []
     for run in [main, *others]:
-        change = ", ".join(f"{k} = {v}" for k, v in run.overrides.items()) or "(the spec)"
-        tuned = _pct(run.accuracy("tuned"))
+        change = ", ".join(f"{k} = {shown(v)}" for k, v in run.overrides.items()) or "(the spec)"
+        tuned = _accuracy_cell(run, "tuned")
         if tuned is None and (run.metrics or {}).get("note"):
             tuned = "no training set"
-        rows.append([run.name, change, _pct(run.accuracy("base")), tuned,
+        vs_main: list[Any] = [None, None, None]
+        if run is main:
+            vs_main[0] = "(the main run)"
+        elif run.accuracy("tuned") is not None and main.accuracy("tuned") is not None:
+            table = table_between(main.final_metrics, run.final_metrics)
+            if isinstance(table, str):
+                vs_main[0] = "not paired"
+                unpaired.append(f"{run.name} ({table})")
+            else:
+                found = compare(table)
+                vs_main = [f"{table.gained} / {table.lost}",
+                           f"{points(table.difference)}"
+                           + (f" ({points_interval(found.interval)})" if found.interval else ""),
+                           p_text(found.p_value)]
+        rows.append([run.name, change, _accuracy_cell(run, "base"), tuned, *vs_main,
                      None if not run.review else run.review["accepted"],
                      None if not run.build else run.build["examples"]])
-    doc.add(Table(["run", "changes", "base", "tuned", "accepted", "training examples"], rows,
-                  "Runs not finished yet show '-'"))
+    doc.add(Table(["run", "changes", "base", "tuned", "gained / lost vs main",
+                   "difference vs main, points (95% CI)", "McNemar exact p", "accepted",
+                   "training examples"], rows,
+                  "Runs not finished yet show '-'. Accuracies with their 95% Wilson interval; "
+                  "each run's tuned student against the main run's, paired by question (gained: "
+                  "the main run's got it wrong, this one right); the difference's interval is "
+                  "Newcombe's hybrid score interval (method 10): one that holds 0 is no evidence "
+                  "of a difference"))
+    if unpaired:
+        doc.add(Text("Not paired with the main run (no test, no interval of the difference): "
+                     + "; ".join(unpaired) + ". Runs pair only when their evaluations answered "
+                     "the same questions (same indices, fields and gold answers) and their "
+                     "metrics.json lists the questions each got right."))
     _curves(doc, [main, *others], folder)
+
+
+def _accuracy_cell(run: RunSummary, label: str) -> str | None:
+    """A run's accuracy with its 95% interval (``33.00% (24.59-42.69%)``)."""
+    m = (run.final_metrics or {}).get(label) or {}
+    return with_interval(m.get("correct"), m.get("total"), m.get("accuracy"))
 
 
 ALPHA = "training.alpha"
@@ -475,7 +537,11 @@ def _curves(doc: Document, runs: list[RunSummary], folder: Path) -> None:
             base = next((runs[i].accuracy("base") for i in members
                          if runs[i].accuracy("base") is not None), None)
             suffix = "" if n == 1 else f"_{n}"
-            curve = accuracy_curve(points, base, key, folder / f"accuracy_vs_{name}{suffix}.png")
+            students = [(runs[i].final_metrics or {}).get("tuned") or {} for i in members]
+            intervals = {x: found for (x, _), m in zip(points, students, strict=True)
+                         if (found := wilson_interval(m.get("correct") or 0, m.get("total") or 0))}
+            curve = accuracy_curve(points, base, key, folder / f"accuracy_vs_{name}{suffix}.png",
+                                   intervals=intervals)
             if curve:
                 doc.add(Image(curve, f"Tuned accuracy against {key}{figure}"
                               + (f", curve {n} of {len(drawn)}" if len(drawn) > 1 else "")))

@@ -5,7 +5,9 @@ template, with or without the chat template as ``training.chat_template`` says),
 both models, so the comparison is the paper's Table 1 row. The base student's answers
 are the same for every variant of a spec: they are kept once in the output folder's
 cache (``cache/evaluate-base/<fingerprint>.jsonl``) and shared. The accuracies go into the
-tuned model's card too (:func:`add_card_results`).
+tuned model's card too (:func:`add_card_results`). metrics.json gives each accuracy its 95%
+interval and the questions it got right, and base against tuned paired by question (McNemar's
+exact test, the difference's interval: :mod:`fairspec.report.significance`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from fairspec.answering import (
 from fairspec.artifacts import atomic_write_json, atomic_write_text, write_jsonl
 from fairspec.cards import with_results
 from fairspec.progress import counter
+from fairspec.report import significance
 from fairspec.stages.context import StageContext
 
 
@@ -67,6 +70,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     elif "base" in metrics and metrics["base"]["accuracy"] is not None:
         metrics["gain"] = metrics["tuned"]["accuracy"] - metrics["base"]["accuracy"]
         metrics["changes"] = changes(predictions["base"], predictions["tuned"])
+    add_statistics(metrics, predictions)
     add_card_results(ctx, metrics)
     atomic_write_json(ctx.output("metrics.json"), metrics)
     ctx.finish({m: metrics[m]["correct"] for m in models},
@@ -82,7 +86,27 @@ def add_card_results(ctx: StageContext, metrics: dict[str, Any]) -> None:
     if not metrics.get("tuned") or "card" not in ctx.settings or not card.is_file():
         return
     text = card.read_text(encoding="utf-8")
-    atomic_write_text(card, with_results(text, ctx.settings["card"], metrics))
+    atomic_write_text(card, with_results(text, ctx.settings["card"], metrics,
+                                         headline=significance.evaluation_headline(metrics)))
+
+
+def add_statistics(metrics: dict[str, Any], predictions: dict[str, list[dict[str, Any]]]) -> None:
+    """Into ``metrics``: each accuracy's 95% interval (``ci95``) and the questions it got
+    right (``correct_indices``); what identifies the questions (``questions``: a variant's
+    evaluation pairs with this one when it answered the same); base against tuned paired
+    by question (``paired``: the four counts, McNemar's exact p, the difference's
+    ``diff_ci95``); and the methods (``statistics``). Intervals and p are null without scipy."""
+    for label, records in predictions.items():
+        right = significance.correct_indices(records)
+        metrics[label].update(significance.accuracy_fields(len(right), len(records)),
+                              correct_indices=right)
+    if predictions:
+        metrics["questions"] = significance.question_set(next(iter(predictions.values())))
+    if metrics.get("base") and metrics.get("tuned"):
+        paired = significance.pair(predictions["base"], predictions["tuned"])
+        if paired is not None:
+            metrics["paired"] = significance.paired_fields(paired)
+    metrics["statistics"] = significance.METHODS
 
 
 def changes(base: list[dict[str, Any]], tuned: list[dict[str, Any]]) -> dict[str, Any]:

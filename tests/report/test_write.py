@@ -56,8 +56,13 @@ def test_report_has_the_runs_numbers_plots_and_a_self_contained_page(tmp_path):
     main = fake_run(tmp_path, "demo", variant=None, overrides={}, tuned=0.36)
     md, page = write_report(main)
     text = md.read_text()
-    assert "| base | 30 / 100 | 30.00% | 4 |" in text and "| tuned | 36 / 100 | 36.00% | 1 |" in text
-    assert "Gain from FAIR tuning: +6.00 points." in text
+    # with the Wilson 95% interval of each accuracy
+    assert "| base | 30 / 100 | 30.00% | 21.89-39.58% | 4 |" in text
+    assert "| tuned | 36 / 100 | 36.00% | 27.27-45.76% | 1 |" in text
+    # a metrics.json without per-question results: the change is shown, never called a gain
+    assert ("Change after FAIR tuning: 30.00% -> 36.00% (+6.00 points); not tested: not paired "
+            "question by question (no per-question results).") in text
+    assert "Gain" not in text
     assert "| 80 / 200 | 40.00% | 3 | 5 |" in text                      # Table 2
     assert "| gpt | 310 | 308 | 2 | 4 | 310,000 | 31,000 | $0.7500 |" in text  # Table 5, both stages
     assert "| gemini | 310 | 308 | 2 | 4 | 310,000 | 31,000 | unknown |" in text
@@ -79,8 +84,9 @@ def test_the_main_report_compares_variants_and_draws_the_alpha_curve(tmp_path):
     other = fake_run(tmp_path / "elsewhere", "other", variant=None, overrides={}, tuned=0.9)
     write(other / "run.json", {"name": "other", "spec": "another-spec", "variant": None, "overrides": {}})
     text = write_report(main)[0].read_text()
-    assert "| demo.alpha-0 | training.alpha = 0.0 | 30.00% | 33.00% |" in text
-    assert "| demo.no-review | review.enabled = False | 30.00% | 34.00% |" in text
+    assert ("| demo.alpha-0 | training.alpha = 0.0 | 30.00% (21.89-39.58%) | 33.00% (24.56-42.69%) "
+            "| not paired |") in text
+    assert "| demo.no-review | review.enabled = False | 30.00% (21.89-39.58%) | 34.00% (" in text
     assert "| other |" not in text and "90.00%" not in text  # another spec's run is not a sibling
     curve = main / "report" / "accuracy_vs_training_alpha.png"
     assert curve.read_bytes()[:8] == PNG and "paper Figure 5" in text

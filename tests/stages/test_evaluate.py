@@ -38,6 +38,12 @@ def test_evaluate_scores_base_and_tuned_and_shares_the_base_answers(tmp_path, ti
     metrics = run_stage(run, "evaluate", base_dir=REPO, cache_dir=tmp_path / "out" / "cache")
     assert metrics["base"]["total"] == metrics["tuned"]["total"] == 3
     assert metrics["gain"] == 0  # same weights, greedy: the same answers
+    paired = metrics["paired"]  # paired by question: nothing gained or lost, p = 1
+    assert (paired["n"], paired["gained"], paired["lost"], paired["p_value"]) == (3, 0, 0, 1.0)
+    assert paired["diff_ci95"][0] < 0 < paired["diff_ci95"][1]
+    assert metrics["base"]["ci95"] == metrics["tuned"]["ci95"] and metrics["questions"]["n"] == 3
+    saved = json.loads((tmp_path / "run" / "evaluate" / "metrics.json").read_text())
+    assert saved["tuned"]["correct_indices"] == metrics["tuned"]["correct_indices"]
     base = list(read_jsonl(tmp_path / "run" / "evaluate" / "predictions-base.jsonl"))
     tuned = list(read_jsonl(tmp_path / "run" / "evaluate" / "predictions-tuned.jsonl"))
     assert [r["output"] for r in base] == [r["output"] for r in tuned]
