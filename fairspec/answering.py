@@ -69,9 +69,9 @@ def engine_factory(settings: Mapping[str, Any], model_ref: str, base_dir: Path, 
 
 
 #: Rows per chunk of the split (the unit of resume: a crash loses at most the chunk in
-#: flight). hf batches ``batch_size`` rows at a time and seeds a chunk as a whole, so its
-#: chunk stays 64; vLLM seeds each row and schedules everything it is given (continuous
-#: batching), so it gets many more at once: 1024 per replica.
+#: flight). Both engines seed each row (``seed + its position in the split``); hf batches
+#: ``batch_size`` rows at a time, so its chunk stays 64; vLLM schedules everything it is
+#: given (continuous batching), so it gets many more at once: 1024 per replica.
 HF_CHUNK = 64
 VLLM_CHUNK_PER_REPLICA = 1024
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 
 from fairspec.dtypes import torch_dtype
 from fairspec.engines.base import Completion, Sampling, chat_prompt
+from fairspec.engines.row_sampler import RowSampler
 
 log = logging.getLogger(__name__)
 
@@ -14,9 +15,11 @@ log = logging.getLogger(__name__)
 class HfEngine:
     """The student through ``transformers``: used where vLLM is absent (and on CPUs).
 
-    Prompts are sorted by token length so each batch pads little; a batch's sampling
-    is seeded from ``sampling.seed`` and the batch's first position, so a resumed exam
-    that regenerates the same batches gets the same samples.
+    Prompts are sorted by token length so each batch pads little; the row at position
+    ``i`` samples with its own generator seeded ``sampling.seed + i``
+    (:class:`~fairspec.engines.row_sampler.RowSampler`, as vLLM seeds row ``i``), so its
+    answer depends on its prompt and seed only: not on ``batch_size``, the rows batched
+    with it, the replica count or a resume.
     """
 
     name = "hf"
@@ -49,10 +52,10 @@ class HfEngine:
                                      add_special_tokens=False).to(self.device)
             kwargs = {"max_new_tokens": sampling.max_new_tokens, "do_sample": sampling.do_sample,
                       "pad_token_id": self.tokenizer.pad_token_id}
-            if sampling.do_sample:
-                kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p,
-                              top_k=sampling.top_k)
-                torch.manual_seed(sampling.seed + min(batch))
+            if sampling.do_sample:  # each row draws from its own seed; generate takes it
+                kwargs.update(temperature=1.0, top_p=1.0, top_k=0, logits_processor=[RowSampler(
+                    [sampling.seed + i for i in batch], sampling.temperature, sampling.top_p,
+                    self.device, top_k=sampling.top_k)])
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
             with torch.inference_mode():

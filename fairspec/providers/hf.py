@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from fairspec.dtypes import torch_dtype
+from fairspec.engines.row_sampler import RowSampler
 from fairspec.providers.base import ChatProvider, ChatRequest, ChatResult, GenerationSettings, result_status
 from fairspec.review.logprobs import SCORE_CUE, TOP_LOGPROBS, distribution_at
 from fairspec.review.score import score_span
@@ -167,33 +168,6 @@ def _batchable(request: ChatRequest, first: ChatRequest) -> bool:
     """Whether ``request`` may share ``first``'s batch: the same settings but the seed
     (each row samples with its own)."""
     return replace(request.settings, seed=None) == replace(first.settings, seed=None)
-
-
-class RowSampler:
-    """A logits processor that samples each row's next token with that row's own generator
-    (seeded from its call), after temperature and top-p, and leaves only that token
-    possible: ``generate``'s own draw then takes it. A call's reply so depends on its seed
-    and its prompt only, not on which other calls were batched with it."""
-
-    def __init__(self, seeds: list[int], temperature: float, top_p: float, device: str) -> None:
-        import torch
-
-        self.temperature, self.top_p = temperature, top_p
-        self.generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        import torch
-
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
-        if self.top_p < 1.0:
-            ordered, order = probs.sort(dim=-1, descending=True)
-            outside = ordered.cumsum(dim=-1) - ordered > self.top_p  # the first token always stays
-            ordered = ordered.masked_fill(outside, 0.0)
-            probs = torch.zeros_like(probs).scatter(-1, order, ordered)
-        chosen = torch.cat([torch.multinomial(probs[row], 1, generator=generator)
-                            for row, generator in enumerate(self.generators)])
-        out = torch.full_like(scores, float("-inf"))
-        return out.scatter(-1, chosen[:, None], 0.0)
 
 
 def _digit_tokens(tokenizer: Any) -> dict[str, list[int]]:
