@@ -7,6 +7,7 @@ work with different templates and sampling; both go through ``answer_split``.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -175,4 +176,81 @@ def accuracy_stats(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "wrong_with_answer": total - correct - invalid,
         "accuracy": correct / total if total else None,
         "truncated": sum(1 for r in records if r["finish_reason"] == "length"),
+    }
+
+
+#: Sample ``s`` of an evaluation is seeded ``seed + s * SAMPLE_SEED_STRIDE`` (and each row
+#: ``+ its position``): below 2**24 rows, no two samples of any rows share a seed. Sample 0
+#: is the one sampled pass of ``samples: 1`` (the paper's).
+SAMPLE_SEED_STRIDE = 2**24
+#: What each sample of a question keeps (``samples`` of a combined record).
+SAMPLE_FIELDS = ("output", "prediction", "correct", "valid", "finish_reason", "output_tokens")
+
+
+def sample_seed(seed: int, sample: int) -> int:
+    """The seed of pass ``sample`` over a split (0: ``seed`` itself)."""
+    return seed + sample * SAMPLE_SEED_STRIDE
+
+
+def _vote_key(prediction: Any) -> tuple[str, Any]:
+    """An extracted answer as a vote: equal numbers (4 and 4.0) are one answer, a boolean
+    is never a number."""
+    if isinstance(prediction, bool):
+        return ("bool", prediction)
+    if isinstance(prediction, int | float):
+        return ("number", float(prediction))
+    return ("text", str(prediction).strip())
+
+
+def combine_samples(passes: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One record per question from ``k`` passes over the same rows (each in row order).
+
+    With one pass, its records as they are. With more, the first pass's record (the
+    paper's one sampled answer: ``correct`` and ``prediction`` stay the first sample's)
+    with ``samples`` (each pass's answer), ``correct_count``, ``majority`` (the answer
+    most samples state, the earliest sample's on a tie; None when none states one),
+    ``majority_correct`` and ``any_correct`` (pass@k for this question)."""
+    if len(passes) == 1:
+        return list(passes[0])
+    combined = []
+    for answers in zip(*passes, strict=True):
+        first = answers[0]
+        if any(a["index"] != first["index"] for a in answers):
+            raise ValueError(f"the passes do not answer the same rows (row {first['index']})")
+        votes: Counter[tuple[str, Any]] = Counter(_vote_key(a["prediction"]) for a in answers
+                                                  if a["valid"])
+        majority = None
+        if votes:
+            top = max(votes.values())
+            majority = next(a for a in answers if a["valid"] and votes[_vote_key(a["prediction"])] == top)
+        combined.append({
+            **first,
+            "samples": [{k: a[k] for k in SAMPLE_FIELDS} for a in answers],
+            "correct_count": sum(bool(a["correct"]) for a in answers),
+            "majority": None if majority is None else majority["prediction"],
+            "majority_correct": bool(majority is not None and majority["correct"]),
+            "any_correct": any(a["correct"] for a in answers),
+        })
+    return combined
+
+
+def sample_stats(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Over the ``k`` samples of combined records (:func:`combine_samples`): the mean
+    accuracy, each sample's, the majority-vote accuracy and pass@k (a question counts when
+    any of its k samples is right), and each question's count of right samples."""
+    n = len(records)
+    k = len(records[0]["samples"]) if records else 0
+    majority = sum(r["majority_correct"] for r in records)
+    any_right = sum(r["any_correct"] for r in records)
+    return {
+        "k": k,
+        "mean_accuracy": sum(r["correct_count"] for r in records) / (n * k) if n else None,
+        "per_sample_accuracy": [sum(bool(r["samples"][s]["correct"]) for r in records) / n
+                                for s in range(k)] if n else [],
+        "majority_correct": majority,
+        "majority_accuracy": majority / n if n else None,
+        "pass_correct": any_right,
+        "pass_at_k": any_right / n if n else None,
+        # index -> right samples, for the questions with any (a paired comparison's input)
+        "correct_counts": [[r["index"], r["correct_count"]] for r in records if r["correct_count"]],
     }

@@ -15,6 +15,7 @@
     │   ├── TrainingFailed           the training process failed; checkpoints kept for resume
     │   └── EngineFailed             a replica of a data-parallel exam failed (its log named)
     ├── StageContractError           a stage read or wrote an artifact its plan does not declare
+    ├── OutputBusy                   another fairspec run holds the output folder (its pid, host)
     └── BudgetReached (exit 3)       the next teacher call could pass the spending limit
 
 Outside the tree, internal: ``TransientFailure`` (one attempt of a teacher call failed in
@@ -176,6 +177,11 @@ class EngineFailed(StageError):
 
 class StageContractError(FairspecError):
     """A stage read or wrote an artifact that its plan does not declare (a bug in the stage)."""
+
+
+class OutputBusy(FairspecError):
+    """Another ``fairspec run`` holds the output folder (and its call store): two runs of one
+    spec at once would pay for the same calls twice."""
 
 
 class BudgetReached(FairspecError):

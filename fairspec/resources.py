@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from fairspec.errors import FairspecError
+
 BUILTIN_PREFIX = "builtin:"
 
 @dataclass(frozen=True)
@@ -41,9 +43,22 @@ def is_builtin(ref: str) -> bool:
     return ref.startswith(BUILTIN_PREFIX)
 
 
+def builtin_escapes(ref: str) -> bool:
+    """Whether ``builtin:x`` names a path outside the package's resources
+    (``builtin:../../etc/passwd``, ``builtin:/etc/passwd``)."""
+    relative = ref[len(BUILTIN_PREFIX):]
+    root = resource_root().resolve()
+    return Path(relative).is_absolute() or not (root / relative).resolve().is_relative_to(root)
+
+
 def resolve_path(ref: str, base_dir: Path) -> Path:
-    """``builtin:x`` -> the packaged file ``x``; anything else -> relative to ``base_dir``."""
+    """``builtin:x`` -> the packaged file ``x``; anything else -> relative to ``base_dir``.
+    A builtin reference outside the package's resources is a FairspecError (``validate``
+    reports it at its line first)."""
     if is_builtin(ref):
+        if builtin_escapes(ref):
+            raise FairspecError(f"{ref}: a builtin: path names a file of fairspec's own "
+                                "resources, never one outside them")
         return resource_root() / ref[len(BUILTIN_PREFIX):]
     path = Path(ref).expanduser()
     return path if path.is_absolute() else base_dir / path

@@ -24,7 +24,7 @@ from fairspec.dsl.schema import Spec
 from fairspec.dsl.source import FieldPath, SpecSource, format_path, read_source, read_source_file
 from fairspec.dsl.variants import apply_overrides, key_path, sweep_points
 from fairspec.errors import Problem, SpecError
-from fairspec.resources import resolve_path
+from fairspec.resources import builtin_escapes, is_builtin, resolve_path
 from fairspec.secrets import find_key_like, iter_strings, redact
 from fairspec.tasks.kinds import default_prompt, default_training_template
 from fairspec.templates import TEMPLATE_ROLES, check_template, role_variables
@@ -216,8 +216,16 @@ def _check(data: Any, base_dir: Path) -> tuple[Spec | None, list[tuple[FieldPath
 
 
 def _secret_problems(source: SpecSource) -> list[Problem]:
+    """Key-like text anywhere in the spec, and ``builtin:`` paths outside the package's
+    resources (``builtin:../../etc/passwd`` would be read, sent to a teacher, recorded)."""
     problems = []
     for path, text, is_key in iter_strings(source.data):
+        if not is_key and is_builtin(text) and builtin_escapes(text):
+            problems.append(source.problem(
+                path, f"{text} lies outside fairspec's packaged resources",
+                "builtin: names a packaged file (builtin:prompts/math/exam.j2); use a path "
+                "relative to the spec for your own files"))
+            continue
         label = find_key_like(text)
         if label:
             problems.append(source.problem(
@@ -231,6 +239,8 @@ def _secret_problems(source: SpecSource) -> list[Problem]:
 def validate_source(source: SpecSource, base_dir: Path) -> LoadedSpec:
     """Check parsed spec data; raise SpecError with every problem, or return the LoadedSpec."""
     problems = _secret_problems(source)
+    if any("lies outside fairspec's packaged resources" in p.message for p in problems):
+        raise SpecError(problems)  # no file of it is opened, not even to check it
     secret_paths = {p.path for p in problems}
     spec, found = _check(source.data, base_dir)
     for path, message, hint, at_key in found:

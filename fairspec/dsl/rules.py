@@ -16,6 +16,7 @@ from fairspec.dsl.training_rules import training_findings
 from fairspec.providers.families import family_for
 from fairspec.providers.registry import kind_options, kinds_taking, provider_kind
 from fairspec.resources import BUILTIN_MODELS, builtin_model_alias, is_builtin, resolve_path
+from fairspec.secrets import find_key_like
 from fairspec.tasks.data import DATA_SUFFIXES, data_suffix
 from fairspec.tasks.kinds import COMMON_FIELDS, TASK_KINDS, default_extractor, task_kind
 from fairspec.tracking import known_integrations
@@ -122,6 +123,10 @@ def _dataset(spec: Spec, base_dir: Path) -> list[Finding]:
         elif not data_suffix(local):
             out.append(Finding(where + ("path",), f"unsupported data file type '{local.suffix}'",
                                "use jsonl, json, csv or parquet (jsonl and json may be gzipped)"))
+    if spec.evaluation.samples > 1 and spec.evaluation.decoding == "greedy":
+        out.append(Finding(("evaluation", "samples"),
+                           f"{spec.evaluation.samples} greedy decodes of a question are one "
+                           "answer repeated", "set evaluation.decoding: sample, or samples: 1"))
     if spec.evaluation.split not in (ds.test_split, ds.train_split):
         out.append(Finding(("evaluation", "split"),
                            f"split '{spec.evaluation.split}' is neither the train_split "
@@ -302,6 +307,11 @@ def _teachers(spec: Spec, base_dir: Path) -> list[Finding]:
         out += _batch(teacher, kind, path)
         if teacher.base_url is not None and not re.match(r"^https?://", teacher.base_url):
             out.append(Finding(path + ("base_url",), "base_url must start with http:// or https://"))
+        elif teacher.base_url is not None and (secret := _credentials_in(teacher.base_url)):
+            out.append(Finding(path + ("base_url",), f"base_url holds {secret}: it would be "
+                               "written to the record, the plan and every log",
+                               "put the key in an environment variable and name it with "
+                               "api_key_env"))
         rule = kind.key_rule
         if rule is not None and teacher.api_key_env is None and getattr(teacher, rule.unless) is None:
             out.append(Finding(path, rule.message, f"api_key_env: {kind.key_env}"))
@@ -323,6 +333,30 @@ def _teachers(spec: Spec, base_dir: Path) -> list[Finding]:
                 out.append(Finding(path + ("replay_file",),
                                    f"no such file: {resolve_path(teacher.replay_file, base_dir)}"))
     return out
+
+
+#: Query parameters that carry a credential (``?api_key=...``, ``?token=...``, ``?sig=...``).
+_SECRET_PARAM = re.compile(r"(?i)(key|token|secret|password|passwd|sig|signature|auth)")
+
+
+def _credentials_in(url: str) -> str | None:
+    """What credential ``url`` carries (user:password, a key in its query, a key-shaped
+    string anywhere), or None."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        userinfo = parts.username is not None or parts.password is not None
+    except ValueError:
+        return None
+    if userinfo:
+        return "a user name or password (user:pass@)"
+    named = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)
+             if _SECRET_PARAM.search(name)]
+    if named:
+        return f"a credential in its query ({', '.join(sorted(set(named)))})"
+    shape = find_key_like(url)
+    return f"an {shape}" if shape else None
 
 
 def _jury_names(spec: Spec) -> list[Finding]:

@@ -83,6 +83,10 @@ class Task(Section):
         description=f"template variable -> dataset column; needs {fields_summary()}"
     )
     answer: Answer = Answer()
+    decontaminate: Literal["off", "report", "drop"] = Field(
+        "report", description="look for the evaluation split's questions in the training set "
+        "(13-word n-grams): report the examples that hold one (build/stats.json, the report), "
+        "drop them before training, or off")
 
 
 class VllmOptions(Section):
@@ -427,6 +431,10 @@ class Evaluation(Section):
     split: str = "test"
     decoding: Literal["sample", "greedy"] = "sample"
     base: bool = Field(True, description="also evaluate the untuned student")
+    samples: PositiveInt = Field(
+        1, description="decodes per question (decoding: sample), each seeded per question and "
+        "sample: the report gives the mean accuracy over them, majority-vote accuracy and "
+        "pass@k; 1 = the paper's one sampled pass")
 
 
 class BudgetSection(Section):

@@ -128,6 +128,19 @@ def _tag(node: Any) -> str:
     return str(getattr(tag, "value", tag) if tag is not None else "")
 
 
+#: A spec past these is refused with a located problem, never expanded: YAML aliases can
+#: repeat a node exponentially (a "billion laughs" file of a few lines), and deep nesting
+#: exhausts the parser's recursion.
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
+
+
+class _TooBig(Exception):
+    def __init__(self, node: Any, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.node, self.message, self.hint = node, message, hint
+
+
 class _Builder:
     """Turns a composed node tree into plain data, recording positions and problems."""
 
@@ -135,11 +148,19 @@ class _Builder:
         self.source = source
         self.yaml = yaml
         self.problems: list[Problem] = []
+        self.values = 0
 
     def _mark(self, node: Any) -> tuple[int, int]:
         return (node.start_mark.line + 1, node.start_mark.column + 1)
 
     def build(self, node: Any, path: FieldPath) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise _TooBig(node, f"the spec expands to more than {MAX_VALUES:,} values (YAML "
+                          "aliases repeating nodes)", "write the values out, or use fewer aliases")
+        if len(path) > MAX_DEPTH:
+            raise _TooBig(node, f"the spec nests deeper than {MAX_DEPTH} levels",
+                          "a spec is a few levels deep: check the indentation and brackets")
         self.source.values.setdefault(path, self._mark(node))
         tag = _tag(node)
         if node.id == "mapping":
@@ -224,6 +245,10 @@ def read_source(text: str, file: str) -> tuple[SpecSource, list[Problem]]:
     yaml = YAML(typ="safe", pure=True)
     try:
         documents = list(yaml.compose_all(text))
+    except RecursionError:
+        return source, [Problem(file, 1, 1, "", "the spec nests deeper than the YAML parser "
+                                "can follow", "a spec is a few levels deep: check the "
+                                "indentation and brackets")]
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -240,7 +265,12 @@ def read_source(text: str, file: str) -> tuple[SpecSource, list[Problem]]:
                     "remove the '---' separator and what follows")
         ]
     builder = _Builder(source, yaml)
-    source.data = builder.build(documents[0], ())
+    try:
+        source.data = builder.build(documents[0], ())
+    except _TooBig as exc:
+        line, col = builder._mark(exc.node)
+        source.data = None
+        return source, [Problem(file, line, col, "", exc.message, exc.hint)]
     if not isinstance(source.data, dict):
         builder.problems.append(
             Problem(file, 1, 1, "", "a spec must be a mapping of keys (fairspec: 1, name: ..., ...)")

@@ -36,6 +36,7 @@ from fairspec.plan.recorded_inputs import exam_recorded, teacher_recorded
 from fairspec.providers.families import family_for, shaped
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import BUILTIN_MODELS, builtin_model_alias, resolve_path
+from fairspec.tasks.contamination import NGRAM, SHARED_LIMIT
 from fairspec.tasks.data import DATA_SUFFIXES
 from fairspec.templates import TEMPLATE_ROLES
 
@@ -284,6 +285,16 @@ def compile_run(
         "fields": fields,
         "templates": {r: templates[f"training.templates.{r}"] for r in ("rationale", "feedback")},
     }
+    # task.decontaminate: the build stage reads the evaluation split as the evaluate stage
+    # does; only drop changes the training set, so only drop enters the fingerprint
+    decontaminate: dict[str, Any] = {"mode": spec.task.decontaminate}
+    if spec.task.decontaminate != "off":
+        decontaminate.update(n=NGRAM, shared_limit=SHARED_LIMIT,
+                             dataset=dataset_split(spec, base_dir, spec.evaluation.split),
+                             limit=limit.test, fields=fields, answer=_answer(spec))
+    if spec.task.decontaminate == "drop":
+        build_identity["decontaminate"] = {key: decontaminate[key] for key in (
+            "mode", "n", "shared_limit", "dataset", "limit")}
     layout = TrainingLayout.of(spec, env)
     train_identity = {
         "model": spec.student.model,
@@ -324,12 +335,16 @@ def compile_run(
         "template": templates["training.templates.rationale"],
     }
     evaluate_identity = {**base_identity, "base": evaluation.base}
+    if evaluation.samples != 1:  # one sample keeps its fingerprints
+        evaluate_identity["samples"] = evaluation.samples
     evaluate_settings = {
         **evaluate_identity, "device": device, "batch_size": exam_cfg.batch_size,
         "vllm": vllm_settings(spec, env) if engine == "vllm" else None,
         "replicas": exam_replicas(hw, engine),
         # the untuned student's accuracy is the same for every variant: cached under this key
-        "base_fingerprint": fingerprint("evaluate-base", base_identity), "card": card}
+        # sample s > 0 of the base is cached beside sample 0 (any run's samples share it)
+        "base_fingerprint": fingerprint("evaluate-base", base_identity), "card": card,
+        "samples": evaluation.samples}
 
     rounds = spec.rounds
     previous: dict[str, Stage] = {}  # kind -> round k-1's stage
@@ -354,7 +369,7 @@ def compile_run(
         review = add("review", review_identity, review_settings, [teach], round_no=k)
         accumulate = k > 1 and rounds.data == "accumulate"
         identity = {**build_identity, **({"accumulate": True} if accumulate else {})}
-        build = add("build", identity, {**identity, "card": card},
+        build = add("build", identity, {**identity, "card": card, "decontaminate": decontaminate},
                     [review, *([previous["build"]] if accumulate else [])], round_no=k,
                     previous=previous, reads_previous=ROUND_READS["examples"] if accumulate else ())
         from_previous = k > 1 and rounds.start_from == "previous"

@@ -229,7 +229,9 @@ def _stage_summary_of(spec: Spec, run: RunPlan, stage: Any) -> str:
                 f"{', exclude_self' if p['exclude_self'] else ''}, min_valid_scores {p['min_valid_scores']}"
                 f"; {read}")
     if name == "build":
-        return f"selection {s['selection']}, templates {s['templates']['rationale']['ref']}"
+        check = (s.get("decontaminate") or {"mode": "off"})["mode"]
+        return (f"selection {s['selection']}, templates {s['templates']['rationale']['ref']}"
+                + ("" if check == "off" else f"; test questions in the examples: {check}"))
     if name == "train":
         lora = f", LoRA r={s['lora']['r']}" if s["lora"] else ""
         where = ("in process" if s["layout"]["launcher"] == "inline"

@@ -320,8 +320,99 @@ def headline(before: Mapping[str, Any], after: Mapping[str, Any], table: PairedT
 
 
 def evaluation_headline(metrics: Mapping[str, Any]) -> str | None:
-    """The headline of an evaluate stage's metrics.json (None: base or tuned missing)."""
+    """The headline of an evaluate stage's metrics.json (None: base or tuned missing); with
+    ``evaluation.samples`` above 1, of the mean accuracies over the samples."""
     base, tuned = metrics.get("base"), metrics.get("tuned")
     if not base or not tuned or base.get("accuracy") is None or tuned.get("accuracy") is None:
         return None
+    rates = metrics.get("paired_rates")
+    if isinstance(rates, Mapping) and base.get("samples") and tuned.get("samples"):
+        return rates_headline(base["samples"], tuned["samples"], rates)
     return headline(base, tuned, table_from_metrics(metrics))
+
+
+# -- k samples per question (evaluation.samples) ----------------------------------------------
+
+#: How k samples per question are summarised, as metrics.json records it.
+SAMPLE_METHODS = {
+    "mean_interval": "t interval of the mean of the per-question correctness rates",
+    "majority_interval": "Wilson score interval",
+    "pass_interval": "Wilson score interval",
+    "paired_test": "paired t-test on the per-question correctness rates (right samples / k)",
+    "paired_interval": "t interval of the mean per-question difference in correctness rate",
+}
+
+
+def rates(counts: Iterable[Sequence[Any]], indices: Iterable[Any], k: int) -> dict[Any, float]:
+    """Each question's correctness rate (right samples / k) from ``correct_counts`` pairs
+    (index, right samples; a question not listed has none)."""
+    found = {index: count for index, count in counts}
+    return {index: found.get(index, 0) / k for index in indices}
+
+
+def mean_interval(values: Sequence[float],
+                  confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The t interval of the mean of ``values``, rates in [0, 1] (clipped to it; None:
+    fewer than 2, or no scipy)."""
+    stats = _stats()
+    if stats is None or len(values) < 2:
+        return None
+    n = len(values)
+    mean = sum(values) / n
+    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    if spread == 0:
+        return mean, mean
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * spread / math.sqrt(n)
+    return max(0.0, mean - half), min(1.0, mean + half)  # rates: within [0, 1]
+
+
+def sample_fields(summary: Mapping[str, Any], per_question: Sequence[float]) -> dict[str, Any]:
+    """The intervals metrics.json adds to a student's ``samples`` summary (None: no scipy)."""
+    n = len(per_question)
+    return {"mean_ci95": _rounded(mean_interval(per_question)),
+            "majority_ci95": _rounded(wilson_interval(summary["majority_correct"], n)),
+            "pass_ci95": _rounded(wilson_interval(summary["pass_correct"], n))}
+
+
+def paired_rates(before: Mapping[Any, float], after: Mapping[Any, float]) -> dict[str, Any] | None:
+    """Two students' per-question correctness rates on the same questions compared: the
+    mean difference (after - before), the paired t-test's p and the difference's t
+    interval; None when the questions differ. p is 1 (and the interval [0, 0]) when no
+    question changed; p and the interval are None without scipy."""
+    if set(before) != set(after) or not before:
+        return None
+    differences = [after[i] - before[i] for i in sorted(before, key=str)]
+    n = len(differences)
+    mean = sum(differences) / n
+    fields: dict[str, Any] = {"n": n, "mean_difference": round(mean, 6), "p_value": None,
+                              "diff_ci95": None}
+    stats = _stats()
+    if stats is None:
+        return fields
+    if all(d == differences[0] for d in differences):  # no spread: the t-test is undefined
+        fields.update(p_value=1.0 if mean == 0 else 0.0, diff_ci95=[round(mean, 6)] * 2)
+        return fields
+    found = stats.ttest_1samp(differences, 0.0)
+    interval = found.confidence_interval(CONFIDENCE)
+    fields.update(p_value=float(found.pvalue),
+                  diff_ci95=_rounded((float(interval.low), float(interval.high))))
+    return fields
+
+
+def rates_headline(before: Mapping[str, Any], after: Mapping[str, Any],
+                   paired: Mapping[str, Any], *, what: str = "FAIR tuning") -> str:
+    """One sentence on the change in mean accuracy over k samples (``before``/``after``:
+    the students' ``samples`` summaries; ``paired``: :func:`paired_rates`)."""
+    k, n = after.get("k"), paired.get("n")
+    span = (f"mean accuracy over {k} samples {percent(before.get('mean_accuracy'))} -> "
+            f"{percent(after.get('mean_accuracy'))} on {n} questions")
+    p, interval = paired.get("p_value"), paired.get("diff_ci95")
+    if p is None or not interval:
+        return f"Change after {what}: {span}; not tested (scipy is not installed)."
+    tested = (f"paired t-test on per-question correctness rates p = {p_text(p)}; difference "
+              f"{points(paired.get('mean_difference'))} points, 95% CI {points_interval(interval)}")
+    if p < ALPHA and interval[0] > 0:
+        return f"Gain from {what}: {span} ({tested})."
+    if p < ALPHA and interval[1] < 0:
+        return f"Loss from {what}: {span} ({tested})."
+    return f"No evidence of a change from {what}: {span} ({tested})."

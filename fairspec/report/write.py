@@ -13,6 +13,7 @@ from fairspec.dsl.variants import shown
 from fairspec.errors import FairspecError
 from fairspec.report.browser import sample_browser
 from fairspec.report.collect import Locate, RunSummary, collect, run_locator, siblings
+from fairspec.report.decontamination import add_decontamination
 from fairspec.report.document import Document, Heading, Image, Table, Text
 from fairspec.report.plots import (
     accuracy_curve,
@@ -74,6 +75,7 @@ def write_report(run_dir: Path, *, folder: Path | None = None,
     _teachers(doc, run)
     _review(doc, run, folder)
     _training(doc, run, folder)
+    add_decontamination(doc, run)
     others = siblings(run_dir) if run.info.get("variant") is None else []
     if others:
         _comparison(doc, run, others, folder)
@@ -151,6 +153,7 @@ def _accuracy(doc: Document, run: RunSummary) -> None:
     doc.add(Table(["student", "correct / total", "accuracy", "95% interval", "no stated answer"],
                   rows, f"Zero-shot, {metrics.get('split', 'test')} split; 95% interval: Wilson "
                   "score, n = the questions (total)"))
+    _evaluation_samples(doc, metrics)
     headline = evaluation_headline(metrics)
     if headline:
         doc.add(Text(headline))
@@ -162,6 +165,35 @@ def _accuracy(doc: Document, run: RunSummary) -> None:
         doc.add(Text(_STATISTICS))
     if metrics.get("note"):
         doc.add(Text(f"Note: {metrics['note']}."))
+
+
+def _evaluation_samples(doc: Document, metrics: dict[str, Any]) -> None:
+    """With ``evaluation.samples`` k > 1: per student the mean accuracy over the k samples,
+    each sample's, the majority-vote accuracy and pass@k, with their intervals."""
+    rows = []
+    for label in ("base", "tuned"):
+        summary = (metrics.get(label) or {}).get("samples")
+        if not summary:
+            continue
+        per_sample = summary.get("per_sample_accuracy") or []
+        rows.append([label, summary["k"],
+                     (_pct(summary["mean_accuracy"]) or "-") + _bracket(summary.get("mean_ci95")),
+                     f"{_pct(min(per_sample))}-{_pct(max(per_sample))}" if per_sample else None,
+                     (_pct(summary["majority_accuracy"]) or "-") + _bracket(summary.get("majority_ci95")),
+                     (_pct(summary["pass_at_k"]) or "-") + _bracket(summary.get("pass_ci95"))])
+    if not rows:
+        return
+    doc.add(Table(["student", "samples (k)", "mean accuracy (95% CI)", "range over samples",
+                   "majority vote (95% CI)", "pass@k (95% CI)"], rows,
+                  "k sampled decodes per question, each seeded per question and sample; the "
+                  "table above is the first sample's (the paper's one pass). Mean: over the k "
+                  "samples (t interval of the per-question correctness rates); majority vote: "
+                  "the answer most samples state; pass@k: any sample right (Wilson intervals)"))
+
+
+def _bracket(interval: Any) -> str:
+    text = interval_text(interval)
+    return f" ({text})" if text else ""
 
 
 _STATISTICS = ("Base and tuned are paired by question: gained = wrong before and right after, "

@@ -24,6 +24,7 @@ from fairspec.plan.graph import STAGE_NAMES, Plan, RunPlan
 from fairspec.plan.hardware import Rendezvous
 from fairspec.plan.kinds import round_of
 from fairspec.report import write_report
+from fairspec.run.lock import hold_output
 from fairspec.run.record import CALL_FILES, stage_call_keys, write_record, write_run_info
 from fairspec.stages import Services, StageContext, stage_runner
 from fairspec.store import CallStore, load_replay
@@ -91,7 +92,7 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
     replay = load_replay(replay_file) if replay_file else None
     output_dir = Path(plan.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    with CallStore(Path(plan.call_store)) as store:
+    with hold_output(output_dir), CallStore(Path(plan.call_store)) as store:
         services = Services(base_dir=Path(plan.base_dir), cache_dir=output_dir / "cache",
                             store=store, budget=budget, replay=replay, progress=progress,
                             rendezvous=rendezvous)

@@ -6,14 +6,25 @@ seeded by the spec's seed and the sample, so the choice does not depend on row o
 ``all`` keeps every accepted rationale and every feedback. Each example is the
 Appendix C template (the prompt half) and the teacher's text as the completion; a
 sample's examples are adjacent, so batches can pair them.
+
+``task.decontaminate`` (:func:`decontaminate`): each new example's question, rationale or
+feedback is looked for in the evaluation split's questions (13-word n-grams,
+:mod:`fairspec.tasks.contamination`); ``report`` counts and lists the examples that hold
+one in stats.json, ``drop`` also removes them. A test split that cannot be read (a hub
+dataset offline) never fails the build: stats.json says the check did not run, and why.
 """
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from fairspec.answering import load_split
 from fairspec.artifacts import (
     atomic_write_json,
     atomic_write_text,
@@ -21,10 +32,18 @@ from fairspec.artifacts import (
     write_jsonl,
 )
 from fairspec.cards import dataset_card
+from fairspec.errors import DataError
 from fairspec.stages.context import StageContext
+from fairspec.tasks.contamination import Match, TestNgrams, question_text
 from fairspec.templates import render
 
+log = logging.getLogger(__name__)
+
 PREVIEW_ROWS = 50
+#: Contaminated examples listed in stats.json's ``decontamination.examples`` (counts cover all).
+LISTED_OVERLAPS = 10
+#: Where an example's text comes from, in the order they are checked and listed.
+SOURCES = ("question", "rationale", "feedback")
 
 
 def build_examples(mistakes: list[dict[str, Any]], accepted: list[dict[str, Any]],
@@ -74,6 +93,78 @@ def accumulate(earlier: list[dict[str, Any]], new: list[dict[str, Any]]) -> list
     return out
 
 
+def find_overlaps(examples: list[dict[str, Any]], questions: Mapping[int, str],
+                  ngrams: TestNgrams) -> list[dict[str, Match]]:
+    """Per example, the test question each of its texts holds: ``question`` (its sample's
+    question, checked once per sample) and its completion under its kind (``rationale`` or
+    ``feedback``); an example without any is ``{}``."""
+    of_question: dict[int, Match | None] = {}
+    found = []
+    for example in examples:
+        sample = example["sample"]
+        if sample not in of_question:
+            of_question[sample] = ngrams.find(questions.get(sample, ""))
+        hits = {"question": of_question[sample]} if of_question[sample] else {}
+        completion = ngrams.find(example["completion"] or "")
+        if completion is not None:
+            hits[example["kind"]] = completion
+        found.append(hits)
+    return found
+
+
+def overlap_stats(examples: list[dict[str, Any]], found: list[dict[str, Match]],
+                  ngrams: TestNgrams) -> dict[str, Any]:
+    """What the check found: counts per source and the first :data:`LISTED_OVERLAPS`
+    contaminated examples (train index, test index, the shared n-gram)."""
+    listed = []
+    for example, hits in zip(examples, found, strict=True):
+        if hits and len(listed) < LISTED_OVERLAPS:
+            source = next(s for s in SOURCES if s in hits)
+            listed.append({"train_index": example["sample"], "kind": example["kind"],
+                           "teacher": example["teacher"], "source": source,
+                           "test_index": hits[source].test_index, "ngram": hits[source].ngram})
+    return {
+        "test_questions": ngrams.questions,
+        "short_test_questions": ngrams.short_questions,
+        "shared_ngrams_ignored": ngrams.shared_ngrams,
+        "examples_checked": len(examples),
+        "contaminated_examples": sum(1 for hits in found if hits),
+        "by_source": {s: sum(1 for hits in found if s in hits) for s in SOURCES},
+        "examples": listed,
+    }
+
+
+def decontaminate(examples: list[dict[str, Any]], mistakes: list[dict[str, Any]],
+                  check: Mapping[str, Any], base_dir: Path
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any], str | None]:
+    """The examples to train on (without the contaminated ones with ``drop``), what the
+    check found (stats.json's ``decontamination``) and the test split's fingerprint (None
+    when it could not be read)."""
+    mode = check["mode"]
+    head = {"mode": mode, "n": check["n"], "split": check["dataset"]["split"]}
+    try:
+        split = load_split(check, base_dir)
+    except (DataError, OSError) as exc:
+        log.warning("task.decontaminate: the %s split could not be read, so the training set "
+                    "was not checked: %s", head["split"], exc)
+        return examples, {**head, "checked": False,
+                          "reason": f"the {head['split']} split could not be read: {exc}"}, None
+    started = time.perf_counter()
+    names = [name for name in check["fields"] if name != "answer"]
+    ngrams = TestNgrams(((row.index, question_text(row.fields, names)) for row in split.rows),
+                        n=check["n"], shared_limit=check["shared_limit"])
+    questions = {m["index"]: question_text(m["fields"], names) for m in mistakes}
+    found = find_overlaps(examples, questions, ngrams)
+    stats = {**head, "checked": True, **overlap_stats(examples, found, ngrams)}
+    if mode == "drop":
+        examples = [e for e, hits in zip(examples, found, strict=True) if not hits]
+        stats["dropped_examples"] = stats["contaminated_examples"]
+    log.info("task.decontaminate: %d of %d examples hold a %s question (%.2f s)",
+             stats["contaminated_examples"], stats["examples_checked"], head["split"],
+             time.perf_counter() - started)
+    return examples, stats, split.fingerprint
+
+
 #: The built set's columns, as its card describes them.
 COLUMNS = {
     "sample": "the question's index in the train split (a sample's rationale and feedback "
@@ -91,6 +182,9 @@ def training_set_card(card: dict[str, Any], stats: dict[str, Any]) -> str:
               "samples (an accepted rationale and a feedback)": stats["samples"],
               "examples": stats["examples"], "rationale examples": stats["rationale_examples"],
               "feedback examples": stats["feedback_examples"], "selection": stats["selection"]}
+    if "dropped_examples" in stats.get("decontamination", {}):
+        counts["examples dropped: they hold a test question"] = \
+            stats["decontamination"]["dropped_examples"]
     return dataset_card(card, counts=counts, columns=COLUMNS,
                         title=f"{card['run']}: the FAIR training set")
 
@@ -104,6 +198,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
     templates = {role: ctx.read_template(ref) for role, ref in settings["templates"].items()}
     examples = build_examples(mistakes, accepted, feedback, templates,
                               selection=settings["selection"], seed=settings["seed"])
+    check = settings.get("decontaminate") or {"mode": "off"}  # a plan from before the key: off
+    decontamination, test_split = None, None
+    if check["mode"] != "off":
+        examples, decontamination, test_split = decontaminate(
+            examples, mistakes, check, ctx.services.base_dir)
     from datasets import Dataset, load_from_disk
 
     new = len(examples)
@@ -128,8 +227,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if ctx.declared_input("build", "dataset/") is not None:  # this round's, and the earlier ones'
         stats.update(round_examples=new, carried_examples=len(earlier),
                      repeated_examples=len(earlier) + new - len(examples))
+        if decontamination is not None:
+            decontamination["note"] = ("checks this round's examples; the carried ones were "
+                                       "checked by the round that built them")
+    if decontamination is not None:
+        stats["decontamination"] = decontamination
     if "card" in settings:
         atomic_write_text(ctx.output("dataset/") / "README.md", training_set_card(settings["card"], stats))
     atomic_write_json(ctx.output("stats.json"), stats)
-    ctx.finish({"samples": stats["samples"], "examples": stats["examples"]})
+    ctx.finish({"samples": stats["samples"], "examples": stats["examples"]},
+               extra_inputs={"decontaminate": test_split} if test_split else None)
     return stats

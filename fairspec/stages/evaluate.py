@@ -13,6 +13,7 @@ exact test, the difference's interval: :mod:`fairspec.report.significance`).
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from typing import Any
 
 from fairspec.answering import (
@@ -20,8 +21,11 @@ from fairspec.answering import (
     accuracy_stats,
     answer_split,
     chunk_rows,
+    combine_samples,
     engine_factory,
     load_split,
+    sample_seed,
+    sample_stats,
     sampling_from,
 )
 from fairspec.artifacts import atomic_write_json, atomic_write_text, write_jsonl
@@ -45,24 +49,32 @@ def run(ctx: StageContext) -> dict[str, Any]:
         models = {"base": settings["model"], **models}
     metrics: dict[str, Any] = {"split": dataset["split"], "dataset": split.source}
     predictions: dict[str, list[dict[str, Any]]] = {}
+    k = settings.get("samples", 1)
     for label, model in models.items():
-        if label == "base":  # shared by every run with the same base fingerprint
-            out = ctx.cache("evaluate-base", f"{settings['base_fingerprint']}.jsonl")
-        else:
-            out = ctx.work_dir / "tuned.partial.jsonl"
-        records = answer_split(
-            split.rows, template,
-            engine_factory(settings, model, ctx.services.base_dir,
-                           chat_template=settings["chat_template"],
-                           log_dir=ctx.work_dir / label),
-            sampling, scoring, out, template_name=settings["template"]["ref"],
-            chunk=chunk_rows(settings),
-            on_progress=counter(ctx.services.progress, f"{ctx.label} {label}", len(split.rows), "rows"),
-        )
-        if label == "base":
-            shutil.copyfile(out, ctx.output("base.jsonl"))
+        passes = []
+        for sample in range(k):
+            tag = "" if sample == 0 else f".sample-{sample}"
+            if label == "base":  # shared by every run with the same base fingerprint
+                out = ctx.cache("evaluate-base", f"{settings['base_fingerprint']}{tag}.jsonl")
+            else:
+                out = ctx.work_dir / f"tuned{tag}.partial.jsonl"
+            progress = f"{ctx.label} {label}" + (f" sample {sample + 1}/{k}" if k > 1 else "")
+            passes.append(answer_split(
+                split.rows, template,
+                engine_factory(settings, model, ctx.services.base_dir,
+                               chat_template=settings["chat_template"],
+                               log_dir=ctx.work_dir / label),
+                replace(sampling, seed=sample_seed(sampling.seed, sample)), scoring, out,
+                template_name=settings["template"]["ref"], chunk=chunk_rows(settings),
+                on_progress=counter(ctx.services.progress, progress, len(split.rows), "rows"),
+            ))
+            if label == "base" and sample == 0:
+                shutil.copyfile(out, ctx.output("base.jsonl"))
+        records = combine_samples(passes)
         write_jsonl(ctx.output(f"predictions-{label}.jsonl"), records)
         metrics[label] = accuracy_stats(records)
+        if k > 1:
+            metrics[label]["samples"] = sample_stats(records)
         predictions[label] = records
     if not tuned.exists():
         metrics["tuned"] = None
@@ -95,18 +107,32 @@ def add_statistics(metrics: dict[str, Any], predictions: dict[str, list[dict[str
     right (``correct_indices``); what identifies the questions (``questions``: a variant's
     evaluation pairs with this one when it answered the same); base against tuned paired
     by question (``paired``: the four counts, McNemar's exact p, the difference's
-    ``diff_ci95``); and the methods (``statistics``). Intervals and p are null without scipy."""
+    ``diff_ci95``); and the methods (``statistics``). Intervals and p are null without scipy.
+    With k samples a question, each student's ``samples`` summary gains its intervals and
+    base against tuned is also compared on the per-question correctness rates
+    (``paired_rates``: the mean difference, a paired t-test's p and its interval)."""
+    rates: dict[str, dict[Any, float]] = {}
     for label, records in predictions.items():
         right = significance.correct_indices(records)
         metrics[label].update(significance.accuracy_fields(len(right), len(records)),
                               correct_indices=right)
+        summary = metrics[label].get("samples")
+        if summary:
+            rates[label] = significance.rates(summary["correct_counts"],
+                                              [r["index"] for r in records], summary["k"])
+            summary.update(significance.sample_fields(summary, list(rates[label].values())))
     if predictions:
         metrics["questions"] = significance.question_set(next(iter(predictions.values())))
     if metrics.get("base") and metrics.get("tuned"):
         paired = significance.pair(predictions["base"], predictions["tuned"])
         if paired is not None:
             metrics["paired"] = significance.paired_fields(paired)
-    metrics["statistics"] = significance.METHODS
+        if "base" in rates and "tuned" in rates:
+            paired_rates = significance.paired_rates(rates["base"], rates["tuned"])
+            if paired_rates is not None:
+                metrics["paired_rates"] = paired_rates
+    metrics["statistics"] = {**significance.METHODS,
+                             **({"samples": significance.SAMPLE_METHODS} if rates else {})}
 
 
 def changes(base: list[dict[str, Any]], tuned: list[dict[str, Any]]) -> dict[str, Any]:

@@ -82,6 +82,8 @@ _INSERT_NEW = (f"INSERT INTO calls ({', '.join(_COLUMNS)}) "
                f"VALUES ({', '.join('?' for _ in _COLUMNS)}) ON CONFLICT (key) DO NOTHING")
 #: calls per multi-row insert (20 columns each, well under SQLite's 32,766 variables)
 _ROWS_PER_INSERT = 512
+#: What a teacher's key is replaced by in a stored reply (:meth:`CallStore.protect`).
+KEY_REMOVED = "[API key removed]"
 
 
 @functools.lru_cache(maxsize=64)
@@ -169,6 +171,9 @@ class CallStore:
             check_same_thread=False,
         )
         self._writer: GroupCommitter | None = None
+        self._secrets: list[str] = []
+        #: replies stored with a key value replaced by KEY_REMOVED (:meth:`protect`)
+        self.secrets_removed = 0
         try:
             self._setup()
         except BaseException:
@@ -309,8 +314,7 @@ class CallStore:
         conn.execute(_INSERT, _row(record))
         return record, True
 
-    @staticmethod
-    def _checked(record: CallRecord) -> CallRecord:
+    def _checked(self, record: CallRecord) -> CallRecord:
         if not isinstance(record, CallRecord):
             raise ValueError(f"expected a CallRecord, got {type(record).__name__}")
         expected = record.key if record.keyed_by_create else record.expected_key()
@@ -321,7 +325,33 @@ class CallStore:
         if record.last_error is not None and redact(record.last_error) != record.last_error:
             # Provider errors may quote a rejected key: never store one.
             record = dataclasses.replace(record, last_error=redact(record.last_error))
-        return record
+        return self._without_secrets(record)
+
+    def protect(self, values: Iterable[str | None]) -> None:
+        """Never store these values (the teachers' keys): a reply that holds one (a server
+        that echoes its Authorization header) is stored with ``KEY_REMOVED`` in its place,
+        counted in ``secrets_removed``. Values under 8 characters are not keys and are left."""
+        with self._lock:
+            found = set(self._secrets) | {v for v in values if v and len(v) >= 8}
+            self._secrets = sorted(found, key=len, reverse=True)
+
+    def _without_secrets(self, record: CallRecord) -> CallRecord:
+        changes: dict[str, str] = {}
+        for field in ("text", "last_error"):
+            value = getattr(record, field)
+            if not value:
+                continue
+            cleaned = value
+            for secret in self._secrets:
+                cleaned = cleaned.replace(secret, KEY_REMOVED)
+            if cleaned != value:
+                changes[field] = cleaned
+        if not changes:
+            return record
+        self.secrets_removed += 1
+        logger.warning("a reply of teacher %s held its API key: stored with %s in its place",
+                    record.teacher, KEY_REMOVED)
+        return dataclasses.replace(record, **changes)
 
     def put(self, record: CallRecord) -> CallRecord:
         """Store one call durably (committed and fsynced when this returns) and return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,18 @@ def make_provider(teacher: Mapping[str, Any], base_dir: Path) -> ChatProvider:
     if kind.local:  # where the plan put it (the student's device and dtype)
         options.update({key: teacher[key] for key in ("device", "dtype") if teacher.get(key)})
     return provider_class(kind.name)(name=teacher["name"], model=teacher["model"], **options)
+
+
+def key_values(teacher: Mapping[str, Any]) -> list[str | None]:
+    """The value of the key variable a teacher's provider reads (its ``api_key_env``, or its
+    kind's default; a recorded teacher's live fallback's too), as this process has it."""
+    names = [teacher["provider"]] + ([teacher["recorded"].get("fallback")]
+                                     if teacher.get("recorded") else [])
+    values: list[str | None] = []
+    for name in filter(None, names):
+        variable = provider_kind(name).arguments(teacher).get("api_key_env")
+        values.append(os.environ.get(variable) if variable else None)
+    return values
 
 
 def recorded_teacher(teacher: Mapping[str, Any], base_dir: Path) -> RecordedTeacher:
@@ -58,6 +71,7 @@ def make_committee(teachers: list[Mapping[str, Any]], store: CallStore, base_dir
     for teacher in teachers:
         provider, own_replay, recorded, fallback = None, None, None, None
         kind = provider_kind(teacher["provider"])
+        store.protect(key_values(teacher))  # a reply that echoes the key never stores it
         if kind.takes("replay_file"):  # answers from that file
             own_replay = AnyProviderReplay(load_replay(resolve_path(teacher["replay_file"], base_dir)))
         elif kind.takes("recorded"):  # answers from its files, and a live model for the rest
