@@ -123,6 +123,10 @@ def _dataset(spec: Spec, base_dir: Path) -> list[Finding]:
         elif not data_suffix(local):
             out.append(Finding(where + ("path",), f"unsupported data file type '{local.suffix}'",
                                "use jsonl, json, csv or parquet (jsonl and json may be gzipped)"))
+    for i, seed in enumerate(spec.seeds or []):
+        if (spec.seeds or []).index(seed) != i:
+            out.append(Finding(("seeds", i), f"seed {seed} is in seeds twice",
+                               "each seed trains once: remove one"))
     if spec.evaluation.samples > 1 and spec.evaluation.decoding == "greedy":
         out.append(Finding(("evaluation", "samples"),
                            f"{spec.evaluation.samples} greedy decodes of a question are one "

@@ -481,6 +481,10 @@ class Spec(Section):
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=80)]
     description: str = ""
     seed: int = 42
+    seeds: Annotated[list[int], Field(min_length=1)] | None = Field(
+        None, description="train and evaluate once per seed (the first in the spec's own run "
+        "folders, each other in <run>.seed-<s>): exam, teach, review and build are shared; the "
+        "report gives the mean, the standard deviation and each seed's row")
     task: Task
     student: Student
     teachers: list[Teacher] = Field(min_length=1)

@@ -170,9 +170,14 @@ def compile_run(
     variant: str | None = None,
     origin: str = "spec",
     overrides: dict[str, Any] | None = None,
+    train_seed: int | None = None,
+    repeats: str | None = None,
 ) -> RunPlan:
     """The stages of one run: exam, teach, review, build, train, evaluate for each of the
-    spec's rounds (round k >= 2 reading round k-1's outputs), then the report."""
+    spec's rounds (round k >= 2 reading round k-1's outputs), then the report.
+    ``train_seed`` (one of the spec's ``seeds``) seeds the training and the evaluation in
+    place of ``seed``; the stages before them keep ``seed`` and so are shared."""
+    seed_of_training = spec.seed if train_seed is None else train_seed
     templates = {role: _template(spec, base_dir, role) for role in TEMPLATE_ROLES}
     hw = spec.student.hardware
     device, dtype = resolve_device(hw, env), resolve_dtype(hw, env)
@@ -299,7 +304,7 @@ def compile_run(
     train_identity = {
         "model": spec.student.model,
         "dtype": dtype,
-        "seed": spec.seed,
+        "seed": seed_of_training,
         "world_size": layout.world_size,
         **training.model_dump(exclude={"templates", "selection", "report_to", "precision",
                                        "save_steps", "keep_checkpoints", "attn_implementation"}),
@@ -326,7 +331,7 @@ def compile_run(
         "engine": engine,
         "dtype": dtype,
         "sampling": eval_sampling,
-        "seed": spec.seed,
+        "seed": seed_of_training,
         "chat_template": training.chat_template,
         "dataset": dataset_split(spec, base_dir, evaluation.split),
         "limit": limit.test,
@@ -393,7 +398,7 @@ def compile_run(
     check_graph(run_name, stages)
     return RunPlan(
         name=run_name, variant=variant, origin=origin, overrides=dict(overrides or {}),
-        run_dir=run_dir, stages=tuple(stages),
+        run_dir=run_dir, stages=tuple(stages), seed=train_seed, repeats=repeats,
     )
 
 
@@ -426,15 +431,26 @@ def compile_plan(loaded: LoadedSpec, env: Environment | None = None) -> Plan:
     spec = loaded.spec
     output_dir = resolve_path(spec.output_dir, loaded.base_dir)
     out = os.path.normpath(str(output_dir))
+    seeds = list(spec.seeds or [None])
     runs = [compile_run(spec, loaded.base_dir, env, run_name=spec.name,
-                        run_dir=os.path.join(out, spec.name))]
+                        run_dir=os.path.join(out, spec.name), train_seed=seeds[0])]
     for name, variant in loaded.variants.items():
         run_name = f"{spec.name}.{name}"
         runs.append(compile_run(
             variant.spec, loaded.base_dir, env, run_name=run_name,
             run_dir=os.path.join(out, run_name), variant=name, origin=variant.origin,
-            overrides=variant.overrides,
+            overrides=variant.overrides, train_seed=seeds[0],
         ))
+    # seeds: every run again per further seed, after them all (so the plan's first runs are
+    # one per setting): its training and evaluation seeded apart, its earlier stages shared
+    for first in list(runs):
+        for seed in seeds[1:]:
+            run_name = f"{first.name}.seed-{seed}"
+            runs.append(compile_run(
+                loaded.spec_for(first.variant), loaded.base_dir, env, run_name=run_name,
+                run_dir=os.path.join(out, run_name), variant=first.variant, origin=first.origin,
+                overrides=first.overrides, train_seed=seed, repeats=first.name,
+            ))
     notes = []
     engine, why = resolve_engine(spec, env)
     if engine == "vllm" and not env.vllm:

@@ -79,7 +79,8 @@ class Stage:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """One run folder: the spec itself (variant None) or one of its variants/sweep points."""
+    """One run folder: the spec itself (variant None) or one of its variants/sweep points,
+    or (``repeats``) one of those again with another of the spec's ``seeds``."""
 
     name: str
     variant: str | None
@@ -87,6 +88,10 @@ class RunPlan:
     overrides: Mapping[str, Any]
     run_dir: str
     stages: tuple[Stage, ...]
+    #: with the spec's ``seeds``: the seed of this run's training and evaluation
+    seed: int | None = None
+    #: with ``seeds``: the run (first seed) this one repeats with another seed, else None
+    repeats: str | None = None
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)

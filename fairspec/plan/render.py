@@ -491,7 +491,8 @@ def _print_variants(console: Console, plan: Plan, estimates: dict[str, CallEstim
         table.add_column(column)
     for run in plan.runs[1:]:
         shared = [s.name for s in run.stages if owners[s.fingerprint][0] != run.name]
-        changes = ", ".join(f"{k}={shown(v)}" for k, v in run.overrides.items())
+        changes = ", ".join([f"{k}={shown(v)}" for k, v in run.overrides.items()]
+                            + ([f"seed {run.seed} (repeats {run.repeats})"] if run.repeats else []))
         table.add_row(escape(run.variant or run.name), escape(changes), ", ".join(shared) or "-",
                       fresh[run.name].span)
     console.print(table)

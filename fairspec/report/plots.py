@@ -193,9 +193,10 @@ def loss_curve(log: Sequence[Mapping[str, Any]], alpha: float | None, path: Path
 
 def accuracy_curve(points: Sequence[tuple[float, float]], baseline: float | None, xlabel: str,
                    path: Path, *,
-                   intervals: Mapping[float, tuple[float, float]] | None = None) -> Path | None:
+                   intervals: Mapping[float, tuple[float, float]] | None = None,
+                   interval_label: str = "95% interval (Wilson)") -> Path | None:
     """Tuned accuracy against a swept value (paper Figure 5 for alpha); ``intervals``: each
-    point's 95% interval by its x, drawn as error bars."""
+    point's bar by its x (a 95% interval, or the spread over seeds: ``interval_label``)."""
     points = sorted(points)
     if len(points) < 2:
         return None
@@ -208,7 +209,7 @@ def accuracy_curve(points: Sequence[tuple[float, float]], baseline: float | None
                     yerr=[[100 * (y - lo) for _, y, (lo, _) in bars],
                           [100 * (hi - y) for _, y, (_, hi) in bars]],
                     fmt="none", ecolor="tab:blue", alpha=0.5, capsize=3,
-                    label="95% interval (Wilson)")
+                    label=interval_label)
     if baseline is not None:
         ax.axhline(100 * baseline, color="grey", linestyle=":", label="base student")
     ax.set_xlabel(xlabel)

@@ -5,6 +5,7 @@ and, for the spec's main run, the comparison of its variants and sweep points (F
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,14 @@ def write_report(run_dir: Path, *, folder: Path | None = None,
     _review(doc, run, folder)
     _training(doc, run, folder)
     add_decontamination(doc, run)
-    others = siblings(run_dir) if run.info.get("variant") is None else []
-    if others:
-        _comparison(doc, run, others, folder)
+    main_run = run.info.get("variant") is None and not run.info.get("repeats")
+    others = siblings(run_dir) if main_run else []
+    groups = by_setting([run, *others])  # with seeds: each setting's runs, one per seed
+    if any(len(g) > 1 for g in groups.values()):
+        _seeds(doc, groups)
+    firsts = [r for r in others if not r.info.get("repeats")]
+    if firsts:
+        _comparison(doc, run, firsts, folder, groups)
     _samples(doc, run_dir, locate, run)
     doc.add(Text(f"Run folder: {run_dir}. Reproduce it with `fairspec run {run_dir / 'record' / 'spec.yaml'}"
                  f" --replay {run_dir / 'record' / 'calls.jsonl'}` (no API key needed)."))
@@ -449,7 +455,55 @@ def _training(doc: Document, run: RunSummary, folder: Path) -> None:
         doc.add(Image(curve, "Joint loss and its two parts per optimizer step"))
 
 
-def _comparison(doc: Document, main: RunSummary, others: list[RunSummary], folder: Path) -> None:
+def by_setting(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
+    """The runs by the setting they run (the run a seed repeats, else their own name), each
+    group in seed order as the plan made them (the first seed's run first)."""
+    groups: dict[str, list[RunSummary]] = {}
+    for run in runs:
+        groups.setdefault(run.info.get("repeats") or run.name, []).append(run)
+    for group in groups.values():
+        group.sort(key=lambda r: r.info.get("repeats") is not None)
+    return groups
+
+
+def _spread(values: list[float]) -> tuple[float, float] | None:
+    """(mean, sample standard deviation) of two or more values."""
+    if len(values) < 2:
+        return None
+    return statistics.mean(values), statistics.stdev(values)
+
+
+def _mean_sd(values: list[float]) -> str | None:
+    found = _spread(values)
+    if found is None:
+        return _pct(values[0]) if values else None
+    return f"{100 * found[0]:.2f}% ± {100 * found[1]:.2f}"
+
+
+def _seeds(doc: Document, groups: dict[str, list[RunSummary]]) -> None:
+    """With the spec's ``seeds``: per setting, each seed's tuned accuracy, and the mean and
+    standard deviation over the seeds of the tuned accuracy and of the gain."""
+    doc.add(Heading("Seeds: training and evaluation repeated"))
+    rows = []
+    for name, runs in groups.items():
+        tuned = [a for r in runs if (a := r.accuracy("tuned")) is not None]
+        gains = [t - b for r in runs if (t := r.accuracy("tuned")) is not None
+                 and (b := r.accuracy("base")) is not None]
+        per_seed = ", ".join(f"{r.info.get('train_seed')}: {_pct(r.accuracy('tuned')) or '-'}"
+                             for r in runs)
+        spread = _spread(gains)
+        gain = points(gains[0]) if len(gains) == 1 else None if spread is None else \
+            f"{100 * spread[0]:+.2f} ± {100 * spread[1]:.2f}"
+        rows.append([name, len(runs), per_seed, _mean_sd(tuned), gain])
+    doc.add(Table(["setting", "seeds", "tuned accuracy per seed", "tuned, mean ± sd",
+                   "gain (points), mean ± sd"], rows,
+                  "each seed trains and evaluates once (exam, teach, review and build shared); "
+                  "sd: the sample standard deviation over the seeds (n - 1); the comparison "
+                  "below pairs the first seed's runs"))
+
+
+def _comparison(doc: Document, main: RunSummary, others: list[RunSummary], folder: Path,
+                groups: dict[str, list[RunSummary]] | None = None) -> None:
     doc.add(Heading("Variants and sweep (paper Table 1 ablations, Figure 5)"))
     rows, unpaired = [], []
     for run in [main, *others]:
@@ -487,7 +541,7 @@ def _comparison(doc: Document, main: RunSummary, others: list[RunSummary], folde
                      + "; ".join(unpaired) + ". Runs pair only when their evaluations answered "
                      "the same questions (same indices, fields and gold answers) and their "
                      "metrics.json lists the questions each got right."))
-    _curves(doc, [main, *others], folder)
+    _curves(doc, [main, *others], folder, groups or {})
 
 
 def _accuracy_cell(run: RunSummary, label: str) -> str | None:
@@ -544,10 +598,14 @@ def _differences(a: dict[str, Any], b: dict[str, Any], key: str, resolved: bool)
     return out
 
 
-def _curves(doc: Document, runs: list[RunSummary], folder: Path) -> None:
+def _curves(doc: Document, runs: list[RunSummary], folder: Path,
+            seeds: dict[str, list[RunSummary]] | None = None) -> None:
     """Tuned accuracy against each swept number (alpha: paper Figure 5). A curve joins only
     runs that differ in that number alone; the main run (``runs[0]``) is left out of a
-    curve whose runs differ from it in anything else, and the text says so."""
+    curve whose runs differ from it in anything else, and the text says so. With seeds
+    (``seeds``: each run's repeats by its name), a point is the mean over its seeds and its
+    bar the standard deviation; else the bar is the point's Wilson interval."""
+    seeds = seeds or {}
     settings, resolved = _comparable(runs)
     keys = list(dict.fromkeys([ALPHA] * any(ALPHA in r.overrides for r in runs) + [
         k for r in runs for k, v in r.overrides.items() if _number(v) is not None]))
@@ -564,16 +622,26 @@ def _curves(doc: Document, runs: list[RunSummary], folder: Path) -> None:
         name = key.replace(".", "_")
         figure = " (paper Figure 5)" if key == ALPHA else ""
         for n, members in enumerate(drawn, start=1):
-            points = [(float(_number(settings[i][key]) or 0.0), runs[i].accuracy("tuned") or 0.0)
+            seeded = {i: [a for r in seeds.get(runs[i].name, [runs[i]])
+                          if (a := r.accuracy("tuned")) is not None] for i in members}
+            spread = {i: found for i in members if (found := _spread(seeded[i]))}
+            points = [(float(_number(settings[i][key]) or 0.0),
+                       spread[i][0] if i in spread else runs[i].accuracy("tuned") or 0.0)
                       for i in members]
             base = next((runs[i].accuracy("base") for i in members
                          if runs[i].accuracy("base") is not None), None)
             suffix = "" if n == 1 else f"_{n}"
-            students = [(runs[i].final_metrics or {}).get("tuned") or {} for i in members]
-            intervals = {x: found for (x, _), m in zip(points, students, strict=True)
-                         if (found := wilson_interval(m.get("correct") or 0, m.get("total") or 0))}
+            if spread:  # seeds: mean +- sd over them
+                intervals = {x: (spread[i][0] - spread[i][1], spread[i][0] + spread[i][1])
+                             for (x, _), i in zip(points, members, strict=True) if i in spread}
+                label = "mean ± sd over seeds"
+            else:
+                students = [(runs[i].final_metrics or {}).get("tuned") or {} for i in members]
+                intervals = {x: found for (x, _), m in zip(points, students, strict=True)
+                             if (found := wilson_interval(m.get("correct") or 0, m.get("total") or 0))}
+                label = "95% interval (Wilson)"
             curve = accuracy_curve(points, base, key, folder / f"accuracy_vs_{name}{suffix}.png",
-                                   intervals=intervals)
+                                   intervals=intervals, interval_label=label)
             if curve:
                 doc.add(Image(curve, f"Tuned accuracy against {key}{figure}"
                               + (f", curve {n} of {len(drawn)}" if len(drawn) > 1 else "")))

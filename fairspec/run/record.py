@@ -250,6 +250,7 @@ def write_record(spec: Spec, run: RunPlan, plan: Plan, base_dir: Path, store: Ca
     atomic_write_json(record_dir / "datasets.json", datasets)
     atomic_write_json(record_dir / "stages.json", {
         "run": run.name, "variant": run.variant, "overrides": dict(run.overrides), "seed": spec.seed,
+        "train_seed": run.seed,
         "stages": {s.name: {"fingerprint": s.fingerprint,
                             "complete": is_done(run_dir / s.name, s.fingerprint)} for s in run.stages},
     })
@@ -298,6 +299,8 @@ def write_run_info(spec: Spec, run: RunPlan, plan: Plan) -> None:
         "name": run.name, "spec": plan.spec_name, "spec_file": plan.spec_file, "variant": run.variant,
         "origin": run.origin, "overrides": json.loads(json.dumps(dict(run.overrides), default=str)),
         "description": spec.description, "alpha": spec.training.alpha, "seed": spec.seed,
+        # with seeds: the seed this run trained and evaluated with, and the run it repeats
+        "train_seed": run.seed, "repeats": run.repeats,
         # every setting, defaults written out: the report compares runs by these
         "settings": spec.model_dump(mode="json", exclude={"variants", "sweep"}),
     })
