@@ -12,8 +12,9 @@ import click
 from rich.console import Console
 
 from fairspec import __version__
-from fairspec.errors import EXIT_INTERRUPTED, FairspecError, SpecError
+from fairspec.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, FairspecError, SpecError
 from fairspec.resources import resource_root
+from fairspec.terminal import printable
 
 TASKS = ("gsm8k", "svamp", "strategyqa", "logiqa")
 STAGES = ("exam", "teach", "review", "build", "train", "evaluate", "report")
@@ -24,8 +25,8 @@ _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def _fail(error: FairspecError, *also: str) -> NoReturn:
     """The one error handler: the error's lines (and ``also``), then its exit status."""
-    for line in [*error.lines(), *also]:
-        _err.print(line, markup=False)
+    for line in [*error.lines(), *also]:  # a server's message may hold control sequences
+        _err.print(printable(line), markup=False, highlight=False)
     sys.exit(error.exit_status)
 
 
@@ -252,8 +253,9 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
                            rendezvous=rendezvous)
     except KeyboardInterrupt:
         saved = saved_summary(plan_, chosen) if plan_ is not None else "nothing was started"
-        _err.print(f"interrupted: {saved}; run the same command again to resume.", markup=False)
-        sys.exit(EXIT_INTERRUPTED)
+        how = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
+        _err.print(f"{how}: {saved}; run the same command again to resume.", markup=False)
+        sys.exit(EXIT_TERMINATED if _TERMINATED else EXIT_INTERRUPTED)
     except FairspecError as exc:
         _fail(exc, *([saved_summary(plan_, chosen)] if isinstance(exc, BudgetReached) else []))
     spent = "" if not budget.spent_usd else (f" Teacher spend: ${budget.spent_usd:.4f} "
@@ -453,7 +455,21 @@ output_dir: runs
 """
 
 
+#: Set when the run was asked to stop by SIGTERM (a scheduler, ``kill``), not by Ctrl-C.
+_TERMINATED: list[int] = []
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM stops a run as Ctrl-C does (what finished is saved, the training processes
+    stop, the same message), with exit status 143."""
+    _TERMINATED.append(signum)
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
     cli()
 
 

@@ -23,7 +23,7 @@ a way another may not; raised by the providers and always caught by their retry 
 
 The CLI maps any of them to ``exit_status`` with one handler and prints the message (one
 line per problem for a SpecError); it never shows a Python traceback for these.
-Ctrl-C exits 130, outside this tree.
+Ctrl-C exits 130 and SIGTERM 143 (both stop a run the same way), outside this tree.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from typing import ClassVar
 EXIT_USER_ERROR = 2
 EXIT_BUDGET = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 @dataclass(frozen=True)

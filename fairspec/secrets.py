@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from fairspec.terminal import printable
+
 #: Shapes of real provider keys (OpenAI, Anthropic, Google, HF, Groq, xAI, Replicate,
 #: AWS, bearer tokens). Kept specific so ordinary
 #: words and model ids never match.
@@ -76,7 +78,7 @@ class RedactingFilter:
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, secret[:4] + "***")
-        return redact(text)
+        return printable(redact(text))  # logs go to a terminal: no control sequences
 
     def filter(self, record: Any) -> bool:
         try:

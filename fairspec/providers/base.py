@@ -176,6 +176,25 @@ class ChatResult:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "text", storable_text(self.text))
+        for name in ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens"):
+            object.__setattr__(self, name, token_count(getattr(self, name)))
+
+
+#: No single call is billed this many tokens: a count above it is a server's garbage.
+MAX_TOKEN_COUNT = 10**9
+
+
+def token_count(value: Any) -> int | None:
+    """A usage count as a server reported it, if it is one: a whole number from 0 to
+    ``MAX_TOKEN_COUNT``; anything else (negative, fractional, a string, 1e308, a boolean) is
+    None, "not reported", which the budget replaces by the request's own bound."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_TOKEN_COUNT:
+        return value
+    return None
 
 
 def storable_text(text: str) -> str:

@@ -25,7 +25,7 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 
-from fairspec.providers.base import ChatRequest, GenerationSettings
+from fairspec.providers.base import ChatRequest, GenerationSettings, token_count
 from fairspec.providers.errors import FatalProviderError
 from fairspec.providers.families import Family, family_for, family_named
 from fairspec.providers.limits import TransientFailure
@@ -206,21 +206,45 @@ def parse_completion(content: bytes) -> ChatCompletion:
 
 def read_reply(reply: ChatCompletion) -> Reply:
     """What one chat completion answered (a reply of the API, or a line of a batch's output)."""
-    choice = reply.choices[0] if reply.choices else None
-    text = (choice.message.content or "") if choice is not None else ""
-    finish = choice.finish_reason if choice is not None else None
+    choices = reply.choices
+    if not isinstance(choices, list) or not choices:
+        # a 200 with nothing in it is no answer: ask again, never store it as an empty one
+        raise TransientFailure(f"the reply holds no choice (choices: {str(choices)[:40]})")
+    choice = choices[0]
+    text = _content(getattr(getattr(choice, "message", None), "content", None))
+    finish = getattr(choice, "finish_reason", None)
+    finish = finish if isinstance(finish, str) else None
     usage = reply.usage
     return Reply(
         text=text,
         finish_reason=finish,
         truncated=finish == "length",
-        input_tokens=usage.prompt_tokens if usage is not None else None,
-        output_tokens=usage.completion_tokens if usage is not None else None,
-        total_tokens=usage.total_tokens if usage is not None else None,
+        input_tokens=_usage(usage, "prompt_tokens"),
+        output_tokens=_usage(usage, "completion_tokens"),
+        total_tokens=_usage(usage, "total_tokens"),
         tokens=_tokens(choice),
         cached_input_tokens=_detail(usage, "prompt_tokens_details", "cached_tokens"),
         reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens"),
     )
+
+
+def _content(content: Any) -> str:
+    """A message's text: a string, or the text parts of a list of content parts (as some
+    compatible servers send); None is "". Anything else is a misbehaving server's reply:
+    a transient failure, asked again."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
+        return "".join(p["text"] for p in content
+                       if p.get("type") == "text" and isinstance(p.get("text"), str))
+    raise TransientFailure(f"the reply's content is not text ({type(content).__name__})")
+
+
+def _usage(usage: Any, name: str) -> int | None:
+    """``usage.<name>`` (an object or, leniently parsed, a dict), if it is a token count
+    (:func:`~fairspec.providers.base.token_count`: a negative, fractional or absurd one,
+    or a string, is None, not reported)."""
+    return token_count(usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None))
 
 
 def _detail(usage: Any, part: str, name: str) -> int | None:

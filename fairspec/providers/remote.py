@@ -16,6 +16,7 @@ Imports no SDK.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from abc import abstractmethod
 from collections.abc import Mapping
@@ -53,7 +54,8 @@ class RemoteProvider(ChatProvider):
     """A teacher on a remote API. ``api_key_env`` is the NAME of the variable holding the key
     (read once, here; None: no key). ``concurrency``, ``rpm`` and ``tpm`` bound the attempts
     in flight and per minute; ``max_retries`` transient failures are retried with back-off
-    ``backoff_s * 2**n`` capped at ``backoff_max_s``; each attempt may take ``timeout_s``."""
+    ``backoff_s * 2**n`` capped at ``backoff_max_s``; each attempt may take ``timeout_s``
+    from its first byte sent to its last byte read (a deadline, not a per-read timeout)."""
 
     def __init__(
         self,
@@ -91,7 +93,12 @@ class RemoteProvider(ChatProvider):
         prepared = self._prepare(request)
 
         async def attempt() -> tuple[Reply, int | None]:
-            reply = await self._send(prepared)
+            # timeout_s is a deadline for the whole attempt, connect to last byte: an SDK's
+            # timeouts are per read, so a body trickled a few bytes at a time never trips them
+            try:
+                reply = await asyncio.wait_for(self._send(prepared), self.timeout_s)
+            except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
+                raise self._timed_out() from None
             return reply, reply.total_tokens
 
         started = time.perf_counter()

@@ -59,11 +59,28 @@ class TokenChoices:
              top: Iterable[tuple[str | None, float | None]]) -> TokenChoices:
         """A token as an API returns it: its text and log-probability and its top
         alternatives, the chosen one added (an API may leave it out of the top list);
-        entries without a text or a log-probability are dropped."""
-        alternatives = [(t, lp) for t, lp in top if isinstance(t, str) and lp is not None]
-        if isinstance(token, str) and logprob is not None:
-            alternatives.append((token, logprob))
-        return cls(text=token or "", alternatives=alternatives)
+        entries without a text or a log-probability are dropped, and so are those whose
+        log-probability is no log-probability (not a finite number at most 0, as a hostile or
+        broken server may send: 1000, "abc", 1e308): a token left with none reads as no
+        distribution, so the review falls back to its text score."""
+        alternatives = [(t, value) for t, lp in top
+                        if isinstance(t, str) and (value := _logprob(lp)) is not None]
+        if isinstance(token, str) and (value := _logprob(logprob)) is not None:
+            alternatives.append((token, value))
+        return cls(text=token if isinstance(token, str) else "", alternatives=alternatives)
+
+
+#: A log-probability a hair above 0 is rounding (a server's float of a probability of 1).
+_ROUNDING = 1e-6
+
+
+def _logprob(value: object) -> float | None:
+    """``value`` as a log-probability (a finite number at most 0), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    if value > _ROUNDING:
+        return None
+    return min(float(value), 0.0)
 
 
 @dataclass(frozen=True)

@@ -53,10 +53,15 @@ def reserve_usd(price: Mapping[str, float] | None, request: ChatRequest, provide
     thinking model's allowance on top; ``max_tokens`` for a kind with no family)."""
     if price is None:
         return 0.0
+    return call_usd(price, request.max_input_tokens(), output_bound(request, provider, model))
+
+
+def output_bound(request: ChatRequest, provider: str, model: str) -> int:
+    """The most output tokens a call of ``request`` can be billed: ``max_tokens`` and a
+    thinking model's allowance on top (``Family.output_budget``)."""
     family = _family(provider, model)
-    output = family.output_budget(asdict(request.settings)) if family is not None \
+    return family.output_budget(asdict(request.settings)) if family is not None \
         else request.settings.max_tokens
-    return call_usd(price, request.max_input_tokens(), output)
 
 
 class Budget:

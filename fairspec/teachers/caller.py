@@ -8,6 +8,7 @@ Nothing else in the stages talks to a provider, so no path can pay twice for one
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import itertools
 import logging
@@ -17,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fairspec.providers import ChatProvider, ChatRequest, RetryableExhausted
+from fairspec.providers.base import ChatResult
 from fairspec.providers.registry import find_kind
 from fairspec.store import AnyProviderReplay, CallIdentity, CallRecord, CallStore
 from fairspec.store.recorded_answers import About, RecordedMissing, RecordedTeacher, missing_message
 from fairspec.store.replay import Replay
 from fairspec.teachers.batch_queue import BatchQueue
-from fairspec.teachers.budget import Budget, call_usd, reserve_usd
+from fairspec.teachers.budget import Budget, call_usd, output_bound, reserve_usd
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class TeacherUsage:
     usd: float | None = 0.0         # what the calls used here cost (paper Table 5)
     spent_usd: float | None = 0.0   # what this stage paid now (calls made, not reused)
     by_status: dict[str, int] = field(default_factory=dict)
+    #: answers whose usage was missing or not a count: counted at the request's bound
+    usage_bounded: int = 0
 
     def add(self, record: CallRecord, how: str, price: Mapping[str, float] | None) -> None:
         self.calls += 1
@@ -284,6 +288,7 @@ class TeacherCaller:
             self.usage.add(record, "errors", None)
             return record
         else:
+            result = self._billed(result, request, identity)
             cost = call_usd(self.price, result.input_tokens or 0, result.output_tokens or 0,
                             result.cached_input_tokens or 0)
         finally:
@@ -301,6 +306,26 @@ class TeacherCaller:
         ))
         self.usage.add(record, "made", self.price)
         return record
+
+    def _billed(self, result: ChatResult, request: ChatRequest, identity: CallIdentity) -> ChatResult:
+        """``result`` with a usage the budget can trust: a count the server left out or
+        garbled (None since :func:`~fairspec.providers.base.token_count`) becomes the
+        request's own bound (its prompt's bytes and margin; its whole output budget), so no
+        reply can make a paid call cost less than nothing or nothing at all."""
+        if result.input_tokens is not None and result.output_tokens is not None:
+            return result
+        bounded = dataclasses.replace(
+            result,
+            input_tokens=result.input_tokens if result.input_tokens is not None
+            else request.max_input_tokens(),
+            output_tokens=result.output_tokens if result.output_tokens is not None
+            else output_bound(request, identity.provider, identity.model))
+        if not self.usage.usage_bounded:
+            log.warning("teacher %s: a reply's usage is missing or not a token count; its calls "
+                        "are counted at the request's bound (%d in, %d out)", self.name,
+                        bounded.input_tokens, bounded.output_tokens)
+        self.usage.usage_bounded += 1
+        return bounded
 
     async def _answer_batch(self, identity: CallIdentity, request: ChatRequest) -> CallRecord:
         """A batch teacher's call: answered when its batch is (the queue stores it and

@@ -17,7 +17,10 @@ from fairspec.errors import SpecError
 BASE = """\
 fairspec: 1
 name: hostile
-task: {{kind: math, dataset: {{path: builtin:data/svamp-mini}}, fields: {{question: question_concat, answer: Answer}}}}
+task:
+  kind: math
+  dataset: {{path: builtin:data/svamp-mini}}
+  fields: {{question: question_concat, answer: Answer}}
 student: {{model: builtin:smollm2-135m-instruct}}
 teachers:
   - {{name: a, provider: openai, model: gpt-4o, base_url: "{url}", api_key_env: K}}
@@ -44,7 +47,7 @@ def test_an_alias_bomb_is_refused_fast_at_its_line(tmp_path):
     found = problems(spec(extra="\n".join(lines) + "\n"), tmp_path)
     assert time.monotonic() - started < 10  # 10^9 strings, never built
     assert len(found) == 1 and "expands to more than 100,000 values" in found[0]
-    assert int(found[0].split(":")[0]) in range(8, 17)  # a line of the aliases
+    assert int(found[0].split(":")[0]) in range(11, 20)  # a line of the aliases
 
 
 def test_deep_nesting_is_a_problem_not_a_recursion_error(tmp_path):
@@ -72,7 +75,7 @@ def test_a_builtin_path_out_of_the_package_is_refused_before_any_file_is_read(tm
 ])
 def test_credentials_in_a_base_url_are_refused_at_its_line(tmp_path, url, says):
     found = problems(spec(url=url), tmp_path)
-    assert any(f.startswith("6:teachers[0].base_url:") and says in f for f in found), found
+    assert any(f.startswith("9:teachers[0].base_url:") and says in f for f in found), found
 
 
 def test_a_query_without_a_credential_is_fine(tmp_path):

@@ -10,13 +10,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from katan_runs import KEY_ENV, TEST_KEY, spec_text, teacher_line
-from strict_openai import ChatCall, StrictOpenAI
+from hostile import SlowTeacher, recorded_exam_spec
+from katan_runs import KEY_ENV, TEST_KEY, teacher_line
+from strict_openai import StrictOpenAI
 
 from fairspec.errors import OutputBusy
 from fairspec.run.lock import HOLDER_NAME, hold_output
@@ -54,35 +54,15 @@ def test_a_second_holder_is_refused_and_a_killed_holder_leaves_no_lock(tmp_path)
     assert not (tmp_path / "runs" / HOLDER_NAME).exists()
 
 
-class Slow:
-    """A teacher that takes its time, so that a second run starts while the first asks."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.asked: list[tuple[str, str]] = []
-
-    def __call__(self, call: ChatCall) -> str:
-        with self.lock:
-            self.asked.append((call.model, call.prompt))
-        time.sleep(2.0)
-        return "The answer is 5, because 2 + 3 = 5."
-
-
 @pytest.mark.slow
 def test_two_runs_of_one_spec_at_once_ask_each_call_once(tmp_path):
-    exam = [{"id": i, "pred": "I think it is 7.", "final": 7} for i in range(4)]
-    (tmp_path / "exam.json").write_text(json.dumps(exam))
     with StrictOpenAI(key=TEST_KEY) as server:
-        server.reply = Slow()
-        student = ("{model: builtin:smollm2-135m-instruct, hardware: {device: cpu}, exam: {engine: "
-                   "recorded, recorded: {path: exam.json, answer: pred, prediction: final, "
-                   "only_mistakes: true, match: index, index_column: id}}}")
-        text = spec_text(teacher_line("alpha", server.url, model="gpt-4o", concurrency=1)
-                         + teacher_line("beta", server.url, model="gpt-4.1", concurrency=1),
-                         student=student, review="{enabled: false}", output_dir="runs")
-        (tmp_path / "spec.yaml").write_text(text)
+        server.reply = SlowTeacher(2.0)
+        command = recorded_exam_spec(tmp_path, teacher_line("alpha", server.url, model="gpt-4o",
+                                                            concurrency=1)
+                                     + teacher_line("beta", server.url, model="gpt-4.1",
+                                                    concurrency=1))
         env = {**os.environ, KEY_ENV: TEST_KEY}
-        command = [sys.executable, "-m", "fairspec.cli", "run", "spec.yaml", "--until", "teach"]
         first = subprocess.Popen(command, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:

@@ -74,6 +74,16 @@ def alternatives(piece: str, count: int) -> list[str]:
     return [piece.replace(core, alt) for alt in others[:count]]
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, data: Any) -> None:
+    """Answer ``handler``'s request with ``data`` as JSON and ``status``."""
+    body = json.dumps(data).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json; charset=utf-8")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 def digest(*parts: object) -> int:
     """A stable integer from ``parts`` (for deterministic, seedable replies)."""
     data = json.dumps(parts, sort_keys=True, default=str).encode()
@@ -277,9 +287,4 @@ class _Handler(BaseHTTPRequestHandler):
         request = Received(method=method, path=unquote(split.path), query=parse_qs(split.query),
                            headers=dict(self.headers.items()), body=body)
         status, payload = self.server_owner._handle(request, raw)
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, payload)
