@@ -18,6 +18,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from fairspec.errors import DataError
+from fairspec.hashing import sha256_file
+
 MANIFEST = "manifest.json"
 OWNER_FILE = ".fingerprint"
 
@@ -166,12 +169,21 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """Rows of a JSONL file, skipping a truncated last line left by a crash."""
     if not path.exists():
         return
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.endswith("\n"):
+    with path.open("rb") as handle:  # bytes: a bad byte is named by its line
+        for number, raw in enumerate(handle, start=1):
+            if not raw.endswith(b"\n"):
                 return
-            if line.strip():
-                yield json.loads(line)
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+                if not isinstance(row, dict):
+                    raise ValueError(f"a {type(row).__name__}, not an object")
+            except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
+                raise DataError(f"{path}:{number}: not a JSON object per line ({exc}); the "
+                                "file was damaged: delete its stage folder to make it "
+                                "again") from None
+            yield row
 
 
 def prepare_stage_folder(folder: Path, fingerprint: str) -> bool:
@@ -198,14 +210,66 @@ def is_done(folder: Path, fingerprint: str) -> bool:
     return bool(manifest and manifest.get("fingerprint") == fingerprint)
 
 
+#: Output files up to this size are recorded (and checked) by content hash, larger ones
+#: (model weights) by size: hashing gigabytes at every rerun would cost more than it saves.
+HASHED_UP_TO = 64 * 2**20
+_hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, this process
+
+
+def _file_entry(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    entry: dict[str, Any] = {"size": stat.st_size}
+    if stat.st_size <= HASHED_UP_TO:
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in _hashes:
+            _hashes[key] = sha256_file(path)
+        entry["sha256"] = _hashes[key]
+    return entry
+
+
+def output_files(folder: Path, outputs: list[str]) -> dict[str, dict[str, Any]]:
+    """Each file a stage wrote (a folder output: every file in it), relative to ``folder``:
+    its size, and its content hash up to ``HASHED_UP_TO``."""
+    files: dict[str, dict[str, Any]] = {}
+    for name in outputs:
+        path = folder / name
+        found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else \
+            [path] if path.is_file() else []
+        for file in found:
+            files[file.relative_to(folder).as_posix()] = _file_entry(file)
+    return files
+
+
+def output_damage(folder: Path, *, ignore: frozenset[str] = frozenset()) -> str | None:
+    """What changed in a finished stage's outputs since its manifest recorded them (a file
+    deleted, truncated or rewritten), or None; files in ``ignore`` (those a later stage
+    amends, as evaluate writes the tuned model's card) and manifests of earlier versions,
+    which record no files, are not checked."""
+    manifest = read_manifest(folder) or {}
+    for name, recorded in (manifest.get("files") or {}).items():
+        if name in ignore:
+            continue
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        now = _file_entry(path) if path.stat().st_size <= HASHED_UP_TO else {"size": path.stat().st_size}
+        if now["size"] != recorded.get("size"):
+            return f"{name} changed size ({recorded.get('size')} -> {now['size']} bytes)"
+        if "sha256" in recorded and now.get("sha256") != recorded["sha256"]:
+            return f"{name} changed content"
+    return None
+
+
 def write_manifest(folder: Path, *, stage: str, fingerprint: str, inputs: dict[str, str],
                    outputs: list[str], counts: dict[str, Any], started: float) -> dict[str, Any]:
-    """The stage's last write: what it was, what it read and wrote, counts and timings."""
+    """The stage's last write: what it was, what it read and wrote (each file's size and
+    hash, :func:`output_files`), counts and timings."""
     manifest = {
         "stage": stage,
         "fingerprint": fingerprint,
         "inputs": inputs,
         "outputs": outputs,
+        "files": output_files(folder, outputs),
         "counts": counts,
         "started_at": started,
         "finished_at": time.time(),

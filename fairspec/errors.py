@@ -16,6 +16,7 @@
     │   └── EngineFailed             a replica of a data-parallel exam failed (its log named)
     ├── StageContractError           a stage read or wrote an artifact its plan does not declare
     ├── OutputBusy                   another fairspec run holds the output folder (its pid, host)
+    ├── StoreDamaged                 the call store is not a store, or lacks calls a stage used
     └── BudgetReached (exit 3)       the next teacher call could pass the spending limit
 
 Outside the tree, internal: ``TransientFailure`` (one attempt of a teacher call failed in
@@ -183,6 +184,11 @@ class StageContractError(FairspecError):
 class OutputBusy(FairspecError):
     """Another ``fairspec run`` holds the output folder (and its call store): two runs of one
     spec at once would pay for the same calls twice."""
+
+
+class StoreDamaged(FairspecError):
+    """The call store cannot be read (not a store, truncated, a newer schema) or lacks calls
+    that finished stages used: going on would pay them again or lose the run's record."""
 
 
 class BudgetReached(FairspecError):

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fairspec.artifacts import is_done
+from fairspec.artifacts import is_done, output_damage
 from fairspec.dsl.loader import LoadedSpec
-from fairspec.errors import FairspecError
+from fairspec.errors import FairspecError, StoreDamaged
 from fairspec.plan.graph import STAGE_NAMES, Plan, RunPlan
 from fairspec.plan.hardware import Rendezvous
 from fairspec.plan.kinds import round_of
@@ -87,7 +87,8 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
     for other in plan.runs:  # stages finished earlier by sibling runs are shared too
         for stage in other.stages:
             folder = Path(other.run_dir) / stage.name
-            if stage.fingerprint not in done_at and is_done(folder, stage.fingerprint):
+            if stage.fingerprint not in done_at and is_done(folder, stage.fingerprint) \
+                    and output_damage(folder, ignore=amended(other, stage)) is None:
                 done_at[stage.fingerprint] = folder
     replay = load_replay(replay_file) if replay_file else None
     output_dir = Path(plan.output_dir)
@@ -103,6 +104,7 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
                 if stage.kind not in stages:
                     continue
                 folder = Path(run.run_dir) / stage.name
+                redo_if_damaged(run, stage, folder)
                 missing = [] if is_done(folder, stage.fingerprint) else unfinished_inputs(run, stage)
                 if missing:  # e.g. --until teach reached round 2's exam, which needs round 1's training
                     outcome = StageOutcome(run.name, stage.name, "waiting",
@@ -156,15 +158,48 @@ def unfinished_inputs(run: RunPlan, stage: Any) -> list[str]:
     return waiting
 
 
+def amended(run: RunPlan, stage: Any) -> frozenset[str]:
+    """The files of ``stage``'s folder that later stages of ``run`` rewrite (the tuned
+    model's card, which evaluate amends): not damage when they change."""
+    return frozenset(a.artifact for s in run.stages for a in s.amends if a.stage == stage.name)
+
+
+def redo_if_damaged(run: RunPlan, stage: Any, folder: Path) -> None:
+    """A finished stage whose outputs changed since its manifest recorded them (a file
+    deleted, truncated, rewritten) is done again from scratch (a teacher stage from the call
+    store, at no cost), with a line saying why; it is never trusted as it is."""
+    if not is_done(folder, stage.fingerprint):
+        return
+    damage = output_damage(folder, ignore=amended(run, stage))
+    if damage is None:
+        return
+    log.warning("%s %s: %s since the stage finished: it is done again%s", run.name, stage.name,
+                damage, " (its teacher calls from the store, at no cost)"
+                if stage.kind in CALL_FILES else "")
+    shutil.rmtree(folder)
+
+
 def count_done_calls(budget: Budget | None, store: CallStore, stage: Any, folder: Path) -> None:
     """A finished teacher stage skipped by this run still used its calls: they count
-    against the budget (once per call), as the calls a running stage reuses do."""
-    if budget is None or stage.kind not in CALL_FILES:
+    against the budget (once per call), as the calls a running stage reuses do. They must
+    all be in the store (a record replays from it): a store that lacks some was emptied,
+    replaced or damaged, and the run stops (StoreDamaged) rather than go on without them."""
+    if stage.kind not in CALL_FILES:
+        return
+    keys = list(dict.fromkeys(stage_call_keys(stage.kind, folder)))
+    found = store.get_many(keys, include_errors=True)
+    if len(found) < len(keys):
+        raise StoreDamaged(
+            f"{store.path} lacks {len(keys) - len(found)} of the {len(keys)} teacher calls "
+            f"{folder} used: the store was emptied, replaced or damaged since, and a record of "
+            "the run could not replay them. Put the store back (a backup), or delete "
+            f"{folder} to ask those calls again (paid again)")
+    if budget is None:
         return
     from fairspec.teachers.budget import call_usd
 
     prices = {t["name"]: t.get("price") for t in stage.settings.get("teachers") or ()}
-    for key, record in store.get_many(stage_call_keys(stage.kind, folder)).items():
+    for key, record in ((k, r) for k, r in found.items() if r.completed):
         budget.count_reused(key, call_usd(prices.get(record.teacher), record.input_tokens or 0,
                                           record.output_tokens or 0,
                                           record.cached_input_tokens or 0))

@@ -45,6 +45,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from fairspec.errors import StoreDamaged
 from fairspec.secrets import redact
 from fairspec.store.call_record import COMPLETED, CallRecord
 from fairspec.store.group_commit import CommitCounts, GroupCommitter
@@ -176,6 +177,15 @@ class CallStore:
         self.secrets_removed = 0
         try:
             self._setup()
+        except sqlite3.DatabaseError as error:  # not a database, truncated, locked too long
+            self._conn.close()
+            locked = "locked" in str(error)
+            raise StoreDamaged(
+                f"{self.path}: " + (f"locked by another process for over {BUSY_TIMEOUT_MS // 1000} s "
+                                    "(another fairspec run, or a program holding it open)"
+                                    if locked else f"not a readable call store ({error})")
+                + ("" if locked else "; move it aside to start an empty store (its calls "
+                   "would be asked again), or put back a good copy")) from None
         except BaseException:
             self._conn.close()
             raise
@@ -207,8 +217,8 @@ class CallStore:
         with self._transaction():
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise ValueError(f"{self.path} has call store schema {version}; this fairspec "
-                                 f"reads up to {SCHEMA_VERSION} (upgrade fairspec)")
+                raise StoreDamaged(f"{self.path} has call store schema {version}; this fairspec "
+                                   f"reads up to {SCHEMA_VERSION} (upgrade fairspec)")
             found = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' "
                                  "AND name = 'calls'").fetchone()
             if found is not None:

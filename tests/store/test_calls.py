@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fairspec.errors import StoreDamaged
 from fairspec.store import CallIdentity, CallRecord, CallStore, default_store_path, read_call_records
 from fairspec.store.calls import SCHEMA_VERSION
 
@@ -240,7 +241,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version = 99")
     conn.close()
-    with pytest.raises(ValueError, match="schema 99"):
+    with pytest.raises(StoreDamaged, match="schema 99.*upgrade fairspec"):  # exit 2, no traceback
         CallStore(path)
 
 
