@@ -17,6 +17,7 @@
     ├── StageContractError           a stage read or wrote an artifact its plan does not declare
     ├── OutputBusy                   another fairspec run holds the output folder (its pid, host)
     ├── StoreDamaged                 the call store is not a store, or lacks calls a stage used
+    ├── StoreWriteFailed             answered calls could not be saved (disk full, store locked)
     └── BudgetReached (exit 3)       the next teacher call could pass the spending limit
 
 Outside the tree, internal: ``TransientFailure`` (one attempt of a teacher call failed in
@@ -29,6 +30,7 @@ Ctrl-C exits 130 and SIGTERM 143 (both stop a run the same way), outside this tr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -189,6 +191,22 @@ class OutputBusy(FairspecError):
 class StoreDamaged(FairspecError):
     """The call store cannot be read (not a store, truncated, a newer schema) or lacks calls
     that finished stages used: going on would pay them again or lose the run's record."""
+
+
+class StoreWriteFailed(FairspecError):
+    """Answered teacher calls could not be committed to the call store after every retry (the
+    disk is full, another program holds the store's lock): the run stops, having saved every
+    call it could; those are asked again by the next run. ``unsaved()`` counts them when the
+    message is shown (the calls on their way when the first failed may fail too)."""
+
+    def __init__(self, reason: str, unsaved: Callable[[], int]) -> None:
+        super().__init__(reason)
+        self.reason, self.unsaved = reason, unsaved
+
+    def __str__(self) -> str:
+        return (f"{self.unsaved()} answered teacher call(s) could not be saved in the call "
+                f"store ({self.reason}); every other call is saved. Free the disk or the "
+                "store's lock and run again: those calls are asked again")
 
 
 class BudgetReached(FairspecError):

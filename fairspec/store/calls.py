@@ -181,7 +181,7 @@ class CallStore:
             self._conn.close()
             locked = "locked" in str(error)
             raise StoreDamaged(
-                f"{self.path}: " + (f"locked by another process for over {BUSY_TIMEOUT_MS // 1000} s "
+                f"{self.path}: " + (f"locked by another process for over {BUSY_TIMEOUT_MS / 1000:g} s "
                                     "(another fairspec run, or a program holding it open)"
                                     if locked else f"not a readable call store ({error})")
                 + ("" if locked else "; move it aside to start an empty store (its calls "

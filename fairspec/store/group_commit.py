@@ -22,14 +22,21 @@ import collections
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from fairspec.errors import StoreWriteFailed
 
 logger = logging.getLogger(__name__)
 
 #: The most records one transaction holds (a burst larger than this takes several).
 MAX_GROUP = 1024
+#: A failed transaction is tried this many times in all, pausing COMMIT_PAUSE_S, then
+#: twice that, ... between tries (each try also waits up to the store's busy timeout).
+COMMIT_TRIES = 4
+COMMIT_PAUSE_S = 0.5
 
 
 @dataclass
@@ -63,6 +70,7 @@ class GroupCommitter:
         self._idle = False
         self._stopping = False
         self.counts = CommitCounts()
+        self.unsaved = 0  # records whose transaction failed after every try
         self._opened = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -114,6 +122,21 @@ class GroupCommitter:
         finally:
             conn.close()
 
+    def _write_retrying(self, conn: sqlite3.Connection, items: list[Any]) -> list[Any]:
+        """``write`` again after a failed transaction (a lock held past the busy timeout, a
+        full disk, an I/O error), ``COMMIT_TRIES`` times with a growing pause: paid answers
+        are not given up at the first failure."""
+        for attempt in range(COMMIT_TRIES):
+            try:
+                return self._write(conn, items)
+            except sqlite3.Error as exc:
+                if attempt == COMMIT_TRIES - 1:
+                    raise
+                logger.warning("the call store could not commit %d call(s) (%s): trying again",
+                               len(items), exc)
+                time.sleep(COMMIT_PAUSE_S * 2 ** attempt)
+        raise AssertionError("unreachable")
+
     def _take(self) -> list[tuple[Any, Any, Any]]:
         group = []
         while self._waiting and len(group) < MAX_GROUP:
@@ -130,10 +153,14 @@ class GroupCommitter:
 
     def _commit(self, conn: sqlite3.Connection, waiting: list[tuple[Any, Any, Any]]) -> None:
         try:
-            results: list[Any] = self._write(conn, [item for item, _, _ in waiting])
+            results: list[Any] = self._write_retrying(conn, [item for item, _, _ in waiting])
         except BaseException as exc:  # noqa: BLE001 - every waiter gets it
+            self.unsaved += len(waiting)
             logger.error("the call store could not commit %d call(s): %s", len(waiting), exc)
-            results = [exc] * len(waiting)
+            failure = StoreWriteFailed(f"{type(exc).__name__}: {exc}, {COMMIT_TRIES} tries",
+                                       lambda: self.unsaved) \
+                if isinstance(exc, sqlite3.Error) else exc
+            results = [failure] * len(waiting)
         else:
             self.counts.commits += 1
             self.counts.records += len(waiting)

@@ -8,6 +8,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any, TypeVar
 
+from fairspec.errors import StoreWriteFailed
 from fairspec.providers import FatalProviderError
 from fairspec.teachers.budget import BudgetReached
 from fairspec.teachers.caller import TeacherCaller
@@ -41,6 +42,10 @@ async def run_per_teacher(
                 await handle(teacher, job)  # type: ignore[arg-type]
             except (FatalProviderError, BudgetReached) as exc:
                 fatal.setdefault(teacher, exc)
+                return
+            except StoreWriteFailed as exc:  # no teacher takes a new job: nothing could be saved
+                for name in jobs:
+                    fatal.setdefault(name, exc)
                 return
 
     tasks = []
@@ -79,7 +84,9 @@ def looked_up(callers: TeacherCaller | Sequence[TeacherCaller], jobs: Iterable[T
 
 
 def stop_for_budget(stopped: Mapping[str, Exception]) -> None:
-    """Re-raise the budget stop, if that is why teachers stopped (it outranks other errors)."""
-    for exc in stopped.values():
-        if isinstance(exc, BudgetReached):
-            raise exc
+    """Re-raise a store that could not save answered calls, or the budget stop, if that is
+    why teachers stopped (they outrank a teacher's own errors)."""
+    for kind in (StoreWriteFailed, BudgetReached):
+        for exc in stopped.values():
+            if isinstance(exc, kind):
+                raise exc
