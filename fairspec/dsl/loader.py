@@ -295,8 +295,10 @@ def _expand_variants(
         for finding in findings:
             problems.append(source.problem(key_where(finding.key), finding.message, finding.hint,
                                            key=not finding.at_value))
-        if findings or not base_valid:
+        if findings:
             continue
+        # a variant is checked even when the base spec has problems: its own (the keys it
+        # sets) are reported beside the base's, not hidden until the base is fixed
         spec, found = _check(data, base_dir)
         for path, message, hint, _ in found:
             if (format_path(path), message) in base_messages:
@@ -305,6 +307,8 @@ def _expand_variants(
                 (k for k in overrides if key_path(str(k))[: len(path)] == path[: len(key_path(str(k)))]),
                 None,
             )
+            if culprit is None and not base_valid:
+                continue  # a consequence of the base's own problems
             at = key_where(culprit) if culprit is not None else where
             label = f"in {origin} '{name}'" + (f", {format_path(path)}" if path else "")
             problems.append(source.problem(at, f"{label}: {message}", hint))

@@ -14,7 +14,7 @@ from fairspec.dsl.schema import Spec
 from fairspec.dsl.source import FieldPath
 from fairspec.dsl.training_rules import training_findings
 from fairspec.providers.families import family_for
-from fairspec.providers.registry import kind_options, kinds_taking, provider_kind
+from fairspec.providers.registry import LIMITS, kind_options, kinds_taking, provider_kind
 from fairspec.resources import BUILTIN_MODELS, builtin_model_alias, is_builtin, resolve_path
 from fairspec.secrets import find_key_like
 from fairspec.tasks.data import DATA_SUFFIXES, data_suffix
@@ -52,7 +52,33 @@ def spec_notes(spec: Spec) -> list[Finding]:
     """What a sound spec should still hear about (a shared setting a teacher does not
     receive, a key its API ignores): printed by validate, never an error."""
     return [Finding(f.path, f.message, f.hint) for f in generation_findings(spec)
-            if f.level == "note"]
+            if f.level == "note"] + _unused_settings(spec)
+
+
+def _unused_settings(spec: Spec) -> list[Finding]:
+    """Keys a teacher's provider never uses, said at their line: the request limits of one
+    that sends no request (a local model, a replay file, recorded answers without a live
+    fallback), and the repetition penalties of a local model (transformers' generate has
+    no presence or frequency penalty)."""
+    out: list[Finding] = []
+    for path, teacher in spec.callers():
+        kind = provider_kind(teacher.provider)
+        live_fallback = teacher.recorded is not None and teacher.recorded.fallback is not None
+        if not kind.remote and not live_fallback:
+            for key in LIMITS:
+                if key in teacher.model_fields_set:
+                    out.append(Finding(path + (key,), f"{key} has no effect on provider "
+                                       f"{teacher.provider!r}: it sends no request", "remove it"))
+        if kind.local:
+            own = teacher.generation.model_dump(exclude_none=True) if teacher.generation else {}
+            for key in ("presence_penalty", "frequency_penalty"):
+                value = own.get(key, getattr(spec.generation, key))
+                if value:
+                    where = path + ("generation", key) if key in own else ("generation", key)
+                    out.append(Finding(where, f"{key} {value:g} has no effect on the local "
+                                       f"model of teacher {teacher.name} (transformers' generate "
+                                       "has no such penalty)", "remove it for this teacher"))
+    return out
 
 
 def _task(spec: Spec, base_dir: Path) -> list[Finding]:
