@@ -173,6 +173,9 @@ class CallStore:
         )
         self._writer: GroupCommitter | None = None
         self._secrets: list[str] = []
+        #: call key -> the future of that call on its way (the teachers' callers share it:
+        #: one request for one key, whichever teacher asks; see TeacherCaller.ask)
+        self.in_flight: dict[str, Any] = {}
         #: replies stored with a key value replaced by KEY_REMOVED (:meth:`protect`)
         self.secrets_removed = 0
         try:

@@ -119,7 +119,9 @@ class TeacherCaller:
             (recorded is not None and fallback is None)
         self.usage = TeacherUsage(usd=0.0 if known else None, spent_usd=0.0 if known else None)
         self.on_answer: Callable[[TeacherCaller], None] | None = None
-        self._in_flight: dict[str, asyncio.Future[CallRecord]] = {}
+        # the calls on their way, by key, shared by every caller of this store: two teachers
+        # with one configuration asking the same call at once send it once
+        self._in_flight: dict[str, asyncio.Future[CallRecord]] = store.in_flight
         #: key -> the stored call or None, looked up ahead by ``prefetch`` (taken by ``ask``)
         self._looked_up: OrderedDict[str, CallRecord | None] = OrderedDict()
         #: id(messages) -> (messages, identity) of the calls ``prefetch`` hashed (messages
