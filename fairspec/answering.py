@@ -131,7 +131,8 @@ def answer_split(
         try:
             with JsonlAppender(out_path) as sink:
                 for start, part in todo:
-                    prompts = [render(template, row.fields, name=template_name) for row in part]
+                    prompts = [render(template, row.fields, name=template_name, row=row.index)
+                               for row in part]
                     records = []
                     seeded = replace(sampling, seed=sampling.seed + start)
                     for completion in engine.generate(prompts, seeded):

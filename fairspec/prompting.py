@@ -18,17 +18,19 @@ def teach_prompts(templates: dict[str, str], mistake: dict[str, Any]) -> dict[st
     """The rendered P_rt(x) and P_fb(x, r', y) for one mistake."""
     fields = mistake["fields"]
     return {
-        "rationale": render(templates["rationale"], fields, name="prompts.rationale"),
+        "rationale": render(templates["rationale"], fields, name="prompts.rationale",
+                            row=mistake["index"]),
         "feedback": render(templates["feedback"], {**fields, "student_answer": mistake["output"],
                                                    "gold_answer": mistake["gold_text"]},
-                           name="prompts.feedback"),
+                           name="prompts.feedback", row=mistake["index"]),
     }
 
 
 def review_prompt(template: str, mistake: dict[str, Any], rationale: str) -> str:
     """The rendered P_pr(x, r): a reviewer scores one rationale of one mistake."""
     return render(template, {**mistake["fields"], "rationale": rationale,
-                             "gold_answer": mistake["gold_text"]}, name="prompts.review")
+                             "gold_answer": mistake["gold_text"]}, name="prompts.review",
+                  row=mistake["index"])
 
 
 _HEAD_MARK = "\x00fairspec:rationale\x00"

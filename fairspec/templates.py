@@ -8,8 +8,10 @@ role receives a fixed set of variables (the DSL's table), checked before anythin
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import functools
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,9 +35,52 @@ TEMPLATE_ROLES = tuple(ROLE_EXTRA_VARIABLES)
 
 
 
+#: A rendered prompt past this many characters, or a render past this many seconds, is a
+#: template error: a prompt is a few thousand characters, rendered in microseconds; a
+#: template that loops for hours or renders 100 MB is a mistake (or an attack).
+MAX_RENDER_CHARS = 1_000_000
+MAX_RENDER_S = 5.0
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("render_deadline",
+                                                                         default=None)
+
+
+class _Overrun(Exception):
+    """A render went past MAX_RENDER_S or MAX_RENDER_CHARS (raised inside it)."""
+
+
+def _check_deadline() -> None:
+    deadline = _DEADLINE.get()
+    if deadline is not None and time.monotonic() > deadline:
+        raise _Overrun(f"rendering took more than {MAX_RENDER_S:g} s (a loop without end?)")
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, with every call and every ``*``/``**`` checked: a render past its
+    deadline stops at its next call, and a string or list multiplied past
+    MAX_RENDER_CHARS (or a power with a huge exponent) is refused before it is built."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        _check_deadline()
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _check_deadline()
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int) \
+                        and len(seq) * times > MAX_RENDER_CHARS:
+                    raise _Overrun(f"a value of more than {MAX_RENDER_CHARS:,} items")
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 10_000:
+            raise _Overrun(f"a power with exponent {right}")
+        return super().call_binop(context, operator, left, right)
+
+
 def make_environment() -> ImmutableSandboxedEnvironment:
-    """The one Jinja environment fairspec renders with: sandboxed, strict, no loader."""
-    return ImmutableSandboxedEnvironment(
+    """The one Jinja environment fairspec renders with: sandboxed, strict, no loader,
+    bounded in time and size (:data:`MAX_RENDER_S`, :data:`MAX_RENDER_CHARS`)."""
+    return _BoundedSandbox(
         undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
     )
 
@@ -102,13 +147,34 @@ def _compiled(source: str) -> Template:
     return _ENV.from_string(source)
 
 
-def render(source: str, variables: Mapping[str, Any], *, name: str = "<template>") -> str:
-    """Render ``source`` in the sandbox; any failure is a TemplateRenderError naming ``name``."""
+def render(source: str, variables: Mapping[str, Any], *, name: str = "<template>",
+           row: Any = None) -> str:
+    """Render ``source`` in the sandbox, bounded in time and size; any failure (a variable it
+    was not given, the sandbox, a division by zero, a number added to a string, a macro
+    calling itself, an overrun) is a TemplateRenderError naming ``name`` and the ``row``
+    it rendered for."""
+    where = name if row is None else f"{name}, row {row}"
+    token = _DEADLINE.set(time.monotonic() + MAX_RENDER_S)
     try:
-        return _compiled(source).render(**variables)
+        parts, size = [], 0
+        for part in _compiled(source).generate(**variables):
+            size += len(part)
+            if size > MAX_RENDER_CHARS:
+                raise _Overrun(f"it renders more than {MAX_RENDER_CHARS:,} characters")
+            _check_deadline()
+            parts.append(part)
+        return "".join(parts)
     except UndefinedError as exc:
-        raise TemplateRenderError(f"{name}: {exc.message}") from None
+        raise TemplateRenderError(f"{where}: {exc.message}") from None
     except SecurityError as exc:
-        raise TemplateRenderError(f"{name}: blocked by the template sandbox: {exc}") from None
+        raise TemplateRenderError(f"{where}: blocked by the template sandbox: {exc}") from None
     except TemplateSyntaxError as exc:
-        raise TemplateRenderError(f"{name}:{exc.lineno}: Jinja syntax error: {exc.message}") from None
+        raise TemplateRenderError(f"{where}:{exc.lineno}: Jinja syntax error: {exc.message}") from None
+    except _Overrun as exc:
+        raise TemplateRenderError(f"{where}: stopped: {exc}") from None
+    except RecursionError:
+        raise TemplateRenderError(f"{where}: recursion too deep (a macro calling itself?)") from None
+    except Exception as exc:  # noqa: BLE001 - what the template itself did wrong, said plainly
+        raise TemplateRenderError(f"{where}: {type(exc).__name__}: {exc}") from None
+    finally:
+        _DEADLINE.reset(token)

@@ -95,3 +95,36 @@ prompts:
     (problem,) = caught.value.problems
     assert (problem.line, problem.path) == (12, "prompts.rationale")
     assert "evil.j2:2" in problem.message and "'__class__'" in problem.message
+
+
+# -- hostile templates: bounded, and every failure a located TemplateRenderError ---------------
+
+@pytest.mark.parametrize("source,says", [
+    ("{{ 1 / 0 }}", "ZeroDivisionError"),
+    ("{{ 1 + 'a' }}", "TypeError"),
+    ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "recursion too deep"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}{% endfor %}{% endfor %}",
+     "stopped"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "stopped"),
+    ("{{ 'x' * 100000000 }}", "more than 1,000,000 items"),
+    ("{{ 10 ** 100000000 }}", "a power with exponent"),
+    ("{% for i in range(99999) %}{{ 'abcdefghijklmnopqrstuvwxyz' }}{% endfor %}",
+     "renders more than 1,000,000 characters"),
+])
+def test_a_hostile_template_fails_fast_and_names_its_row(source, says, monkeypatch):
+    import time
+
+    import fairspec.templates as templates
+
+    monkeypatch.setattr(templates, "MAX_RENDER_S", 1.0)
+    started = time.monotonic()
+    with pytest.raises(TemplateRenderError) as failed:
+        render(source, {}, name="prompts.rationale", row=7)
+    assert time.monotonic() - started < 10
+    message = str(failed.value)
+    assert message.startswith("prompts.rationale, row 7: ") and says in message, message
+
+
+def test_a_bounded_render_is_still_the_render():
+    assert render("{{ q }} {% for i in range(3) %}{{ i }}{% endfor %} {{ 'ab' * 2 }} {{ 2 ** 10 }}",
+                  {"q": "Q?"}) == "Q? 012 abab 1024"

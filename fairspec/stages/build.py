@@ -68,9 +68,10 @@ def build_examples(mistakes: list[dict[str, Any]], accepted: list[dict[str, Any]
             rng = random.Random(f"{seed}:{index}")
             rationales, feedbacks = [rng.choice(rationales)], [rng.choice(feedbacks)]
         fields = mistake["fields"]
-        prompt_rt = render(templates["rationale"], fields, name="training.templates.rationale")
+        prompt_rt = render(templates["rationale"], fields, name="training.templates.rationale",
+                           row=index)
         prompt_fb = render(templates["feedback"], {**fields, "student_answer": mistake["output"]},
-                           name="training.templates.feedback")
+                           name="training.templates.feedback", row=index)
         for r in rationales:
             examples.append({"sample": index, "kind": "rationale", "teacher": r["teacher"],
                              "prompt": prompt_rt, "completion": r["text"]})

@@ -4,12 +4,14 @@ terminal control sequences reaches the terminal as text, not as control."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from hostile import SlowTeacher, recorded_exam_spec
@@ -76,3 +78,19 @@ def test_control_sequences_in_a_servers_message_never_reach_the_terminal(tmp_pat
     raw = done.stderr + done.stdout
     assert not any(byte in raw for byte in (b"\x1b", b"\x07", b"\r", b"\xc2\x9b")), raw[-600:]
     assert "\\x1b]0;pwned\\x07" in err  # shown, as text
+
+
+def test_a_template_that_fails_at_a_row_is_exit_2_naming_it(tmp_path):
+    rows = [json.loads(line) for line in (Path(__file__).parents[2] / "fairspec/resources/data/"
+                                          "svamp-mini/train.jsonl").read_text().splitlines()]
+    word = rows[2]["question_concat"].split()[0]  # row 2's first word, in no earlier row's
+    assert not any(row["question_concat"].startswith(word + " ") for row in rows[:2])
+    (tmp_path / "rationale.j2").write_text(
+        "{{ question }} {% if question.startswith('" + word + " ') %}{{ 1 / 0 }}{% endif %}")
+    with StrictOpenAI(key=TEST_KEY) as server:
+        command = recorded_exam_spec(tmp_path, teacher_line("alpha", server.url, model="gpt-4o"),
+                                     prompts="{rationale: rationale.j2}")
+        done = subprocess.run(command, cwd=tmp_path, env={**os.environ, KEY_ENV: TEST_KEY},
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "prompts.rationale, row 2: ZeroDivisionError: division by zero" in done.stderr

@@ -34,11 +34,12 @@ class SlowTeacher:
         return "The answer is 5, because 2 + 3 = 5."
 
 
-def recorded_exam_spec(folder: Path, teachers: str, *, mistakes: int = 4) -> list[str]:
+def recorded_exam_spec(folder: Path, teachers: str, *, mistakes: int = 4, **sections: str) -> list[str]:
     """``folder/spec.yaml`` on a recorded exam of ``mistakes`` wrong answers (and its
-    ``exam.json``), review off; the command that runs it up to the teach stage."""
+    ``exam.json``), review off, other ``sections`` as given (``katan_runs.spec_text``); the
+    command that runs it up to the teach stage."""
     exam = [{"id": i, "pred": "I think it is 7.", "final": 7} for i in range(mistakes)]
     (folder / "exam.json").write_text(json.dumps(exam))
-    (folder / "spec.yaml").write_text(spec_text(teachers, student=RECORDED_STUDENT,
-                                                review="{enabled: false}", output_dir="runs"))
+    sections = {"review": "{enabled: false}", "output_dir": "runs", **sections}
+    (folder / "spec.yaml").write_text(spec_text(teachers, student=RECORDED_STUDENT, **sections))
     return [sys.executable, "-m", "fairspec.cli", "run", "spec.yaml", "--until", "teach"]
