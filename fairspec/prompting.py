@@ -19,10 +19,10 @@ def teach_prompts(templates: dict[str, str], mistake: dict[str, Any]) -> dict[st
     fields = mistake["fields"]
     return {
         "rationale": render(templates["rationale"], fields, name="prompts.rationale",
-                            row=mistake["index"]),
+                            row=mistake.get("index")),
         "feedback": render(templates["feedback"], {**fields, "student_answer": mistake["output"],
                                                    "gold_answer": mistake["gold_text"]},
-                           name="prompts.feedback", row=mistake["index"]),
+                           name="prompts.feedback", row=mistake.get("index")),
     }
 
 
@@ -30,7 +30,7 @@ def review_prompt(template: str, mistake: dict[str, Any], rationale: str) -> str
     """The rendered P_pr(x, r): a reviewer scores one rationale of one mistake."""
     return render(template, {**mistake["fields"], "rationale": rationale,
                              "gold_answer": mistake["gold_text"]}, name="prompts.review",
-                  row=mistake["index"])
+                  row=mistake.get("index"))
 
 
 _HEAD_MARK = "\x00fairspec:rationale\x00"

@@ -21,7 +21,15 @@ from fairspec.dsl.extends import with_bases
 from fairspec.dsl.introspect import clean_loc, keys_at, type_at
 from fairspec.dsl.rules import check_rules, spec_notes
 from fairspec.dsl.schema import Spec
-from fairspec.dsl.source import FieldPath, SpecSource, format_path, read_source, read_source_file
+from fairspec.dsl.source import (
+    MAX_TEMPLATE_BYTES,
+    FieldPath,
+    SpecSource,
+    format_path,
+    read_source,
+    read_source_file,
+    unfit_file,
+)
 from fairspec.dsl.variants import apply_overrides, key_path, sweep_points
 from fairspec.errors import Problem, SpecError
 from fairspec.resources import builtin_escapes, is_builtin, resolve_path
@@ -118,6 +126,10 @@ def _template_problems(spec: Spec, base_dir: Path) -> list[tuple[FieldPath, str,
         ref = template_ref(spec, role)
         path = role_key_path(role)
         file = resolve_path(ref, base_dir)
+        unfit = unfit_file(file, MAX_TEMPLATE_BYTES, "template")
+        if unfit is not None:
+            found.append((path, unfit, None))
+            continue
         try:
             source = file.read_text(encoding="utf-8")
         except FileNotFoundError:

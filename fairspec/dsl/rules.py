@@ -13,11 +13,12 @@ from fairspec.dsl.recorded_rules import recorded_findings
 from fairspec.dsl.schema import Spec
 from fairspec.dsl.source import FieldPath
 from fairspec.dsl.training_rules import training_findings
+from fairspec.errors import DataError
 from fairspec.providers.families import family_for
 from fairspec.providers.registry import LIMITS, kind_options, kinds_taking, provider_kind
 from fairspec.resources import BUILTIN_MODELS, builtin_model_alias, is_builtin, resolve_path
 from fairspec.secrets import find_key_like
-from fairspec.tasks.data import DATA_SUFFIXES, data_suffix
+from fairspec.tasks.data import DATA_SUFFIXES, data_suffix, load_rows
 from fairspec.tasks.kinds import COMMON_FIELDS, TASK_KINDS, default_extractor, task_kind
 from fairspec.tracking import known_integrations
 
@@ -149,6 +150,8 @@ def _dataset(spec: Spec, base_dir: Path) -> list[Finding]:
         elif not data_suffix(local):
             out.append(Finding(where + ("path",), f"unsupported data file type '{local.suffix}'",
                                "use jsonl, json, csv or parquet (jsonl and json may be gzipped)"))
+        if not out:
+            out += _local_rows(spec, base_dir)
     for i, seed in enumerate(spec.seeds or []):
         if (spec.seeds or []).index(seed) != i:
             out.append(Finding(("seeds", i), f"seed {seed} is in seeds twice",
@@ -162,6 +165,27 @@ def _dataset(spec: Spec, base_dir: Path) -> list[Finding]:
                            f"split '{spec.evaluation.split}' is neither the train_split "
                            f"'{ds.train_split}' nor the test_split '{ds.test_split}'",
                            f"usually: {ds.test_split}"))
+    return out
+
+
+def _local_rows(spec: Spec, base_dir: Path) -> list[Finding]:
+    """A local dataset's rows, read as the exam and the evaluation will read them (its
+    encoding, JSON, the fields the spec names, gold answers): a bad row is a problem now,
+    at the dataset's line, not a failure after the teachers were paid; so is an empty
+    split. Hub datasets are read when the run starts."""
+    ds, out = spec.task.dataset, []
+    fields = {k: v for k, v in spec.task.fields.items() if v}
+    extractor = spec.task.answer.extractor or default_extractor(spec.task.kind)
+    for split_key, limit in (("train_split", ds.limit.train), ("test_split", ds.limit.test)):
+        split = getattr(ds, split_key)
+        try:
+            loaded = load_rows(ds, fields, extractor, split, limit, base_dir)
+        except DataError as exc:
+            out.append(Finding(("task", "dataset", "path"), f"split '{split}': {exc}"))
+            continue
+        if not loaded.rows:
+            out.append(Finding(("task", "dataset", split_key), f"split '{split}' has no rows",
+                               "a run needs questions to ask"))
     return out
 
 

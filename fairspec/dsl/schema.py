@@ -33,10 +33,16 @@ ExtractorKind = Literal[ANSWER_KINDS]  # type: ignore[valid-type]
 ProviderKind = Literal[provider_names()]  # type: ignore[valid-type]
 
 
+#: What numpy's and torch's seeding (transformers' set_seed) take: 0 to 2**32 - 1.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
 class Section(BaseModel):
     """Base of every section: unknown keys are errors, values are checked strictly."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # inf and nan are no value a spec means (timeout_s: .inf would wait forever)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                              allow_inf_nan=False)
 
 
 class SplitLimit(Section):
@@ -480,8 +486,8 @@ class Spec(Section):
     fairspec: Literal[1] = Field(description="spec language version")
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=80)]
     description: str = ""
-    seed: int = 42
-    seeds: Annotated[list[int], Field(min_length=1)] | None = Field(
+    seed: Seed = 42
+    seeds: Annotated[list[Seed], Field(min_length=1)] | None = Field(
         None, description="train and evaluate once per seed (the first in the spec's own run "
         "folders, each other in <run>.seed-<s>): exam, teach, review and build are shared; the "
         "report gives the mean, the standard deviation and each seed's row")

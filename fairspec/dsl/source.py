@@ -10,6 +10,7 @@ The one fairspec tag is ``!delete`` (``key: !delete``, no value): in a spec that
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -278,8 +279,34 @@ def read_source(text: str, file: str) -> tuple[SpecSource, list[Problem]]:
     return source, builder.problems
 
 
+#: A spec or a template past these sizes is refused unread: a spec is a few KB, a prompt
+#: template a few hundred bytes (and /dev/zero never ends).
+MAX_SPEC_BYTES = 1 << 20
+MAX_TEMPLATE_BYTES = 256 << 10
+
+
+def unfit_file(path: Path, limit: int, what: str) -> str | None:
+    """Why ``path`` cannot be read as ``what`` ("spec", "template"): not a regular file (a
+    folder, a device such as /dev/zero, a pipe), or larger than ``limit`` bytes; None when
+    it can (a missing file is for the caller to say)."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    if stat.S_ISDIR(found.st_mode):
+        return f"cannot read {what} {path}: not a regular file (Is a directory)"
+    if not stat.S_ISREG(found.st_mode):
+        return f"cannot read {what} {path}: not a regular file (a device or a pipe)"
+    if found.st_size > limit:
+        return f"cannot read {what} {path}: {found.st_size:,} bytes, more than {limit:,}"
+    return None
+
+
 def read_source_file(path: Path) -> tuple[SpecSource, list[Problem]]:
     """Read a spec file from disk; an unreadable file is a problem, not an exception."""
+    unfit = unfit_file(path, MAX_SPEC_BYTES, "spec")
+    if unfit is not None:
+        return SpecSource(str(path), None), [Problem(str(path), 1, 1, "", unfit)]
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

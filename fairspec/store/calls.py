@@ -45,7 +45,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from fairspec.errors import StoreDamaged
+from fairspec.errors import DataError, StoreDamaged
 from fairspec.secrets import redact
 from fairspec.store.call_record import COMPLETED, CallRecord
 from fairspec.store.group_commit import CommitCounts, GroupCommitter
@@ -536,17 +536,23 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def read_call_records(path: str | os.PathLike[str]) -> Iterator[CallRecord]:
-    """The records of a replay file; a bad line is a ValueError naming file and line."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    """The records of a replay file; a file that is not one (a device, a folder), a line that
+    is not UTF-8 or not a call record (a field missing or of the wrong type), or whose key
+    does not match its parts is a DataError naming the file and the line."""
+    if not Path(path).is_file():
+        raise DataError(f"{path}: not a file of exported calls"
+                        + (" (it does not exist)" if not os.path.exists(path) else ""))
+    with open(path, "rb") as handle:  # bytes: a line that is not UTF-8 is named by its number
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             try:
-                record = CallRecord.from_json(json.loads(line))
+                record = CallRecord.from_json(json.loads(raw.decode("utf-8")))
                 expected = record.expected_key()
-            except (ValueError, TypeError) as error:
-                raise ValueError(f"{path}:{number}: not a call record: {error}") from error
+            except (ValueError, TypeError, KeyError, AttributeError) as error:
+                detail = f"missing field {error}" if isinstance(error, KeyError) else str(error)
+                raise DataError(f"{path}:{number}: not a call record: {detail}") from None
             if record.key != expected:
-                raise ValueError(f"{path}:{number}: key {record.key!r} does not match the "
-                                 f"record's parts (expected {expected!r})")
+                raise DataError(f"{path}:{number}: key {record.key!r} does not match the "
+                                f"record's parts (expected {expected!r})")
             yield record

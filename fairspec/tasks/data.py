@@ -61,10 +61,20 @@ def data_suffix(path: Path) -> str:
 
 
 def read_text(path: Path, encoding: str = "utf-8-sig") -> str:
-    """A text data file's content, gunzipped when it ends in ``.gz``."""
+    """A text data file's content, gunzipped when it ends in ``.gz``; bytes that are not
+    ``encoding`` are a DataError naming the file and the line."""
+    data = path.read_bytes()
     if path.name.lower().endswith(".gz"):
-        return gzip.decompress(path.read_bytes()).decode(encoding)
-    return path.read_text(encoding=encoding)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: not a gzip file ({exc})") from None
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not {encoding.removesuffix('-sig').upper()} text "
+                        f"(byte 0x{data[exc.start]:02x}): save the file as UTF-8") from None
 _SOURCE_KEYS = ("hf", "config", "revision", "path")
 #: At most this many bad-row problems are spelled out in a DataError's message.
 MAX_LISTED_PROBLEMS = 20
@@ -414,6 +424,10 @@ def _check_columns(raw: _RawSplit, fields: Mapping[str, str], split: str) -> Non
     missing = [(name, column) for name, column in fields.items() if column not in raw.columns]
     if not missing:
         return
+    unread = next((r for r in raw.records if r.read_error is not None), None)
+    if not raw.columns and unread is not None:  # no row is an object: the file is not JSON
+        where = f"{raw.location}" + (f":{unread.line}" if unread.line else "")
+        raise DataError(f"{where}: not JSON Lines: {unread.read_error}")
     which = "; ".join(f"column '{column}' (field '{name}')" for name, column in missing)
     raise DataError(
         f"{raw.source}: no {which} in split '{split}'; available columns: "
@@ -464,6 +478,9 @@ def _build_row(
             problems.append(f"field '{name}': column '{column}' is missing")
         elif value is None or (isinstance(value, float) and math.isnan(value)):
             problems.append(f"field '{name}': column '{column}' is null")
+        elif _has_surrogate(value):  # a "\ud800" JSON escape: no text can be sent or saved
+            problems.append(f"field '{name}': column '{column}' holds a lone surrogate "
+                            "(a \\ud800-\\udfff escape), which is no text")
         else:
             values[name] = value
     options: list[str] | None = None
@@ -488,6 +505,17 @@ def _build_row(
     row = Row(index=record.index, fields=values, gold=gold,
               gold_text=gold_display(kind, gold, options), raw_answer=raw_answer)
     return row, []
+
+
+def _has_surrogate(value: Any) -> bool:
+    """Whether a cell (a string, or a list of them) holds a lone UTF-16 surrogate."""
+    for text in value if isinstance(value, list) else [value]:
+        if isinstance(text, str) and not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def _as_options(value: Any, text_cells: bool) -> list[str] | None:

@@ -91,3 +91,60 @@ def test_validate_exits_2_with_no_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr + done.stdout
     assert "expands to more than" in done.stderr + done.stdout
+
+
+def test_an_endless_seed_or_timeout_is_refused_at_its_line(tmp_path):
+    found = problems(spec(extra="seed: 123456789012345678901234567890\n").replace(
+        "api_key_env: K}}\n  - {{name: b", "api_key_env: K}\n  - {name: b"), tmp_path)
+    assert any(f.split(":")[1] == "seed" and "less than or equal to 4294967295" in f for f in found), found
+    found = problems(spec(url="http://127.0.0.1:9/v1\", timeout_s: .inf, x: \"").replace(
+        ', x: ""', ""), tmp_path)
+    assert any("teachers[0].timeout_s" in f and "finite number" in f for f in found), found
+
+
+def test_a_device_or_a_huge_file_is_never_read_as_a_spec_or_a_template(tmp_path):
+    from fairspec.dsl import load_spec
+
+    with pytest.raises(SpecError) as found:
+        load_spec("/dev/zero")
+    assert "cannot read spec /dev/zero: not a regular file (a device or a pipe)" in str(found.value)
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(SpecError, match="bytes, more than 1,048,576"):
+        load_spec(big)
+    found = problems(spec(extra="prompts: {rationale: /dev/zero}\n"), tmp_path)
+    assert any("prompts.rationale" in f and "not a regular file" in f for f in found), found
+
+
+def dataset_spec(folder: Path) -> str:
+    return spec().replace("path: builtin:data/svamp-mini", "path: data")
+
+
+@pytest.mark.parametrize("train,test,says", [
+    (b'{"question_concat": "caf\\u00e9", "Answer": 3}\n\xe9t\xe9\n', None, "train.jsonl:2: not UTF-8"),
+    (None, b'{"question_concat": "a \\ud800 b", "Answer": 3}\n', "holds a lone surrogate"),
+    (None, b"", "split 'test' has no rows"),
+    (b"this is not json\n", None, "train.jsonl:1: not JSON Lines: invalid JSON"),
+])
+def test_local_dataset_rows_are_checked_by_validate(tmp_path, train, test, says):
+    good = (Path(__file__).parents[2] / "fairspec/resources/data/svamp-mini/train.jsonl").read_bytes()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_bytes(train if train is not None else good)
+    (tmp_path / "data" / "test.jsonl").write_bytes(test if test is not None else good)
+    found = problems(dataset_spec(tmp_path), tmp_path)
+    assert any(says in f for f in found), found
+
+
+def test_a_replay_file_that_is_not_one_is_a_located_data_error(tmp_path):
+    from fairspec.errors import DataError
+    from fairspec.store.replay import load_replay
+
+    with pytest.raises(DataError, match="not a file of exported calls"):
+        load_replay("/dev/zero")
+    bad = tmp_path / "calls.jsonl"
+    bad.write_bytes(b'{"key": "k"}\n')
+    with pytest.raises(DataError, match=r"calls.jsonl:1: not a call record: .*missing field"):
+        load_replay(bad)
+    bad.write_bytes(b"\n\xff\xfe\n")
+    with pytest.raises(DataError, match=r"calls.jsonl:2: not a call record"):
+        load_replay(bad)

@@ -12,7 +12,10 @@ from fairspec.errors import SpecError
 HEAD = """\
 fairspec: 1
 name: notes
-task: {kind: math, dataset: {path: builtin:data/svamp-mini}, fields: {question: question_concat, answer: Answer}}
+task:
+  kind: math
+  dataset: {path: builtin:data/svamp-mini}
+  fields: {question: question_concat, answer: Answer}
 student: {model: builtin:smollm2-135m-instruct}
 """
 
@@ -30,7 +33,7 @@ teachers:
     assert ("generation.presence_penalty", "presence_penalty 0.5") in notes
     assert ("teachers[1].generation.frequency_penalty", "frequency_penalty 0.2") in notes
     assert not any(path.startswith("teachers[2]") for path, _ in notes)  # a remote teacher uses them
-    assert {n.line for n in loaded.notes if n.path == "teachers[0].rpm"} == {7}
+    assert {n.line for n in loaded.notes if n.path == "teachers[0].rpm"} == {10}
 
 
 def test_a_variants_problems_show_while_the_base_has_its_own(tmp_path):

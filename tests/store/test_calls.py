@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fairspec.errors import StoreDamaged
+from fairspec.errors import DataError, StoreDamaged
 from fairspec.store import CallIdentity, CallRecord, CallStore, default_store_path, read_call_records
 from fairspec.store.calls import SCHEMA_VERSION
 
@@ -227,10 +227,10 @@ def test_import_rejects_a_tampered_line(store: CallStore, tmp_path: Path) -> Non
     data["model"] = "swapped"
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(make(2).to_json()) + "\n" + json.dumps(data) + "\n")
-    with pytest.raises(ValueError, match=r"bad\.jsonl:2: key"):
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: key"):  # exit 2, no traceback
         store.import_jsonl(bad)
     bad.write_text("{not json\n")
-    with pytest.raises(ValueError, match=r"bad\.jsonl:1"):
+    with pytest.raises(DataError, match=r"bad\.jsonl:1"):
         store.import_jsonl(bad)
     assert store.count(include_errors=True) == 0
 
