@@ -210,6 +210,13 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
         scrubber.add(os.environ.get(t.api_key_env or "") for _, t in loaded.spec.callers())
         env = detect_environment()
         plan_ = compile_plan(loaded, env)
+        from fairspec.teachers.committee import key_values
+
+        # the keys of every teacher and juror of every run (a variant's own jurors too,
+        # with their kind's default variable): never in a log line
+        scrubber.add(value for run_ in plan_.runs for stage in run_.stages
+                     for teacher in stage.settings.get("teachers") or ()
+                     for value in key_values(teacher))
         chosen = list(plan_.runs)
         if variants:
             unknown = [v for v in variants if v != "main" and v not in loaded.variants]
@@ -257,7 +264,11 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
         _err.print(f"{how}: {saved}; run the same command again to resume.", markup=False)
         sys.exit(EXIT_TERMINATED if _TERMINATED else EXIT_INTERRUPTED)
     except FairspecError as exc:
-        _fail(exc, *([saved_summary(plan_, chosen)] if isinstance(exc, BudgetReached) else []))
+        spent = [] if budget is None else [  # what the calls cost once those on their way landed
+            f"Teacher spend: ${budget.spent_usd:.4f} (${budget.paid_now_usd:.4f} paid now)"
+            + (f" of ${budget.limit_usd:.2f}" if budget.limit_usd is not None else "")]
+        _fail(exc, *([saved_summary(plan_, chosen), *spent] if isinstance(exc, BudgetReached)
+                     else []))
     spent = "" if not budget.spent_usd else (f" Teacher spend: ${budget.spent_usd:.4f} "
                                              f"(${budget.paid_now_usd:.4f} paid now).")
     joined = f" {outcomes.count('joined')} joined node 0's training." if outcomes.count("joined") else ""

@@ -48,7 +48,10 @@ def builtin_escapes(ref: str) -> bool:
     (``builtin:../../etc/passwd``, ``builtin:/etc/passwd``)."""
     relative = ref[len(BUILTIN_PREFIX):]
     root = resource_root().resolve()
-    return Path(relative).is_absolute() or not (root / relative).resolve().is_relative_to(root)
+    try:
+        return Path(relative).is_absolute() or not (root / relative).resolve().is_relative_to(root)
+    except (ValueError, OSError):  # a NUL byte, a loop of links: no packaged file
+        return True
 
 
 def resolve_path(ref: str, base_dir: Path) -> Path:

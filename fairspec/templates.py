@@ -72,8 +72,10 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
                 if isinstance(seq, str | list | tuple) and isinstance(times, int) \
                         and len(seq) * times > MAX_RENDER_CHARS:
                     raise _Overrun(f"a value of more than {MAX_RENDER_CHARS:,} items")
-        if operator == "**" and isinstance(right, int | float) and abs(right) > 10_000:
-            raise _Overrun(f"a power with exponent {right}")
+        if operator == "**" and isinstance(right, int | float) and (
+                abs(right) > 10_000 or isinstance(left, int)
+                and abs(right) * max(1, abs(left).bit_length()) > 4_000_000):
+            raise _Overrun(f"a power with exponent {right} (a number of millions of digits)")
         return super().call_binop(context, operator, left, right)
 
 

@@ -66,8 +66,8 @@ def _unused_settings(spec: Spec) -> list[Finding]:
         kind = provider_kind(teacher.provider)
         live_fallback = teacher.recorded is not None and teacher.recorded.fallback is not None
         if not kind.remote and not live_fallback:
-            for key in LIMITS:
-                if key in teacher.model_fields_set:
+            for key in LIMITS:  # concurrency still sets how many calls go at once (a batch)
+                if key != "concurrency" and key in teacher.model_fields_set:
                     out.append(Finding(path + (key,), f"{key} has no effect on provider "
                                        f"{teacher.provider!r}: it sends no request", "remove it"))
         if kind.local:
@@ -152,10 +152,14 @@ def _dataset(spec: Spec, base_dir: Path) -> list[Finding]:
                                "use jsonl, json, csv or parquet (jsonl and json may be gzipped)"))
         if not out:
             out += _local_rows(spec, base_dir)
+    variant_names = {v.name for v in spec.variants}
     for i, seed in enumerate(spec.seeds or []):
         if (spec.seeds or []).index(seed) != i:
             out.append(Finding(("seeds", i), f"seed {seed} is in seeds twice",
                                "each seed trains once: remove one"))
+        elif i and f"seed-{seed}" in variant_names:
+            out.append(Finding(("seeds", i), f"seed {seed}'s runs are named <run>.seed-{seed}, "
+                               f"as is the variant seed-{seed}", "rename the variant"))
     if spec.evaluation.samples > 1 and spec.evaluation.decoding == "greedy":
         out.append(Finding(("evaluation", "samples"),
                            f"{spec.evaluation.samples} greedy decodes of a question are one "
@@ -175,18 +179,42 @@ def _local_rows(spec: Spec, base_dir: Path) -> list[Finding]:
     split. Hub datasets are read when the run starts."""
     ds, out = spec.task.dataset, []
     fields = {k: v for k, v in spec.task.fields.items() if v}
+    needed = (*COMMON_FIELDS, *task_kind(spec.task.kind).extra_fields)
+    if any(name not in fields for name in needed):
+        return []  # _task says which field is missing
     extractor = spec.task.answer.extractor or default_extractor(spec.task.kind)
     for split_key, limit in (("train_split", ds.limit.train), ("test_split", ds.limit.test)):
         split = getattr(ds, split_key)
-        try:
-            loaded = load_rows(ds, fields, extractor, split, limit, base_dir)
-        except DataError as exc:
-            out.append(Finding(("task", "dataset", "path"), f"split '{split}': {exc}"))
-            continue
-        if not loaded.rows:
+        found = _rows_problem(resolve_path(ds.path or "", base_dir), ds, tuple(sorted(fields.items())),
+                              extractor, split, limit, base_dir)
+        if found == "empty":
             out.append(Finding(("task", "dataset", split_key), f"split '{split}' has no rows",
                                "a run needs questions to ask"))
+        elif found is not None:
+            out.append(Finding(("task", "dataset", "path"), f"split '{split}': {found}"))
     return out
+
+
+#: (file, mtime, the reading) -> what is wrong with its rows ("empty", a message, None):
+#: every variant and sweep point validates the same dataset, read once
+_ROWS_CHECKED: dict[tuple[Any, ...], str | None] = {}
+
+
+def _rows_problem(local: Path, ds: Any, fields: tuple[tuple[str, str], ...], extractor: str,
+                  split: str, limit: int | None, base_dir: Path) -> str | None:
+    try:
+        stamp = tuple((str(p), p.stat().st_mtime_ns) for p in [local, *sorted(local.glob(f"{split}.*"))]
+                      if p.exists()) if local.is_dir() else ((str(local), local.stat().st_mtime_ns),)
+    except OSError:
+        stamp = ()
+    key = (stamp, fields, extractor, split, limit)
+    if key not in _ROWS_CHECKED:
+        try:
+            loaded = load_rows(ds, dict(fields), extractor, split, limit, base_dir)
+            _ROWS_CHECKED[key] = None if loaded.rows else "empty"
+        except (DataError, ValueError) as exc:
+            _ROWS_CHECKED[key] = str(exc)
+    return _ROWS_CHECKED[key]
 
 
 def _student(spec: Spec, base_dir: Path) -> list[Finding]:

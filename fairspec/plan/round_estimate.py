@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fairspec.dsl.schema import Spec
-from fairspec.plan.estimate import CallEstimate
+from fairspec.plan.estimate import CallEstimate, reviewed_authors
 from fairspec.plan.graph import RunPlan
 from fairspec.plan.kinds import stage_name
 
@@ -52,11 +52,15 @@ def _exam_stats(run: RunPlan, round_no: int) -> dict[str, Any] | None:
         return None
 
 
-def _usd(first: CallEstimate, calls: dict[str, int]) -> float | None:
-    """Dollars of ``calls`` (role -> calls per teacher over the round) at round 1's prices."""
+def _usd(first: CallEstimate, calls: dict[str, int], review_share: dict[str, float]) -> float | None:
+    """Dollars of ``calls`` at round 1's prices: role -> calls per teacher over the round,
+    but ``review``: the round's reviews in all, each reviewer taking its ``review_share``
+    (the authors it reviews, over all reviewers': a juror reviews every teacher's)."""
     total = 0.0
     for teacher in first.teachers:
         for role, count in calls.items():
+            if role == "review":
+                count = count * review_share.get(teacher.name, 0.0)
             if not count or role not in teacher.roles:
                 continue  # a juror writes no rationale; a teacher outside the jury reviews none
             cost = teacher.usd_per_call.get(role)
@@ -74,6 +78,9 @@ def estimate_rounds(spec: Spec, run: RunPlan, first: CallEstimate) -> list[Round
     rate = mistakes / rows if rows and mistakes is not None else None
     teachers = len(spec.teachers)
     reviews_per_question = first.per_mistake["review"]
+    reviewed = {name: len(authors) for name, authors in reviewed_authors(spec).items()}
+    review_share = {name: n / sum(reviewed.values()) for name, n in reviewed.items()} \
+        if sum(reviewed.values()) else {}
     for k in range(2, rounds.count + 1):
         questions = rows if rounds.exam == "all" else mistakes
         measured = _exam_stats(run, k)
@@ -95,11 +102,14 @@ def estimate_rounds(spec: Spec, run: RunPlan, first: CallEstimate) -> list[Round
             paid_max = paid_min = {"rationale": 0, "review": 0}
         else:
             paid_max, paid_min = asked, {"rationale": 0, "review": 0}
-        calls_max = {"feedback": feedback // teachers, **{r: c // teachers for r, c in paid_max.items()}}
-        calls_min = {"feedback": feedback // teachers, **{r: c // teachers for r, c in paid_min.items()}}
+        calls_max = {"feedback": feedback // teachers, "rationale": paid_max["rationale"] // teachers,
+                     "review": paid_max["review"]}
+        calls_min = {"feedback": feedback // teachers, "rationale": paid_min["rationale"] // teachers,
+                     "review": paid_min["review"]}
         out.append(RoundEstimate(
             round=k, questions=questions, mistakes=mistakes, mistakes_source=source,
             calls_max=feedback + sum(paid_max.values()), calls_min=feedback + sum(paid_min.values()),
             store_answers_max=sum(asked.values()) - sum(paid_min.values()),
-            usd_max=_usd(first, calls_max), usd_min=_usd(first, calls_min)))
+            usd_max=_usd(first, calls_max, review_share),
+            usd_min=_usd(first, calls_min, review_share)))
     return out

@@ -141,7 +141,10 @@ def read_line(text: str) -> LineResult:
     status = int(response.get("status_code") or 0)
     body = response.get("body")
     if status == 200 and isinstance(body, dict):
-        return LineResult(custom_id, reply=read_reply(parse_completion(json.dumps(body).encode())))
+        try:
+            return LineResult(custom_id, reply=read_reply(parse_completion(json.dumps(body).encode())))
+        except TransientFailure as exc:  # this line holds no usable answer: it alone goes again
+            return LineResult(custom_id, error=str(exc), retryable=True)
     message = body.get("error", {}).get("message") if isinstance(body, dict) and \
         isinstance(body.get("error"), dict) else str(body)[:200]
     return LineResult(custom_id, error=f"HTTP {status}: {message}",

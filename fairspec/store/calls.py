@@ -29,6 +29,7 @@ completion with a different text is logged and dropped.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -83,6 +84,8 @@ _INSERT_NEW = (f"INSERT INTO calls ({', '.join(_COLUMNS)}) "
                f"VALUES ({', '.join('?' for _ in _COLUMNS)}) ON CONFLICT (key) DO NOTHING")
 #: calls per multi-row insert (20 columns each, well under SQLite's 32,766 variables)
 _ROWS_PER_INSERT = 512
+#: How many answers a store keeps in memory for twin teachers (``CallStore.recent``).
+RECENT = 4096
 #: What a teacher's key is replaced by in a stored reply (:meth:`CallStore.protect`).
 KEY_REMOVED = "[API key removed]"
 
@@ -176,6 +179,9 @@ class CallStore:
         #: call key -> the future of that call on its way (the teachers' callers share it:
         #: one request for one key, whichever teacher asks; see TeacherCaller.ask)
         self.in_flight: dict[str, Any] = {}
+        #: the calls answered lately in this process, by key (at most RECENT): a caller whose
+        #: lookahead found nothing checks here before paying (a twin teacher answered it)
+        self.recent: collections.OrderedDict[str, CallRecord] = collections.OrderedDict()
         #: replies stored with a key value replaced by KEY_REMOVED (:meth:`protect`)
         self.secrets_removed = 0
         try:
@@ -338,7 +344,14 @@ class CallStore:
         if record.last_error is not None and redact(record.last_error) != record.last_error:
             # Provider errors may quote a rejected key: never store one.
             record = dataclasses.replace(record, last_error=redact(record.last_error))
-        return self._without_secrets(record)
+        return record
+
+    def remember(self, record: CallRecord) -> None:
+        """Keep ``record`` (a call just answered and stored) among the recent answers."""
+        self.recent[record.key] = record
+        self.recent.move_to_end(record.key)
+        while len(self.recent) > RECENT:
+            self.recent.popitem(last=False)
 
     def protect(self, values: Iterable[str | None]) -> None:
         """Never store these values (the teachers' keys): a reply that holds one (a server
@@ -369,13 +382,13 @@ class CallStore:
     def put(self, record: CallRecord) -> CallRecord:
         """Store one call durably (committed and fsynced when this returns) and return
         the record now stored under its key: ``record``, or the first completion."""
-        record = self._checked(record)
+        record = self._without_secrets(self._checked(record))
         with self._transaction() as conn:
             return self._merge(conn, record)[0]
 
     def put_many(self, records: Iterable[CallRecord]) -> int:
         """Store many calls in one transaction (same rules as ``put``); how many changed."""
-        checked = [self._checked(record) for record in records]
+        checked = [self._without_secrets(self._checked(record)) for record in records]
         changed = 0
         with self._transaction() as conn:
             for record in checked:
@@ -388,6 +401,7 @@ class CallStore:
         once that transaction is durable, with the record now stored under its key."""
         if not isinstance(record, CallRecord):  # a caller's bug: say so here, not in the thread
             raise ValueError(f"expected a CallRecord, got {type(record).__name__}")
+        record = self._without_secrets(record)  # once, here: a commit tried again counts once
         with self._lock:
             if self._writer is None:
                 self._writer = GroupCommitter(self._connect, self._write_group)

@@ -44,7 +44,7 @@ from fairspec.providers.batch_api import BatchAPI, BatchLine, LineResult, Remote
 from fairspec.providers.limits import call_with_retries
 from fairspec.store import CallIdentity, CallRecord, CallStore
 from fairspec.store.batches import OPEN, PENDING, BatchItem, BatchLedger, BatchRow
-from fairspec.teachers.budget import Budget, call_usd, reserve_usd
+from fairspec.teachers.budget import Budget, call_usd, reserve_usd, with_usage_bound
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +294,9 @@ class BatchQueue:
             request = request_of(item.identity)
             if line.reply is not None:
                 result = line.result(request, latency_s=latency, attempts=item.attempt)
+                # garbled usage counted at the request's bound, as an online call's is
+                result = with_usage_bound(result, request, item.identity.provider,
+                                          item.identity.model) or result
                 records.append(CallRecord.create(
                     item.identity, teacher=self.teacher, status=result.status, text=result.text,
                     finish_reason=result.finish_reason, input_tokens=result.input_tokens,

@@ -12,12 +12,14 @@ stored, so the run stops below the limit, and a rerun with a higher limit resume
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import asdict
 from functools import lru_cache
 
 from fairspec.errors import BudgetReached
 from fairspec.providers import ChatRequest
+from fairspec.providers.base import ChatResult
 from fairspec.providers.families import family_for
 
 
@@ -56,6 +58,22 @@ def reserve_usd(price: Mapping[str, float] | None, request: ChatRequest, provide
     return call_usd(price, request.max_input_tokens(), output_bound(request, provider, model))
 
 
+def with_usage_bound(result: ChatResult, request: ChatRequest, provider: str,
+                     model: str) -> ChatResult | None:
+    """``result`` with a usage the budget can trust, or None when it already has one: a
+    count the server left out or garbled (None since ``providers.base.token_count``)
+    becomes the request's own bound (its prompt's bytes and margin; its whole output
+    budget), so no reply makes a paid call cost less than nothing or nothing at all."""
+    if result.input_tokens is not None and result.output_tokens is not None:
+        return None
+    return dataclasses.replace(
+        result,
+        input_tokens=result.input_tokens if result.input_tokens is not None
+        else request.max_input_tokens(),
+        output_tokens=result.output_tokens if result.output_tokens is not None
+        else output_bound(request, provider, model))
+
+
 def output_bound(request: ChatRequest, provider: str, model: str) -> int:
     """The most output tokens a call of ``request`` can be billed: ``max_tokens`` and a
     thinking model's allowance on top (``Family.output_budget``)."""
@@ -85,8 +103,9 @@ class Budget:
         """Hold ``usd`` for a call about to be sent, or raise BudgetReached."""
         if self.limit_usd is not None and self.spent_usd + self.reserved_usd + usd > self.limit_usd:
             raise BudgetReached(
-                f"budget reached: ${self.spent_usd:.4f} of ${self.limit_usd:.2f} spent; the next "
-                f"call ({what}, up to ${usd:.4f}) could pass it. Every completed call is "
+                f"budget reached: ${self.spent_usd:.4f} of ${self.limit_usd:.2f} spent and "
+                f"${self.reserved_usd:.4f} held for the calls on their way; the next call "
+                f"({what}, up to ${usd:.4f}) could pass it. Every completed call is "
                 "saved: rerun with a higher budget.max_usd or --max-cost to go on")
         self.reserved_usd += usd
 

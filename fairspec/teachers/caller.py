@@ -8,7 +8,6 @@ Nothing else in the stages talks to a provider, so no path can pay twice for one
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import itertools
 import logging
@@ -24,7 +23,7 @@ from fairspec.store import AnyProviderReplay, CallIdentity, CallRecord, CallStor
 from fairspec.store.recorded_answers import About, RecordedMissing, RecordedTeacher, missing_message
 from fairspec.store.replay import Replay
 from fairspec.teachers.batch_queue import BatchQueue
-from fairspec.teachers.budget import Budget, call_usd, output_bound, reserve_usd
+from fairspec.teachers.budget import Budget, call_usd, reserve_usd, with_usage_bound
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +198,12 @@ class TeacherCaller:
         if self.recorded is not None and self.replay is None:
             identity = self._route(identity, messages, sample_index, about)
         key = identity.key
-        stored = self._looked_up.pop(key) if key in self._looked_up else self.store.get(key)
+        ahead_of_time = key in self._looked_up
+        stored = self._looked_up.pop(key) if ahead_of_time else self.store.get(key)
+        if stored is None and ahead_of_time:
+            # looked up a while ago: another teacher with this configuration may have
+            # answered it since (a twin a few calls ahead): the store's recent answers say
+            stored = self.store.recent.get(key)
         if stored is not None:
             if self.budget is not None:
                 self.budget.count_reused(key, self._cost(stored))
@@ -225,6 +229,8 @@ class TeacherCaller:
             raise
         else:
             future.set_result(record)
+            if record.completed:
+                self.store.remember(record)
             if record.completed and key in self._looked_up:  # looked up again meanwhile
                 self._looked_up[key] = record
             return record
@@ -310,18 +316,11 @@ class TeacherCaller:
         return record
 
     def _billed(self, result: ChatResult, request: ChatRequest, identity: CallIdentity) -> ChatResult:
-        """``result`` with a usage the budget can trust: a count the server left out or
-        garbled (None since :func:`~fairspec.providers.base.token_count`) becomes the
-        request's own bound (its prompt's bytes and margin; its whole output budget), so no
-        reply can make a paid call cost less than nothing or nothing at all."""
-        if result.input_tokens is not None and result.output_tokens is not None:
+        """``result`` with a usage the budget can trust (``budget.with_usage_bound``), the
+        replacements counted (``usage_bounded``) and said once per teacher."""
+        bounded = with_usage_bound(result, request, identity.provider, identity.model)
+        if bounded is None:
             return result
-        bounded = dataclasses.replace(
-            result,
-            input_tokens=result.input_tokens if result.input_tokens is not None
-            else request.max_input_tokens(),
-            output_tokens=result.output_tokens if result.output_tokens is not None
-            else output_bound(request, identity.provider, identity.model))
         if not self.usage.usage_bounded:
             log.warning("teacher %s: a reply's usage is missing or not a token count; its calls "
                         "are counted at the request's bound (%d in, %d out)", self.name,

@@ -35,9 +35,12 @@ TEACH_CALLS = ROWS * len(TEACHERS) * 2
 #: the echo server ignores max_tokens (it answers the prompt back, a few hundred words for a
 #: review): a reply budget above that keeps its replies inside what the budget reserves
 MAX_TOKENS = 512
-SPENT_RE = re.compile(r"^budget reached: \$(?P<spent>[0-9.]+) of \$(?P<limit>[0-9.]+) spent; the next "
+SPENT_RE = re.compile(r"^budget reached: \$(?P<spent>[0-9.]+) of \$(?P<limit>[0-9.]+) spent and "
+                      r"\$(?P<held>[0-9.]+) held for the calls on their way; the next "
                       r"call \((?P<what>[^)]*), up to \$[0-9.]+\) could pass it\. Every completed call "
                       r"is saved: rerun with a higher budget\.max_usd or --max-cost to go on$")
+#: the line after: what the calls cost once those on their way landed
+FINAL_RE = re.compile(r"^Teacher spend: \$(?P<spent>[0-9.]+) \(\$[0-9.]+ paid now\) of \$(?P<limit>[0-9.]+)$")
 
 
 def budget_spec(folder: Path, url: str, max_usd: float | None = None) -> Path:
@@ -88,8 +91,12 @@ def stopped_by_budget(done: subprocess.CompletedProcess, folder: Path, limit: fl
     (stop,) = [m for line in lines if (m := SPENT_RE.match(line))]
     assert float(stop["limit"]) == pytest.approx(limit, abs=0.005)
     assert float(stop["spent"]) <= limit
+    assert float(stop["spent"]) + float(stop["held"]) <= limit
     calls, _ = stored(folder)
     assert f"{calls} teacher call(s) saved in {store_of(folder)}" in done.stderr
+    # the final line counts the calls that were on their way too: the real spend, within limit
+    (final,) = [m for line in lines if (m := FINAL_RE.match(line))]
+    assert float(stop["spent"]) <= float(final["spent"]) <= limit
     return float(stop["spent"])
 
 
