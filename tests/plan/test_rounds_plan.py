@@ -97,6 +97,7 @@ def test_an_alpha_sweep_in_rounds_shares_round_ones_exam_teach_and_review():
         assert first.stage(name).fingerprint != second.stage(name).fingerprint
 
 
+@pytest.mark.slow
 def test_plan_json_lists_both_rounds_with_their_inputs_and_estimates(tmp_path):
     spec = tmp_path / "two.yaml"
     spec.write_text("extends: builtin:specs/quickstart.yaml\nrounds: {count: 2, exam: mistakes}\n")

@@ -99,6 +99,7 @@ def ledger(folder: Path) -> list[tuple]:
                           "order by created_at").fetchall()
 
 
+@pytest.mark.slow
 def test_a_claude_committee_in_batch_mode_answers_as_online_with_no_400(server, tmp_path) -> None:
     online = tmp_path / "online"
     run(online, write_spec(online, committee(server, batch=False)))
@@ -117,6 +118,7 @@ def test_a_claude_committee_in_batch_mode_answers_as_online_with_no_400(server, 
     assert all(state == "done" for _, state, *_ in ledger(batched))
 
 
+@pytest.mark.slow
 def test_an_expired_batch_resubmits_only_what_it_did_not_answer(server, tmp_path) -> None:
     folder = tmp_path / "expire"
     before = len(server.created)
@@ -130,6 +132,7 @@ def test_an_expired_batch_resubmits_only_what_it_did_not_answer(server, tmp_path
     assert claude["batch"]["resubmitted"] == TEACH_CALLS - 5 and claude["made"] == TEACH_CALLS
 
 
+@pytest.mark.slow
 def test_failed_lines_are_retried_and_counted_then_stored_as_errors(server, tmp_path) -> None:
     folder = tmp_path / "fail"
     spec = write_spec(folder, committee(server), review="{enabled: false}")
@@ -182,6 +185,7 @@ def test_kill_between_submit_and_completion_resumes_by_polling_the_same_batch(se
     assert claude["batch"]["batches"] == 0 and claude["batch"]["followed"] == 1
 
 
+@pytest.mark.slow
 def test_a_debug_batch_run_leaves_the_key_in_no_file_and_no_log_line(server, tmp_path) -> None:
     folder = tmp_path / "leaks"
     spec = write_spec(folder, committee(server), review="{enabled: false}")

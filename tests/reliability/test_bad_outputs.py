@@ -71,6 +71,7 @@ def odd_server():
     server.server_close()
 
 
+@pytest.mark.slow
 def test_odd_teacher_outputs_are_recorded_not_fatal(tmp_path, odd_server) -> None:
     teachers = "".join(teacher_line(n, odd_server, model=f"m-{n}", key_env="ODD_KEY", max_retries=1)
                        for n in ("one", "two"))

@@ -136,6 +136,7 @@ def ledger(folder: Path) -> list[tuple]:
                           "order by created_at").fetchall()
 
 
+@pytest.mark.slow
 def test_a_mixed_committee_in_batch_mode_answers_as_online_at_batch_prices(servers, tmp_path):
     katan, server = servers
     online = tmp_path / "online"
@@ -204,6 +205,7 @@ def test_kill_between_submit_and_completion_resumes_by_polling_the_same_batches(
     assert len(outputs(folder)) >= 3 * TEACH_CALLS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", ["openai", "gemini"])
 def test_an_expired_batch_resubmits_only_what_it_did_not_answer(servers, tmp_path, provider):
     katan, server = servers
@@ -224,6 +226,7 @@ def test_an_expired_batch_resubmits_only_what_it_did_not_answer(servers, tmp_pat
     assert teach["batch"]["resubmitted"] == TEACH_CALLS - 5 and teach["made"] == TEACH_CALLS
 
 
+@pytest.mark.slow
 def test_failed_lines_are_retried_and_counted_then_stored_as_errors(servers, tmp_path):
     katan, server = servers
     folder = tmp_path / "fail"
@@ -258,6 +261,7 @@ def test_failed_lines_are_retried_and_counted_then_stored_as_errors(servers, tmp
     assert [len(b.request_ids) for b in server.created[before:]] == [TEACH_CALLS, 1, 1, 1]
 
 
+@pytest.mark.slow
 def test_the_budget_stops_before_a_batch_that_could_pass_it(servers, tmp_path):
     katan, server = servers
     folder = tmp_path / "budget"
@@ -297,6 +301,7 @@ def test_ctrl_c_while_waiting_stops_and_names_the_batches_still_running(servers,
     assert len(server.created) == before + 1
 
 
+@pytest.mark.slow
 def test_a_host_without_batch_endpoints_stops_the_teacher_with_what_to_do(servers, tmp_path):
     katan, server = servers
     folder = tmp_path / "no-batch-api"
@@ -307,6 +312,7 @@ def test_a_host_without_batch_endpoints_stops_the_teacher_with_what_to_do(server
     assert [state for _, state, *_ in ledger(folder)] == ["failed"]
 
 
+@pytest.mark.slow
 def test_a_debug_batch_run_leaves_the_keys_in_no_file_and_no_log_line(servers, tmp_path):
     katan, server = servers
     folder = tmp_path / "leaks"

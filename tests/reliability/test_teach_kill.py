@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from katan_runs import (
     KEY_ENV,
     SUPPORT_DIR,
@@ -53,6 +54,8 @@ LATENCY_S = 0.2
 TOTAL = MISTAKES * len(TEACHERS) * 2  # a rationale and a feedback per (mistake, teacher)
 IN_FLIGHT_MAX = CONCURRENCY * len(TEACHERS)
 WAIT_S = 60.0  # bound on every wait for the child or the server
+
+pytestmark = pytest.mark.slow  # kills or interrupts child processes
 
 
 def plan_run(base: Path, url: str) -> RunPlan:

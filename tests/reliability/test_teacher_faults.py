@@ -190,6 +190,7 @@ def test_a_gemini_teacher_in_the_committee_retries_http_500_too(tmp_path, start_
     assert outcome(tmp_path) == baseline
 
 
+@pytest.mark.slow
 def test_503_over_max_inflight_with_concurrency_above_it(tmp_path, start_katan, baseline,
                                                          fast_backoff) -> None:
     # 3 teachers x 6 in flight against a server that takes 4 at a time
@@ -248,6 +249,7 @@ def relaunch_without(server, *flags: str, log: Path) -> None:
     raise AssertionError(f"llm-katan did not come back on port {server.port}")
 
 
+@pytest.mark.slow
 def test_429_storm_outlasting_retries_stops_and_the_rerun_pays_only_the_rest(
         tmp_path, start_katan, baseline, fast_backoff) -> None:
     limit = 10
@@ -274,6 +276,7 @@ def test_429_storm_outlasting_retries_stops_and_the_rerun_pays_only_the_rest(
     assert outcome(tmp_path) == baseline
 
 
+@pytest.mark.slow
 def test_429_until_the_window_resets_is_retried_to_success(tmp_path, start_katan, baseline,
                                                            monkeypatch) -> None:
     # back-off up to 1 s: 60 retries outlast the few seconds the restart takes

@@ -9,14 +9,15 @@ import os
 import random
 import re
 import shutil
-import subprocess
 import time
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from headless import Browser
 
 from fairspec.report.browser import PER_PAGE, embed_json, sample_browser, sample_matches
 from fairspec.report.document import Document, Html
@@ -111,13 +112,17 @@ def test_sample_matches(hash_: str, filters: dict[str, Any], expected: list[int]
 # ---- in Chromium -----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def chromium() -> str:
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """One headless Chromium for every page of this module (``tests/support/headless.py``):
+    each page in a fresh browser context, read as ``chromium --dump-dom`` prints it."""
     binary = shutil.which("chromium")
     if binary is None:
         if os.environ.get("CI", "").lower() not in ("", "0", "false"):
             pytest.fail("chromium is not installed, and CI is set (CI installs it)")
         pytest.skip("chromium is not installed (apt-get install chromium) to run the page's script")
-    return binary
+    browser = Browser(binary, tmp_path_factory.mktemp("chromium-profile"))
+    yield browser
+    browser.close()
 
 
 class Dom(HTMLParser):
@@ -166,18 +171,15 @@ class Dom(HTMLParser):
         return [e for e in self.elements if e["tag"] == tag]
 
 
-def open_page(chromium: str, tmp_path: Path, samples: list[dict[str, Any]], hash_: str = "",
+def open_page(chromium: Browser, tmp_path: Path, samples: list[dict[str, Any]], hash_: str = "",
               extra: list[Html] | None = None, timeout: float = 30) -> Dom:
     page = tmp_path / "report.html"
     page.write_text(Document("t", [sample_browser(samples, threshold=4.0), *(extra or [])]).html(),
                     encoding="utf-8")
     url = page.as_uri() + (f"#{hash_}" if hash_ else "")
-    done = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=timeout, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    dom = Dom(done.stdout)
+    dumped = chromium.dump_dom(url, budget_ms=5000, timeout=timeout)  # --virtual-time-budget=5000
+    assert chromium.alive(), "the browser exited while it showed the page"
+    dom = Dom(dumped)
     assert dom.by_id("fairspec-browser")["attrs"].get("data-ready") == "1", "the script did not finish"
     return dom
 
@@ -187,7 +189,7 @@ def counts(dom: Dom) -> tuple[int, int]:
     return int(attrs["data-matching"]), int(attrs["data-total"])
 
 
-def test_page_shows_every_part_of_a_sample(chromium: str, tmp_path: Path) -> None:
+def test_page_shows_every_part_of_a_sample(chromium: Browser, tmp_path: Path) -> None:
     dom = open_page(chromium, tmp_path, SMALL)
     assert counts(dom) == (5, 5)
     assert dom.text(dom.by_id("fairspec-count")).startswith("Showing 1-5 of 5 matching samples (5 in all)")
@@ -207,7 +209,7 @@ def test_page_shows_every_part_of_a_sample(chromium: str, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(("hash_", "filters", "expected"), SMALL_CASES)
-def test_hash_filters(chromium: str, tmp_path: Path, hash_: str, filters: dict[str, Any],
+def test_hash_filters(chromium: Browser, tmp_path: Path, hash_: str, filters: dict[str, Any],
                       expected: list[int]) -> None:
     dom = open_page(chromium, tmp_path, SMALL, hash_)
     assert counts(dom) == (len(expected), 5)
@@ -233,7 +235,7 @@ def random_samples(n: int, seed: int = 0) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("hash_", ["accepted=no", "teacher=llama", "min_score=4", "min_score=3.5&teacher=gpt",
                                    "accepted=yes&teacher=gemini&q=PEARS", "accepted=unreviewed"])
-def test_hash_filters_match_python(chromium: str, tmp_path: Path, hash_: str) -> None:
+def test_hash_filters_match_python(chromium: Browser, tmp_path: Path, hash_: str) -> None:
     samples = random_samples(400)
     params = dict(part.split("=") for part in hash_.split("&"))
     filters: dict[str, Any] = {"accepted": params.get("accepted", "all"), "teacher": params.get("teacher"),
@@ -253,7 +255,7 @@ def test_hash_filters_match_python(chromium: str, tmp_path: Path, hash_: str) ->
 @pytest.mark.parametrize(("page", "shown", "first_page", "last_page"), [
     (1, range(0, 25), True, False), (2, range(25, 50), False, False), (3, range(50, 60), False, True),
     (99, range(50, 60), False, True)])  # past the end: the last page
-def test_paging(chromium: str, tmp_path: Path, page: int, shown: range, first_page: bool,
+def test_paging(chromium: Browser, tmp_path: Path, page: int, shown: range, first_page: bool,
                 last_page: bool) -> None:
     samples = [sample(i, [rationale("gpt", True, 5.0)]) for i in range(60)]
     dom = open_page(chromium, tmp_path, samples, f"page={page}")
@@ -277,7 +279,7 @@ DRIVE = Html(html="""<script>
 </script>""", markdown="")
 
 
-def test_form_updates_the_hash(chromium: str, tmp_path: Path) -> None:
+def test_form_updates_the_hash(chromium: Browser, tmp_path: Path) -> None:
     samples = random_samples(400)
     expected = [s["index"] for s in samples
                 if sample_matches(s, accepted="yes", teacher="gpt", min_score=4.0)]
@@ -289,7 +291,7 @@ def test_form_updates_the_hash(chromium: str, tmp_path: Path) -> None:
     assert dom.indices() == expected[PER_PAGE:2 * PER_PAGE]
 
 
-def test_hostile_text_stays_text(chromium: str, tmp_path: Path) -> None:
+def test_hostile_text_stays_text(chromium: Browser, tmp_path: Path) -> None:
     hostile = sample(0, [rationale(HOSTILE, True, 4.0, HOSTILE)], HOSTILE)
     hostile["gold"] = hostile["student_answer"] = hostile["student_prediction"] = HOSTILE
     hostile["feedback"] = [{"teacher": HOSTILE, "text": HOSTILE}]
@@ -305,7 +307,7 @@ def test_hostile_text_stays_text(chromium: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_twenty_thousand_samples(chromium: str, tmp_path: Path) -> None:
+def test_twenty_thousand_samples(chromium: Browser, tmp_path: Path) -> None:
     samples = random_samples(20_000, seed=1)
     expected = [s["index"] for s in samples if sample_matches(s, accepted="no")]
     start = time.monotonic()

@@ -94,6 +94,7 @@ def test_the_main_report_compares_variants_and_draws_the_alpha_curve(tmp_path):
     assert "Variants and sweep" not in write_report(tmp_path / "demo.no-review")[0].read_text()
 
 
+@pytest.mark.slow
 def test_fairspec_report_command(tmp_path):
     main = fake_run(tmp_path, "demo", variant=None, overrides={}, tuned=0.36)
     done = subprocess.run([sys.executable, "-m", "fairspec.cli", "report", str(main)],

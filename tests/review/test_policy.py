@@ -194,7 +194,7 @@ def _brute_force_accepts(policy: ReviewPolicy, scores: tuple[float | None, ...])
     return value >= threshold if policy.accept == ">=" else value > threshold
 
 
-@pytest.mark.parametrize("score_range", [(1, 5), (0, 3)])
+@pytest.mark.parametrize("score_range", [(1, 5), pytest.param((0, 3), marks=pytest.mark.slow)])
 def test_decision_is_exact_against_every_completion(score_range: tuple[int, int]) -> None:
     """For every prefix of up to 4 reviews, decision() == what all completions agree on."""
     low, high = score_range

@@ -123,6 +123,7 @@ def test_a_chained_spec_equals_its_flat_copy(tmp_path: Path) -> None:
     assert keys(compare(*open_pair(base, child))) == {"review.threshold"}
 
 
+@pytest.mark.slow
 def test_the_command_exits_0_1_or_2(records, tmp_path: Path) -> None:
     spec, found = records
     same = fairspec("diff", str(found["main"]), str(found["main"]), cwd=tmp_path)

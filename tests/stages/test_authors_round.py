@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 
+import pytest
 from click.testing import CliRunner
 
 from fairspec.cli import cli
@@ -18,6 +19,7 @@ variants:                      # the authors' rule (main) against the paper's Th
 """
 
 
+@pytest.mark.slow
 def test_the_authors_review_rule_keeps_365_questions_and_th4_keeps_357(tmp_path, monkeypatch):
     def refuse(self, address):  # noqa: ANN001
         raise AssertionError(f"a network connection to {address} was attempted")

@@ -65,6 +65,7 @@ def run_review(run, base: Path) -> tuple[dict, list[dict]]:
     return stats, list(read_jsonl(Path(run.run_dir) / "review" / "reviews.jsonl"))
 
 
+@pytest.mark.slow
 def test_without_early_exit_every_reviewer_scores_every_rationale(tmp_path, server, katan_run):
     server.reply = Committee()
     run = make_run(katan_run, server.url, tmp_path, "threshold: 4, early_exit: false")
@@ -83,6 +84,7 @@ def test_without_early_exit_every_reviewer_scores_every_rationale(tmp_path, serv
     assert len(review_requests(server)) - before == 16
 
 
+@pytest.mark.slow
 def test_the_teachers_order_in_the_spec_changes_no_review(tmp_path, server, katan_run):
     server.reply = Committee()
     runs = {order: make_run(katan_run, server.url, tmp_path / "".join(o[0] for o in order),

@@ -1,5 +1,8 @@
 """`fairspec run` as a child process to kill, and what its call store and outputs hold: one
-copy for tests/reliability/test_crash.py and test_rounds.py."""
+copy for tests/reliability/test_crash.py, test_rounds.py and test_train_resume.py; and the crash
+pipeline (killed in every stage, then an uninterrupted reference) that test_crash.py asserts
+and test_rounds.py starts its round 2 from (``crash_runs`` in tests/conftest.py, once per
+test run)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from katan_runs import KEY_ENV, TEST_KEY
 
@@ -78,3 +83,98 @@ def copy_store(source: Path, target: Path) -> None:
     with sqlite3.connect(source / "runs" / "calls.sqlite") as a, \
             sqlite3.connect(target / "runs" / "calls.sqlite") as b:
         a.backup(b)
+
+
+# ---- the crash pipeline: killed in every stage, then an uninterrupted reference ---------------
+
+CONCURRENCY, TRAIN_ROWS = 2, 6
+
+
+def write_crash_spec(folder: Path, url: str, *, rounds: str | None = None) -> Path:
+    """The whole pipeline on 6 svamp-mini rows, teachers alpha, beta and gamma on ``url``
+    (test_crash.py); with ``rounds`` (a ``rounds:`` value) in several rounds (test_rounds.py),
+    whose round 1 has the same stages, fingerprints included, as the single-round run."""
+    from katan_runs import ECHOED_REVIEW, committee, spec_text, write_spec
+
+    sections = {"rounds": rounds} if rounds is not None else {}
+    return write_spec(folder, spec_text(
+        committee(url, concurrency=CONCURRENCY, timeout_s=30), name="crash", seed=7,
+        limit=f"{{train: {TRAIN_ROWS}, test: 3}}",
+        student="{model: builtin:smollm2-135m-instruct, exam: {engine: hf, max_new_tokens: 32, "
+                "batch_size: 2}, hardware: {device: cpu, dtype: fp32}}",
+        generation="{max_tokens: 48}",
+        training="{epochs: 2, batch_size: 2, learning_rate: 1.0e-4, max_seq_length: 256}",
+        evaluation="{decoding: greedy}", output_dir="runs",
+        prompts=f"{{review: {ECHOED_REVIEW}}}", **sections))
+
+
+def in_stage(run_dir: Path, stage: str, folder: Path) -> bool:
+    """The stage has begun and is not finished; teacher stages also have a call stored."""
+    stage_dir = run_dir / stage
+    if not stage_dir.is_dir() or (stage_dir / "manifest.json").exists():
+        return False
+    if stage == "train":  # a checkpoint is saved (in the stage's work/ folder, where they survive)
+        return any(any((stage_dir / sub).glob("checkpoint-*/trainer_state.json"))
+                   for sub in ("work/checkpoints", "checkpoints"))
+    if stage in ("teach", "review"):
+        teach = run_dir / "teach"
+        done_before = 0 if stage == "teach" else sum(
+            len((teach / name).read_text().splitlines()) for name in ("rationales.jsonl", "feedback.jsonl"))
+        return len(stored_keys(folder)) > done_before
+    return True
+
+
+def kill_inside(folder: Path, spec: Path, stage: str, delay: tuple[float, float]) -> bool:
+    """Start the run, SIGKILL it a random moment after it is inside ``stage``; False if the
+    stage ended before the kill landed."""
+    run_dir = folder / "runs" / "crash"
+    return kill_when(folder, spec, lambda: in_stage(run_dir, stage, folder), run_dir / stage,
+                     delay, stage)
+
+
+@dataclass(frozen=True)
+class CrashRuns:
+    """What :func:`crash_and_reference` did and saw, for test_crash.py to assert and
+    test_rounds.py to start from (its round 1 is this pipeline, on the same server)."""
+
+    crashed: Path          #: the killed run's folder (spec.yaml, runs/), finished by a rerun
+    reference: Path        #: the uninterrupted run's folder, from a copy of the crashed store
+    landed: list[bool]     #: whether each kill (exam, teach, review, train) landed in its stage
+    integrity: str         #: SQLite's integrity_check of the store after the kills
+    unstored: int          #: answers the server sent that the store lacks, after the kills
+    answered: int          #: answers the server sent for the crashed run, finish included
+    keys: list[str]        #: the crashed store's keys after the finish
+    output_keys: list[str]  #: the keys the crashed run's outputs name
+    reference_answered: int  #: answers the server sent once the reference had run
+    reference_keys: list[str]  #: the reference store's keys
+
+
+def crash_and_reference(folder: Path, server: Any) -> CrashRuns:
+    """The crash pipeline in ``folder`` against ``server`` (llm-katan, 300 ms latency): four
+    runs each SIGKILLed inside the next stage, a rerun to the end, then an uninterrupted
+    reference run from a copy of the store. Server counts are this pipeline's own (the server
+    may have answered other runs before)."""
+    from katan_runs import requests_served
+
+    crashed, reference = folder / "crashed", folder / "reference"
+    crashed.mkdir()
+    reference.mkdir()
+    before = requests_served(server)
+    spec = write_crash_spec(crashed, server.openai_url)
+    landed = [kill_inside(crashed, spec, "exam", (1.0, 3.0)),
+              kill_inside(crashed, spec, "teach", (0.0, 0.6)),
+              kill_inside(crashed, spec, "review", (0.0, 0.6)),
+              kill_inside(crashed, spec, "train", (0.0, 1.5))]
+    with sqlite3.connect(crashed / "runs" / "calls.sqlite") as db:
+        integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
+    # an answer the server sent while the run was being killed may never have been stored
+    time.sleep(1.0)  # past the server's latency: no answer to a killed run is still on its way
+    unstored = requests_served(server) - before - len(stored_keys(crashed))
+    run_to_end(crashed, spec)
+    keys = stored_keys(crashed)
+    answered = requests_served(server) - before
+    outputs = output_keys(crashed / "runs" / "crash")
+    copy_store(crashed, reference)
+    run_to_end(reference, write_crash_spec(reference, server.openai_url))
+    return CrashRuns(crashed, reference, landed, integrity, unstored, answered, keys, outputs,
+                     requests_served(server) - before, stored_keys(reference))

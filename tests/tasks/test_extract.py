@@ -297,6 +297,7 @@ def test_choice_option_text_matches_whole_words_only() -> None:
     assert extract_answer("choice", "It is 12 apples", options=["2 apples", "12 apples"]) == 1
 
 
+@pytest.mark.slow
 def test_choice_round_trips_real_logiqa_options(shared_data: Path) -> None:
     path = shared_data / "logiqa" / "hf_lucasmccabe_equivalent" / "train.jsonl"
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

@@ -187,6 +187,7 @@ def assert_same_loss(one, other) -> None:
         assert float(getattr(one, part)) == pytest.approx(float(getattr(other, part)), rel=1e-4), part
 
 
+@pytest.mark.slow
 def test_flash_attention_reads_a_flat_batch_as_separate_examples(tiny_model, tokenizer, features):
     """The flat batch gives the padded batch's loss through the varlen branch; the same row read
     as one sequence (no boundaries, positions running on) gives another: the comparison would
@@ -211,6 +212,7 @@ def test_flash_attention_reads_a_flat_batch_as_separate_examples(tiny_model, tok
     assert float(leaked.loss) != pytest.approx(float(flat_loss.loss), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_flash_attention_over_packed_rows_would_mix_examples_and_packing_refuses_it(
         tiny_model, tokenizer, features):
     """Several packed rows with restarting positions and no mask: flash attention reads the
@@ -228,6 +230,7 @@ def test_flash_attention_over_packed_rows_would_mix_examples_and_packing_refuses
                                                                rel=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("implementation", ["sdpa", "eager"])
 def test_sdpa_and_eager_read_restarting_positions_in_a_flat_batch_too(tiny_model, tokenizer, features,
                                                                       implementation):

@@ -76,6 +76,7 @@ def test_gradient_accumulation_2_equals_one_batch_twice_as_big(tmp_path, tiny_mo
                                           abs=2e-6)
     assert two["train_loss"] == pytest.approx(one["train_loss"], rel=2e-5)
 
+@pytest.mark.slow
 def test_lora_trains_only_adapters_and_saves_a_merged_model(tmp_path, tiny_model):
     import torch
     from safetensors.torch import load_file
@@ -97,6 +98,7 @@ def test_lora_trains_only_adapters_and_saves_a_merged_model(tmp_path, tiny_model
     assert generates(model_dir, examples[0]["prompt"])
 
 
+@pytest.mark.slow
 def test_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model):
     """A job stopped after its first epoch's checkpoint goes on from there, not from step 0."""
     from fairspec.training.launch import last_checkpoint, train
@@ -117,6 +119,7 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model):
     assert [entry["step"] for entry in resumed["log"]] == [0, 1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.slow
 def test_packed_rows_give_the_padded_batch_loss_on_the_real_model(tiny_model):
     """Same tokens, same positions, no attention across examples: the joint loss agrees."""
     import torch
