@@ -49,6 +49,7 @@ def finished(tmp_path):
         yield tmp_path, command, server
 
 
+@pytest.mark.slow  # three CLI runs each
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_a_damaged_output_is_done_again_from_the_store(finished, damage):
     folder, command, server = finished
