@@ -360,6 +360,9 @@ def export(run_dir: Path, to: Path, fmt: str) -> None:
         _fail(exc)
     _out.print(f"wrote {done['samples']} samples ({done['accepted']} with an accepted rationale) "
                f"to {done['folder']} ({fmt}, with its dataset card README.md)", markup=False)
+    if done["overlapping_examples"]:
+        _out.print(f"{done['overlapping_examples']} of their training examples hold a test "
+                   "question (task.decontaminate): see the test_overlap column", markup=False)
 
 
 @cli.command()

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 
 from fairspec.providers.registry import kinds_taking, provider_names
+from fairspec.tasks.contamination import NGRAM
 from fairspec.tasks.extract import ANSWER_KINDS
 from fairspec.tasks.kinds import TASK_KINDS, extractors_summary, fields_summary
 
@@ -93,6 +94,9 @@ class Task(Section):
         "report", description="look for the evaluation split's questions in the training set "
         "(13-word n-grams): report the examples that hold one (build/stats.json, the report), "
         "drop them before training, or off")
+    decontaminate_ngram: Annotated[int, Field(ge=5, le=64)] = Field(
+        NGRAM, description="words an n-gram of task.decontaminate holds (13: GPT-3's; open-r1 uses 8); "
+        "a test question shorter than this must appear whole")
 
 
 class VllmOptions(Section):

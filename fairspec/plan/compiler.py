@@ -36,7 +36,7 @@ from fairspec.plan.recorded_inputs import exam_recorded, teacher_recorded
 from fairspec.providers.families import family_for, shaped
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import BUILTIN_MODELS, builtin_model_alias, resolve_path
-from fairspec.tasks.contamination import NGRAM, SHARED_LIMIT
+from fairspec.tasks.contamination import SHARED_LIMIT
 from fairspec.tasks.data import DATA_SUFFIXES
 from fairspec.templates import TEMPLATE_ROLES
 
@@ -294,7 +294,7 @@ def compile_run(
     # does; only drop changes the training set, so only drop enters the fingerprint
     decontaminate: dict[str, Any] = {"mode": spec.task.decontaminate}
     if spec.task.decontaminate != "off":
-        decontaminate.update(n=NGRAM, shared_limit=SHARED_LIMIT,
+        decontaminate.update(n=spec.task.decontaminate_ngram, shared_limit=SHARED_LIMIT,
                              dataset=dataset_split(spec, base_dir, spec.evaluation.split),
                              limit=limit.test, fields=fields, answer=_answer(spec))
     if spec.task.decontaminate == "drop":

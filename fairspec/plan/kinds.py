@@ -36,7 +36,7 @@ STAGE_KINDS: dict[str, StageKind] = {kind.name: kind for kind in (
               writes=_out("reviews.jsonl", "accepted.jsonl", "stats.json", "batches.json?")),
     StageKind("build", reads=(("exam", "mistakes.jsonl"), ("teach", "feedback.jsonl"),
                               ("review", "accepted.jsonl")),
-              writes=_out("dataset/", "preview.jsonl", "stats.json")),
+              writes=_out("dataset/", "preview.jsonl", "stats.json", "overlaps.jsonl?")),
     StageKind("train", reads=(("build", "dataset/"), ("build", "stats.json")),
               writes=_out("train_args.json", "accelerate_config.yaml?", "model/?",
                           "trainer_state.json?", "stats.json")),

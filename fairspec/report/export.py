@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from fairspec.artifacts import atomic_write_text, write_jsonl
+from fairspec.artifacts import atomic_write_text, read_jsonl, write_jsonl
 from fairspec.cards import dataset_card
 from fairspec.errors import FairspecError
 from fairspec.report.collect import RUN_INFO, run_locator
@@ -37,12 +37,38 @@ COLUMNS = {
                   "scores), `scores` (per reviewer: `reviewer`, `score`, `distribution`: "
                   "[{score, probability}] when read from log-probabilities, else empty)",
     "feedback": "per teacher: `teacher`, `text` (feedback on the student's wrong reasoning)",
+    "test_overlap": "the training examples built from this row that hold a question of the "
+                    "evaluation split (task.decontaminate; empty: none, or the check was off): "
+                    "per example `kind`, `teacher`, `found_in` (question, rationale or feedback), "
+                    "`test_index` (the test question's row) and `ngram` (the words shared, as "
+                    "compared: lowercase, no punctuation)",
 }
 
 
-def shareable(sample: dict[str, Any]) -> dict[str, Any]:
+def overlaps_by_row(run_dir: Path) -> tuple[dict[int, list[dict[str, Any]]], dict[str, Any] | None]:
+    """The build stage's contaminated examples (``build/overlaps.jsonl``) by train index, one
+    entry per text that holds a test question, and its check's summary (stats.json's
+    ``decontamination``; None: the build did not run the check)."""
+    try:
+        check = json.loads((run_dir / "build" / "stats.json").read_text(encoding="utf-8")
+                           ).get("decontamination")
+    except (OSError, ValueError):
+        check = None
+    found: dict[int, list[dict[str, Any]]] = {}
+    path = run_dir / "build" / "overlaps.jsonl"
+    if check and path.is_file():
+        for row in read_jsonl(path):
+            found.setdefault(int(row["train_index"]), []).extend(
+                {"kind": row["kind"], "teacher": row["teacher"], "found_in": source,
+                 "test_index": int(hit["test_index"]), "ngram": hit["ngram"]}
+                for source, hit in row["found"].items())
+    return found, check
+
+
+def shareable(sample: dict[str, Any], overlaps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A sample as a dataset row: one fixed schema (a distribution as a list of
-    ``{score, probability}``, so every row's columns have the same types)."""
+    ``{score, probability}``, so every row's columns have the same types); ``overlaps``:
+    its training examples that hold a test question (:func:`overlaps_by_row`)."""
     rationales = []
     for r in sample["rationales"]:
         scores = [{"reviewer": s["reviewer"], "score": None if s["score"] is None else float(s["score"]),
@@ -56,7 +82,8 @@ def shareable(sample: dict[str, Any]) -> dict[str, Any]:
     return {**{k: sample[k] for k in ("index", "question", "gold", "student_answer",
                                       "student_prediction")},
             "accepted": any(r["accepted"] for r in rationales),
-            "rationales": rationales, "feedback": sample["feedback"]}
+            "rationales": rationales, "feedback": sample["feedback"],
+            "test_overlap": list(overlaps or [])}
 
 
 def _features() -> Any:
@@ -74,6 +101,9 @@ def _features() -> Any:
                             "mean_score": Value("float64"),
                             "scores": List(score)}),
         "feedback": List({"teacher": Value("string"), "text": Value("string")}),
+        "test_overlap": List({"kind": Value("string"), "teacher": Value("string"),
+                              "found_in": Value("string"), "test_index": Value("int64"),
+                              "ngram": Value("string")}),
     })
 
 
@@ -108,7 +138,8 @@ def export_run(run_dir: Path, to: Path, fmt: str = "jsonl") -> dict[str, Any]:
                                 "--until review)")
     if to.exists() and any(to.iterdir()):
         raise FairspecError(f"{to} is not empty: export into a new folder")
-    rows = [shareable(s) for s in iter_samples(run_locator(run_dir))]
+    overlaps, check = overlaps_by_row(run_dir)
+    rows = [shareable(s, overlaps.get(int(s["index"]))) for s in iter_samples(run_locator(run_dir))]
     to.mkdir(parents=True, exist_ok=True)
     partial = to / ".partial"
     shutil.rmtree(partial, ignore_errors=True)
@@ -123,12 +154,33 @@ def export_run(run_dir: Path, to: Path, fmt: str = "jsonl") -> dict[str, Any]:
               "with an accepted rationale": accepted,
               "rationales": rationales,
               "accepted rationales": sum(1 for r in rows for x in r["rationales"] if x["accepted"]),
-              "review scores": sum(len(x["scores"]) for r in rows for x in r["rationales"])}
+              "review scores": sum(len(x["scores"]) for r in rows for x in r["rationales"]),
+              **_overlap_counts(rows, check)}
     card = _card_facts(run_dir)
     atomic_write_text(to / "README.md", dataset_card(
         card, counts=counts, columns=COLUMNS, data_files=data_files,
         title=f"{card['run']}: a FAIR distillation set"))
-    return {"folder": str(to), "format": fmt, "samples": len(rows), "accepted": accepted}
+    overlapping = (len({(r["index"], o["kind"], o["teacher"]) for r in rows for o in r["test_overlap"]})
+                   if check and check.get("checked") else None)
+    return {"folder": str(to), "format": fmt, "samples": len(rows), "accepted": accepted,
+            "overlapping_examples": overlapping}
+
+
+def _overlap_counts(rows: list[dict[str, Any]], check: dict[str, Any] | None) -> dict[str, Any]:
+    """The card's line on test questions in the training set (task.decontaminate)."""
+    if not check:
+        return {"training examples checked for test questions": "no (task.decontaminate: off, "
+                                                                "or the build stage has not run)"}
+    if not check.get("checked"):
+        return {"training examples checked for test questions":
+                f"no: {check.get('reason', 'no reason given')}"}
+    what = (f"training examples holding a {check['split']} question "
+            f"({check['n']}-word n-grams, task.decontaminate: {check['mode']})")
+    examples = len({(r["index"], o["kind"], o["teacher"]) for r in rows for o in r["test_overlap"]})
+    counts: dict[str, Any] = {what: f"{examples} of {check['examples_checked']}"}
+    if check["mode"] == "drop":
+        counts[what] += " (dropped before training)"
+    return counts
 
 
 def _write(rows: list[dict[str, Any]], folder: Path, fmt: str) -> list[dict[str, str]] | None:

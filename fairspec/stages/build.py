@@ -8,10 +8,11 @@ Appendix C template (the prompt half) and the teacher's text as the completion; 
 sample's examples are adjacent, so batches can pair them.
 
 ``task.decontaminate`` (:func:`decontaminate`): each new example's question, rationale or
-feedback is looked for in the evaluation split's questions (13-word n-grams,
-:mod:`fairspec.tasks.contamination`); ``report`` counts and lists the examples that hold
-one in stats.json, ``drop`` also removes them. A test split that cannot be read (a hub
-dataset offline) never fails the build: stats.json says the check did not run, and why.
+feedback is looked for in the evaluation split's questions (``task.decontaminate_ngram``-word
+n-grams, :mod:`fairspec.tasks.contamination`); ``report`` counts them in stats.json and lists
+every one in overlaps.jsonl (which ``fairspec export`` carries), ``drop`` also removes them.
+A test split that cannot be read (a hub dataset offline) never fails the build: stats.json
+says the check did not run, and why.
 """
 
 from __future__ import annotations
@@ -113,17 +114,29 @@ def find_overlaps(examples: list[dict[str, Any]], questions: Mapping[int, str],
     return found
 
 
+def overlap_rows(examples: list[dict[str, Any]], found: list[dict[str, Match]]
+                 ) -> list[dict[str, Any]]:
+    """Every contaminated example (``overlaps.jsonl``): its train index, kind and teacher, and
+    per text that holds a test question (``source``: question, rationale, feedback) the test
+    index and the shared n-gram; ``source`` names the first of them."""
+    rows = []
+    for example, hits in zip(examples, found, strict=True):
+        if hits:
+            rows.append({"train_index": example["sample"], "kind": example["kind"],
+                         "teacher": example["teacher"],
+                         "source": next(s for s in SOURCES if s in hits),
+                         "found": {s: {"test_index": hits[s].test_index, "ngram": hits[s].ngram}
+                                   for s in SOURCES if s in hits}})
+    return rows
+
+
 def overlap_stats(examples: list[dict[str, Any]], found: list[dict[str, Match]],
                   ngrams: TestNgrams) -> dict[str, Any]:
     """What the check found: counts per source and the first :data:`LISTED_OVERLAPS`
     contaminated examples (train index, test index, the shared n-gram)."""
-    listed = []
-    for example, hits in zip(examples, found, strict=True):
-        if hits and len(listed) < LISTED_OVERLAPS:
-            source = next(s for s in SOURCES if s in hits)
-            listed.append({"train_index": example["sample"], "kind": example["kind"],
-                           "teacher": example["teacher"], "source": source,
-                           "test_index": hits[source].test_index, "ngram": hits[source].ngram})
+    listed = [{**{k: row[k] for k in ("train_index", "kind", "teacher", "source")},
+               **row["found"][row["source"]]}
+              for row in overlap_rows(examples, found)[:LISTED_OVERLAPS]]
     return {
         "test_questions": ngrams.questions,
         "short_test_questions": ngrams.short_questions,
@@ -137,10 +150,10 @@ def overlap_stats(examples: list[dict[str, Any]], found: list[dict[str, Match]],
 
 def decontaminate(examples: list[dict[str, Any]], mistakes: list[dict[str, Any]],
                   check: Mapping[str, Any], base_dir: Path
-                  ) -> tuple[list[dict[str, Any]], dict[str, Any], str | None]:
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]], str | None]:
     """The examples to train on (without the contaminated ones with ``drop``), what the
-    check found (stats.json's ``decontamination``) and the test split's fingerprint (None
-    when it could not be read)."""
+    check found (stats.json's ``decontamination``), every contaminated example
+    (:func:`overlap_rows`) and the test split's fingerprint (None when it could not be read)."""
     mode = check["mode"]
     head = {"mode": mode, "n": check["n"], "split": check["dataset"]["split"]}
     try:
@@ -149,7 +162,7 @@ def decontaminate(examples: list[dict[str, Any]], mistakes: list[dict[str, Any]]
         log.warning("task.decontaminate: the %s split could not be read, so the training set "
                     "was not checked: %s", head["split"], exc)
         return examples, {**head, "checked": False,
-                          "reason": f"the {head['split']} split could not be read: {exc}"}, None
+                          "reason": f"the {head['split']} split could not be read: {exc}"}, [], None
     started = time.perf_counter()
     names = [name for name in check["fields"] if name != "answer"]
     ngrams = TestNgrams(((row.index, question_text(row.fields, names)) for row in split.rows),
@@ -157,13 +170,14 @@ def decontaminate(examples: list[dict[str, Any]], mistakes: list[dict[str, Any]]
     questions = {m["index"]: question_text(m["fields"], names) for m in mistakes}
     found = find_overlaps(examples, questions, ngrams)
     stats = {**head, "checked": True, **overlap_stats(examples, found, ngrams)}
+    overlaps = overlap_rows(examples, found)
     if mode == "drop":
         examples = [e for e, hits in zip(examples, found, strict=True) if not hits]
         stats["dropped_examples"] = stats["contaminated_examples"]
     log.info("task.decontaminate: %d of %d examples hold a %s question (%.2f s)",
              stats["contaminated_examples"], stats["examples_checked"], head["split"],
              time.perf_counter() - started)
-    return examples, stats, split.fingerprint
+    return examples, stats, overlaps, split.fingerprint
 
 
 #: The built set's columns, as its card describes them.
@@ -202,8 +216,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
     check = settings.get("decontaminate") or {"mode": "off"}  # a plan from before the key: off
     decontamination, test_split = None, None
     if check["mode"] != "off":
-        examples, decontamination, test_split = decontaminate(
+        examples, decontamination, overlaps, test_split = decontaminate(
             examples, mistakes, check, ctx.services.base_dir)
+        write_jsonl(ctx.output("overlaps.jsonl"), overlaps)
     from datasets import Dataset, load_from_disk
 
     new = len(examples)

@@ -108,7 +108,8 @@ SAMPLES = (0, 1, 2, 13)
 PLAIN = "Add the two numbers: 3 + 4 = 7. The answer is 7."
 
 
-def build_run(tmp_path: Path, mode: str | None, *, stage: str = "", **sections: str):
+def build_run(tmp_path: Path, mode: str | None, *, stage: str = "", ngram: int | None = None,
+              **sections: str):
     """A compiled run with exam mistakes on rows ``SAMPLES``, one accepted rationale and one
     feedback each by alpha (in the folders of ``stage``'s round: ``round-2/``); sample 0's
     rationale quotes test row 3, sample 1's feedback test row 0 (in capitals, without
@@ -119,6 +120,8 @@ def build_run(tmp_path: Path, mode: str | None, *, stage: str = "", **sections: 
                             f"  fields: {{question: question_concat, answer: Answer}}\n"
                             f"  decontaminate: {mode}\n")
         assert f"decontaminate: {mode}" in text
+    if ngram is not None:
+        text = text.replace("  fields:", f"  decontaminate_ngram: {ngram}\n  fields:")
     made = compile_run(text, tmp_path)
     mistakes = [m for m in svamp_mistakes(max(SAMPLES) + 1) if m["index"] in SAMPLES]
     write_mistakes(made.run_dir / stage, mistakes)
@@ -272,3 +275,79 @@ def test_the_plan_names_the_check(tmp_path, mode):
     made = build_run(tmp_path, mode)
     summary = _stage_summary_of(made.loaded.spec, made.run, made.run.stage("build"))
     assert ("test questions in the examples" in summary) == (mode != "off")
+
+
+# -- every contaminated example listed, n configurable, carried by the export -------------------
+
+
+def test_overlaps_jsonl_lists_every_contaminated_example_with_each_text_that_holds_one(tmp_path):
+    made = build_run(tmp_path, "drop")
+    run_stage(made.run, "build", base_dir=tmp_path)
+    rows = list(read_jsonl(made.run_dir / "build" / "overlaps.jsonl"))
+    assert [(r["train_index"], r["kind"], r["source"], sorted(r["found"])) for r in rows] == [
+        (0, "rationale", "rationale", ["rationale"]), (1, "feedback", "feedback", ["feedback"]),
+        (13, "rationale", "question", ["question"]), (13, "feedback", "question", ["question"])]
+    assert rows[0]["found"]["rationale"]["test_index"] == 3
+    assert rows[0]["found"]["rationale"]["ngram"] in normalise(JOSH)
+    off = build_run(tmp_path / "off", "off")
+    run_stage(off.run, "build", base_dir=tmp_path / "off")
+    assert not (off.run_dir / "build" / "overlaps.jsonl").exists()
+
+
+def test_the_ngram_length_is_a_key_and_a_shorter_one_finds_shorter_quotes(tmp_path):
+    ten_words = " ".join(normalise(JOSH).split()[:10])  # 10 words of test row 3: under 13
+    found, built = {}, {}
+    for n in (13, 8):
+        made = build_run(tmp_path / str(n), "drop", ngram=n)
+        write_jsonl(made.run_dir / "review" / "accepted.jsonl",
+                    [{"index": i, "teacher": "alpha", "text": f"As in {ten_words}, add. The answer is 7."
+                      if i == 2 else PLAIN} for i in SAMPLES])
+        found[n] = run_stage(made.run, "build", base_dir=tmp_path / str(n))["decontamination"]
+        built[n] = made
+    assert (found[13]["n"], found[13]["by_source"]["rationale"]) == (13, 0)
+    assert (found[8]["n"], found[8]["by_source"]["rationale"]) == (8, 1)
+    assert (2, "rationale") in {(e["sample"], e["kind"]) for e in dataset_of(built[13])}
+    assert (2, "rationale") not in {(e["sample"], e["kind"]) for e in dataset_of(built[8])}
+    # with drop, n changes the training set: it is in the build fingerprint
+    assert built[8].run.stage("build").fingerprint != built[13].run.stage("build").fingerprint
+    assert build_run(tmp_path / "d", "drop").run.stage("build").fingerprint == \
+        built[13].run.stage("build").fingerprint  # 13 is the default
+
+
+@pytest.mark.parametrize("n", [4, 65, "eight"])
+def test_an_ngram_length_out_of_range_is_refused_at_its_line(tmp_path, n):
+    from fairspec.errors import SpecError
+
+    text = spec_text(committee("http://127.0.0.1:9/v1"), name="decon").replace(
+        "  fields:", f"  decontaminate_ngram: {n}\n  fields:")
+    with pytest.raises(SpecError) as refused:
+        compile_run(text, tmp_path)
+    assert [p.path for p in refused.value.problems] == ["task.decontaminate_ngram"]
+
+
+def test_export_carries_the_overlaps_per_row_and_counts_them_on_the_card(tmp_path):
+    from datasets import load_dataset
+
+    from fairspec.report.export import export_run
+
+    made = build_run(tmp_path, None)
+    run_stage(made.run, "build", base_dir=tmp_path)
+    # the texts export reads beside the built set: each sample's one rationale, reviewed once
+    write_jsonl(made.run_dir / "teach" / "rationales.jsonl", [
+        {"index": r["index"], "teacher": "alpha", "role": "rationale", "text": r["text"], "status": "ok"}
+        for r in read_jsonl(made.run_dir / "review" / "accepted.jsonl")])
+    write_jsonl(made.run_dir / "review" / "reviews.jsonl", [
+        {"index": i, "author": "alpha", "reviewer": "beta", "text": "[5]", "status": "ok", "score": 5.0}
+        for i in SAMPLES])
+    done = export_run(made.run_dir, tmp_path / "out", "jsonl")
+    assert done["overlapping_examples"] == 4
+    exported = load_dataset("json", data_files=str(tmp_path / "out" / "data" / "train.jsonl"), split="train")
+    rows = {r["index"]: r for r in exported}
+    assert rows[2]["test_overlap"] == []
+    assert [(o["kind"], o["found_in"], o["test_index"]) for o in rows[0]["test_overlap"]] == \
+        [("rationale", "rationale", 3)]
+    assert [(o["kind"], o["found_in"], o["test_index"]) for o in rows[13]["test_overlap"]] == \
+        [("rationale", "question", 20), ("feedback", "question", 20)]
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert ("training examples holding a test question (13-word n-grams, task.decontaminate: "
+            "report) | 4 of 8") in card
