@@ -4,7 +4,9 @@
     python bench/authors_round.py RUNS_DIR > table.md
 
 RUNS_DIR is the spec's output folder (``runs/`` beside it). Nothing is recomputed: each
-number is read from a stage's stats.json, metrics.json or manifest.json.
+number is read from a stage's stats.json, metrics.json or manifest.json; the intervals and
+paired tests are the report's own (``fairspec.report.significance``, on scipy: the ``stats``
+extra).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+from fairspec.report import significance
 
 PAPER_TABLE_4 = {"gpt": 161, "gemini": 87, "mixtral": 117}  # one rationale drawn per sample
 STAGES = ("exam", "teach", "review", "build", "train", "evaluate")
@@ -22,7 +26,8 @@ def read(path: Path) -> dict:
 
 
 #: the spec's runs in its order: the main run, then its variants
-ORDER = ("", "no-review", "only-gpt", "only-gemini", "only-mixtral", "alpha-0", "alpha-1")
+ORDER = ("", "no-review", "only-gpt", "only-gemini", "only-mixtral", "alpha-0", "alpha-1", "gold-only",
+         "gold-and-review")
 
 
 def runs(root: Path) -> list[Path]:
@@ -40,10 +45,22 @@ def changes(folder: Path) -> str:
 
 
 def accuracy(metrics: dict, which: str) -> str:
+    """``32 / 300 (10.67%, 7.66-14.67%)``: the count, the accuracy and its Wilson interval."""
     part = metrics.get(which) or {}
     if not part.get("total"):
         return "-"
-    return f"{part['correct']} / {part['total']} ({100 * part['correct'] / part['total']:.2f}%)"
+    correct, total = int(part["correct"]), int(part["total"])
+    interval = significance.interval_text(significance.wilson_interval(correct, total))
+    return f"{correct} / {total} ({100 * correct / total:.2f}%" + (f", {interval})" if interval else ")")
+
+
+def paired(table: significance.PairedTable | str) -> str:
+    """A paired change: ``+34 / -12, p = 0.002, +7.33 (+2.92 to +11.91)``; or why there is none."""
+    if isinstance(table, str):
+        return table
+    found = significance.compare(table)
+    return (f"+{table.gained} / -{table.lost}, p = {significance.p_text(found.p_value)}, "
+            f"{significance.points(table.difference)} ({significance.points_interval(found.interval)})")
 
 
 def main(root: Path) -> None:
@@ -70,16 +87,25 @@ def main(root: Path) -> None:
           f"examples ({build.get('rationale_examples', '-')} rationale + "
           f"{build.get('feedback_examples', '-')} feedback).\n")
     print("## Accuracy on SVAMP's 300 test questions, before and after tuning\n")
-    print("| run | changes | training examples | base | tuned | train steps | train loss |")
-    print("|---|---|---|---|---|---|---|")
+    print("95% Wilson intervals; each change paired by question (gained / lost, McNemar's "
+          "exact p, Newcombe's 95% interval of the difference in points), as the report "
+          "computes them (`fairspec.report.significance`).\n")
+    print("| run | changes | training examples | base | tuned (95% CI) | vs base | "
+          f"vs {main_run.name} | train steps | train loss |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    main_metrics = read(main_run / "evaluate" / "metrics.json")
     for folder in folders:
         metrics = read(folder / "evaluate" / "metrics.json")
         train = read(folder / "train" / "stats.json")
         built = read(folder / "build" / "stats.json")
         loss = train.get("train_loss")
+        versus_main = "-" if folder == main_run else paired(
+            significance.table_between(main_metrics, metrics) if metrics and main_metrics
+            else "no per-question results")
         print(f"| {folder.name} | {changes(folder)} | {built.get('examples', '-')} | "
-              f"{accuracy(metrics, 'base')} | "
-              f"{accuracy(metrics, 'tuned')} | {train.get('steps', '-')} | "
+              f"{accuracy(metrics, 'base')} | {accuracy(metrics, 'tuned')} | "
+              f"{paired(significance.table_from_metrics(metrics)) if metrics else '-'} | "
+              f"{versus_main} | {train.get('steps', '-')} | "
               f"{'-' if loss is None else f'{loss:.3f}'} |")
     print("\n## Wall time per stage (seconds; a stage shared with an earlier run was copied)\n")
     print("| run | " + " | ".join(STAGES) + " |")
