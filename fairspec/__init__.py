@@ -7,7 +7,7 @@ graph has no cycle (``tests/test_layers.py`` reads the table below and enforces 
 
     layer  name         modules
     0      foundation   errors hashing secrets resources dtypes templates prompting
-    0      foundation   artifacts progress terminal
+    0      foundation   artifacts progress terminal template_sandbox
     1      libraries    tasks providers store review engines training weights tracking cards
     2      dsl          dsl
     3      plan         plan
@@ -17,7 +17,8 @@ graph has no cycle (``tests/test_layers.py`` reads the table below and enforces 
     7      cli          cli progress_view
 
 - foundation: exceptions, canonical JSON and hashes, key scrubbing, packaged files, dtypes,
-  template rendering, stage files and manifests, progress protocols, terminal-safe text.
+  template rendering (in a sandbox bounded in time and size), stage files and manifests,
+  progress protocols, terminal-safe text.
 - libraries know nothing of the spec; ``tasks.kinds`` and ``providers.registry`` hold
   the task kinds and provider kinds that the spec language is built from; tracking: the
   Trainer's tracker names, fairspec's metrics written to TensorBoard and MLflow; cards:

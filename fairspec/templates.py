@@ -8,19 +8,18 @@ role receives a fixed set of variables (the DSL's table), checked before anythin
 
 from __future__ import annotations
 
-import contextvars
 import difflib
 import functools
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from fairspec import template_sandbox
 from fairspec.errors import TemplateRenderError
+from fairspec.template_sandbox import BoundedSandbox, Overrun, check_deadline, rendering_deadline
 
 #: role -> variables added to the task's fields (except ``answer``).
 ROLE_EXTRA_VARIABLES: dict[str, tuple[str, ...]] = {
@@ -38,53 +37,14 @@ TEMPLATE_ROLES = tuple(ROLE_EXTRA_VARIABLES)
 #: A rendered prompt past this many characters, or a render past this many seconds, is a
 #: template error: a prompt is a few thousand characters, rendered in microseconds; a
 #: template that loops for hours or renders 100 MB is a mistake (or an attack).
-MAX_RENDER_CHARS = 1_000_000
+MAX_RENDER_CHARS = template_sandbox.MAX_RENDER_CHARS
 MAX_RENDER_S = 5.0
-_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("render_deadline",
-                                                                         default=None)
 
 
-class _Overrun(Exception):
-    """A render went past MAX_RENDER_S or MAX_RENDER_CHARS (raised inside it)."""
-
-
-def _check_deadline() -> None:
-    deadline = _DEADLINE.get()
-    if deadline is not None and time.monotonic() > deadline:
-        raise _Overrun(f"rendering took more than {MAX_RENDER_S:g} s (a loop without end?)")
-
-
-class _BoundedSandbox(ImmutableSandboxedEnvironment):
-    """The sandbox, with every call and every ``*``/``**`` checked: a render past its
-    deadline stops at its next call, and a string or list multiplied past
-    MAX_RENDER_CHARS (or a power with a huge exponent) is refused before it is built."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        _check_deadline()
-        return super().call(__context, __obj, *args, **kwargs)
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        _check_deadline()
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int) \
-                        and len(seq) * times > MAX_RENDER_CHARS:
-                    raise _Overrun(f"a value of more than {MAX_RENDER_CHARS:,} items")
-        if operator == "**" and isinstance(right, int | float) and (
-                abs(right) > 10_000 or isinstance(left, int)
-                and abs(right) * max(1, abs(left).bit_length()) > 4_000_000):
-            raise _Overrun(f"a power with exponent {right} (a number of millions of digits)")
-        return super().call_binop(context, operator, left, right)
-
-
-def make_environment() -> ImmutableSandboxedEnvironment:
+def make_environment() -> BoundedSandbox:
     """The one Jinja environment fairspec renders with: sandboxed, strict, no loader,
-    bounded in time and size (:data:`MAX_RENDER_S`, :data:`MAX_RENDER_CHARS`)."""
-    return _BoundedSandbox(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
-    )
+    bounded in time and size (:mod:`fairspec.template_sandbox`)."""
+    return BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 
 
 _ENV = make_environment()
@@ -156,27 +116,28 @@ def render(source: str, variables: Mapping[str, Any], *, name: str = "<template>
     calling itself, an overrun) is a TemplateRenderError naming ``name`` and the ``row``
     it rendered for."""
     where = name if row is None else f"{name}, row {row}"
-    token = _DEADLINE.set(time.monotonic() + MAX_RENDER_S)
     try:
-        parts, size = [], 0
-        for part in _compiled(source).generate(**variables):
-            size += len(part)
-            if size > MAX_RENDER_CHARS:
-                raise _Overrun(f"it renders more than {MAX_RENDER_CHARS:,} characters")
-            _check_deadline()
-            parts.append(part)
-        return "".join(parts)
+        with rendering_deadline(MAX_RENDER_S):
+            parts, size = [], 0
+            for part in _compiled(source).generate(**variables):
+                size += len(part)
+                if size > MAX_RENDER_CHARS:
+                    raise Overrun(f"it renders more than {MAX_RENDER_CHARS:,} characters")
+                check_deadline()
+                parts.append(part)
+            return "".join(parts)
     except UndefinedError as exc:
         raise TemplateRenderError(f"{where}: {exc.message}") from None
     except SecurityError as exc:
         raise TemplateRenderError(f"{where}: blocked by the template sandbox: {exc}") from None
     except TemplateSyntaxError as exc:
         raise TemplateRenderError(f"{where}:{exc.lineno}: Jinja syntax error: {exc.message}") from None
-    except _Overrun as exc:
+    except Overrun as exc:
         raise TemplateRenderError(f"{where}: stopped: {exc}") from None
+    except MemoryError:
+        raise TemplateRenderError(f"{where}: stopped: it ran out of memory") from None
     except RecursionError:
         raise TemplateRenderError(f"{where}: recursion too deep (a macro calling itself?)") from None
     except Exception as exc:  # noqa: BLE001 - what the template itself did wrong, said plainly
         raise TemplateRenderError(f"{where}: {type(exc).__name__}: {exc}") from None
-    finally:
-        _DEADLINE.reset(token)
+

@@ -110,6 +110,25 @@ prompts:
     ("{{ 10 ** 100000000 }}", "a power with exponent"),
     ("{% for i in range(99999) %}{{ 'abcdefghijklmnopqrstuvwxyz' }}{% endfor %}",
      "renders more than 1,000,000 characters"),
+    # values built in one step, refused before they are built (each was gigabytes of memory)
+    ("{{ 'x'|center(10**10) }}", "a centred value of more than 1,000,000"),
+    ("{{ 'x'|center(10000000000) }}", "a centred value"),  # a constant: folded at compile time
+    ("{{ 'a\nb'|indent(10**9) }}", "an indented value"),
+    ("{{ '%999999999d'|format(1) }}", "a format width of 999999999"),
+    ("{{ '%999999999d' % 1 }}", "a format width of 999999999"),
+    ("{{ '%*d' % (999999999, 1) }}", "a format width of 999999999"),
+    ("{{ '{:>999999999}'.format(1) }}", "a format width of 999999999"),
+    ("{{ '{:>{w}}'.format(1, w=999999999) }}", "a format width of 999999999"),
+    ("{{ ('x' * 999999)|replace('', 'y' * 999999) }}", "a replaced value"),
+    ("{{ (['x' * 999999] * 999999)|join }}", "a joined value"),
+    ("{{ ['x' * 999999] * 999999 }}", "an output value"),
+    ("{{ (['x' * 999999] * 999999)|string }}", "the string filter's value"),
+    ("{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}"
+     "{% endfor %}{{ ns.s|length }}", "a concatenation"),
+    ("{% set ns = namespace(s=[1]) %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}"
+     "{% endfor %}{{ ns.s|length }}", "a sum"),
+    ("{{ ('ab' * 400000)|wordwrap(1, wrapstring='y' * 10) }}", "a wrapped value"),
+    ("{{ range(5)|batch(10**10, 'x')|list }}", "a batch"),
 ])
 def test_a_hostile_template_fails_fast_and_names_its_row(source, says, monkeypatch):
     import time
@@ -128,3 +147,9 @@ def test_a_hostile_template_fails_fast_and_names_its_row(source, says, monkeypat
 def test_a_bounded_render_is_still_the_render():
     assert render("{{ q }} {% for i in range(3) %}{{ i }}{% endfor %} {{ 'ab' * 2 }} {{ 2 ** 10 }}",
                   {"q": "Q?"}) == "Q? 012 abab 1024"
+    checked = ("{{ 'abc'|center(7) }}|{{ 'a\nb'|indent(2) }}|{{ '%3d'|format(5) }}|{{ '%s!' % q }}|"
+               "{{ '{:>4}'.format(1) }}|{{ '{:>{w}}'.format(1, w=3) }}|{{ 'aXb'|replace('X', '--') }}|"
+               "{{ [1, 2]|join(',') }}|{{ 'a' ~ 'b' ~ 3 }}|{{ [1] + [2] }}|{{ q + 'b' }}|{{ {'k': 1} }}|"
+               "{{ 'a b c'|wordwrap(3) }}|{{ range(3)|batch(2, 0)|list }}")
+    assert render(checked, {"q": "Q"}) == ("  abc  |a\n  b|  5|Q!|   1|  1|a--b|1,2|ab3|[1, 2]|Qb|"
+                                            "{'k': 1}|a b\nc|[[0, 1], [2, 0]]")
