@@ -63,6 +63,9 @@ CALLS_FILENAME = "calls.sqlite"
 #: NULL for its calls: not reported).
 SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 60_000
+#: Opening a store locked by another program: after this long a line says so and what it
+#: waits for (the rest of BUSY_TIMEOUT_MS), rather than a silent minute.
+SAY_LOCKED_AFTER_MS = 2_000
 #: Keys per ``IN (...)`` query in ``get_many`` (well under SQLite's variable limit).
 _CHUNK = 500
 
@@ -207,11 +210,26 @@ class CallStore:
         return conn
 
     def _setup(self) -> None:
+        """Set the file up, waiting for another program's lock: quietly for
+        SAY_LOCKED_AFTER_MS, then with a line saying so, up to BUSY_TIMEOUT_MS in all."""
+        first = min(SAY_LOCKED_AFTER_MS, BUSY_TIMEOUT_MS)
+        try:
+            self._setup_waiting(first)
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or first >= BUSY_TIMEOUT_MS:
+                raise
+            logger.warning("%s is locked by another program (a sqlite3 shell, a backup, a "
+                           "viewer holding it open?): waiting up to %g s more for it",
+                           self.path, (BUSY_TIMEOUT_MS - first) / 1000)
+            self._setup_waiting(BUSY_TIMEOUT_MS - first)
+        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+    def _setup_waiting(self, wait_ms: int) -> None:
         conn = self._conn
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
         # Switching to WAL needs a brief exclusive lock that the busy handler does not
         # always cover when two processes create the file at once: retry it.
-        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        deadline = time.monotonic() + wait_ms / 1000
         while True:
             try:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]

@@ -82,3 +82,70 @@ def test_a_store_that_never_commits_stops_saying_how_many_calls_it_lost(
         assert saved == 12
         # the rerun asked the calls the store could not keep, and no saved one again
         assert len(server.received) - asked == 12 - (asked - lost)
+
+
+def test_a_full_disk_loses_no_answer_that_could_be_saved(tmp_path, katan_key, katan_run, quick_store,
+                                                          monkeypatch):
+    """SQLITE_FULL ("database or disk is full", what SQLite says on ENOSPC), made by capping
+    the writer's database size: the stage stops with exit-2 StoreWriteFailed counting the
+    answers it could not save, and once there is room the rerun asks exactly those again."""
+    import fairspec.store.calls as calls
+
+    connect = calls.CallStore._connect
+    room = {"pages": None}
+
+    def capped(self):
+        conn = connect(self)
+        if room["pages"] is not None:
+            conn.execute(f"PRAGMA max_page_count = {room['pages']}")
+        return conn
+
+    monkeypatch.setattr(calls.CallStore, "_connect", capped)
+    with StrictOpenAI(key=TEST_KEY) as server:
+        run = teach(katan_run, server.url, tmp_path)
+        store_path = tmp_path / "calls.sqlite"
+        with CallStore(store_path) as store:
+            room["pages"] = store.query("PRAGMA page_count")[0][0]  # full: not one page more
+            with pytest.raises(StoreWriteFailed) as stopped:
+                run_stage(run, "teach", base_dir=tmp_path, store=store)
+        message = str(stopped.value)
+        assert "could not be saved in the call store" in message
+        assert "database or disk is full" in message, message
+        lost = int(message.split(" answered")[0])
+        assert 1 <= lost <= 12
+        asked = len(server.received)
+        room["pages"] = None  # room again
+        with CallStore(store_path) as store:
+            run_stage(run, "teach", base_dir=tmp_path, store=store)
+            assert len(store.query("select key from calls where status != 'error'")) == 12
+        assert len(server.received) - asked == 12 - (asked - lost)
+
+
+def test_a_store_locked_at_start_says_so_at_once_then_waits_for_it(tmp_path, monkeypatch, caplog):
+    import time
+
+    import fairspec.store.calls as calls
+    from fairspec.errors import StoreDamaged
+
+    monkeypatch.setattr(calls, "SAY_LOCKED_AFTER_MS", 100)
+    monkeypatch.setattr(calls, "BUSY_TIMEOUT_MS", 3_000)
+    path = tmp_path / "calls.sqlite"
+    CallStore(path).close()
+    # held for a second: a line after 0.1 s, then the store opens when the lock goes
+    locked(path, 1.0)
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger="fairspec.store.calls"), CallStore(path) as store:
+        waited = time.monotonic() - started
+        assert store.count() == 0
+    assert 0.5 < waited < 3.0
+    (said,) = [r.getMessage() for r in caplog.records if "locked by another program" in r.getMessage()]
+    assert str(path) in said and "waiting up to 2.9 s more" in said
+    # held for good: the located error once the whole wait is over, not before
+    monkeypatch.setattr(calls, "BUSY_TIMEOUT_MS", 600)
+    release = locked(path, None)
+    started = time.monotonic()
+    with pytest.raises(StoreDamaged) as stopped:
+        CallStore(path)
+    release.set()
+    assert 0.5 < time.monotonic() - started < 5
+    assert "locked by another process for over 0.6 s" in str(stopped.value)
