@@ -12,7 +12,14 @@ import click
 from rich.console import Console
 
 from fairspec import __version__
-from fairspec.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, FairspecError, SpecError
+from fairspec.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    BudgetReached,
+    FairspecError,
+    PreflightError,
+    SpecError,
+)
 from fairspec.resources import resource_root
 from fairspec.terminal import printable
 
@@ -23,14 +30,26 @@ _out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _fail(error: FairspecError, *also: str) -> NoReturn:
-    """The one error handler: the error's lines (and ``also``), then its exit status."""
-    for line in [*error.lines(), *also]:  # a server's message may hold control sequences
-        _err.print(printable(line), markup=False, highlight=False)
+def _fail(error: FairspecError) -> NoReturn:
+    """The one error handler: the error's lines (and the notes added to it on its way up,
+    such as what a stopped run saved), then its exit status."""
+    for line in [*error.lines(), *getattr(error, "__notes__", ())]:
+        _err.print(printable(line), markup=False, highlight=False)  # a server's text may hold escapes
     sys.exit(error.exit_status)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """fairspec's commands, with the one error boundary: any FairspecError a command raises
+    is printed by :func:`_fail` and exits with its status; never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except FairspecError as exc:
+            _fail(exc)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fairspec")
 def cli() -> None:
     """FAIR experiments (Fault-Aware DIstillation via peer-Review) from one YAML spec."""
@@ -66,7 +85,7 @@ def validate(specs: tuple[Path, ...], check_env: bool) -> None:
             _out.print(f"{path}: ok ({spec.name}: {spec.task.kind}, {len(spec.teachers)} "
                        f"teacher(s), {len(loaded.variants)} variant(s))", markup=False)
     if problems:
-        _fail(SpecError(problems))
+        raise SpecError(problems)
 
 
 def _memory_problems(loaded) -> list:
@@ -138,19 +157,16 @@ def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
     from fairspec.plan.render import plan_json, print_plan
     from fairspec.plan.round_estimate import estimate_rounds
 
-    try:
-        rendezvous = Rendezvous.from_env(0, master_addr, master_port)
-        loaded = load_spec(spec)
-        env = detect_environment()
-        full = compile_plan(loaded, env)
-    except FairspecError as exc:
-        _fail(exc)
+    rendezvous = Rendezvous.from_env(0, master_addr, master_port)
+    loaded = load_spec(spec)
+    env = detect_environment()
+    full = compile_plan(loaded, env)
     specs = {run.name: loaded.spec_for(run.variant) for run in full.runs}
     memory = {run.name: memory_plan(specs[run.name], loaded.base_dir, env) for run in full.runs}
     if variant is not None:
         if variant not in loaded.variants:
-            _fail(FairspecError(f"no variant '{variant}' in {spec}; it has: "
-                                + (", ".join(loaded.variants) or "none")))
+            raise FairspecError(f"no variant '{variant}' in {spec}; it has: "
+                                + (", ".join(loaded.variants) or "none"))
         from dataclasses import replace
 
         full = replace(full, runs=(full.run(variant),))
@@ -196,7 +212,6 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
     """
 
     from fairspec.dsl import load_spec
-    from fairspec.errors import BudgetReached
     from fairspec.plan import compile_plan, detect_environment
     from fairspec.run.executor import execute, saved_summary, select_stages
     from fairspec.teachers.budget import Budget
@@ -244,7 +259,7 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
 
         from fairspec.plan.hardware import Rendezvous
         from fairspec.progress_view import RichStageProgress
-        from fairspec.run.preflight import PreflightError, check, memory, run_warnings
+        from fairspec.run.preflight import check, memory, run_warnings
 
         rendezvous = Rendezvous.from_env(node_rank, master_addr, master_port)
         if rendezvous.node_rank == 0:  # a joining node only trains: node 0 checked the rest
@@ -263,12 +278,11 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
         how = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
         _err.print(f"{how}: {saved}; run the same command again to resume.", markup=False)
         sys.exit(EXIT_TERMINATED if _TERMINATED else EXIT_INTERRUPTED)
-    except FairspecError as exc:
-        spent = [] if budget is None else [  # what the calls cost once those on their way landed
-            f"Teacher spend: ${budget.spent_usd:.4f} (${budget.paid_now_usd:.4f} paid now)"
-            + (f" of ${budget.limit_usd:.2f}" if budget.limit_usd is not None else "")]
-        _fail(exc, *([saved_summary(plan_, chosen), *spent] if isinstance(exc, BudgetReached)
-                     else []))
+    except BudgetReached as exc:  # what is saved, and what the calls cost once those on their way landed
+        exc.add_note(saved_summary(plan_, chosen))
+        exc.add_note(f"Teacher spend: ${budget.spent_usd:.4f} (${budget.paid_now_usd:.4f} paid now)"
+                     + (f" of ${budget.limit_usd:.2f}" if budget.limit_usd is not None else ""))
+        raise
     spent = "" if not budget.spent_usd else (f" Teacher spend: ${budget.spent_usd:.4f} "
                                              f"(${budget.paid_now_usd:.4f} paid now).")
     joined = f" {outcomes.count('joined')} joined node 0's training." if outcomes.count("joined") else ""
@@ -333,10 +347,7 @@ def report(run_dir: Path) -> None:
     """Write RUN_DIR/report/report.md and report.html (tables and plots) from a run folder."""
     from fairspec.report import write_report
 
-    try:
-        written = write_report(run_dir)
-    except FairspecError as exc:
-        _fail(exc)
+    written = write_report(run_dir)
     for path in written:
         _out.print(f"wrote {path}", markup=False)
 
@@ -354,10 +365,7 @@ def export(run_dir: Path, to: Path, fmt: str) -> None:
     answer, each teacher's rationale, scores and feedback, and what was accepted."""
     from fairspec.report.export import export_run
 
-    try:
-        done = export_run(run_dir, to, fmt)
-    except FairspecError as exc:
-        _fail(exc)
+    done = export_run(run_dir, to, fmt)
     _out.print(f"wrote {done['samples']} samples ({done['accepted']} with an accepted rationale) "
                f"to {done['folder']} ({fmt}, with its dataset card README.md)", markup=False)
     if done["overlapping_examples"]:
@@ -382,11 +390,8 @@ def diff(a: str, b: str, variant: str | None, as_json: bool) -> None:
     """
     from fairspec.run.diff import compare, open_pair, render
 
-    try:
-        left, right = open_pair(a, b, variant)
-        differences = compare(left, right)
-    except FairspecError as exc:
-        _fail(exc)
+    left, right = open_pair(a, b, variant)
+    differences = compare(left, right)
     if as_json:
         click.echo(json.dumps({"schema_version": 1, "equal": not differences, "a": left.describe(),
                                "b": right.describe(),
@@ -428,7 +433,7 @@ def init(task: str, output: Path | None, force: bool, extend: bool) -> None:
 
     target = output or Path(f"{task}.yaml")
     if target.exists() and not force:
-        _fail(FairspecError(f"{target} exists; pass --force to overwrite it"))
+        raise FairspecError(f"{target} exists; pass --force to overwrite it")
     if extend:
         text = _child_spec(task)
     else:
@@ -438,10 +443,7 @@ def init(task: str, output: Path | None, force: bool, extend: bool) -> None:
                     .replace("output_dir: ../runs", "output_dir: runs"))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
-    try:
-        load_spec(target)
-    except SpecError as exc:  # a packaging bug, not a user error: say so plainly
-        _fail(exc)
+    load_spec(target)  # a packaging bug if it fails, said as any spec error
     _out.print(f"wrote {target}: edit it, then run `fairspec validate {target}` and "
                f"`fairspec plan {target}`", markup=False)
 

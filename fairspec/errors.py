@@ -4,6 +4,8 @@
     ├── SpecError                    the spec is wrong: every Problem found, with FILE:LINE:COL
     ├── PlanError                    a valid spec cannot be planned here (or the graph is broken)
     ├── DataError                    a dataset split cannot be read, lacks a column, has bad rows
+    ├── RecordedError                a recorded answers file cannot answer as the spec says
+    ├── RecordedMissing              questions the recorded files do not answer (no live teacher)
     ├── TemplateRenderError          a template failed while rendering
     ├── ModelNotAvailable            a model reference cannot be loaded here (what to install)
     ├── ProviderError                a teacher could not answer a call
@@ -13,15 +15,22 @@
     ├── StageError                   a stage could not finish; what it completed is kept
     │   ├── TeacherStopped           a teacher stage stopped (fatal provider error, failed calls)
     │   ├── TrainingFailed           the training process failed; checkpoints kept for resume
+    │   ├── TrackerFailed            an experiment tracker could not be reached or written
     │   └── EngineFailed             a replica of a data-parallel exam failed (its log named)
     ├── StageContractError           a stage read or wrote an artifact its plan does not declare
+    ├── PreflightError               `fairspec run` found problems before starting anything
+    ├── DiffError                    a side of `fairspec diff` is neither a spec nor a record
     ├── OutputBusy                   another fairspec run holds the output folder (its pid, host)
     ├── StoreDamaged                 the call store is not a store, or lacks calls a stage used
     ├── StoreWriteFailed             answered calls could not be saved (disk full, store locked)
     └── BudgetReached (exit 3)       the next teacher call could pass the spending limit
 
 Outside the tree, internal: ``TransientFailure`` (one attempt of a teacher call failed in
-a way another may not; raised by the providers and always caught by their retry loop).
+a way another may not; raised by the providers and always caught by their retry loop), and
+two raised and caught inside one module each: ``template_sandbox.Overrun`` (a render past
+its bounds, reported as a TemplateRenderError) and ``dsl.source._TooBig`` (a spec file past
+its size, reported as a SpecError). ``tests/test_errors.py`` checks this tree against the
+classes.
 
 The CLI maps any of them to ``exit_status`` with one handler and prints the message (one
 line per problem for a SpecError); it never shows a Python traceback for these.
@@ -30,7 +39,7 @@ Ctrl-C exits 130 and SIGTERM 143 (both stop a run the same way), outside this tr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -181,6 +190,28 @@ class EngineFailed(StageError):
 
 class StageContractError(FairspecError):
     """A stage read or wrote an artifact that its plan does not declare (a bug in the stage)."""
+
+
+class RecordedError(FairspecError):
+    """A recorded file cannot answer as the spec says (unreadable, a column or item missing)."""
+
+
+class RecordedMissing(FairspecError):
+    """Questions the recorded files do not answer, and no live teacher to ask instead."""
+
+
+class PreflightError(FairspecError):
+    """``fairspec run`` found problems before starting anything (exit 2)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} problem(s) found before anything ran:\n"
+                         + "\n".join(f"  - {p}" for p in self.problems)
+                         + "\nnothing was started; fix these and run again")
+
+
+class DiffError(FairspecError):
+    """A side of a diff is neither a spec nor a record, or the two cannot be paired."""
 
 
 class OutputBusy(FairspecError):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fairspec.dsl import LoadedSpec, Spec, load_spec, template_ref
-from fairspec.errors import FairspecError
+from fairspec.errors import DiffError, FairspecError
 from fairspec.hashing import sha256_file, sha256_text
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import is_builtin, resolve_path
@@ -33,10 +33,6 @@ from fairspec.templates import TEMPLATE_ROLES
 
 RECORD_FILES = ("spec.yaml", "stages.json")
 SECTIONS = ("spec", "datasets", "packages", "stages")
-
-
-class DiffError(FairspecError):
-    """A side of a diff is neither a spec nor a record, or the two cannot be paired."""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from fairspec.artifacts import is_done
-from fairspec.errors import FairspecError
 from fairspec.plan.graph import Plan, RunPlan
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import BUILTIN_MODELS, builtin_model_alias
@@ -39,16 +38,6 @@ from fairspec.teachers.budget import call_usd
 #: How long a hub may take to answer whether a repository exists.
 HUB_TIMEOUT_S = 8.0
 TEACHER_STAGES = ("teach", "review")
-
-
-class PreflightError(FairspecError):
-    """``fairspec run`` found problems before starting anything (exit 2)."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        super().__init__(f"{len(self.problems)} problem(s) found before anything ran:\n"
-                         + "\n".join(f"  - {p}" for p in self.problems)
-                         + "\nnothing was started; fix these and run again")
 
 
 def check(plan: Plan, runs: Sequence[RunPlan], stages: Sequence[str], *,

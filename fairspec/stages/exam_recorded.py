@@ -15,9 +15,10 @@ from typing import Any
 
 from fairspec.answering import Scoring, accuracy_stats, load_split, score
 from fairspec.artifacts import atomic_write_json, write_jsonl
+from fairspec.errors import RecordedMissing
 from fairspec.resources import resolve_path
 from fairspec.stages.context import StageContext
-from fairspec.store.recorded_answers import MAX_LISTED, RecordedMissing, RecordedTable
+from fairspec.store.recorded_answers import MAX_LISTED, RecordedTable
 from fairspec.tasks import answers_match, extract_answer
 from fairspec.tasks.data import Row
 

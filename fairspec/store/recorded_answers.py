@@ -25,21 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fairspec.errors import FairspecError
+from fairspec.errors import RecordedError
 from fairspec.hashing import sha256_file
 
 ROLES = ("rationale", "feedback", "review")
 REVIEWER_RANK = "reviewer_rank"
 #: shown for at most this many missing questions in an error
 MAX_LISTED = 10
-
-
-class RecordedError(FairspecError):
-    """A recorded file cannot answer as the spec says (unreadable, a column or item missing)."""
-
-
-class RecordedMissing(FairspecError):
-    """Questions the recorded files do not answer, and no live teacher to ask instead."""
 
 
 @dataclass(frozen=True)

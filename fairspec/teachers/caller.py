@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fairspec.errors import RecordedMissing
 from fairspec.providers import ChatProvider, ChatRequest, RetryableExhausted
 from fairspec.providers.base import ChatResult
 from fairspec.providers.registry import find_kind
 from fairspec.store import AnyProviderReplay, CallIdentity, CallRecord, CallStore
-from fairspec.store.recorded_answers import About, RecordedMissing, RecordedTeacher, missing_message
+from fairspec.store.recorded_answers import About, RecordedTeacher, missing_message
 from fairspec.store.replay import Replay
 from fairspec.teachers.batch_queue import BatchQueue
 from fairspec.teachers.budget import Budget, call_usd, reserve_usd, with_usage_bound

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fairspec.store.recorded_answers import About, RecordedMissing, missing_message
+from fairspec.errors import RecordedMissing
+from fairspec.store.recorded_answers import About, missing_message
 from fairspec.teachers.caller import TeacherCaller
 
 

@@ -13,9 +13,10 @@ import pytest
 from katan_runs import committee, spec_text
 
 from fairspec.dsl import load_spec
+from fairspec.errors import DiffError
 from fairspec.plan import Environment, compile_plan
 from fairspec.resources import resource_root
-from fairspec.run.diff import DiffError, compare, open_pair
+from fairspec.run.diff import compare, open_pair
 from fairspec.run.record import write_record
 from fairspec.store import CallStore
 
