@@ -1,7 +1,9 @@
 """Compiles a checked spec into a Plan: pure, no network, no model load.
 
 Each run (the spec and each variant or sweep point) becomes the seven stages
-exam -> teach -> review -> build -> train -> evaluate -> report; with ``rounds.count``
+exam -> teach -> review -> build -> train -> evaluate -> report (each kind's identity and
+settings from :mod:`fairspec.plan.stage_parts`, over the run's resolved
+:class:`~fairspec.plan.stage_facts.RunFacts`); with ``rounds.count``
 k > 1, rounds 2..k's six stages (``round-k/exam``, ...) come before the report. A stage's fingerprint
 covers only what decides its outputs plus its inputs' fingerprints, so identical
 stages of different variants share one fingerprint and run once.
@@ -15,149 +17,23 @@ from typing import Any
 
 from fairspec import __version__
 from fairspec.dsl.extends import chain_files
-from fairspec.dsl.loader import LoadedSpec, template_ref
-from fairspec.dsl.rules import default_extractor, local_model_config
-from fairspec.dsl.schema import Spec, Teacher
+from fairspec.dsl.loader import LoadedSpec
+from fairspec.dsl.rules import local_model_config
+from fairspec.dsl.schema import Spec
 from fairspec.errors import PlanError
-from fairspec.hashing import fingerprint, sha256_file, sha256_text
+from fairspec.hashing import fingerprint
 from fairspec.plan.environment import Environment
 from fairspec.plan.graph import Input, Plan, RunPlan, Stage
-from fairspec.plan.hardware import (
-    TrainingLayout,
-    accelerate_config,
-    exam_replicas,
-    resolve_device,
-    resolve_dtype,
-    resolve_engine,
-    vllm_settings,
-)
+from fairspec.plan.hardware import resolve_engine
 from fairspec.plan.kinds import ROUND_READS, STAGE_KINDS, stage_name
-from fairspec.plan.recorded_inputs import exam_recorded, teacher_recorded
-from fairspec.providers.families import family_for, shaped
-from fairspec.providers.registry import provider_kind
-from fairspec.resources import BUILTIN_MODELS, builtin_model_alias, resolve_path
-from fairspec.tasks.contamination import SHARED_LIMIT
-from fairspec.tasks.data import DATA_SUFFIXES
-from fairspec.templates import TEMPLATE_ROLES
+from fairspec.plan.stage_facts import RunFacts, card_facts, dataset_split, teacher_generation
+from fairspec.plan.stage_parts import PARTS, Parts
+from fairspec.resources import resolve_path
+
+__all__ = ["CALL_STORE_NAME", "card_facts", "check_graph", "compile_plan", "compile_run",
+           "dataset_split", "teacher_generation"]
 
 CALL_STORE_NAME = "calls.sqlite"
-
-
-def _template(spec: Spec, base_dir: Path, role: str) -> dict[str, str]:
-    ref = template_ref(spec, role)
-    source = resolve_path(ref, base_dir).read_text(encoding="utf-8")
-    return {"ref": ref, "sha256": sha256_text(source)}
-
-
-def dataset_split(spec: Spec, base_dir: Path, split: str) -> dict[str, Any]:
-    """A split's identity: hub id/config/revision, or the local file and its content hash."""
-    ds = spec.task.dataset
-    if ds.hf is not None:
-        return {"hf": ds.hf, "config": ds.config, "revision": ds.revision, "split": split}
-    local = resolve_path(ds.path or "", base_dir)
-    if local.is_dir():
-        local = next(local / f"{split}{s}" for s in DATA_SUFFIXES if (local / f"{split}{s}").is_file())
-    return {"path": ds.path, "file": local.name, "split": split, "sha256": sha256_file(local)}
-
-
-def card_facts(spec: Spec, base_dir: Path, run_name: str) -> dict[str, Any]:
-    """What the model and dataset cards say of the run: names only, never a local path."""
-    ds, model = spec.task.dataset, spec.student.model
-    alias = builtin_model_alias(model)
-    if alias is not None:
-        hub = BUILTIN_MODELS[alias].hub_id if alias in BUILTIN_MODELS else None
-    else:
-        hub = None if local_model_config(model, base_dir) is not None else model
-    return {
-        "spec": spec.name, "run": run_name, "task": spec.task.kind,
-        "base_model_hub": hub, "base_model_name": (hub or alias or model.rstrip("/")).split("/")[-1],
-        "dataset_hf": ds.hf, "dataset_config": ds.config,
-        "dataset_name": None if ds.hf else Path((ds.path or "").removeprefix("builtin:")).stem,
-        "train_split": ds.train_split, "test_split": ds.test_split,
-        "decoding": spec.evaluation.decoding,
-    }
-
-
-def teacher_generation(spec: Spec, teacher: Teacher) -> dict[str, Any]:
-    """The shared generation settings with the teacher's overrides applied, in the shape
-    its model's family receives (``providers.families.shaped``: a parameter its API never
-    takes, an unset reasoning key or an empty ``extra_body`` is left out, so neither is in
-    a call's key), with the spec's ``seed`` where the API takes one (OpenAI, Gemini, an
-    OpenAI-compatible host) and for a local model."""
-    settings = spec.generation.model_dump()
-    if teacher.generation is not None:
-        settings.update(teacher.generation.model_dump(exclude_none=True))
-    family = family_for(teacher.provider, teacher.model)
-    if family.seed if family is not None else provider_kind(teacher.provider).local:
-        # each call sends a seed derived from this one and its key (teachers.caller)
-        settings["seed"] = spec.seed
-    return shaped(family, settings)
-
-
-def _teacher_identity(spec: Spec, teacher: Teacher, base_dir: Path) -> dict[str, Any]:
-    """A teacher as its calls' keys see it; a recorded teacher's generation settings also
-    hold its files' provenance, so every recorded call names where it came from."""
-    generation = teacher_generation(spec, teacher)
-    recorded = teacher_recorded(spec, teacher, base_dir)
-    if recorded is not None:
-        generation["recorded"] = recorded[0]
-    return {
-        "name": teacher.name,
-        "provider": teacher.provider,
-        "model": teacher.model,
-        "base_url": (teacher.base_url or "").rstrip("/") or None,
-        "generation": generation,
-    }
-
-
-def _teacher_settings(spec: Spec, teacher: Teacher, env: Environment, base_dir: Path) -> dict[str, Any]:
-    """What the teach stage needs per teacher; keys are only ever named, never held. A local
-    (hf) teacher runs where the student does: its ``device`` and ``dtype``; a recorded one
-    opens the files of ``recorded``."""
-    recorded = teacher_recorded(spec, teacher, base_dir)
-    local: dict[str, Any] = {"recorded": recorded[1]} if recorded is not None else {}
-    if provider_kind(teacher.provider).local:
-        hw = spec.student.hardware
-        local = {"device": resolve_device(hw, env), "dtype": resolve_dtype(hw, env)}
-    return {
-        **_teacher_identity(spec, teacher, base_dir),
-        **local,
-        "api_key_env": teacher.api_key_env,
-        "vertex": teacher.vertex.model_dump() if teacher.vertex else None,
-        "replay_file": teacher.replay_file,
-        "concurrency": teacher.concurrency,
-        "rpm": teacher.rpm,
-        "tpm": teacher.tpm,
-        "timeout_s": teacher.timeout_s,
-        "max_retries": teacher.max_retries,
-        # what its calls are paid at (batch prices in batch mode), and the online price
-        "price": _dump(teacher.paid_price()),
-        "online_price": _dump(teacher.price),
-        "batch": teacher.batch,
-    }
-
-
-def _dump(price: Any) -> dict[str, float] | None:
-    return price.model_dump(exclude_none=True) if price is not None else None
-
-
-def _reviewer(teacher: dict[str, Any], review: Any) -> dict[str, Any]:
-    """A teacher as a reviewer: with ``scoring: logprobs`` its calls also ask for the score
-    distribution (``score_logprobs`` enters their generation settings, and so their keys)."""
-    if review.scoring != "logprobs":
-        return teacher
-    return {**teacher, "generation": {**teacher["generation"],
-                                      "score_logprobs": list(review.score_range)}}
-
-
-def _answer(spec: Spec) -> dict[str, Any]:
-    answer = spec.task.answer
-    return {
-        "task_kind": spec.task.kind,
-        "extractor": answer.extractor or default_extractor(spec.task.kind),
-        "pattern": answer.pattern,
-        "tolerance": answer.tolerance,
-    }
 
 
 def compile_run(
@@ -177,229 +53,93 @@ def compile_run(
     spec's rounds (round k >= 2 reading round k-1's outputs), then the report.
     ``train_seed`` (one of the spec's ``seeds``) seeds the training and the evaluation in
     place of ``seed``; the stages before them keep ``seed`` and so are shared."""
-    seed_of_training = spec.seed if train_seed is None else train_seed
-    templates = {role: _template(spec, base_dir, role) for role in TEMPLATE_ROLES}
-    hw = spec.student.hardware
-    device, dtype = resolve_device(hw, env), resolve_dtype(hw, env)
-    engine, engine_why = resolve_engine(spec, env)
-    exam_cfg = spec.student.exam
-    fields = dict(spec.task.fields)
-    limit = spec.task.dataset.limit
-    sampling = {
-        "temperature": exam_cfg.temperature,
-        "top_p": exam_cfg.top_p,
-        "top_k": exam_cfg.top_k,
-        "max_new_tokens": exam_cfg.max_new_tokens,
-        "do_sample": exam_cfg.do_sample,
-    }
+    facts = RunFacts.of(spec, base_dir, env, run_name=run_name, train_seed=train_seed)
+    parts = {kind: build(facts) for kind, build in PARTS.items()}
     stages: list[Stage] = []
-
-    def add(name: str, identity: dict, settings: dict, after: list[Stage],
-            implementation: str | None = None, *, round_no: int = 1,
-            previous: dict[str, Stage] | None = None,
-            reads_previous: tuple[tuple[str, str], ...] = ()) -> Stage:
-        """A stage instance of kind ``name`` in round ``round_no``: it reads its kind's
-        inputs from the same round's stages and ``reads_previous`` from ``previous``."""
-        kind = STAGE_KINDS[name]
-        own = {s.kind: s.name for s in stages if s.settings.get("round", 1) == round_no}
-        inputs = [Input(own[producer], artifact) for producer, artifact in kind.reads]
-        inputs += [Input(previous[producer].name, artifact) for producer, artifact in reads_previous]
-        amends = tuple(Input(own[producer], path) for producer, path in kind.amends)
-        stage = Stage(
-            name=stage_name(name, round_no),
-            kind=kind.name,
-            implementation=implementation,
-            fingerprint=fingerprint(name, identity, [s.fingerprint for s in after]),
-            settings={**settings, **({"round": round_no} if round_no > 1 else {})},
-            identity=identity,
-            after=tuple(s.name for s in after),
-            inputs=tuple(inputs),
-            outputs=kind.writes,
-            amends=amends,
-        )
-        stages.append(stage)
-        return stage
-
-    exam_identity = {
-        "model": spec.student.model,
-        "engine": engine,
-        "dtype": dtype,
-        "sampling": sampling,
-        "chat_template": exam_cfg.chat_template,
-        "seed": spec.seed,
-        "dataset": dataset_split(spec, base_dir, spec.task.dataset.train_split),
-        "limit": limit.train,
-        "fields": fields,
-        "answer": _answer(spec),
-        "template": templates["prompts.exam"],
-    }
-    exam_settings = {"engine_reason": engine_why, "device": device,
-                     "batch_size": exam_cfg.batch_size,
-                     "vllm": vllm_settings(spec, env) if engine == "vllm" else None,
-                     "replicas": exam_replicas(hw, engine)}
-    recorded_exam = exam_recorded(spec, base_dir)
-    first_exam_identity, first_exam_settings = dict(exam_identity), dict(exam_settings)
-    if recorded_exam is not None:  # the answers come from a file: what that file is
-        first_exam_identity["recorded"] = recorded_exam[0]
-    if engine == "recorded":  # later rounds' exams and the evaluation run the student itself
-        engine, _ = resolve_engine(spec, env, recorded=False)
-        exam_identity["engine"] = engine
-        exam_settings["vllm"] = vllm_settings(spec, env) if engine == "vllm" else None
-        exam_settings["replicas"] = exam_replicas(hw, engine)
-    teachers = sorted(spec.teachers, key=lambda t: t.name)
-    teach_identity = {
-        "teachers": [_teacher_identity(spec, t, base_dir) for t in teachers],
-        "fields": fields,
-        "answer": _answer(spec),
-        "templates": {r: templates[f"prompts.{r}"] for r in ("rationale", "feedback")},
-    }
-    teach_settings = {**teach_identity,
-                      "teachers": [_teacher_settings(spec, t, env, base_dir) for t in spec.teachers]}
-    review_cfg = spec.review
-    reviewers = sorted(spec.reviewers(), key=lambda t: t.name)  # review.jury, or the teachers
-    review_identity: dict[str, Any] = {"enabled": review_cfg.enabled}
-    scoring = {"method": review_cfg.scoring, "fallback": review_cfg.scoring_fallback}
-    if review_cfg.enabled:
-        review_identity.update(
-            # scoring enters only when it is not the paper's (text): text runs keep their
-            # fingerprints; with logprobs the reviewers' calls also ask for the distribution
-            policy=review_cfg.model_dump(exclude={"enabled", "scoring", "scoring_fallback",
-                                                  "early_exit", "gold_check", "jury"}),
-            reviewers=[_reviewer(_teacher_identity(spec, t, base_dir), review_cfg) for t in reviewers],
-            template=templates["prompts.review"],
-            fields=fields,
-        )
-        if review_cfg.scoring != "text":
-            review_identity["scoring"] = scoring
-        if not review_cfg.early_exit:  # more reviews asked; the default keeps its fingerprints
-            review_identity["early_exit"] = False
-    if review_cfg.gold_check == "require":  # drops rationales; report and off only record
-        review_identity["gold_check"] = "require"
-    review_settings = dict(review_identity)
-    # the answer settings enter through the teach stage's fingerprint, which this one follows
-    review_settings.update(early_exit=review_cfg.early_exit, gold_check=review_cfg.gold_check,
-                           answer=_answer(spec))
-    if review_cfg.enabled:  # the committee that reviews, in the fingerprint's (name) order
-        review_settings["teachers"] = [_reviewer(_teacher_settings(spec, t, env, base_dir), review_cfg)
-                                       for t in reviewers]
-        review_settings["scoring"] = scoring
-    training = spec.training
-    build_identity = {
-        "selection": training.selection,
-        "seed": spec.seed,
-        "fields": fields,
-        "templates": {r: templates[f"training.templates.{r}"] for r in ("rationale", "feedback")},
-    }
-    # task.decontaminate: the build stage reads the evaluation split as the evaluate stage
-    # does; only drop changes the training set, so only drop enters the fingerprint
-    decontaminate: dict[str, Any] = {"mode": spec.task.decontaminate}
-    if spec.task.decontaminate != "off":
-        decontaminate.update(n=spec.task.decontaminate_ngram, shared_limit=SHARED_LIMIT,
-                             dataset=dataset_split(spec, base_dir, spec.evaluation.split),
-                             limit=limit.test, fields=fields, answer=_answer(spec))
-    if spec.task.decontaminate == "drop":
-        build_identity["decontaminate"] = {key: decontaminate[key] for key in (
-            "mode", "n", "shared_limit", "dataset", "limit")}
-    layout = TrainingLayout.of(spec, env)
-    train_identity = {
-        "model": spec.student.model,
-        "dtype": dtype,
-        "seed": seed_of_training,
-        "world_size": layout.world_size,
-        **training.model_dump(exclude={"templates", "selection", "report_to", "precision",
-                                       "save_steps", "keep_checkpoints", "attn_implementation"}),
-        # half-precision training's meaning (fp32 master weights or half weights); an fp32
-        # run's fingerprint stays as it was
-        **({"precision": training.precision} if dtype != "fp32" else {}),
-    }
-    # where the Trainer's losses and fairspec's metrics are tracked: not in a fingerprint
-    # (adding a tracker retrains nothing; the report stage logs a finished run's metrics)
-    tracking = {"report_to": list(training.report_to), "experiment": spec.name, "run": run_name}
-    card = card_facts(spec, base_dir, run_name)
-    train_settings = {"tracking": tracking, "card": card, "device": device,
-                      "strategy": hw.strategy, "gpus": hw.gpus,
-                      "layout": layout.to_dict(), "accelerate_config": accelerate_config(spec, env),
-                      # when to checkpoint and what to keep change no result: not fingerprinted
-                      "precision": training.precision, "save_steps": training.save_steps,
-                      "keep_checkpoints": training.keep_checkpoints,
-                      # the same math up to numerics, like the batch layout: not fingerprinted
-                      "attn_implementation": training.attn_implementation}
-    evaluation = spec.evaluation
-    eval_sampling = dict(sampling, do_sample=evaluation.decoding == "sample")
-    base_identity = {
-        "model": spec.student.model,
-        "engine": engine,
-        "dtype": dtype,
-        "sampling": eval_sampling,
-        "seed": seed_of_training,
-        "chat_template": training.chat_template,
-        "dataset": dataset_split(spec, base_dir, evaluation.split),
-        "limit": limit.test,
-        "fields": fields,
-        "answer": _answer(spec),
-        "template": templates["training.templates.rationale"],
-    }
-    evaluate_identity = {**base_identity, "base": evaluation.base}
-    if evaluation.samples != 1:  # one sample keeps its fingerprints
-        evaluate_identity["samples"] = evaluation.samples
-    evaluate_settings = {
-        **evaluate_identity, "device": device, "batch_size": exam_cfg.batch_size,
-        "vllm": vllm_settings(spec, env) if engine == "vllm" else None,
-        "replicas": exam_replicas(hw, engine),
-        # the untuned student's accuracy is the same for every variant: cached under this key
-        # sample s > 0 of the base is cached beside sample 0 (any run's samples share it)
-        "base_fingerprint": fingerprint("evaluate-base", base_identity), "card": card,
-        "samples": evaluation.samples}
-
-    rounds = spec.rounds
     previous: dict[str, Stage] = {}  # kind -> round k-1's stage
-    for k in range(1, rounds.count + 1):
-        if k == 1:
-            exam = add("exam", first_exam_identity,
-                       {**first_exam_identity, **first_exam_settings,
-                        **({"recorded": recorded_exam[1]} if recorded_exam is not None else {})},
-                       [], implementation="recorded" if recorded_exam is not None else None)
-        else:  # round k-1's student retakes the exam (all of it, or what it got wrong)
-            reads = ROUND_READS["student"] + (ROUND_READS["mistakes"] if rounds.exam == "mistakes"
-                                              else ())
-            identity = {**exam_identity, "covers": rounds.exam}
-            exam = add("exam", identity, {**identity, **exam_settings}, [
-                previous["train"], *([previous["exam"]] if rounds.exam == "mistakes" else [])],
-                round_no=k, previous=previous, reads_previous=reads)
-        identity = dict(teach_identity)
-        if rounds.fresh_rationales and k > 1:  # a new, paid rationale for a question asked before
-            identity["rationale_sample"] = k - 1
-        teach = add("teach", identity, {**teach_settings, **identity, "teachers":
-                                        teach_settings["teachers"]}, [exam], round_no=k)
-        review = add("review", review_identity, review_settings, [teach], round_no=k)
-        accumulate = k > 1 and rounds.data == "accumulate"
-        identity = {**build_identity, **({"accumulate": True} if accumulate else {})}
-        build = add("build", identity, {**identity, "card": card, "decontaminate": decontaminate},
-                    [review, *([previous["build"]] if accumulate else [])], round_no=k,
-                    previous=previous, reads_previous=ROUND_READS["examples"] if accumulate else ())
-        from_previous = k > 1 and rounds.start_from == "previous"
-        identity = {**train_identity, **({"start_from": "previous"} if from_previous else {})}
-        train = add("train", identity, {**identity, **train_settings},
-                    [build, *([previous["train"]] if from_previous else [])], round_no=k,
-                    previous=previous, reads_previous=ROUND_READS["student"] if from_previous else ())
-        evaluate = add("evaluate", evaluate_identity, evaluate_settings, [train], round_no=k)
-        previous = {"exam": exam, "teach": teach, "review": review, "build": build,
-                    "train": train, "evaluate": evaluate}
-    report_inputs = tuple(Input(s.name, artifact) for s in stages
-                          for producer, artifact in STAGE_KINDS["report"].reads
-                          if s.kind == producer)
-    report_identity = {"run": "report", **({"tracking": tracking} if tracking["report_to"] else {})}
-    report = Stage(name="report", kind="report", fingerprint=fingerprint(
-        "report", report_identity, [s.fingerprint for s in stages]),
-        settings={"rounds": rounds.count, "tracking": tracking}, identity=report_identity,
-        after=tuple(s.name for s in stages), inputs=report_inputs,
-        outputs=STAGE_KINDS["report"].writes)
-    stages.append(report)
+    for k in range(1, spec.rounds.count + 1):
+        previous = _round(stages, k, spec.rounds, parts, previous)
+    stages.append(_report(stages, facts.tracking, spec.rounds.count))
     check_graph(run_name, stages)
     return RunPlan(
         name=run_name, variant=variant, origin=origin, overrides=dict(overrides or {}),
         run_dir=run_dir, stages=tuple(stages), seed=train_seed, repeats=repeats,
     )
+
+
+def _round(stages: list[Stage], k: int, rounds: Any, parts: dict[str, Parts],
+           previous: dict[str, Stage]) -> dict[str, Stage]:
+    """Round ``k``'s six stages, appended to ``stages``; what round k+1 reads from (by kind).
+    From round 2 on: the exam is round k-1's student's (on all questions, or its mistakes);
+    ``fresh_rationales`` asks for new rationales, ``data: accumulate`` builds on the earlier
+    examples, ``start_from: previous`` trains on from the earlier student."""
+    def add(kind: str, identity: dict[str, Any], settings: dict[str, Any], after: list[Stage],
+            reads: tuple[tuple[str, str], ...] = (), implementation: str | None = None) -> Stage:
+        return _add(stages, kind, identity, settings, after, round_no=k, previous=previous,
+                    reads_previous=reads, implementation=implementation)
+
+    if k == 1:
+        first = parts["exam"].first
+        exam = add("exam", first.identity, first.settings, [], implementation=first.implementation)
+    else:
+        again = rounds.exam == "mistakes"
+        identity = {**parts["exam"].identity, "covers": rounds.exam}
+        exam = add("exam", identity, {**identity, **parts["exam"].settings},
+                   [previous["train"], *([previous["exam"]] if again else [])],
+                   ROUND_READS["student"] + (ROUND_READS["mistakes"] if again else ()))
+    identity = dict(parts["teach"].identity)
+    if rounds.fresh_rationales and k > 1:  # a new, paid rationale for a question asked before
+        identity["rationale_sample"] = k - 1
+    teach = add("teach", identity, {**parts["teach"].settings, **identity,
+                                    "teachers": parts["teach"].settings["teachers"]}, [exam])
+    review = add("review", parts["review"].identity, parts["review"].settings, [teach])
+    accumulate = k > 1 and rounds.data == "accumulate"
+    extra = {"accumulate": True} if accumulate else {}
+    build = add("build", {**parts["build"].identity, **extra}, {**parts["build"].settings, **extra},
+                [review, *([previous["build"]] if accumulate else [])],
+                ROUND_READS["examples"] if accumulate else ())
+    from_previous = k > 1 and rounds.start_from == "previous"
+    extra = {"start_from": "previous"} if from_previous else {}
+    train = add("train", {**parts["train"].identity, **extra}, {**parts["train"].settings, **extra},
+                [build, *([previous["train"]] if from_previous else [])],
+                ROUND_READS["student"] if from_previous else ())
+    evaluate = add("evaluate", parts["evaluate"].identity, parts["evaluate"].settings, [train])
+    return {"exam": exam, "teach": teach, "review": review, "build": build, "train": train,
+            "evaluate": evaluate}
+
+
+def _add(stages: list[Stage], kind_name: str, identity: dict[str, Any], settings: dict[str, Any],
+         after: list[Stage], *, round_no: int, previous: dict[str, Stage],
+         reads_previous: tuple[tuple[str, str], ...] = (), implementation: str | None = None) -> Stage:
+    """A stage of kind ``kind_name`` in round ``round_no``, appended to ``stages``: it reads
+    its kind's inputs from the same round's stages and ``reads_previous`` from ``previous``;
+    its fingerprint covers ``identity`` and the fingerprints of ``after``."""
+    kind = STAGE_KINDS[kind_name]
+    own = {s.kind: s.name for s in stages if s.settings.get("round", 1) == round_no}
+    inputs = [Input(own[producer], artifact) for producer, artifact in kind.reads]
+    inputs += [Input(previous[producer].name, artifact) for producer, artifact in reads_previous]
+    stage = Stage(
+        name=stage_name(kind_name, round_no), kind=kind.name, implementation=implementation,
+        fingerprint=fingerprint(kind_name, identity, [s.fingerprint for s in after]),
+        settings={**settings, **({"round": round_no} if round_no > 1 else {})},
+        identity=identity, after=tuple(s.name for s in after), inputs=tuple(inputs),
+        outputs=kind.writes, amends=tuple(Input(own[producer], path) for producer, path in kind.amends),
+    )
+    stages.append(stage)
+    return stage
+
+
+def _report(stages: list[Stage], tracking: dict[str, Any], rounds: int) -> Stage:
+    """The report stage: it reads every round's stats and follows every stage."""
+    identity = {"run": "report", **({"tracking": tracking} if tracking["report_to"] else {})}
+    return Stage(
+        name="report", kind="report",
+        fingerprint=fingerprint("report", identity, [s.fingerprint for s in stages]),
+        settings={"rounds": rounds, "tracking": tracking}, identity=identity,
+        after=tuple(s.name for s in stages),
+        inputs=tuple(Input(s.name, artifact) for s in stages
+                     for producer, artifact in STAGE_KINDS["report"].reads if s.kind == producer),
+        outputs=STAGE_KINDS["report"].writes)
 
 
 def check_graph(run_name: str, stages: list[Stage]) -> None:

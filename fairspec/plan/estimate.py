@@ -42,7 +42,6 @@ from fairspec.dsl.loader import template_ref
 from fairspec.dsl.schema import Spec
 from fairspec.errors import FairspecError
 from fairspec.hashing import canonical_json, sha256_text
-from fairspec.plan.compiler import teacher_generation
 from fairspec.plan.graph import Plan, RunPlan
 from fairspec.plan.priors import (
     ROLES,
@@ -52,6 +51,7 @@ from fairspec.plan.priors import (
     prior_output_tokens,
     prior_source,
 )
+from fairspec.plan.stage_facts import teacher_generation
 from fairspec.prompting import TEACH_ROLES, review_prompt, teach_prompts, user_messages
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import resolve_path

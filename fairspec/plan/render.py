@@ -11,7 +11,6 @@ from rich.table import Table
 
 from fairspec.dsl.schema import Spec
 from fairspec.dsl.variants import shown
-from fairspec.plan.compiler import teacher_generation
 from fairspec.plan.estimate import CallEstimate, NewCalls, reviewed_authors
 from fairspec.plan.graph import Plan, RunPlan
 from fairspec.plan.hardware import (
@@ -23,6 +22,7 @@ from fairspec.plan.hardware import (
 )
 from fairspec.plan.memory import MemoryPlan, memory_lines
 from fairspec.plan.round_estimate import RoundEstimate
+from fairspec.plan.stage_facts import teacher_generation
 from fairspec.providers.families import family_for
 
 JSON_SCHEMA_VERSION = 1

@@ -1,0 +1,181 @@
+"""Each stage kind's identity (what decides its outputs: its fingerprint's content) and
+settings (what it reads when it runs), built from a run's :class:`RunFacts`: one function
+per kind, in :data:`PARTS`. The compiler adds what depends on the round (a later exam's
+``covers``, ``accumulate``, ``start_from``) and chains the fingerprints.
+
+What stays out of an identity stays out on purpose, and each function says why: settings
+that change how fast or where a stage runs (batch sizes, devices, vLLM's memory, concurrency,
+trackers, checkpoints), never what it answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fairspec.hashing import fingerprint
+from fairspec.plan.hardware import TrainingLayout, accelerate_config, exam_replicas, vllm_settings
+from fairspec.plan.recorded_inputs import exam_recorded
+from fairspec.plan.stage_facts import RunFacts, as_reviewer
+from fairspec.tasks.contamination import SHARED_LIMIT
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A stage's ``identity`` and its ``settings`` (which hold the identity's keys too)."""
+
+    identity: dict[str, Any]
+    settings: dict[str, Any]
+    implementation: str | None = None
+    #: the first round's variant where it differs (a recorded exam), else None
+    first: Parts | None = field(default=None)
+
+
+def _engine_settings(facts: RunFacts, engine: str) -> dict[str, Any]:
+    hw = facts.spec.student.hardware
+    return {"vllm": vllm_settings(facts.spec, facts.env) if engine == "vllm" else None,
+            "replicas": exam_replicas(hw, engine)}
+
+
+def exam_parts(facts: RunFacts) -> Parts:
+    """The exam of rounds >= 2 (the student answering), with the first round's in ``first``:
+    the same unless its answers are recorded (then its engine is ``recorded``, its identity
+    names the files and its settings say how to read them)."""
+    spec = facts.spec
+    exam = spec.student.exam
+    identity = {
+        "model": spec.student.model, "engine": facts.exam_engine, "dtype": facts.dtype,
+        "sampling": facts.sampling, "chat_template": exam.chat_template, "seed": spec.seed,
+        "dataset": facts.split(spec.task.dataset.train_split),
+        "limit": spec.task.dataset.limit.train, "fields": facts.fields, "answer": facts.answer(),
+        "template": facts.templates["prompts.exam"],
+    }
+    settings = {"engine_reason": facts.engine_reason, "device": facts.device,
+                "batch_size": exam.batch_size, **_engine_settings(facts, facts.exam_engine)}
+    first_identity = dict(identity)
+    recorded = exam_recorded(spec, facts.base_dir)
+    if recorded is not None:  # the answers come from a file: what that file is
+        first_identity["recorded"] = recorded[0]
+    first = Parts(first_identity, {**first_identity, **settings,
+                                   **({"recorded": recorded[1]} if recorded is not None else {})},
+                  implementation="recorded" if recorded is not None else None)
+    # later rounds' exams are the student's own (a recorded first exam's engine resolved again)
+    later_identity = {**identity, "engine": facts.engine}
+    later_settings = {**settings, **_engine_settings(facts, facts.engine)}
+    return Parts(later_identity, later_settings, first=first)
+
+
+def teach_parts(facts: RunFacts) -> Parts:
+    """The committee (in name order in the identity; in spec order in the settings, which
+    also hold how each is reached, paced and priced: never part of a call's key)."""
+    spec = facts.spec
+    identity = {
+        "teachers": [facts.teacher_identity(t) for t in sorted(spec.teachers, key=lambda t: t.name)],
+        "fields": facts.fields, "answer": facts.answer(),
+        "templates": {r: facts.templates[f"prompts.{r}"] for r in ("rationale", "feedback")},
+    }
+    return Parts(identity, {**identity,
+                            "teachers": [facts.teacher_settings(t) for t in spec.teachers]})
+
+
+def review_parts(facts: RunFacts) -> Parts:
+    """The review rule and its reviewers (``review.jury``, or the teachers). Scoring, early
+    exit and the gold check enter the identity only when they are not the defaults, so runs
+    that keep the defaults keep their fingerprints."""
+    spec, review = facts.spec, facts.spec.review
+    reviewers = sorted(spec.reviewers(), key=lambda t: t.name)
+    identity: dict[str, Any] = {"enabled": review.enabled}
+    scoring = {"method": review.scoring, "fallback": review.scoring_fallback}
+    if review.enabled:
+        identity.update(
+            policy=review.model_dump(exclude={"enabled", "scoring", "scoring_fallback",
+                                              "early_exit", "gold_check", "jury"}),
+            reviewers=[as_reviewer(facts.teacher_identity(t), review) for t in reviewers],
+            template=facts.templates["prompts.review"], fields=facts.fields)
+        if review.scoring != "text":  # with logprobs the calls also ask for the distribution
+            identity["scoring"] = scoring
+        if not review.early_exit:  # more reviews asked
+            identity["early_exit"] = False
+    if review.gold_check == "require":  # drops rationales; report and off only record
+        identity["gold_check"] = "require"
+    # the answer settings enter through the teach stage's fingerprint, which this one follows
+    settings = {**identity, "early_exit": review.early_exit, "gold_check": review.gold_check,
+                "answer": facts.answer()}
+    if review.enabled:  # the committee that reviews, in the fingerprint's (name) order
+        settings["teachers"] = [as_reviewer(facts.teacher_settings(t), review) for t in reviewers]
+        settings["scoring"] = scoring
+    return Parts(identity, settings)
+
+
+def build_parts(facts: RunFacts) -> Parts:
+    """The training set's recipe. ``task.decontaminate`` reads the evaluation split as the
+    evaluate stage does; only ``drop`` changes the set, so only ``drop`` is identity."""
+    spec = facts.spec
+    identity = {
+        "selection": spec.training.selection, "seed": spec.seed, "fields": facts.fields,
+        "templates": {r: facts.templates[f"training.templates.{r}"] for r in ("rationale", "feedback")},
+    }
+    decontaminate: dict[str, Any] = {"mode": spec.task.decontaminate}
+    if spec.task.decontaminate != "off":
+        decontaminate.update(n=spec.task.decontaminate_ngram, shared_limit=SHARED_LIMIT,
+                             dataset=facts.split(spec.evaluation.split),
+                             limit=spec.task.dataset.limit.test, fields=facts.fields,
+                             answer=facts.answer())
+    if spec.task.decontaminate == "drop":
+        identity["decontaminate"] = {key: decontaminate[key] for key in (
+            "mode", "n", "shared_limit", "dataset", "limit")}
+    return Parts(identity, {**identity, "card": facts.card, "decontaminate": decontaminate})
+
+
+def train_parts(facts: RunFacts) -> Parts:
+    """The training's hyperparameters. Out of the identity: where and how it is laid out
+    (device, strategy, the batch layout), trackers, checkpointing and the attention kernel
+    (the same math up to numerics); ``precision`` only for half-precision training."""
+    spec, training = facts.spec, facts.spec.training
+    hw = spec.student.hardware
+    layout = TrainingLayout.of(spec, facts.env)
+    identity = {
+        "model": spec.student.model, "dtype": facts.dtype, "seed": facts.train_seed,
+        "world_size": layout.world_size,
+        **training.model_dump(exclude={"templates", "selection", "report_to", "precision",
+                                       "save_steps", "keep_checkpoints", "attn_implementation"}),
+        **({"precision": training.precision} if facts.dtype != "fp32" else {}),
+    }
+    settings = {"tracking": facts.tracking, "card": facts.card, "device": facts.device,
+                "strategy": hw.strategy, "gpus": hw.gpus, "layout": layout.to_dict(),
+                "accelerate_config": accelerate_config(spec, facts.env),
+                "precision": training.precision, "save_steps": training.save_steps,
+                "keep_checkpoints": training.keep_checkpoints,
+                "attn_implementation": training.attn_implementation}
+    return Parts(identity, {**identity, **settings})
+
+
+def evaluate_parts(facts: RunFacts) -> Parts:
+    """The evaluation of the base and the tuned student on the test split. The base's
+    answers are the same for every variant: cached under ``base_fingerprint`` (sample s > 0
+    beside sample 0); ``samples`` enters the identity only past 1."""
+    spec, evaluation = facts.spec, facts.spec.evaluation
+    base = {
+        "model": spec.student.model, "engine": facts.engine, "dtype": facts.dtype,
+        "sampling": dict(facts.sampling, do_sample=evaluation.decoding == "sample"),
+        "seed": facts.train_seed, "chat_template": spec.training.chat_template,
+        "dataset": facts.split(evaluation.split), "limit": spec.task.dataset.limit.test,
+        "fields": facts.fields, "answer": facts.answer(),
+        "template": facts.templates["training.templates.rationale"],
+    }
+    identity = {**base, "base": evaluation.base}
+    if evaluation.samples != 1:
+        identity["samples"] = evaluation.samples
+    settings = {**identity, "device": facts.device, "batch_size": spec.student.exam.batch_size,
+                **_engine_settings(facts, facts.engine),
+                "base_fingerprint": fingerprint("evaluate-base", base), "card": facts.card,
+                "samples": evaluation.samples}
+    return Parts(identity, settings)
+
+
+#: Each round's stage kinds and the function that builds their parts, in pipeline order.
+PARTS: dict[str, Callable[[RunFacts], Parts]] = {
+    "exam": exam_parts, "teach": teach_parts, "review": review_parts, "build": build_parts,
+    "train": train_parts, "evaluate": evaluate_parts,
+}
