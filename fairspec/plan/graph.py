@@ -14,8 +14,6 @@ from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatch
 from typing import Any
 
-STAGE_NAMES = ("exam", "teach", "review", "build", "train", "evaluate", "report")
-
 
 @dataclass(frozen=True)
 class Output:

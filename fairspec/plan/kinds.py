@@ -21,6 +21,9 @@ class StageKind:
     #: files inside what it reads that it rewrites, (producing kind, path in its folder):
     #: each lies inside one of ``reads``
     amends: tuple[tuple[str, str], ...] = ()
+    #: its outputs that name the teacher calls it used (rows with a ``key``): a kind with
+    #: any is a teacher stage (keys checked before it runs, its calls in the record)
+    call_files: tuple[str, ...] = ()
 
 
 def _out(*names: str) -> tuple[Output, ...]:
@@ -31,9 +34,11 @@ def _out(*names: str) -> tuple[Output, ...]:
 STAGE_KINDS: dict[str, StageKind] = {kind.name: kind for kind in (
     StageKind("exam", reads=(), writes=_out("exam.jsonl", "mistakes.jsonl", "stats.json")),
     StageKind("teach", reads=(("exam", "mistakes.jsonl"),),
-              writes=_out("rationales.jsonl", "feedback.jsonl", "stats.json", "batches.json?")),
+              writes=_out("rationales.jsonl", "feedback.jsonl", "stats.json", "batches.json?"),
+              call_files=("rationales.jsonl", "feedback.jsonl")),
     StageKind("review", reads=(("exam", "mistakes.jsonl"), ("teach", "rationales.jsonl")),
-              writes=_out("reviews.jsonl", "accepted.jsonl", "stats.json", "batches.json?")),
+              writes=_out("reviews.jsonl", "accepted.jsonl", "stats.json", "batches.json?"),
+              call_files=("reviews.jsonl",)),
     StageKind("build", reads=(("exam", "mistakes.jsonl"), ("teach", "feedback.jsonl"),
                               ("review", "accepted.jsonl")),
               writes=_out("dataset/", "preview.jsonl", "stats.json", "overlaps.jsonl?")),
@@ -53,6 +58,12 @@ STAGE_KINDS: dict[str, StageKind] = {kind.name: kind for kind in (
                                ("evaluate", "metrics.json")),
               writes=_out("report.md", "report.html", "*.png?")),
 )}
+
+#: The stage kinds in pipeline order (a run's rounds repeat all but the report).
+STAGE_NAMES: tuple[str, ...] = tuple(STAGE_KINDS)
+#: The kinds that call teachers, and the outputs that name their calls.
+CALL_FILES: dict[str, tuple[str, ...]] = {k.name: k.call_files for k in STAGE_KINDS.values()
+                                          if k.call_files}
 
 #: What a stage of round k >= 2 reads from round k-1 besides its kind's own inputs: the
 #: student round k-1 tuned (its model, or where its training started when it trained

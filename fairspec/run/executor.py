@@ -20,12 +20,12 @@ from typing import Any
 from fairspec.artifacts import is_done, output_damage
 from fairspec.dsl.loader import LoadedSpec
 from fairspec.errors import FairspecError, StoreDamaged
-from fairspec.plan.graph import STAGE_NAMES, Plan, RunPlan
+from fairspec.plan.graph import Plan, RunPlan
 from fairspec.plan.hardware import Rendezvous
-from fairspec.plan.kinds import round_of
+from fairspec.plan.kinds import CALL_FILES, STAGE_NAMES, round_of
 from fairspec.report import write_report
 from fairspec.run.lock import hold_output
-from fairspec.run.record import CALL_FILES, stage_call_keys, write_record, write_run_info
+from fairspec.run.record import stage_call_keys, write_record, write_run_info
 from fairspec.stages import Services, StageContext, stage_runner
 from fairspec.store import CallStore, load_replay
 from fairspec.store.batches import BatchLedger

@@ -31,13 +31,14 @@ from typing import Any
 
 from fairspec.artifacts import is_done
 from fairspec.plan.graph import Plan, RunPlan
+from fairspec.plan.kinds import CALL_FILES
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import BUILTIN_MODELS, builtin_model_alias
 from fairspec.teachers.budget import call_usd
 
 #: How long a hub may take to answer whether a repository exists.
 HUB_TIMEOUT_S = 8.0
-TEACHER_STAGES = ("teach", "review")
+TEACHER_STAGES = tuple(CALL_FILES)  # the kinds that call teachers
 
 
 def check(plan: Plan, runs: Sequence[RunPlan], stages: Sequence[str], *,

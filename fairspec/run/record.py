@@ -55,7 +55,7 @@ from fairspec.artifacts import (
 from fairspec.dsl.schema import Spec
 from fairspec.errors import FairspecError
 from fairspec.plan.graph import Plan, RunPlan
-from fairspec.plan.kinds import round_of
+from fairspec.plan.kinds import CALL_FILES, round_of
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import is_builtin, resolve_path
 from fairspec.store import CallStore
@@ -204,10 +204,6 @@ def environment(plan: Plan, run: RunPlan) -> dict[str, Any]:
         "detected": dict(plan.environment),
         "hardware": {s.name: s.settings.get("hardware") for s in run.stages if "hardware" in s.settings},
     }
-
-
-#: The outputs of a teacher stage that name the calls it used (rows with a ``key``).
-CALL_FILES = {"teach": ("rationales.jsonl", "feedback.jsonl"), "review": ("reviews.jsonl",)}
 
 
 def stage_call_keys(kind: str, folder: Path) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 from katan_runs import committee, compile_run, spec_text, write_spec
 
 from fairspec.artifacts import write_manifest
-from fairspec.plan.graph import STAGE_NAMES
+from fairspec.plan.kinds import STAGE_NAMES
 from fairspec.run.preflight import check
 
 UNSET = "FAIRSPEC_TEST_UNSET_KEY"

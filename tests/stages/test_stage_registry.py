@@ -19,6 +19,21 @@ def test_every_planned_kind_has_an_implementation_taking_one_context():
         assert list(inspect.signature(run).parameters) == ["ctx"], kind
 
 
+def test_the_command_line_offers_the_registry_s_stages_and_teacher_stages_derive_from_it():
+    """The CLI keeps its own tuple (importing the plan would slow every command's start);
+    the other lists derive from the registry."""
+    from fairspec.cli import STAGES as CLI_STAGES
+    from fairspec.plan import STAGE_NAMES
+    from fairspec.plan.kinds import CALL_FILES
+    from fairspec.run.preflight import TEACHER_STAGES
+
+    assert CLI_STAGES == STAGE_NAMES == tuple(STAGE_KINDS)
+    assert CALL_FILES == {"teach": ("rationales.jsonl", "feedback.jsonl"), "review": ("reviews.jsonl",)}
+    assert TEACHER_STAGES == ("teach", "review")
+    for kind, files in CALL_FILES.items():  # a call file is a declared output of its kind
+        assert set(files) <= {o.name for o in STAGE_KINDS[kind].writes}
+
+
 def test_every_other_implementation_is_of_a_planned_kind_and_takes_one_context():
     assert ("exam", "recorded") in IMPLEMENTATIONS
     for kind, implementation in IMPLEMENTATIONS:
