@@ -23,6 +23,11 @@ from fairspec.hashing import sha256_file
 
 MANIFEST = "manifest.json"
 OWNER_FILE = ".fingerprint"
+#: The layout of manifest.json this fairspec writes. 1: fingerprint, inputs, outputs,
+#: counts, times; 2: ``files`` (each output file's size and hash) and ``schema_version``.
+MANIFEST_SCHEMA_VERSION = 2
+#: The layout of a stage's stats.json (and evaluate's metrics.json): 1 adds ``schema_version``.
+STATS_SCHEMA_VERSION = 1
 
 
 @contextlib.contextmanager
@@ -199,10 +204,45 @@ def prepare_stage_folder(folder: Path, fingerprint: str) -> bool:
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The folder's manifest in this fairspec's layout (:func:`upgrade_manifest`); None when
+    there is none, it cannot be read, or a newer fairspec wrote it."""
     try:
-        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        return upgrade_manifest(json.loads((folder / MANIFEST).read_text(encoding="utf-8")))
     except (OSError, ValueError):
         return None
+
+
+def upgrade_manifest(manifest: Any) -> dict[str, Any] | None:
+    """A manifest of any earlier layout in the current one (the one place that knows the
+    old layouts, as dbt's artifact readers do); None for one that is not a manifest or
+    that a newer fairspec wrote (its stage is done again rather than misread)."""
+    if not isinstance(manifest, dict) or "fingerprint" not in manifest:
+        return None
+    version = manifest.get("schema_version", 2 if "files" in manifest else 1)
+    if not isinstance(version, int) or version > MANIFEST_SCHEMA_VERSION:
+        return None
+    if version < 2:  # no file list: its outputs are checked for presence only
+        manifest = {**manifest, "files": None}
+    return {**manifest, "schema_version": MANIFEST_SCHEMA_VERSION}
+
+
+def upgrade_stats(stats: Any) -> dict[str, Any] | None:
+    """A stage's stats.json (or metrics.json) of any earlier layout in the current one;
+    None for one that is not a mapping or that a newer fairspec wrote."""
+    if not isinstance(stats, dict):
+        return None
+    version = stats.get("schema_version", 0)
+    if not isinstance(version, int) or version > STATS_SCHEMA_VERSION:
+        return None
+    return {**stats, "schema_version": STATS_SCHEMA_VERSION}
+
+
+def write_stats(path: Path, stats: dict[str, Any]) -> dict[str, Any]:
+    """Write a stage's summary (stats.json, metrics.json) with its ``schema_version``;
+    returns what was written."""
+    stats = {"schema_version": STATS_SCHEMA_VERSION, **stats}
+    atomic_write_json(path, stats)
+    return stats
 
 
 def is_done(folder: Path, fingerprint: str) -> bool:
@@ -265,6 +305,7 @@ def write_manifest(folder: Path, *, stage: str, fingerprint: str, inputs: dict[s
     """The stage's last write: what it was, what it read and wrote (each file's size and
     hash, :func:`output_files`), counts and timings."""
     manifest = {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
         "stage": stage,
         "fingerprint": fingerprint,
         "inputs": inputs,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fairspec.artifacts import SortedJsonlWriter, read_jsonl, write_jsonl
+from fairspec.artifacts import SortedJsonlWriter, read_jsonl, write_jsonl, write_manifest
 
 
 def test_write_jsonl_takes_a_generator_and_replaces_the_file_atomically(tmp_path: Path) -> None:
@@ -80,3 +80,38 @@ def test_memory_of_a_large_sort_is_bounded_by_the_run_size(tmp_path: Path) -> No
     # 20,000 rows of 1 kB: 20 MB of text; what stays in memory is one run of 500 rows and,
     # while merging, a row and a file buffer per run
     assert peak(20_000) < 20_000 * len(text) / 10
+
+
+# -- artifact layouts: versioned, read through one upgrade function each --------------------
+
+
+def test_a_manifest_carries_its_layout_and_an_earlier_one_is_read_in_the_current_layout(tmp_path):
+    from fairspec.artifacts import MANIFEST_SCHEMA_VERSION, is_done, output_damage, read_manifest
+
+    (tmp_path / "out.txt").write_text("x")
+    written = write_manifest(tmp_path, stage="s", fingerprint="f", inputs={}, outputs=["out.txt"],
+                             counts={}, started=0.0)
+    assert written["schema_version"] == MANIFEST_SCHEMA_VERSION == 2
+    assert read_manifest(tmp_path)["files"]["out.txt"]["size"] == 1
+    # a manifest of fairspec before file lists: done, its outputs not checked by content
+    old = {"stage": "s", "fingerprint": "f", "inputs": {}, "outputs": ["out.txt"], "counts": {}}
+    (tmp_path / "manifest.json").write_text(json.dumps(old))
+    assert read_manifest(tmp_path) == {**old, "files": None, "schema_version": 2}
+    assert is_done(tmp_path, "f") and output_damage(tmp_path) is None
+    # one a newer fairspec wrote is not misread as done: the stage runs again
+    (tmp_path / "manifest.json").write_text(json.dumps({**old, "schema_version": 3, "files": {}}))
+    assert read_manifest(tmp_path) is None and not is_done(tmp_path, "f")
+    for junk in ("[1, 2]", '{"stage": "s"}', '{"fingerprint": "f", "schema_version": "2"}'):
+        (tmp_path / "manifest.json").write_text(junk)
+        assert read_manifest(tmp_path) is None, junk
+
+
+def test_stats_carry_their_layout_and_an_earlier_one_is_upgraded(tmp_path):
+    from fairspec.artifacts import STATS_SCHEMA_VERSION, upgrade_stats, write_stats
+
+    written = write_stats(tmp_path / "stats.json", {"total": 3})
+    assert json.loads((tmp_path / "stats.json").read_text()) == written == \
+        {"schema_version": STATS_SCHEMA_VERSION, "total": 3}
+    assert upgrade_stats({"total": 3}) == {"total": 3, "schema_version": 1}  # before versions
+    assert upgrade_stats({"total": 3, "schema_version": 2}) is None  # a newer fairspec's
+    assert upgrade_stats(None) is None and upgrade_stats([1]) is None

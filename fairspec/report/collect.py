@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fairspec.artifacts import read_jsonl
+from fairspec.artifacts import read_jsonl, upgrade_stats
 from fairspec.dsl.variants import FIXED_KEYS
 from fairspec.plan.kinds import stage_name
 
@@ -172,9 +172,9 @@ def collect(run_dir: Path, locate: Locate | None = None, rounds: int | None = No
     number of ``rounds`` its plan has: by default, the round folders the run folder holds)."""
     run_dir = Path(run_dir)
     at = locate or run_locator(run_dir)
-    summaries = [RoundSummary(k, **{FIELDS.get(kind, kind): _load(at(stage_name(kind, k), file))
-                                    for kind, file in STATS.items()})
-                 for k in range(1, (rounds or round_count(run_dir)) + 1)]
+    summaries = [RoundSummary(k, **{  # stats of any earlier layout, read in the current one
+        FIELDS.get(kind, kind): upgrade_stats(_load(at(stage_name(kind, k), file)))
+        for kind, file in STATS.items()}) for k in range(1, (rounds or round_count(run_dir)) + 1)]
     first = summaries[0]
     return RunSummary(
         run_dir=run_dir,

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from fairspec.artifacts import atomic_write_text, read_jsonl, write_jsonl
+from fairspec.artifacts import atomic_write_text, read_jsonl, upgrade_stats, write_jsonl
 from fairspec.cards import dataset_card
 from fairspec.errors import FairspecError
 from fairspec.report.collect import RUN_INFO, run_locator
@@ -50,8 +50,8 @@ def overlaps_by_row(run_dir: Path) -> tuple[dict[int, list[dict[str, Any]]], dic
     entry per text that holds a test question, and its check's summary (stats.json's
     ``decontamination``; None: the build did not run the check)."""
     try:
-        check = json.loads((run_dir / "build" / "stats.json").read_text(encoding="utf-8")
-                           ).get("decontamination")
+        check = (upgrade_stats(json.loads((run_dir / "build" / "stats.json").read_text(encoding="utf-8")))
+                 or {}).get("decontamination")
     except (OSError, ValueError):
         check = None
     found: dict[int, list[dict[str, Any]]] = {}

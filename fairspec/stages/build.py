@@ -27,10 +27,10 @@ from typing import Any
 
 from fairspec.answering import load_split
 from fairspec.artifacts import (
-    atomic_write_json,
     atomic_write_text,
     read_jsonl,
     write_jsonl,
+    write_stats,
 )
 from fairspec.cards import dataset_card
 from fairspec.errors import DataError
@@ -250,7 +250,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         stats["decontamination"] = decontamination
     if "card" in settings:
         atomic_write_text(ctx.output("dataset/") / "README.md", training_set_card(settings["card"], stats))
-    atomic_write_json(ctx.output("stats.json"), stats)
+    write_stats(ctx.output("stats.json"), stats)
     ctx.finish({"samples": stats["samples"], "examples": stats["examples"]},
                extra_inputs={"decontaminate": test_split} if test_split else None)
     return stats

@@ -16,12 +16,19 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fairspec.artifacts import MANIFEST, OWNER_FILE, prepare_stage_folder, write_manifest
 from fairspec.errors import StageContractError
 from fairspec.plan.graph import Input, RunPlan, Stage
 from fairspec.resources import resolve_path
+
+if TYPE_CHECKING:  # types only: a stage imports what it uses when it runs
+    from fairspec.plan.hardware import Rendezvous
+    from fairspec.progress import CountProgress, TeacherProgress
+    from fairspec.store import CallStore
+    from fairspec.store.replay import Replay
+    from fairspec.teachers.budget import Budget
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +45,11 @@ class Services:
 
     base_dir: Path
     cache_dir: Path
-    store: Any = None
-    budget: Any = None
-    replay: Any = None
-    progress: Any = None
-    rendezvous: Any = None
+    store: CallStore | None = None
+    budget: Budget | None = None
+    replay: Replay | None = None
+    progress: TeacherProgress | CountProgress | None = None
+    rendezvous: Rendezvous | None = None
 
 
 class StageContext:

@@ -28,7 +28,7 @@ from fairspec.answering import (
     sample_stats,
     sampling_from,
 )
-from fairspec.artifacts import atomic_write_json, atomic_write_text, write_jsonl
+from fairspec.artifacts import atomic_write_text, write_jsonl, write_stats
 from fairspec.cards import with_results
 from fairspec.progress import counter
 from fairspec.report import significance
@@ -84,7 +84,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         metrics["changes"] = changes(predictions["base"], predictions["tuned"])
     add_statistics(metrics, predictions)
     add_card_results(ctx, metrics)
-    atomic_write_json(ctx.output("metrics.json"), metrics)
+    write_stats(ctx.output("metrics.json"), metrics)
     ctx.finish({m: metrics[m]["correct"] for m in models},
                extra_inputs={"dataset": split.fingerprint})
     return metrics

@@ -13,7 +13,7 @@ from fairspec.answering import (
     load_split,
     sampling_from,
 )
-from fairspec.artifacts import atomic_write_json, write_jsonl
+from fairspec.artifacts import write_jsonl, write_stats
 from fairspec.progress import counter
 from fairspec.stages.context import StageContext
 from fairspec.stages.rounds import earlier_mistakes, follows_round, student_after
@@ -44,7 +44,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
              "mistakes": len(mistakes)}
     if follows_round(ctx):  # which student sat this exam, and on which questions
         stats.update(student=student, covers="mistakes" if covered is not None else "all")
-    atomic_write_json(ctx.output("stats.json"), stats)
+    write_stats(ctx.output("stats.json"), stats)
     ctx.finish({"rows": len(records), "mistakes": len(mistakes)},
                extra_inputs={"dataset": split.fingerprint})
     return stats

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from fairspec.answering import Scoring, accuracy_stats, load_split, score
-from fairspec.artifacts import atomic_write_json, write_jsonl
+from fairspec.artifacts import write_jsonl, write_stats
 from fairspec.errors import RecordedMissing
 from fairspec.resources import resolve_path
 from fairspec.stages.context import StageContext
@@ -63,7 +63,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
              "mistakes": len(mistakes),
              "recorded": {**table.provenance(), "listed": len(records) - len(unlisted),
                           "only_mistakes": recorded["only_mistakes"]}}
-    atomic_write_json(ctx.output("stats.json"), stats)
+    write_stats(ctx.output("stats.json"), stats)
     ctx.finish({"rows": len(records), "mistakes": len(mistakes)},
                extra_inputs={"dataset": split.fingerprint})
     return stats

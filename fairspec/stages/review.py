@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fairspec.artifacts import SortedJsonlWriter, atomic_write_json, read_jsonl
+from fairspec.artifacts import SortedJsonlWriter, read_jsonl, write_stats
 from fairspec.errors import StageContractError, TeacherStopped
 from fairspec.progress import attach
 from fairspec.prompting import review_head, review_prompt, user_messages
@@ -169,7 +169,7 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
         stats["scoring"] = dict(scoring)
         if scoring["method"] == "logprobs":
             stats.update(tally.logprob_stats())
-    atomic_write_json(ctx.output("stats.json"), stats)
+    write_stats(ctx.output("stats.json"), stats)
     ctx.finish({"rationales": stats["rationales"], "accepted": written["accepted"],
                 "reviews": written["reviews"]})
     return stats

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
-from fairspec.artifacts import SortedJsonlWriter, atomic_write_json, read_jsonl
+from fairspec.artifacts import SortedJsonlWriter, read_jsonl, write_stats
 from fairspec.errors import TeacherStopped
 from fairspec.progress import attach
 from fairspec.prompting import TEACH_ROLES, teach_prompts, user_messages
@@ -107,7 +107,7 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
         #: per teacher, the replies cut by the output budget (truncated) or with no text
         "cut": replies,
     }
-    atomic_write_json(ctx.output("stats.json"), stats)
+    write_stats(ctx.output("stats.json"), stats)
     if counts["failed"]:  # not done: the store retries exactly these calls on the next run
         raise TeacherStopped(f"{counts['failed']} teacher call(s) failed after all retries (see "
                              f"{ctx.output('stats.json')}); rerun to retry only those")

@@ -18,7 +18,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from fairspec.artifacts import atomic_write_json, atomic_write_text
+from fairspec.artifacts import atomic_write_json, atomic_write_text, write_stats
 from fairspec.cards import model_card
 from fairspec.errors import TrainingFailed
 from fairspec.plan.hardware import Rendezvous, TrainingLayout, format_command
@@ -83,7 +83,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
                  "skipped": "no training examples (no sample had an accepted rationale and a "
                             "feedback): the student is the one training would have started from "
                             "(train_args.json's model_path)"}
-        atomic_write_json(ctx.output("stats.json"), stats)
+        write_stats(ctx.output("stats.json"), stats)
         ctx.finish({"examples": 0, "steps": 0, "truncated": 0})
         return stats
     if layout.launcher == "inline":
@@ -95,7 +95,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         stats = launch(ctx, layout, ctx.services.rendezvous or Rendezvous())
     stats["resumed"] = resumed
     write_model_card(ctx, built, stats)
-    atomic_write_json(ctx.output("stats.json"), stats)
+    write_stats(ctx.output("stats.json"), stats)
     ctx.finish({"examples": stats["examples"], "steps": stats["steps"],
                 "truncated": stats["truncated"]})
     drop_checkpoints(ctx.work_dir, args["keep_checkpoints"])
