@@ -153,8 +153,9 @@ def train_parts(facts: RunFacts) -> Parts:
 
 def evaluate_parts(facts: RunFacts) -> Parts:
     """The evaluation of the base and the tuned student on the test split. The base's
-    answers are the same for every variant: cached under ``base_fingerprint`` (sample s > 0
-    beside sample 0); ``samples`` enters the identity only past 1."""
+    answers are the same for every variant (and, decoded greedily, every seed): cached under
+    ``base_fingerprint`` (sample s > 0 beside sample 0); ``samples`` enters the identity
+    only past 1."""
     spec, evaluation = facts.spec, facts.spec.evaluation
     base = {
         "model": spec.student.model, "engine": facts.engine, "dtype": facts.dtype,
@@ -167,9 +168,12 @@ def evaluate_parts(facts: RunFacts) -> Parts:
     identity = {**base, "base": evaluation.base}
     if evaluation.samples != 1:
         identity["samples"] = evaluation.samples
+    # greedy answers do not depend on the seed: runs that differ only in it (seeds: [..])
+    # share the base's cached answers
+    cached_as = base if evaluation.decoding == "sample" else {k: v for k, v in base.items() if k != "seed"}
     settings = {**identity, "device": facts.device, "batch_size": spec.student.exam.batch_size,
                 **_engine_settings(facts, facts.engine),
-                "base_fingerprint": fingerprint("evaluate-base", base), "card": facts.card,
+                "base_fingerprint": fingerprint("evaluate-base", cached_as), "card": facts.card,
                 "samples": evaluation.samples}
     return Parts(identity, settings)
 

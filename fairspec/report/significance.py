@@ -399,6 +399,30 @@ def paired_rates(before: Mapping[Any, float], after: Mapping[Any, float]) -> dic
     return fields
 
 
+def rates_between(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
+                  label: str = "tuned") -> dict[str, Any] | str:
+    """Two runs' ``label`` students compared on per-question correctness rates over their k
+    samples (:func:`paired_rates`; ``before``, ``after``: their metrics.json), or why they
+    cannot be ("no samples": either decoded once; "other questions"). A question neither
+    run listed in ``correct_counts`` has rate 0 in both."""
+    sides = []
+    for metrics in (before, after):
+        summary = ((metrics or {}).get(label) or {}).get("samples") or {}
+        questions = (metrics or {}).get("questions") or {}
+        if not summary.get("k") or "correct_counts" not in summary or not questions.get("n"):
+            return "no samples"
+        sides.append((questions, summary))
+    (q1, s1), (q2, s2) = sides
+    if q1.get("fingerprint") != q2.get("fingerprint"):
+        return "other questions"
+    listed = sorted({i for i, _ in s1["correct_counts"]} | {i for i, _ in s2["correct_counts"]}, key=str)
+    unlisted = [f"unlisted-{j}" for j in range(int(q1["n"]) - len(listed))]  # 0 right in both
+    indices = [*listed, *unlisted]
+    found = paired_rates(rates(s1["correct_counts"], indices, int(s1["k"])),
+                         rates(s2["correct_counts"], indices, int(s2["k"])))
+    return found if found is not None else "other questions"
+
+
 def rates_headline(before: Mapping[str, Any], after: Mapping[str, Any],
                    paired: Mapping[str, Any], *, what: str = "FAIR tuning") -> str:
     """One sentence on the change in mean accuracy over k samples (``before``/``after``:

@@ -35,6 +35,7 @@ from fairspec.report.significance import (
     p_text,
     points,
     points_interval,
+    rates_between,
     table_between,
     table_from_metrics,
     wilson_interval,
@@ -505,7 +506,7 @@ def _seeds(doc: Document, groups: dict[str, list[RunSummary]]) -> None:
 def _comparison(doc: Document, main: RunSummary, others: list[RunSummary], folder: Path,
                 groups: dict[str, list[RunSummary]] | None = None) -> None:
     doc.add(Heading("Variants and sweep (paper Table 1 ablations, Figure 5)"))
-    rows, unpaired = [], []
+    rows, unpaired, sampled = [], [], False
     for run in [main, *others]:
         change = ", ".join(f"{k} = {shown(v)}" for k, v in run.overrides.items()) or "(the spec)"
         tuned = _accuracy_cell(run, "tuned")
@@ -516,7 +517,14 @@ def _comparison(doc: Document, main: RunSummary, others: list[RunSummary], folde
             vs_main[0] = "(the main run)"
         elif run.accuracy("tuned") is not None and main.accuracy("tuned") is not None:
             table = table_between(main.final_metrics, run.final_metrics)
-            if isinstance(table, str):
+            by_rates = rates_between(main.final_metrics, run.final_metrics)
+            if isinstance(by_rates, dict):  # k samples each: per-question rates, t-test
+                sampled = True
+                interval = by_rates.get("diff_ci95")
+                vs_main = ["(rates over samples)", f"{points(by_rates['mean_difference'])}"
+                           + (f" ({points_interval(interval)})" if interval else ""),
+                           p_text(by_rates.get("p_value"))]
+            elif isinstance(table, str):
                 vs_main[0] = "not paired"
                 unpaired.append(f"{run.name} ({table})")
             else:
@@ -535,7 +543,10 @@ def _comparison(doc: Document, main: RunSummary, others: list[RunSummary], folde
                   "each run's tuned student against the main run's, paired by question (gained: "
                   "the main run's got it wrong, this one right); the difference's interval is "
                   "Newcombe's hybrid score interval (method 10): one that holds 0 is no evidence "
-                  "of a difference"))
+                  "of a difference"
+                  + ("; runs decoded k times a question are compared on each question's "
+                     "correctness rate over its samples instead (mean difference, a paired "
+                     "t-test's p and its t interval)" if sampled else "")))
     if unpaired:
         doc.add(Text("Not paired with the main run (no test, no interval of the difference): "
                      + "; ".join(unpaired) + ". Runs pair only when their evaluations answered "

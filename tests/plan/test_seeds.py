@@ -39,6 +39,10 @@ def test_each_run_is_repeated_per_seed_sharing_every_stage_before_training(tmp_p
     # the base student's sampled answers are seeded per seed too
     assert main.stage("evaluate").settings["base_fingerprint"] != \
         again.stage("evaluate").settings["base_fingerprint"]
+    # greedy ones are the same whatever the seed: every seed's run reads one cached base
+    greedy = plan_of(tmp_path, "[1, 2, 3]", evaluation="{decoding: greedy}")
+    assert len({r.stage("evaluate").settings["base_fingerprint"] for r in greedy.runs}) == 1
+    assert len({r.stage("evaluate").fingerprint for r in greedy.runs}) == 3
 
 
 def test_without_seeds_nothing_changes(tmp_path):

@@ -228,3 +228,39 @@ def test_each_rounds_accuracy_comes_with_its_interval(tmp_path):
     assert "| 1 | 20 / 40 | - | - | - | - | 12.50% (4.34-31.00%) |" in text
     assert "| 2 | 15 / 40 | - | - | - | - | 50.00% (31.43-68.57%) |" in text
     assert "Gain from FAIR tuning: +41.67 points, 8.33% -> 50.00% on 24 questions" in text
+
+
+def sampled(counts: list[tuple[int, int]], k: int = 2, n: int = 4, fingerprint: str = "q") -> dict:
+    """metrics.json of a run decoded k times a question: its tuned ``samples`` summary."""
+    right = sorted(i for i, c in counts if c)
+    return {"questions": {"n": n, "fingerprint": fingerprint},
+            "base": {"total": n, "correct": 0, "invalid": 0, "accuracy": 0.0},
+            "tuned": {"total": n, "correct": len(right), "invalid": 0, "accuracy": len(right) / n,
+                      "correct_indices": right,
+                      "samples": {"k": k, "correct_counts": [list(c) for c in counts],
+                                  "mean_accuracy": sum(c for _, c in counts) / (n * k),
+                                  "per_sample_accuracy": [], "majority_correct": len(right),
+                                  "majority_accuracy": len(right) / n, "pass_correct": len(right),
+                                  "pass_at_k": len(right) / n}}}
+
+
+def test_runs_decoded_k_times_are_compared_on_per_question_rates():
+    # rates A: 1, .5, 0, 0; B: 1, 1, .5, 0 -> differences 0, .5, .5, 0: mean .25, sd .2887,
+    # t = .25 / (.2887 / 2) = 1.732 with 3 degrees of freedom: p = 0.1817, CI .25 -+ 3.182 * .1443
+    a, b = sampled([(0, 2), (1, 1)]), sampled([(0, 2), (1, 2), (2, 1)])
+    found = significance.rates_between(a, b)
+    assert found["n"] == 4 and found["mean_difference"] == 0.25
+    assert found["p_value"] == pytest.approx(0.1817, abs=1e-4)
+    assert found["diff_ci95"] == pytest.approx([0.25 - 3.1824 * 0.14434, 0.25 + 3.1824 * 0.14434], abs=1e-3)
+    assert significance.rates_between(a, sampled([(0, 2)], fingerprint="other")) == "other questions"
+    once = evaluated(set(), {0, 1})
+    assert significance.rates_between(a, once) == "no samples"
+
+
+def test_the_variants_table_compares_sampled_runs_on_their_rates(tmp_path):
+    main = run_folder(tmp_path, "demo", sampled([(0, 2), (1, 1)]))
+    run_folder(tmp_path, "demo.alpha-0", sampled([(0, 2), (1, 2), (2, 1)]), {"training.alpha": 0.0})
+    text = write_report(main)[0].read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| demo.alpha-0 |"))
+    assert "| (rates over samples) | +25.00 (-20.93 to +70.93) | 0.18 |" in row
+    assert "compared on each question's correctness rate over its samples" in text
