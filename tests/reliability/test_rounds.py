@@ -3,16 +3,15 @@
 Round 2's exam must run the weights round 1 saved (checked by answering the same rows
 with those weights here, and seeing the base student answer otherwise); its rationale
 calls for questions round 1 already asked come from the call store (the server never
-sees them), its feedback on a new wrong answer is paid; the rerun after the kill ends
-byte-identical to an uninterrupted run (a reference that starts from a copy of the killed
-run's store, as in test_crash.py) and asks the server only for calls the kill lost; the
-report has the per-round table and plot.
+sees them), its feedback on a new wrong answer is paid; the rerun after the kill asks the
+server only for calls the kill lost and ends byte-identical (weights included) to an
+uninterrupted run with the same teacher answers: the replay of its record, with no key, in
+``record/rerun/``; the report has the per-round table and plot.
 
 Round 1 is test_crash.py's pipeline, on the same server (``crash_runs`` and ``slow_katan`` in
 tests/conftest.py, once per test run): its stages have the same fingerprints here, so the
-killed run starts from a copy of the crash test's finished run (round 1 already done) and the
-reference from a copy of the crash test's uninterrupted one. Both then compute round 2 and
-the report themselves.
+killed run starts from a copy of the crash test's finished run (round 1 already done) and
+computes round 2 and the report itself.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ from kill_runs import (
     CONCURRENCY,
     TRAIN_ROWS,
     CrashRuns,
-    copy_store,
     kill_when,
     output_keys,
     run_to_end,
@@ -73,9 +71,8 @@ def in_round_2_teach(run_dir: Path, folder: Path) -> bool:
 
 def test_two_rounds_killed_in_round_2_teach(tmp_path: Path, crash_runs: CrashRuns,
                                             slow_katan: Katan) -> None:
-    crashed, reference = tmp_path / "crashed", tmp_path / "reference"
+    crashed = tmp_path / "crashed"
     crashed.mkdir()
-    reference.mkdir()
     server = slow_katan
     round_1_from(crash_runs.crashed, crashed)
     # what the server answered before this test that the copied store lacks (the crash
@@ -152,23 +149,6 @@ def test_two_rounds_killed_in_round_2_teach(tmp_path: Path, crash_runs: CrashRun
     assert [line.split("|")[1].strip() for line in table[1:]] == ["1", "2"]
     assert f"| 2 | {len(answer_2)} / {TRAIN_ROWS} |" in report
 
-    # an uninterrupted run that gets the same teacher answers (from a copy of the store)
-    # (round 1 from the crash test's uninterrupted run, round 2 and the report its own)
-    round_1_from(crash_runs.reference, reference)
-    copy_store(crashed, reference)
-    run_to_end(reference, write_rounds_spec(reference, server.openai_url))
-    assert requests_served(server) - before == answered  # it asked nothing
-    theirs = reference / "runs" / "crash"
-    for name in SAME_FILES:
-        assert (run_dir / name).read_bytes() == (theirs / name).read_bytes(), name
-    import torch
-    from safetensors.torch import load_file
-
-    for prefix in ("", f"{ROUND_2}/"):
-        ours = load_file(str(run_dir / prefix / "train/model/model.safetensors"))
-        other = load_file(str(theirs / prefix / "train/model/model.safetensors"))
-        assert ours.keys() == other.keys() and all(torch.equal(ours[k], other[k]) for k in ours)
-
     # the record replays every round with no key: the server is asked nothing, same files
     import os
     import subprocess
@@ -182,10 +162,18 @@ def test_two_rounds_killed_in_round_2_teach(tmp_path: Path, crash_runs: CrashRun
         capture_output=True, text=True, timeout=WAIT_S * 2)
     assert replayed.returncode == 0, replayed.stdout[-2000:] + replayed.stderr[-2000:]
     assert requests_served(server) - before == answered
+    # the replay is an uninterrupted run with the same teacher answers: the killed and
+    # resumed run ends byte-identical to it, weights included
     rerun = record / "rerun" / "crash"
     for name in SAME_FILES:
         assert (rerun / name).read_bytes() == (run_dir / name).read_bytes(), name
+    import torch
+    from safetensors.torch import load_file
 
-    # round 1 came from the crash test's runs: neither run here computed it again
-    for folder in (crashed, reference):
-        assert "crash exam: already done" in (folder / "child.log").read_text(), folder
+    for prefix in ("", f"{ROUND_2}/"):
+        ours = load_file(str(run_dir / prefix / "train/model/model.safetensors"))
+        other = load_file(str(rerun / prefix / "train/model/model.safetensors"))
+        assert ours.keys() == other.keys() and all(torch.equal(ours[k], other[k]) for k in ours)
+
+    # round 1 came from the crash test's run: the killed run did not compute it again
+    assert "crash exam: already done" in (crashed / "child.log").read_text()
