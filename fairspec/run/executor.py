@@ -90,6 +90,7 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
             if stage.fingerprint not in done_at and is_done(folder, stage.fingerprint) \
                     and output_damage(folder, ignore=amended(other, stage)) is None:
                 done_at[stage.fingerprint] = folder
+    runners = load_runners(runs or list(plan.runs), stages)
     replay = load_replay(replay_file) if replay_file else None
     output_dir = Path(plan.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +125,7 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
                     count_done_calls(budget, store, stage, folder)
                     outcome = StageOutcome(run.name, stage.name, "copied")
                 else:
-                    runner = stage_runner(stage.kind, stage.implementation)
+                    runner = runners[(stage.kind, stage.implementation)]
                     result = runner(StageContext(stage, run, services))
                     outcome = StageOutcome(run.name, stage.name, "ran", result)
                 done_at.setdefault(stage.fingerprint, folder)
@@ -139,6 +140,15 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
             and is_done(Path(main.run_dir) / "report", main.stage("report").fingerprint):
         write_report(Path(main.run_dir))  # refresh the comparison of variants and sweep
     return report
+
+
+def load_runners(runs: list[RunPlan], stages: tuple[str, ...]) -> dict[tuple[str, str | None], Any]:
+    """Every selected stage's ``run`` function, imported before the first stage runs: a run
+    then uses the code it started with to the end, even when fairspec is upgraded on disk
+    while it trains (a module imported hours later would be the new version's, beside the
+    old ones already loaded)."""
+    return {(stage.kind, stage.implementation): stage_runner(stage.kind, stage.implementation)
+            for run in runs for stage in run.stages if stage.kind in stages}
 
 
 def unfinished_inputs(run: RunPlan, stage: Any) -> list[str]:

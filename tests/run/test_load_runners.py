@@ -1,0 +1,49 @@
+"""A run imports every selected stage's code before its first stage runs, so a run that
+lasts hours uses the code it started with to the end (fairspec upgraded on disk meanwhile
+once failed a run's evaluate stage with a TypeError between two versions)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import fairspec.stages as stages_registry
+from fairspec.dsl import load_spec_text
+from fairspec.plan import Environment, compile_plan
+from fairspec.run.executor import execute, load_runners
+
+SPEC = """
+fairspec: 1
+name: preload
+task:
+  kind: math
+  dataset: {path: builtin:data/svamp-mini, limit: {train: 2, test: 2}}
+  fields: {question: question_concat, answer: Answer}
+student: {model: builtin:smollm2-135m-instruct, hardware: {device: cpu}}
+teachers:
+  - {name: a, provider: replay, model: m, replay_file: calls.jsonl}
+  - {name: b, provider: replay, model: n, replay_file: calls.jsonl}
+"""
+
+
+def plan_in(tmp_path):
+    (tmp_path / "calls.jsonl").write_text("")
+    loaded = load_spec_text(SPEC + f"output_dir: {tmp_path / 'runs'}\n", base_dir=tmp_path)
+    return loaded, compile_plan(loaded, Environment())
+
+
+def test_the_selected_stages_code_is_imported_up_front(tmp_path):
+    _, plan = plan_in(tmp_path)
+    runners = load_runners(list(plan.runs), ("train", "evaluate"))
+    assert set(runners) == {("train", None), ("evaluate", None)}  # the selected kinds only
+    assert runners[("evaluate", None)] is sys.modules["fairspec.stages.evaluate"].run
+
+
+def test_a_stage_whose_code_cannot_load_stops_the_run_before_anything_runs(tmp_path, monkeypatch):
+    loaded, plan = plan_in(tmp_path)
+    monkeypatch.setitem(stages_registry.STAGES, "evaluate", "fairspec.stages.no_such_stage")
+    ran = []
+    with pytest.raises(ModuleNotFoundError):
+        execute(loaded, plan, stages=("exam", "evaluate"), on_stage=ran.append)
+    assert ran == [] and not (tmp_path / "runs" / "preload" / "exam").exists()
