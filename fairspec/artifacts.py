@@ -191,11 +191,34 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             yield row
 
 
+#: Where a finished stage of another fingerprint is kept when its stage runs again:
+#: ``<stage>.previous`` beside it (one, the newest), until the user deletes it.
+PREVIOUS_SUFFIX = ".previous"
+
+
+def previous_folder(folder: Path) -> Path:
+    return folder.with_name(folder.name + PREVIOUS_SUFFIX)
+
+
+def set_aside(folder: Path) -> None:
+    """Empty a stage folder's place: a finished stage (its manifest written) is moved to
+    :func:`previous_folder` (replacing an older one), anything else is deleted."""
+    if (folder / MANIFEST).is_file():
+        kept = previous_folder(folder)
+        shutil.rmtree(kept, ignore_errors=True)
+        folder.rename(kept)
+    else:
+        shutil.rmtree(folder)
+
+
 def prepare_stage_folder(folder: Path, fingerprint: str) -> bool:
-    """Make ``folder`` belong to ``fingerprint``; True if earlier partial work is kept."""
+    """Make ``folder`` belong to ``fingerprint``; True if earlier partial work is kept. A
+    folder of another fingerprint is cleared, except a finished one (its manifest written:
+    a trained model, an evaluation), which is moved to :func:`previous_folder` instead, so
+    a changed setting or a new fairspec version never silently deletes finished work."""
     owner = folder / OWNER_FILE
     if folder.exists() and (not owner.exists() or owner.read_text().strip() != fingerprint):
-        shutil.rmtree(folder)
+        set_aside(folder)
     if folder.exists():
         return True
     folder.mkdir(parents=True)

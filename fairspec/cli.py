@@ -178,11 +178,17 @@ def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
     fresh = unique_calls_per_mistake(specs, full)
     rounds = {run.name: estimate_rounds(specs[run.name], run, estimates[run.name])
               for run in full.runs}
+    from fairspec.run.preflight import finished_elsewise
+
+    again = finished_elsewise(full.runs, STAGES)  # finished work a run would do again
     if as_json:
-        click.echo(json.dumps(plan_json(full, estimates, fresh, loaded.spec.budget.max_usd,
-                                        rendezvous, rounds, memory), indent=2, ensure_ascii=False))
+        document = plan_json(full, estimates, fresh, loaded.spec.budget.max_usd, rendezvous,
+                             rounds, memory)
+        click.echo(json.dumps({**document, "runs_again": again}, indent=2, ensure_ascii=False))
     else:
         print_plan(_out, full, specs, estimates, fresh, rendezvous, rounds, memory)
+        for line in again:
+            _err.print(f"warning: {line}", markup=False)
 
 
 @cli.command()

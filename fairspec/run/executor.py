@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fairspec.artifacts import is_done, output_damage
+from fairspec.artifacts import is_done, output_damage, set_aside
 from fairspec.dsl.loader import LoadedSpec
 from fairspec.errors import FairspecError, StoreDamaged
 from fairspec.plan.graph import Plan, RunPlan
@@ -120,7 +120,7 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
                 elif stage.fingerprint in done_at and done_at[stage.fingerprint] != folder \
                         and stage.kind != "report":
                     if folder.exists():
-                        shutil.rmtree(folder)
+                        set_aside(folder)  # a finished stage of other settings is kept
                     shutil.copytree(done_at[stage.fingerprint], folder)
                     count_done_calls(budget, store, stage, folder)
                     outcome = StageOutcome(run.name, stage.name, "copied")

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fairspec.artifacts import is_done
+from fairspec.artifacts import PREVIOUS_SUFFIX, is_done, read_manifest
 from fairspec.plan.graph import Plan, RunPlan
 from fairspec.plan.kinds import CALL_FILES
 from fairspec.providers.registry import provider_kind
@@ -122,11 +122,12 @@ def _deepspeed(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
 
 
 def run_warnings(runs: Sequence[RunPlan], stages: Sequence[str]) -> list[str]:
-    """What ``fairspec run`` says before it starts and does not stop for: an ``engine: auto``
-    exam that falls back to hf on GPUs because vllm does not import here."""
+    """What ``fairspec run`` says before it starts and does not stop for: finished stages
+    that will run again (:func:`finished_elsewise`), and an ``engine: auto`` exam that falls
+    back to hf on GPUs because vllm does not import here."""
     from fairspec.plan.hardware import exam_engine_warning
 
-    out = []
+    out = finished_elsewise(runs, stages)
     for run in runs:
         if not any(stage.kind in ("exam", "evaluate") and stage.kind in stages
                    and not is_done(Path(run.run_dir) / stage.name, stage.fingerprint)
@@ -135,6 +136,22 @@ def run_warnings(runs: Sequence[RunPlan], stages: Sequence[str]) -> list[str]:
         said = {exam_engine_warning(stage.settings) for stage in run.stages
                 if stage.kind == "exam"} - {None}
         out += [f"{run.name}: {line}" for line in sorted(said)]
+    return out
+
+
+def finished_elsewise(runs: Sequence[RunPlan], stages: Sequence[str]) -> list[str]:
+    """Selected stages whose folder holds a finished stage of another fingerprint (a setting
+    changed, or another fairspec version made it): they will run again, and the finished
+    folder is moved to ``<stage>.previous/``, not deleted. One line per run."""
+    out = []
+    for run in runs:
+        again = [stage.name for stage in run.stages if stage.kind in stages
+                 and (manifest := read_manifest(Path(run.run_dir) / stage.name)) is not None
+                 and manifest.get("fingerprint") != stage.fingerprint]
+        if again:
+            out.append(f"{run.name}: {', '.join(again)} finished earlier with other settings or "
+                       "another fairspec version: they run again, each finished folder kept as "
+                       f"<stage>{PREVIOUS_SUFFIX}/ until you delete it")
     return out
 
 
