@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+from run_folders import replay_spec
 
 from fairspec.artifacts import OWNER_FILE, prepare_stage_folder, write_manifest
 from fairspec.cli import cli
@@ -45,25 +46,8 @@ def test_an_unfinished_folder_of_another_fingerprint_is_cleared(tmp_path):
     assert not (tmp_path / "train.previous").exists() and not (stage / "partial.bin").exists()
 
 
-SPEC = """
-fairspec: 1
-name: again
-task:
-  kind: math
-  dataset: {path: builtin:data/svamp-mini, limit: {train: 2, test: 2}}
-  fields: {question: question_concat, answer: Answer}
-student: {model: builtin:smollm2-135m-instruct, hardware: {device: cpu}}
-teachers:
-  - {name: a, provider: replay, model: m, replay_file: calls.jsonl}
-  - {name: b, provider: replay, model: n, replay_file: calls.jsonl}
-output_dir: runs
-"""
-
-
 def test_run_and_plan_name_the_finished_stages_that_will_run_again(tmp_path):
-    (tmp_path / "calls.jsonl").write_text("")
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(SPEC)
+    spec = replay_spec(tmp_path, "again")
     plan = compile_plan(load_spec(spec), Environment())
     run = plan.runs[0]
     finished(Path(run.run_dir) / "exam", run.stage("exam").fingerprint)  # still current

@@ -7,29 +7,16 @@ from __future__ import annotations
 import sys
 
 import pytest
+from run_folders import replay_spec
 
 import fairspec.stages as stages_registry
-from fairspec.dsl import load_spec_text
+from fairspec.dsl import load_spec
 from fairspec.plan import Environment, compile_plan
 from fairspec.run.executor import execute, load_runners
 
-SPEC = """
-fairspec: 1
-name: preload
-task:
-  kind: math
-  dataset: {path: builtin:data/svamp-mini, limit: {train: 2, test: 2}}
-  fields: {question: question_concat, answer: Answer}
-student: {model: builtin:smollm2-135m-instruct, hardware: {device: cpu}}
-teachers:
-  - {name: a, provider: replay, model: m, replay_file: calls.jsonl}
-  - {name: b, provider: replay, model: n, replay_file: calls.jsonl}
-"""
-
 
 def plan_in(tmp_path):
-    (tmp_path / "calls.jsonl").write_text("")
-    loaded = load_spec_text(SPEC + f"output_dir: {tmp_path / 'runs'}\n", base_dir=tmp_path)
+    loaded = load_spec(replay_spec(tmp_path, "preload"))
     return loaded, compile_plan(loaded, Environment())
 
 
