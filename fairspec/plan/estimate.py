@@ -29,9 +29,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from itertools import combinations_with_replacement
@@ -56,7 +55,7 @@ from fairspec.prompting import TEACH_ROLES, review_prompt, teach_prompts, user_m
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import resolve_path
 from fairspec.review import ReviewPolicy
-from fairspec.store import COMPLETED, CallIdentity, default_store_path
+from fairspec.store import CallIdentity, completed_calls, default_store_path
 from fairspec.store.recorded_answers import RecordedTable
 from fairspec.tasks.data import DATA_SUFFIXES, data_suffix, read_text
 from fairspec.tasks.kinds import task_kind
@@ -422,28 +421,6 @@ def _file_signature(path: Path) -> tuple[int, int]:
     return (stat.st_mtime_ns, stat.st_size)
 
 
-def _stored(store: str, keys: Iterable[str]) -> dict[str, tuple[str, str | None, int | None]]:
-    """key -> (status, text, output tokens) of the completed calls among ``keys``, read from
-    the call store without writing to it (a plan never changes the store: ``CallStore``
-    would take its write lock and upgrade an old schema)."""
-    wanted = list(dict.fromkeys(keys))
-    found: dict[str, tuple[str, str | None, int | None]] = {}
-    if not wanted:
-        return found
-    done = ", ".join("?" for _ in COMPLETED)
-    conn = sqlite3.connect(f"{Path(store).resolve().as_uri()}?mode=ro", uri=True, timeout=10)
-    try:
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            query = (f"SELECT key, status, text, output_tokens FROM calls WHERE key IN "
-                     f"({', '.join('?' for _ in chunk)}) AND status IN ({done})")
-            for key, status, text, tokens in conn.execute(query, [*chunk, *sorted(COMPLETED)]):
-                found[key] = (status, text, tokens)
-    finally:
-        conn.close()
-    return found
-
-
 @lru_cache(maxsize=8)
 def _mistakes(path: str, signature: tuple[int, int]) -> tuple[str, ...]:
     rows = []
@@ -477,7 +454,7 @@ def _teacher_calls(store: str, store_sig: tuple[Any, ...], path: str, signature:
                                     user_messages(rendered[role]), who["generation"], 0)
             keys[identity.key] = (role, number)
     out = []
-    for key, (status, text, tokens) in _stored(store, keys).items():
+    for key, (status, text, tokens) in completed_calls(store, keys).items():
         role, number = keys[key]
         usable = text if status in ("ok", "truncated") and (text or "").strip() else None
         out.append((role, number, tokens, usable))
@@ -499,7 +476,7 @@ def _review_calls(store: str, store_sig: tuple[Any, ...], path: str, signature: 
         prompt = review_prompt(template, json.loads(rows[number]), text)
         keys.append(CallIdentity(who["provider"], who["base_url"], who["model"],
                                  user_messages(prompt), who["generation"], 0).key)
-    return tuple(tokens for _, _, tokens in _stored(store, keys).values())
+    return tuple(tokens for _, _, tokens in completed_calls(store, keys).values())
 
 
 def _who(teacher: Mapping[str, Any]) -> str:
@@ -545,8 +522,8 @@ def measured_output_tokens(run: RunPlan, base_dir: Path,
                     rows += [(reviewer["name"], "review", tokens) for tokens in _review_calls(
                         str(store), store_sig, str(mistakes), signature, templates,
                         teachers[author], _who(reviewer), template)]
-    except (OSError, ValueError, KeyError, sqlite3.Error, FairspecError):
-        return {}  # an unreadable store, exam or template: the priors stand
+    except (OSError, ValueError, KeyError, FairspecError):
+        return {}  # an unreadable store, exam (a row without a field) or template: the priors stand
     return mean_output_tokens(rows)
 
 

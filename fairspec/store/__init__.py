@@ -10,6 +10,7 @@ from fairspec.store.calls import (
     CALLS_FILENAME,
     CallStats,
     CallStore,
+    completed_calls,
     default_store_path,
     read_call_records,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "Replay",
     "ReplayMissError",
     "canonical_json",
+    "completed_calls",
     "default_store_path",
     "load_replay",
     "normalise_base_url",

@@ -131,6 +131,33 @@ def default_store_path(output_dir: str | os.PathLike[str]) -> Path:
     return Path(output_dir) / CALLS_FILENAME
 
 
+def completed_calls(path: str | os.PathLike[str], keys: Iterable[str]
+                    ) -> dict[str, tuple[str, str | None, int | None]]:
+    """key -> (status, text, output tokens) of the completed calls among ``keys`` in the store
+    at ``path``, read without writing to it: a read-only connection, no lock taken, no schema
+    upgraded (what ``fairspec plan`` may do to a store a run is using). A file that is not a
+    store is a :class:`StoreDamaged`."""
+    wanted = list(dict.fromkeys(keys))
+    found: dict[str, tuple[str, str | None, int | None]] = {}
+    if not wanted:
+        return found
+    done = ", ".join("?" for _ in COMPLETED)
+    try:
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start:start + _CHUNK]
+                query = (f"SELECT key, status, text, output_tokens FROM calls WHERE key IN "
+                         f"({', '.join('?' for _ in chunk)}) AND status IN ({done})")
+                for key, status, text, tokens in conn.execute(query, [*chunk, *sorted(COMPLETED)]):
+                    found[key] = (status, text, tokens)
+        finally:
+            conn.close()
+    except sqlite3.Error as error:
+        raise StoreDamaged(f"{path}: not a readable call store ({error})") from None
+    return found
+
+
 @dataclass(frozen=True)
 class CallStats:
     """Totals of the calls of one teacher with one status (a row of the cost table)."""

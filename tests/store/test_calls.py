@@ -406,3 +406,28 @@ def test_billed_usage_is_stored_summed_exported_and_read_back(store: CallStore,
     assert "cached_input_tokens" not in lines[plain.key]
     assert "reasoning_tokens" not in lines[plain.key]
     assert {r.key: r for r in read_call_records(path)} == {billed.key: billed, plain.key: plain}
+
+
+def test_completed_calls_reads_without_a_lock_and_names_a_file_that_is_not_a_store(tmp_path):
+    """The plan's read of the store (``completed_calls``): the completed calls among the keys
+    asked, through a read-only connection that works while a run holds the write lock."""
+    from fairspec.store import completed_calls
+
+    path = tmp_path / "calls.sqlite"
+    ok, failed = make(1, text="fine", output_tokens=7), make(2, status="error")
+    with CallStore(path) as store:
+        store.put(ok)
+        store.put(failed)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a run writing: the plan still reads
+    try:
+        found = completed_calls(path, [ok.key, failed.key, "0" * 64, ok.key])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert found == {ok.key: ("ok", "fine", 7)}  # errors and unknown keys are not answers
+    assert completed_calls(path, []) == {}
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreDamaged, match="not a readable call store"):
+        completed_calls(junk, [ok.key])
