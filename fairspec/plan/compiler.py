@@ -25,9 +25,9 @@ from fairspec.hashing import fingerprint
 from fairspec.plan.environment import Environment
 from fairspec.plan.graph import Input, Plan, RunPlan, Stage
 from fairspec.plan.hardware import resolve_engine
-from fairspec.plan.kinds import ROUND_READS, STAGE_KINDS, stage_name
+from fairspec.plan.kinds import STAGE_KINDS, stage_name
 from fairspec.plan.stage_facts import RunFacts, card_facts, dataset_split, teacher_generation
-from fairspec.plan.stage_parts import PARTS, Parts
+from fairspec.plan.stage_parts import KIND_COMPILERS, Parts
 from fairspec.resources import resolve_path
 
 __all__ = ["CALL_STORE_NAME", "card_facts", "check_graph", "compile_plan", "compile_run",
@@ -54,7 +54,7 @@ def compile_run(
     ``train_seed`` (one of the spec's ``seeds``) seeds the training and the evaluation in
     place of ``seed``; the stages before them keep ``seed`` and so are shared."""
     facts = RunFacts.of(spec, base_dir, env, run_name=run_name, train_seed=train_seed)
-    parts = {kind: build(facts) for kind, build in PARTS.items()}
+    parts = {kind: compiler.parts(facts) for kind, compiler in KIND_COMPILERS.items()}
     stages: list[Stage] = []
     previous: dict[str, Stage] = {}  # kind -> round k-1's stage
     for k in range(1, spec.rounds.count + 1):
@@ -69,43 +69,16 @@ def compile_run(
 
 def _round(stages: list[Stage], k: int, rounds: Any, parts: dict[str, Parts],
            previous: dict[str, Stage]) -> dict[str, Stage]:
-    """Round ``k``'s six stages, appended to ``stages``; what round k+1 reads from (by kind).
-    From round 2 on: the exam is round k-1's student's (on all questions, or its mistakes);
-    ``fresh_rationales`` asks for new rationales, ``data: accumulate`` builds on the earlier
-    examples, ``start_from: previous`` trains on from the earlier student."""
-    def add(kind: str, identity: dict[str, Any], settings: dict[str, Any], after: list[Stage],
-            reads: tuple[tuple[str, str], ...] = (), implementation: str | None = None) -> Stage:
-        return _add(stages, kind, identity, settings, after, round_no=k, previous=previous,
-                    reads_previous=reads, implementation=implementation)
-
-    if k == 1:
-        first = parts["exam"].first
-        exam = add("exam", first.identity, first.settings, [], implementation=first.implementation)
-    else:
-        again = rounds.exam == "mistakes"
-        identity = {**parts["exam"].identity, "covers": rounds.exam}
-        exam = add("exam", identity, {**identity, **parts["exam"].settings},
-                   [previous["train"], *([previous["exam"]] if again else [])],
-                   ROUND_READS["student"] + (ROUND_READS["mistakes"] if again else ()))
-    identity = dict(parts["teach"].identity)
-    if rounds.fresh_rationales and k > 1:  # a new, paid rationale for a question asked before
-        identity["rationale_sample"] = k - 1
-    teach = add("teach", identity, {**parts["teach"].settings, **identity,
-                                    "teachers": parts["teach"].settings["teachers"]}, [exam])
-    review = add("review", parts["review"].identity, parts["review"].settings, [teach])
-    accumulate = k > 1 and rounds.data == "accumulate"
-    extra = {"accumulate": True} if accumulate else {}
-    build = add("build", {**parts["build"].identity, **extra}, {**parts["build"].settings, **extra},
-                [review, *([previous["build"]] if accumulate else [])],
-                ROUND_READS["examples"] if accumulate else ())
-    from_previous = k > 1 and rounds.start_from == "previous"
-    extra = {"start_from": "previous"} if from_previous else {}
-    train = add("train", {**parts["train"].identity, **extra}, {**parts["train"].settings, **extra},
-                [build, *([previous["train"]] if from_previous else [])],
-                ROUND_READS["student"] if from_previous else ())
-    evaluate = add("evaluate", parts["evaluate"].identity, parts["evaluate"].settings, [train])
-    return {"exam": exam, "teach": teach, "review": review, "build": build, "train": train,
-            "evaluate": evaluate}
+    """Round ``k``'s stages (one per kind of :data:`KIND_COMPILERS`, in order), appended to
+    ``stages``; what round k+1 reads from, by kind."""
+    own: dict[str, Stage] = {}
+    for kind, compiler in KIND_COMPILERS.items():
+        placed = compiler.place(k, rounds, parts[kind])
+        after = [own[name] for name in placed.after] + [previous[name] for name in placed.previous]
+        own[kind] = _add(stages, kind, placed.identity, placed.settings, after, round_no=k,
+                         previous=previous, reads_previous=placed.reads_previous,
+                         implementation=placed.implementation)
+    return own
 
 
 def _add(stages: list[Stage], kind_name: str, identity: dict[str, Any], settings: dict[str, Any],

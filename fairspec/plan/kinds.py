@@ -24,6 +24,13 @@ class StageKind:
     #: its outputs that name the teacher calls it used (rows with a ``key``): a kind with
     #: any is a teacher stage (keys checked before it runs, its calls in the record)
     call_files: tuple[str, ...] = ()
+    #: the module whose ``run(ctx)`` runs it (default ``fairspec.stages.<name>``), imported
+    #: only when a run needs it
+    module: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.module:
+            object.__setattr__(self, "module", f"fairspec.stages.{self.name}")
 
 
 def _out(*names: str) -> tuple[Output, ...]:

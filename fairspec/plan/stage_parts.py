@@ -1,7 +1,8 @@
 """Each stage kind's identity (what decides its outputs: its fingerprint's content) and
-settings (what it reads when it runs), built from a run's :class:`RunFacts`: one function
-per kind, in :data:`PARTS`. The compiler adds what depends on the round (a later exam's
-``covers``, ``accumulate``, ``start_from``) and chains the fingerprints.
+settings (what it reads when it runs), built from a run's :class:`RunFacts` (``*_parts``),
+and its placement in each round (``place_*``: what depends on the round, such as a later
+exam's ``covers``, ``accumulate``, ``start_from``, and the stages it follows); both in
+:data:`KIND_COMPILERS`. The compiler only chains the fingerprints.
 
 What stays out of an identity stays out on purpose, and each function says why: settings
 that change how fast or where a stage runs (batch sizes, devices, vLLM's memory, concurrency,
@@ -16,6 +17,7 @@ from typing import Any
 
 from fairspec.hashing import fingerprint
 from fairspec.plan.hardware import TrainingLayout, accelerate_config, exam_replicas, vllm_settings
+from fairspec.plan.kinds import ROUND_READS
 from fairspec.plan.recorded_inputs import exam_recorded
 from fairspec.plan.stage_facts import RunFacts, as_reviewer
 from fairspec.tasks.contamination import SHARED_LIMIT
@@ -178,8 +180,84 @@ def evaluate_parts(facts: RunFacts) -> Parts:
     return Parts(identity, settings)
 
 
-#: Each round's stage kinds and the function that builds their parts, in pipeline order.
-PARTS: dict[str, Callable[[RunFacts], Parts]] = {
-    "exam": exam_parts, "teach": teach_parts, "review": review_parts, "build": build_parts,
-    "train": train_parts, "evaluate": evaluate_parts,
+@dataclass(frozen=True)
+class Placement:
+    """A stage in round k: its identity and settings there, the kinds of the same round
+    (``after``) and of round k-1 (``previous``) its fingerprint follows, in that order, and
+    what it reads from round k-1 besides its kind's own inputs."""
+
+    identity: dict[str, Any]
+    settings: dict[str, Any]
+    after: tuple[str, ...] = ()
+    previous: tuple[str, ...] = ()
+    reads_previous: tuple[tuple[str, str], ...] = ()
+    implementation: str | None = None
+
+
+def place_exam(k: int, rounds: Any, parts: Parts) -> Placement:
+    """Round 1's exam is the base student's (or recorded); round k's is round k-1's student's,
+    on every question or on round k-1's mistakes (``rounds.exam``)."""
+    if k == 1:
+        first = parts.first or parts
+        return Placement(first.identity, first.settings, implementation=first.implementation)
+    again = rounds.exam == "mistakes"
+    identity = {**parts.identity, "covers": rounds.exam}
+    return Placement(identity, {**identity, **parts.settings},
+                     previous=("train", *(("exam",) if again else ())),
+                     reads_previous=ROUND_READS["student"] + (ROUND_READS["mistakes"] if again else ()))
+
+
+def place_teach(k: int, rounds: Any, parts: Parts) -> Placement:
+    """``rounds.fresh_rationales``: a new, paid rationale for a question asked before."""
+    identity = dict(parts.identity)
+    if rounds.fresh_rationales and k > 1:
+        identity["rationale_sample"] = k - 1
+    return Placement(identity, {**parts.settings, **identity,
+                                "teachers": parts.settings["teachers"]}, after=("exam",))
+
+
+def place_review(k: int, rounds: Any, parts: Parts) -> Placement:
+    return Placement(parts.identity, parts.settings, after=("teach",))
+
+
+def place_build(k: int, rounds: Any, parts: Parts) -> Placement:
+    """``rounds.data: accumulate``: round k builds on round k-1's examples."""
+    accumulate = k > 1 and rounds.data == "accumulate"
+    extra = {"accumulate": True} if accumulate else {}
+    return Placement({**parts.identity, **extra}, {**parts.settings, **extra}, after=("review",),
+                     previous=("build",) if accumulate else (),
+                     reads_previous=ROUND_READS["examples"] if accumulate else ())
+
+
+def place_train(k: int, rounds: Any, parts: Parts) -> Placement:
+    """``rounds.start_from: previous``: round k trains on from round k-1's student."""
+    from_previous = k > 1 and rounds.start_from == "previous"
+    extra = {"start_from": "previous"} if from_previous else {}
+    return Placement({**parts.identity, **extra}, {**parts.settings, **extra}, after=("build",),
+                     previous=("train",) if from_previous else (),
+                     reads_previous=ROUND_READS["student"] if from_previous else ())
+
+
+def place_evaluate(k: int, rounds: Any, parts: Parts) -> Placement:
+    return Placement(parts.identity, parts.settings, after=("train",))
+
+
+@dataclass(frozen=True)
+class KindCompiler:
+    """How the compiler makes a stage kind's instances: its parts from a run's facts, and
+    its placement in each round."""
+
+    parts: Callable[[RunFacts], Parts]
+    place: Callable[[int, Any, Parts], Placement]
+
+
+#: Each round's stage kinds, in pipeline order, and how each is compiled. A new kind adds
+#: its line here (and its contract to ``plan.kinds.STAGE_KINDS``, its module to ``stages/``).
+KIND_COMPILERS: dict[str, KindCompiler] = {
+    "exam": KindCompiler(exam_parts, place_exam),
+    "teach": KindCompiler(teach_parts, place_teach),
+    "review": KindCompiler(review_parts, place_review),
+    "build": KindCompiler(build_parts, place_build),
+    "train": KindCompiler(train_parts, place_train),
+    "evaluate": KindCompiler(evaluate_parts, place_evaluate),
 }

@@ -13,18 +13,11 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from fairspec.plan.kinds import STAGE_KINDS
 from fairspec.stages.context import Services, StageContext
 
-#: stage kind -> the module whose ``run(ctx)`` runs it
-STAGES: dict[str, str] = {
-    "exam": "fairspec.stages.exam",
-    "teach": "fairspec.stages.teach",
-    "review": "fairspec.stages.review",
-    "build": "fairspec.stages.build",
-    "train": "fairspec.stages.train",
-    "evaluate": "fairspec.stages.evaluate",
-    "report": "fairspec.stages.report",
-}
+#: stage kind -> the module whose ``run(ctx)`` runs it (the kinds' registry says which)
+STAGES: dict[str, str] = {name: kind.module for name, kind in STAGE_KINDS.items()}
 #: (stage kind, implementation) -> the module of another implementation of that kind: the
 #: same declared inputs and outputs, made another way
 IMPLEMENTATIONS: dict[tuple[str, str], str] = {
@@ -35,13 +28,14 @@ IMPLEMENTATIONS: dict[tuple[str, str], str] = {
 def stage_runner(kind: str, implementation: str | None = None
                  ) -> Callable[[StageContext], dict[str, Any]]:
     """The ``run`` function of a registered stage kind (or of one of its implementations)."""
-    if kind not in STAGES:
-        raise KeyError(f"no stage kind {kind!r}; registered: {', '.join(STAGES)}")
+    module = STAGES.get(kind) or (STAGE_KINDS[kind].module if kind in STAGE_KINDS else None)
+    if module is None:  # a kind registered after import (a plugin's) is found in STAGE_KINDS
+        raise KeyError(f"no stage kind {kind!r}; registered: {', '.join(STAGE_KINDS)}")
     if implementation is not None:
         if (kind, implementation) not in IMPLEMENTATIONS:
             raise KeyError(f"no implementation {implementation!r} of stage kind {kind!r}")
         return importlib.import_module(IMPLEMENTATIONS[(kind, implementation)]).run
-    return importlib.import_module(STAGES[kind]).run
+    return importlib.import_module(module).run
 
 
 __all__ = ["IMPLEMENTATIONS", "STAGES", "Services", "StageContext", "stage_runner"]

@@ -1,0 +1,71 @@
+"""A new stage kind takes its module, its compile functions (parts and placement, one
+``KIND_COMPILERS`` line) and its contract (one ``STAGE_KINDS`` line): registered here from a
+package made in a temporary folder, it is compiled into every round of a plan, chained
+into the fingerprints, checked by the graph, and runs through the stage context like the
+builtin kinds."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from run_folders import replay_spec
+
+import fairspec.plan.kinds as kinds
+import fairspec.plan.stage_parts as stage_parts
+from fairspec.dsl import load_spec
+from fairspec.plan import Environment, compile_plan
+from fairspec.plan.kinds import StageKind, _out
+from fairspec.plan.stage_parts import KindCompiler, Parts, Placement
+from fairspec.run.executor import run_stage
+
+MODULE = '''
+import json
+
+def run(ctx):
+    ctx.prepare()
+    metrics = json.loads(ctx.input("evaluate", "metrics.json").read_text())
+    summary = {"said": ctx.settings["say"], "tuned": metrics["tuned"]["accuracy"]}
+    ctx.output("summary.json").write_text(json.dumps(summary))
+    ctx.finish({"lines": 1})
+    return summary
+'''
+
+
+def test_a_stage_kind_from_outside_the_package_is_compiled_into_every_round_and_runs(
+        tmp_path, monkeypatch):
+    package = tmp_path / "plugin" / "toykind"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "summarize.py").write_text(MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path / "plugin"))
+    # the contract (reads the evaluation, writes a summary) and how it compiles
+    monkeypatch.setitem(kinds.STAGE_KINDS, "summarize", StageKind(
+        "summarize", reads=(("evaluate", "metrics.json"),), writes=_out("summary.json"),
+        module="toykind.summarize"))
+    monkeypatch.setitem(stage_parts.KIND_COMPILERS, "summarize", KindCompiler(
+        parts=lambda facts: Parts({"say": f"{facts.run_name} done"}, {"say": f"{facts.run_name} done"}),
+        place=lambda k, rounds, parts: Placement(parts.identity, parts.settings, after=("evaluate",))))
+
+    spec = replay_spec(tmp_path, "toy")
+    spec.write_text(spec.read_text() + "rounds: {count: 2}\n")
+    run = compile_plan(load_spec(spec), Environment()).runs[0]
+    names = [s.name for s in run.stages]
+    assert names.index("summarize") == names.index("evaluate") + 1
+    assert "round-2/summarize" in names and names[-1] == "report"
+    toy, evaluate = run.stage("summarize"), run.stage("evaluate")
+    assert toy.after == ("evaluate",) and [str(i) for i in toy.inputs] == ["evaluate/metrics.json"]
+    assert toy.fingerprint in {s.fingerprint for s in run.stages}
+    assert run.stage("round-2/summarize").fingerprint != toy.fingerprint  # chained per round
+
+    # it runs through the stage context: the declared input read, the output and manifest written
+    metrics = {"tuned": {"accuracy": 0.25}}
+    (tmp_path / "runs" / "toy" / "evaluate").mkdir(parents=True)
+    (tmp_path / "runs" / "toy" / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
+    summary = run_stage(run, "summarize", base_dir=tmp_path)
+    assert summary == {"said": "toy done", "tuned": 0.25}
+    folder = tmp_path / "runs" / "toy" / "summarize"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["fingerprint"] == toy.fingerprint and manifest["outputs"] == ["summary.json"]
+    assert evaluate.fingerprint in manifest["inputs"].values()
+    assert "toykind.summarize" in sys.modules
