@@ -98,19 +98,27 @@ _PERCENT = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[a-zA-Z%]
 _DIGITS = re.compile(r"\d+")
 
 
+def _refuse_width(number: str) -> None:
+    """A format width or precision written in a template (digits) past the limit."""
+    if number.isdigit() and (len(number) > 7 or int(number) > MAX_RENDER_CHARS):
+        raise Overrun(f"a format width of {number}")
+
+
+def _refuse_width_args(args: Any) -> None:
+    """Arguments that a ``*`` or a nested field makes a width: an int past the limit."""
+    for arg in args:
+        if isinstance(arg, int) and abs(arg) > MAX_RENDER_CHARS:
+            raise Overrun(f"a format width of {arg}")
+
+
 def _check_percent(template: str, args: Any) -> None:
     """``template % args`` refused when a width or precision (given, or taken by ``*`` from
     the arguments) passes the limit."""
     for width, precision in _PERCENT.findall(template):
-        for number in (width, precision):
-            if number.isdigit() and len(number) > 6:
-                raise Overrun(f"a format width of {number}")
-            if number.isdigit():
-                _refuse_over(int(number), "a formatted value")
+        _refuse_width(width)
+        _refuse_width(precision)
     if "*" in template:
-        for arg in args if isinstance(args, tuple) else (args,):
-            if isinstance(arg, int) and abs(arg) > MAX_RENDER_CHARS:
-                raise Overrun(f"a format width of {arg}")
+        _refuse_width_args(args if isinstance(args, tuple) else (args,))
 
 
 def _check_format(template: str) -> None:
@@ -122,8 +130,7 @@ def _check_format(template: str) -> None:
         return  # str.format raises its own error
     for _, _, spec, _ in fields:
         for number in _DIGITS.findall(spec or ""):
-            if len(number) > 6 or int(number) > MAX_RENDER_CHARS:
-                raise Overrun(f"a format width of {number}")
+            _refuse_width(number)
         if spec and "{" in spec:
             _check_format(spec)
 
@@ -140,10 +147,9 @@ def _check_filter(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -
             _refuse_over(width, "a centred value")
     elif name == "indent":
         width = rest[0] if rest else kwargs.get("width", 4)
-        pad = width if isinstance(width, str) else " " * min(int(width), MAX_RENDER_CHARS + 1) \
-            if isinstance(width, int) else ""
-        lines = str(value).count("\n") + 1 if isinstance(value, str) else 1
-        _refuse_over(len(pad) * lines + _size(value), "an indented value")
+        pad = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
+        lines = value.count("\n") + 1 if isinstance(value, str) else 1
+        _refuse_over(pad * lines + _size(value), "an indented value")
     elif name == "format" and isinstance(value, str):
         _check_percent(value, rest if len(rest) != 1 else rest[0])
     elif name == "replace" and isinstance(value, str) and len(rest) >= 2:
@@ -235,9 +241,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
                 given = [*args, *kwargs.values()]
                 if value.__name__ == "format_map" and args and isinstance(args[0], Mapping):
                     given = list(args[0].values())
-                for arg in given:
-                    if isinstance(arg, int) and abs(arg) > MAX_RENDER_CHARS:
-                        raise Overrun(f"a format width of {arg}")
+                _refuse_width_args(given)
             return wrapped(*args, **kwargs)
         return checked
 

@@ -12,7 +12,7 @@ trackers, checkpoints), never what it answers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fairspec.hashing import fingerprint
@@ -31,7 +31,7 @@ class Parts:
     settings: dict[str, Any]
     implementation: str | None = None
     #: the first round's variant where it differs (a recorded exam), else None
-    first: Parts | None = field(default=None)
+    first: Parts | None = None
 
 
 def _engine_settings(facts: RunFacts, engine: str) -> dict[str, Any]:

@@ -160,10 +160,14 @@ def export_run(run_dir: Path, to: Path, fmt: str = "jsonl") -> dict[str, Any]:
     atomic_write_text(to / "README.md", dataset_card(
         card, counts=counts, columns=COLUMNS, data_files=data_files,
         title=f"{card['run']}: a FAIR distillation set"))
-    overlapping = (len({(r["index"], o["kind"], o["teacher"]) for r in rows for o in r["test_overlap"]})
-                   if check and check.get("checked") else None)
+    overlapping = _overlapping(rows) if check and check.get("checked") else None
     return {"folder": str(to), "format": fmt, "samples": len(rows), "accepted": accepted,
             "overlapping_examples": overlapping}
+
+
+def _overlapping(rows: list[dict[str, Any]]) -> int:
+    """Training examples (question, kind, teacher) that hold a test question."""
+    return len({(r["index"], o["kind"], o["teacher"]) for r in rows for o in r["test_overlap"]})
 
 
 def _overlap_counts(rows: list[dict[str, Any]], check: dict[str, Any] | None) -> dict[str, Any]:
@@ -176,8 +180,7 @@ def _overlap_counts(rows: list[dict[str, Any]], check: dict[str, Any] | None) ->
                 f"no: {check.get('reason', 'no reason given')}"}
     what = (f"training examples holding a {check['split']} question "
             f"({check['n']}-word n-grams, task.decontaminate: {check['mode']})")
-    examples = len({(r["index"], o["kind"], o["teacher"]) for r in rows for o in r["test_overlap"]})
-    counts: dict[str, Any] = {what: f"{examples} of {check['examples_checked']}"}
+    counts: dict[str, Any] = {what: f"{_overlapping(rows)} of {check['examples_checked']}"}
     if check["mode"] == "drop":
         counts[what] += " (dropped before training)"
     return counts

@@ -16,8 +16,6 @@ from typing import Any
 from fairspec.plan.kinds import STAGE_KINDS
 from fairspec.stages.context import Services, StageContext
 
-#: stage kind -> the module whose ``run(ctx)`` runs it (the kinds' registry says which)
-STAGES: dict[str, str] = {name: kind.module for name, kind in STAGE_KINDS.items()}
 #: (stage kind, implementation) -> the module of another implementation of that kind: the
 #: same declared inputs and outputs, made another way
 IMPLEMENTATIONS: dict[tuple[str, str], str] = {
@@ -28,14 +26,13 @@ IMPLEMENTATIONS: dict[tuple[str, str], str] = {
 def stage_runner(kind: str, implementation: str | None = None
                  ) -> Callable[[StageContext], dict[str, Any]]:
     """The ``run`` function of a registered stage kind (or of one of its implementations)."""
-    module = STAGES.get(kind) or (STAGE_KINDS[kind].module if kind in STAGE_KINDS else None)
-    if module is None:  # a kind registered after import (a plugin's) is found in STAGE_KINDS
+    if kind not in STAGE_KINDS:  # each kind names its module (StageKind.module)
         raise KeyError(f"no stage kind {kind!r}; registered: {', '.join(STAGE_KINDS)}")
     if implementation is not None:
         if (kind, implementation) not in IMPLEMENTATIONS:
             raise KeyError(f"no implementation {implementation!r} of stage kind {kind!r}")
         return importlib.import_module(IMPLEMENTATIONS[(kind, implementation)]).run
-    return importlib.import_module(module).run
+    return importlib.import_module(STAGE_KINDS[kind].module).run
 
 
-__all__ = ["IMPLEMENTATIONS", "STAGES", "Services", "StageContext", "stage_runner"]
+__all__ = ["IMPLEMENTATIONS", "Services", "StageContext", "stage_runner"]

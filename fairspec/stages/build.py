@@ -131,12 +131,12 @@ def overlap_rows(examples: list[dict[str, Any]], found: list[dict[str, Match]]
 
 
 def overlap_stats(examples: list[dict[str, Any]], found: list[dict[str, Match]],
-                  ngrams: TestNgrams) -> dict[str, Any]:
+                  overlaps: list[dict[str, Any]], ngrams: TestNgrams) -> dict[str, Any]:
     """What the check found: counts per source and the first :data:`LISTED_OVERLAPS`
-    contaminated examples (train index, test index, the shared n-gram)."""
+    contaminated examples of ``overlaps`` (:func:`overlap_rows`: train index, test index,
+    the shared n-gram)."""
     listed = [{**{k: row[k] for k in ("train_index", "kind", "teacher", "source")},
-               **row["found"][row["source"]]}
-              for row in overlap_rows(examples, found)[:LISTED_OVERLAPS]]
+               **row["found"][row["source"]]} for row in overlaps[:LISTED_OVERLAPS]]
     return {
         "test_questions": ngrams.questions,
         "short_test_questions": ngrams.short_questions,
@@ -169,8 +169,8 @@ def decontaminate(examples: list[dict[str, Any]], mistakes: list[dict[str, Any]]
                         n=check["n"], shared_limit=check["shared_limit"])
     questions = {m["index"]: question_text(m["fields"], names) for m in mistakes}
     found = find_overlaps(examples, questions, ngrams)
-    stats = {**head, "checked": True, **overlap_stats(examples, found, ngrams)}
     overlaps = overlap_rows(examples, found)
+    stats = {**head, "checked": True, **overlap_stats(examples, found, overlaps, ngrams)}
     if mode == "drop":
         examples = [e for e, hits in zip(examples, found, strict=True) if not hits]
         stats["dropped_examples"] = stats["contaminated_examples"]

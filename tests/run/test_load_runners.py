@@ -4,12 +4,13 @@ once failed a run's evaluate stage with a TypeError between two versions)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import pytest
 from run_folders import replay_spec
 
-import fairspec.stages as stages_registry
+import fairspec.plan.kinds as kinds
 from fairspec.dsl import load_spec
 from fairspec.plan import Environment, compile_plan
 from fairspec.run.executor import execute, load_runners
@@ -29,7 +30,8 @@ def test_the_selected_stages_code_is_imported_up_front(tmp_path):
 
 def test_a_stage_whose_code_cannot_load_stops_the_run_before_anything_runs(tmp_path, monkeypatch):
     loaded, plan = plan_in(tmp_path)
-    monkeypatch.setitem(stages_registry.STAGES, "evaluate", "fairspec.stages.no_such_stage")
+    monkeypatch.setitem(kinds.STAGE_KINDS, "evaluate", dataclasses.replace(
+        kinds.STAGE_KINDS["evaluate"], module="fairspec.stages.no_such_stage"))
     ran = []
     with pytest.raises(ModuleNotFoundError):
         execute(loaded, plan, stages=("exam", "evaluate"), on_stage=ran.append)
