@@ -516,8 +516,9 @@ def _comparison(doc: Document, main: RunSummary, others: list[RunSummary], folde
         if run is main:
             vs_main[0] = "(the main run)"
         elif run.accuracy("tuned") is not None and main.accuracy("tuned") is not None:
-            table = table_between(main.final_metrics, run.final_metrics)
             by_rates = rates_between(main.final_metrics, run.final_metrics)
+            table = None if isinstance(by_rates, dict) else \
+                table_between(main.final_metrics, run.final_metrics)
             if isinstance(by_rates, dict):  # k samples each: per-question rates, t-test
                 sampled = True
                 interval = by_rates.get("diff_ci95")
