@@ -151,9 +151,10 @@ def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
     """Show what `fairspec run SPEC` will do: stages, fingerprints, hardware, calls and cost."""
     from fairspec.dsl import load_spec
     from fairspec.plan import compile_plan, detect_environment
-    from fairspec.plan.estimate import estimate_run, unique_calls_per_mistake
+    from fairspec.plan.estimate import estimate_run
     from fairspec.plan.hardware import Rendezvous
     from fairspec.plan.memory import memory_plan
+    from fairspec.plan.new_calls import unique_calls_per_mistake
     from fairspec.plan.render import plan_json, print_plan
     from fairspec.plan.round_estimate import estimate_rounds
 

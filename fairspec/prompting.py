@@ -3,6 +3,7 @@ as one user message."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fairspec.templates import render
@@ -14,7 +15,7 @@ def user_messages(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
-def teach_prompts(templates: dict[str, str], mistake: dict[str, Any]) -> dict[str, str]:
+def teach_prompts(templates: Mapping[str, str], mistake: dict[str, Any]) -> dict[str, str]:
     """The rendered P_rt(x) and P_fb(x, r', y) for one mistake."""
     fields = mistake["fields"]
     return {

@@ -14,7 +14,7 @@ with their code (``zhuochunli/Learn-from-Committee``, MIT; offline copy in
   1161 feedback texts, none missing or empty.
 
 A text's length in tokens is ``len(text) / 4`` (Python characters, i.e. code points, over
-4: the plan's :data:`~fairspec.plan.estimate.CHARS_PER_TOKEN`); a prior is the mean over
+4: the plan's :data:`~fairspec.plan.sizes.CHARS_PER_TOKEN`); a prior is the mean over
 all 1161 texts of the role (the three teachers pooled), rounded to the nearest integer.
 :func:`measure_authors_records` recomputes them from those two files. Per teacher
 (rationale + feedback = tokens per sample):

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from fairspec.artifacts import is_done, upgrade_stats
 from fairspec.dsl.schema import Spec
 from fairspec.plan.estimate import CallEstimate, reviewed_authors
 from fairspec.plan.graph import RunPlan
@@ -43,12 +44,11 @@ def _exam_stats(run: RunPlan, round_no: int) -> dict[str, Any] | None:
     """The finished exam's stats of ``round_no`` in this run's folder (None: not run yet)."""
     stage = run.stage(stage_name("exam", round_no))
     folder = Path(run.run_dir) / stage.name
-    manifest = folder / "manifest.json"
+    if not is_done(folder, stage.fingerprint):
+        return None
     try:
-        if json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint") != stage.fingerprint:
-            return None
-        return json.loads((folder / "stats.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return upgrade_stats(json.loads((folder / "stats.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):  # missing or unreadable: not measured
         return None
 
 

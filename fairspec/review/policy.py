@@ -212,3 +212,12 @@ class ReviewPolicy:
             if self.decision(scores_in_order[:asked], total - asked) is not None:
                 return asked
         raise AssertionError("unreachable: with nothing pending the decision is certain")
+
+
+def policy_from(settings: Mapping[str, Any]) -> ReviewPolicy:
+    """The policy of a review stage's settings (their ``policy`` block, as the plan compiled
+    it; its ``exclude_self`` says who reviews, not how scores decide)."""
+    p = settings["policy"]
+    return ReviewPolicy(score_range=tuple(p["score_range"]), threshold=p["threshold"],
+                        accept=p["accept"], aggregate=p["aggregate"],
+                        min_valid_scores=p["min_valid_scores"])

@@ -30,15 +30,16 @@ from typing import Any
 from fairspec.artifacts import SortedJsonlWriter, read_jsonl, write_stats
 from fairspec.errors import StageContractError, TeacherStopped
 from fairspec.progress import attach
-from fairspec.prompting import review_head, review_prompt, user_messages
+from fairspec.prompting import review_head
 from fairspec.review import ReviewPolicy, parse_score
 from fairspec.review.gold_check import gold_verdict
 from fairspec.review.logprobs import ScoreReading
-from fairspec.review.policy import reviewable
+from fairspec.review.policy import policy_from, reviewable
 from fairspec.review.tally import Tally
 from fairspec.stages.context import StageContext
 from fairspec.store import CallRecord
 from fairspec.store.recorded_answers import About
+from fairspec.store.teacher_requests import review_messages, reviewers_of
 from fairspec.teachers.committee import (
     BATCH_WORKERS,
     close_committee,
@@ -48,13 +49,6 @@ from fairspec.teachers.committee import (
 )
 from fairspec.teachers.pool import looked_up, run_per_teacher, stop_for_budget
 from fairspec.teachers.recorded_calls import about, check_recorded
-
-
-def policy_from(settings: dict[str, Any]) -> ReviewPolicy:
-    p = settings["policy"]
-    return ReviewPolicy(score_range=tuple(p["score_range"]), threshold=p["threshold"],
-                        accept=p["accept"], aggregate=p["aggregate"],
-                        min_valid_scores=p["min_valid_scores"])
 
 
 def read_review(record: CallRecord, policy: ReviewPolicy, scoring: dict[str, str]
@@ -190,29 +184,22 @@ async def _review_all(ctx: StageContext, tally: Tally,
     callers = make_committee(teachers, services.store, services.base_dir,
                              replay=services.replay, budget=services.budget,
                              batch_state=ctx.output("batches.json"))
-    exclude_self = settings["policy"]["exclude_self"]
     scoring = settings.get("scoring") or {"method": "text", "fallback": "text"}
     with_logprobs = scoring["method"] == "logprobs"
 
-    def reviewers_of(author: str) -> list[str]:
-        return [n for n in order if not (exclude_self and n == author)]
-
     def review_about(mistake: dict[str, Any], author: str, rank: int) -> About:
         return about(mistake, "review", author=author, rank=rank)
-
-    def messages(mistake: dict[str, Any], rationale: dict[str, Any]) -> list[dict[str, str]]:
-        return user_messages(review_prompt(template, mistake, rationale["text"]))
 
     def asked(author: str) -> Iterator[tuple[dict[str, Any], dict[str, Any], list[dict[str, str]]]]:
         """(mistake, rationale, the review's messages) of each of ``author``'s rationales:
         one messages object, looked up ahead for every reviewer and then asked of each."""
         for mistake, rationale in of_author(author):
-            yield mistake, rationale, messages(mistake, rationale)
+            yield mistake, rationale, review_messages(template, mistake, rationale["text"])
 
     async def review_one(author: str,
                          job: tuple[dict[str, Any], dict[str, Any], list[dict[str, str]]]) -> None:
         mistake, rationale, prompt = job
-        reviewers = reviewers_of(author)
+        reviewers = panel[author]
         head = review_head(template, mistake, prompt[0]["content"])  # cached by some APIs
         scores: list[float | None] = []
         for i, reviewer in enumerate(reviewers):
@@ -236,24 +223,25 @@ async def _review_all(ctx: StageContext, tally: Tally,
         tally.decided(author, rationale["reaches_gold"], accepted)
 
     authors = sorted(tally.rationales)
+    panel = {author: reviewers_of(settings, author) for author in authors}  # in asking order
     # an author whose reviewers include a batch teacher keeps all its rationales on
     # their way: each wave of reviews is then one batch (early exit decides the next)
     batched = any(t.get("batch") for t in teachers)
     per_reviewer = {t["name"]: workers(t) for t in teachers}
     # an author's rationales go through as many workers as its busiest reviewer keeps
     concurrency = {author: BATCH_WORKERS if batched else
-                   max((per_reviewer[name] for name in reviewers_of(author)), default=1)
+                   max((per_reviewer[name] for name in panel[author]), default=1)
                    for author in authors}
     for name in order:
-        callers[name].count_stored((job[2], 0) for author in authors if name in reviewers_of(author)
+        callers[name].count_stored((job[2], 0) for author in authors if name in panel[author]
                                    for job in asked(author))
     per_author = {author: n - tally.dropped[author] for author, n in tally.reviewable.items()
                   if n - tally.dropped[author]}
     attach(services.progress, ctx.label, callers,  # upper bounds: early exit skips some reviews
-           {name: sum(n for a, n in per_author.items() if name in reviewers_of(a)) for name in order})
+           {name: sum(n for a, n in per_author.items() if name in panel[a]) for name in order})
     # the pool is keyed by author: each author's rationales go through its own workers,
     # which call the reviewers in turn; the reviewers' calls are looked up ahead
-    jobs = {author: looked_up([callers[name] for name in reviewers_of(author)], asked(author),
+    jobs = {author: looked_up([callers[name] for name in panel[author]], asked(author),
                               lambda job: (job[2], 0))
             for author in per_author}
     try:
@@ -261,7 +249,7 @@ async def _review_all(ctx: StageContext, tally: Tally,
         if recorded:
             wanted: dict[str, list[About]] = defaultdict(list)
             for mistake, r in of_author(None):
-                for rank, reviewer in enumerate(reviewers_of(r["teacher"]), start=1):
+                for rank, reviewer in enumerate(panel[r["teacher"]], start=1):
                     if reviewer in recorded:
                         wanted[reviewer].append(review_about(mistake, r["teacher"], rank))
             check_recorded(callers, dict(wanted))

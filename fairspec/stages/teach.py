@@ -9,15 +9,14 @@ from typing import Any
 from fairspec.artifacts import SortedJsonlWriter, read_jsonl, write_stats
 from fairspec.errors import TeacherStopped
 from fairspec.progress import attach
-from fairspec.prompting import TEACH_ROLES, teach_prompts, user_messages
+from fairspec.prompting import TEACH_ROLES
 from fairspec.stages.context import StageContext
+from fairspec.store.teacher_requests import TeachRequest, teach_requests
 from fairspec.teachers.committee import close_committee, committee_usage, make_committee, workers
 from fairspec.teachers.pool import looked_up, run_per_teacher, stop_for_budget
 from fairspec.teachers.recorded_calls import about, check_recorded
 
 OUTPUTS = {"rationale": "rationales.jsonl", "feedback": "feedback.jsonl"}
-#: One call of a teacher: the mistake, the role (rationale or feedback), the messages.
-Job = tuple[dict[str, Any], str, list[dict[str, str]]]
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -40,24 +39,20 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
 
     # a later round's rationale for a question asked before: the stored one (sample 0, free),
     # or with rounds.fresh_rationales a new sample (paid); feedback is keyed by the answer
-    samples = {"rationale": ctx.settings.get("rationale_sample", 0), "feedback": 0}
+    rationale_sample = ctx.settings.get("rationale_sample", 0)
 
     replies: dict[str, dict[str, Any]] = {}
-    def items() -> Iterator[Job]:
-        """Every (mistake, role, messages) of one teacher, read from the file as they are
-        taken (the messages object is the one looked up ahead and then asked)."""
-        for mistake in read_jsonl(mistakes_file):
-            prompts = teach_prompts(templates, mistake)
-            for role in TEACH_ROLES:
-                yield mistake, role, user_messages(prompts[role])
+    def items() -> Iterator[TeachRequest]:
+        """Every request of one teacher, read from the file as they are taken (the messages
+        object is the one looked up ahead and then asked)."""
+        return teach_requests(templates, read_jsonl(mistakes_file), rationale_sample)
 
-    def request(job: Job) -> tuple[list[dict[str, str]], int]:
-        _, role, messages = job
-        return messages, samples[role]
+    def request(job: TeachRequest) -> tuple[list[dict[str, str]], int]:
+        return job.messages, job.sample_index
 
-    async def handle(teacher: str, job: Job) -> None:
-        mistake, role, messages = job
-        record = await callers[teacher].ask(messages, samples[role], about=about(mistake, role))
+    async def handle(teacher: str, job: TeachRequest) -> None:
+        mistake, role, messages, sample_index = job
+        record = await callers[teacher].ask(messages, sample_index, about=about(mistake, role))
         out[role].add({
             "index": mistake["index"], "teacher": teacher, "role": role, "text": record.text,
             "status": record.status, "finish_reason": record.finish_reason, "key": record.key,
@@ -75,7 +70,7 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
         callers[teacher["name"]].count_stored(request(job) for job in items())
     attach(services.progress, ctx.label, callers, sizes)
     try:
-        check_recorded(callers, {name: [about(m, role) for m, role, _ in items()]
+        check_recorded(callers, {name: [about(job.mistake, job.role) for job in items()]
                                  for name, caller in callers.items() if caller.recorded is not None})
         fatal = await run_per_teacher(
             {name: looked_up(caller, items(), request) for name, caller in callers.items()},

@@ -2,7 +2,8 @@
 
 ``CallIdentity`` names a call by what can change its answer (its ``key``); ``CallStore`` keeps
 records in ``<output_dir>/calls.sqlite`` and exports the replay file that
-``load_replay`` answers from.
+``load_replay`` answers from; ``teacher_requests`` names the requests a teacher stage makes
+and their identities (one recipe for the stages and the plan's estimate).
 """
 
 from fairspec.store.call_record import COMPLETED, STATUSES, CallRecord

@@ -15,12 +15,9 @@ from rich.console import Console
 
 from fairspec.dsl import load_spec, load_spec_text
 from fairspec.plan import Environment, compile_plan
-from fairspec.plan.estimate import (
-    calls_per_mistake,
-    estimate_run,
-    review_reach,
-    unique_calls_per_mistake,
-)
+from fairspec.plan.early_exit import review_reach
+from fairspec.plan.estimate import calls_per_mistake, estimate_run
+from fairspec.plan.new_calls import unique_calls_per_mistake
 from fairspec.plan.priors import (
     OUTPUT_TOKEN_PRIORS,
     PRIOR_RECORDS,

@@ -17,17 +17,9 @@ import pytest
 from fairspec.dsl import load_spec
 from fairspec.plan import compile_plan
 from fairspec.plan.environment import Environment
-from fairspec.plan.memory import (
-    GIB,
-    KNOWN_MODELS,
-    ModelShape,
-    TrainingSetup,
-    exam_memory,
-    exam_setup,
-    memory_plan,
-    model_shape,
-    training_memory,
-)
+from fairspec.plan.memory import exam_setup, memory_plan
+from fairspec.plan.memory_totals import GIB, TrainingSetup, exam_memory, training_memory
+from fairspec.plan.model_shape import KNOWN_MODELS, ModelShape, model_shape
 
 REPO = Path(__file__).resolve().parents[2]
 LLAMA_7B = "meta-llama/Llama-2-7b-chat-hf"

@@ -12,6 +12,7 @@ import pytest
 
 import fairspec.review as review
 from fairspec.review import ReviewPolicy, parse_score
+from fairspec.review.policy import policy_from
 
 TEACHERS = ("gpt", "gemini", "mistral")
 RECORD = "fair-authors-record/Llama-2-7b-chat-hf_svamp_rationale_round0.json"
@@ -23,6 +24,13 @@ def test_public_api_is_exactly_all() -> None:
     )
     for name in review.__all__:
         assert hasattr(review, name)
+
+
+def test_a_review_stages_settings_give_its_policy() -> None:
+    settings = {"policy": {"score_range": [1, 10], "threshold": 6.5, "accept": ">",
+                           "aggregate": "trimmed_mean", "min_valid_scores": 2, "exclude_self": True}}
+    assert policy_from(settings) == ReviewPolicy(score_range=(1, 10), threshold=6.5, accept=">",
+                                                 aggregate="trimmed_mean", min_valid_scores=2)
 
 
 def test_defaults_are_the_papers_rule() -> None:

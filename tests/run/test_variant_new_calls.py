@@ -13,9 +13,10 @@ from katan_runs import requests_served, spec_text, svamp_mistakes, teacher_line,
 from fairspec.artifacts import read_jsonl
 from fairspec.dsl import load_spec_text
 from fairspec.plan import Environment, compile_plan
-from fairspec.plan.estimate import estimate_run, unique_calls_per_mistake
+from fairspec.plan.calls_view import output_tokens_line
+from fairspec.plan.estimate import estimate_run
+from fairspec.plan.new_calls import unique_calls_per_mistake
 from fairspec.plan.priors import OUTPUT_TOKEN_PRIORS
-from fairspec.plan.render import output_tokens_line
 from fairspec.run.executor import run_stage
 from fairspec.store import CallStore
 

@@ -270,10 +270,10 @@ def test_the_report_says_when_nothing_was_found_or_the_check_did_not_run():
 
 @pytest.mark.parametrize("mode", ["off", "report", "drop"])
 def test_the_plan_names_the_check(tmp_path, mode):
-    from fairspec.plan.render import _stage_summary_of
+    from fairspec.plan.stage_summary import stage_summary_of
 
     made = build_run(tmp_path, mode)
-    summary = _stage_summary_of(made.loaded.spec, made.run, made.run.stage("build"))
+    summary = stage_summary_of(made.loaded.spec, made.run, made.run.stage("build"))
     assert ("test questions in the examples" in summary) == (mode != "off")
 
 

@@ -140,7 +140,7 @@ def test_the_plan_counts_n_n_minus_1_reviews_exactly_without_early_exit(tmp_path
 
     from fairspec.dsl import load_spec_text
     from fairspec.plan import Environment, compile_plan
-    from fairspec.plan.estimate import unique_calls_per_mistake
+    from fairspec.plan.new_calls import unique_calls_per_mistake
 
     teachers = "".join(teacher_line(n, "http://127.0.0.1:9/v1", model=TEACHERS[n][0])
                        for n in TEACHERS)

@@ -1,0 +1,76 @@
+"""Where a run's exam and training run, said for a person and a program: each node's
+commands, the exam's devices and the training batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fairspec.plan.graph import Plan, RunPlan
+from fairspec.plan.hardware import LOCAL, Rendezvous, TrainingLayout, format_command
+
+
+def training_nodes(plan: Plan, run: RunPlan, rendezvous: Rendezvous = LOCAL
+                   ) -> list[dict[str, Any]]:
+    """What each node runs for ``run``'s training: the ``fairspec run`` to type there and
+    the launch command it starts (empty when training runs in fairspec's own process)."""
+    stage = run.stage("train")
+    layout = TrainingLayout.from_settings(stage.settings["layout"])
+    if layout.launcher == "inline":
+        return []
+    train_dir = f"{run.run_dir}/{stage.name}"
+    config = f"{train_dir}/accelerate_config.yaml" if layout.launcher == "accelerate" else None
+    nodes = []
+    for rank in range(layout.nodes):
+        here = Rendezvous(rank, rendezvous.master_addr, rendezvous.master_port)
+        fairspec = ["fairspec", "run", plan.spec_file]
+        if run.variant is not None:
+            fairspec += ["--variant", run.variant]
+        if layout.nodes > 1:
+            fairspec += ["--node-rank", str(rank), "--master-addr", here.master_addr,
+                         "--master-port", str(here.master_port)]
+        nodes.append({
+            "node_rank": rank,
+            "runs": "every stage" if rank == 0 else "the train stage only (joins node 0)",
+            "fairspec": format_command(fairspec),
+            "launch": format_command(layout.command(f"{train_dir}/train_args.json",
+                                                    config_file=config, rendezvous=here)),
+        })
+    return nodes
+
+
+def exam_layout(run: RunPlan) -> dict[str, Any] | None:
+    """The exam's and the evaluation's devices: vLLM's tensor x data parallel, or hf's
+    ``data_parallel`` replicas of one device each (None: one hf engine, or recorded)."""
+    settings = run.stage("exam").settings
+    vllm = settings.get("vllm")
+    if vllm:
+        tp, dp = vllm["tensor_parallel_size"], vllm.get("data_parallel_size", 1)
+    elif settings.get("engine") == "hf" and (settings.get("replicas") or {}).get("replicas", 1) > 1:
+        tp, dp = 1, settings["replicas"]["replicas"]
+    else:
+        return None
+    return {"engine": "vllm" if vllm else "hf", "tensor_parallel": tp, "data_parallel": dp,
+            "gpus": tp * dp, "device": settings.get("device", "cuda")}
+
+
+def training_batch(run: RunPlan) -> dict[str, Any]:
+    """The training batch said plainly: ``training.batch_size`` is per device, so the global
+    batch is per device x accumulation x processes (it grows with the processes)."""
+    s = run.stage("train").settings
+    per_device, accumulation = s["batch_size"], s["gradient_accumulation_steps"]
+    processes = s["layout"]["world_size"]
+    return {"per_device": per_device, "accumulation": accumulation, "processes": processes,
+            "global": per_device * accumulation * processes,
+            "single_process": per_device * accumulation}
+
+
+def training_batch_line(run: RunPlan) -> str:
+    """``Training batch: per device B x accumulation G x processes P = global N``, and what
+    one process would take when that differs."""
+    b = training_batch(run)
+    line = (f"Training batch: per device {b['per_device']} x accumulation {b['accumulation']} x "
+            f"processes {b['processes']} = global {b['global']}")
+    if b["global"] != b["single_process"]:
+        line += (f" (one process would take {b['single_process']}: training.batch_size is per "
+                 "device, so the global batch grows with the processes)")
+    return line
