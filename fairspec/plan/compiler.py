@@ -28,6 +28,7 @@ from fairspec.plan.hardware import resolve_engine
 from fairspec.plan.kinds import STAGE_KINDS, stage_name
 from fairspec.plan.stage_facts import RunFacts, card_facts, dataset_split, teacher_generation
 from fairspec.plan.stage_parts import KIND_COMPILERS, Parts
+from fairspec.plan.stage_settings import checked_settings
 from fairspec.resources import resolve_path
 
 __all__ = ["CALL_STORE_NAME", "card_facts", "check_graph", "compile_plan", "compile_run",
@@ -86,7 +87,8 @@ def _add(stages: list[Stage], kind_name: str, identity: dict[str, Any], settings
          reads_previous: tuple[tuple[str, str], ...] = (), implementation: str | None = None) -> Stage:
     """A stage of kind ``kind_name`` in round ``round_no``, appended to ``stages``: it reads
     its kind's inputs from the same round's stages and ``reads_previous`` from ``previous``;
-    its fingerprint covers ``identity`` and the fingerprints of ``after``."""
+    its fingerprint covers ``identity`` and the fingerprints of ``after``; its settings are
+checked against its kind's settings type."""
     kind = STAGE_KINDS[kind_name]
     own = {s.kind: s.name for s in stages if s.settings.get("round", 1) == round_no}
     inputs = [Input(own[producer], artifact) for producer, artifact in kind.reads]
@@ -94,7 +96,8 @@ def _add(stages: list[Stage], kind_name: str, identity: dict[str, Any], settings
     stage = Stage(
         name=stage_name(kind_name, round_no), kind=kind.name, implementation=implementation,
         fingerprint=fingerprint(kind_name, identity, [s.fingerprint for s in after]),
-        settings={**settings, **({"round": round_no} if round_no > 1 else {})},
+        settings=checked_settings(kind_name, kind.settings,
+                                  {**settings, **({"round": round_no} if round_no > 1 else {})}),
         identity=identity, after=tuple(s.name for s in after), inputs=tuple(inputs),
         outputs=kind.writes, amends=tuple(Input(own[producer], path) for producer, path in kind.amends),
     )
@@ -108,7 +111,9 @@ def _report(stages: list[Stage], tracking: dict[str, Any], rounds: int) -> Stage
     return Stage(
         name="report", kind="report",
         fingerprint=fingerprint("report", identity, [s.fingerprint for s in stages]),
-        settings={"rounds": rounds, "tracking": tracking}, identity=identity,
+        settings=checked_settings("report", STAGE_KINDS["report"].settings,
+                                  {"rounds": rounds, "tracking": tracking}),
+        identity=identity,
         after=tuple(s.name for s in stages),
         inputs=tuple(Input(s.name, artifact) for s in stages
                      for producer, artifact in STAGE_KINDS["report"].reads if s.kind == producer),

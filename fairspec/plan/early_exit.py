@@ -12,6 +12,7 @@ import math
 from itertools import combinations_with_replacement
 
 from fairspec.plan.graph import RunPlan
+from fairspec.plan.stage_settings import ReviewScoring
 from fairspec.review import ReviewPolicy
 from fairspec.review.policy import policy_from
 from fairspec.store.teacher_requests import reviewers_of
@@ -69,5 +70,5 @@ def review_reach_of(run: RunPlan) -> dict[str, list[tuple[bool, bool]]]:
     if not review.get("early_exit", True):  # every reviewer is asked: N(N-1) exactly
         return {a: [(True, True)] * len(reviewers) for a, reviewers in order.items()}
     policy = policy_from(review)
-    scoring = (review.get("scoring") or {"method": "text"})["method"]
+    scoring = ReviewScoring.of(review.get("scoring")).method
     return {a: review_reach(policy, len(reviewers), scoring) for a, reviewers in order.items()}

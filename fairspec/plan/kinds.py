@@ -2,8 +2,10 @@
 
 This is the one table the compiler wires a run from: an instance of a kind reads
 ``reads`` (a producing kind and one of its declared outputs, bound to that kind's
-instance in the same run) and writes ``writes``. The implementations are registered
-by the same names in :mod:`fairspec.stages`; a test checks the two agree.
+instance in the same run) and writes ``writes``; its settings are of the kind's
+``settings`` type (:mod:`fairspec.plan.stage_settings`), which the compiler checks them
+against and the stage reads them through. The implementations are registered by the
+same names in :mod:`fairspec.stages`; a test checks the two agree.
 """
 
 from __future__ import annotations
@@ -11,11 +13,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fairspec.plan.graph import Output
+from fairspec.plan.stage_settings import (
+    BuildSettings,
+    EvaluateSettings,
+    ExamSettings,
+    ReportSettings,
+    ReviewSettings,
+    Settings,
+    TeachSettings,
+    TrainSettings,
+)
 
 
 @dataclass(frozen=True)
 class StageKind:
     name: str
+    #: the type of its settings (a frozen dataclass the compiler builds them through)
+    settings: type[Settings]
     reads: tuple[tuple[str, str], ...]
     writes: tuple[Output, ...]
     #: files inside what it reads that it rewrites, (producing kind, path in its folder):
@@ -39,25 +53,25 @@ def _out(*names: str) -> tuple[Output, ...]:
 
 
 STAGE_KINDS: dict[str, StageKind] = {kind.name: kind for kind in (
-    StageKind("exam", reads=(), writes=_out("exam.jsonl", "mistakes.jsonl", "stats.json")),
-    StageKind("teach", reads=(("exam", "mistakes.jsonl"),),
+    StageKind("exam", ExamSettings, reads=(), writes=_out("exam.jsonl", "mistakes.jsonl", "stats.json")),
+    StageKind("teach", TeachSettings, reads=(("exam", "mistakes.jsonl"),),
               writes=_out("rationales.jsonl", "feedback.jsonl", "stats.json", "batches.json?"),
               call_files=("rationales.jsonl", "feedback.jsonl")),
-    StageKind("review", reads=(("exam", "mistakes.jsonl"), ("teach", "rationales.jsonl")),
+    StageKind("review", ReviewSettings, reads=(("exam", "mistakes.jsonl"), ("teach", "rationales.jsonl")),
               writes=_out("reviews.jsonl", "accepted.jsonl", "stats.json", "batches.json?"),
               call_files=("reviews.jsonl",)),
-    StageKind("build", reads=(("exam", "mistakes.jsonl"), ("teach", "feedback.jsonl"),
+    StageKind("build", BuildSettings, reads=(("exam", "mistakes.jsonl"), ("teach", "feedback.jsonl"),
                               ("review", "accepted.jsonl")),
               writes=_out("dataset/", "preview.jsonl", "stats.json", "overlaps.jsonl?")),
-    StageKind("train", reads=(("build", "dataset/"), ("build", "stats.json")),
+    StageKind("train", TrainSettings, reads=(("build", "dataset/"), ("build", "stats.json")),
               writes=_out("train_args.json", "accelerate_config.yaml?", "model/?",
                           "trainer_state.json?", "stats.json")),
-    StageKind("evaluate", reads=(("train", "model/"),),
+    StageKind("evaluate", EvaluateSettings, reads=(("train", "model/"),),
               writes=_out("predictions-base.jsonl?", "predictions-tuned.jsonl?", "base.jsonl?",
                           "metrics.json"),
               # the tuned model's card gets the accuracy before and after
               amends=(("train", "model/README.md"),)),
-    StageKind("report", reads=(("exam", "stats.json"), ("exam", "mistakes.jsonl"),
+    StageKind("report", ReportSettings, reads=(("exam", "stats.json"), ("exam", "mistakes.jsonl"),
                                ("teach", "stats.json"), ("teach", "rationales.jsonl"),
                                ("teach", "feedback.jsonl"), ("review", "stats.json"),
                                ("review", "reviews.jsonl"), ("review", "accepted.jsonl"),

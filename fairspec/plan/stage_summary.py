@@ -7,6 +7,7 @@ from typing import Any
 
 from fairspec.dsl.schema import Spec
 from fairspec.plan.graph import RunPlan
+from fairspec.plan.stage_settings import ReviewScoring
 
 
 def stage_summary(spec: Spec, run: RunPlan, stage_name: str) -> str:
@@ -57,10 +58,10 @@ def stage_summary_of(spec: Spec, run: RunPlan, stage: Any) -> str:
         if not s["enabled"]:
             return "off: every rationale is kept"
         p = s["policy"]
-        scoring = s.get("scoring") or {"method": "text"}
-        read = ("scores from log-probabilities (else " + ("the text" if scoring["fallback"] == "text"
+        scoring = ReviewScoring.of(s.get("scoring"))
+        read = ("scores from log-probabilities (else " + ("the text" if scoring.fallback == "text"
                                                           else "none") + ")"
-                if scoring["method"] == "logprobs" else "scores from the text")
+                if scoring.logprobs else "scores from the text")
         return (f"{p['aggregate']} of peer scores {p['accept']} {p['threshold']:g} "
                 f"in [{p['score_range'][0]}, {p['score_range'][1]}]"
                 f"{', exclude_self' if p['exclude_self'] else ''}, min_valid_scores {p['min_valid_scores']}"

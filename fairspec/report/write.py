@@ -12,6 +12,7 @@ from typing import Any
 from fairspec.artifacts import atomic_write_text
 from fairspec.dsl.variants import shown
 from fairspec.errors import FairspecError
+from fairspec.plan.stage_settings import ReviewScoring
 from fairspec.report.browser import sample_browser
 from fairspec.report.collect import Locate, RunSummary, collect, run_locator, siblings
 from fairspec.report.decontamination import add_decontamination
@@ -404,7 +405,7 @@ def _gold_check(doc: Document, gold: dict[str, Any] | None) -> None:
 
 def _scoring(review: dict) -> str:
     """How the run's reviews were scored: "logprobs" or "text" (older runs say nothing: text)."""
-    return (review.get("scoring") or {}).get("method") or "text"
+    return ReviewScoring.of(review.get("scoring")).method
 
 
 #: ``scored_by`` in reviews.jsonl and review/stats.json, in the order the report counts them.
@@ -416,7 +417,7 @@ _SCORED_BY = (("logprobs", "read from log-probabilities at the stated score"),
 
 def _logprob_scoring(doc: Document, run: RunSummary, score_range) -> None:
     review = run.review or {}
-    fallback = (review.get("scoring") or {}).get("fallback") or "text"
+    fallback = ReviewScoring.of(review.get("scoring")).fallback
     low, high = score_range[0], score_range[1]
     doc.add(Text(f"Scores were read from log-probabilities (review.scoring: logprobs): each "
                  f"review's score is the expected score, the probability-weighted mean of the "

@@ -34,6 +34,7 @@ from fairspec.artifacts import (
 )
 from fairspec.cards import dataset_card
 from fairspec.errors import DataError
+from fairspec.plan.stage_settings import BuildSettings, DecontaminateSettings
 from fairspec.stages.context import StageContext
 from fairspec.tasks.contamination import Match, TestNgrams, question_text
 from fairspec.templates import render
@@ -149,13 +150,16 @@ def overlap_stats(examples: list[dict[str, Any]], found: list[dict[str, Match]],
 
 
 def decontaminate(examples: list[dict[str, Any]], mistakes: list[dict[str, Any]],
-                  check: Mapping[str, Any], base_dir: Path
+                  check: DecontaminateSettings, base_dir: Path
                   ) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]], str | None]:
     """The examples to train on (without the contaminated ones with ``drop``), what the
     check found (stats.json's ``decontamination``), every contaminated example
     (:func:`overlap_rows`) and the test split's fingerprint (None when it could not be read)."""
-    mode = check["mode"]
-    head = {"mode": mode, "n": check["n"], "split": check["dataset"]["split"]}
+    mode = check.mode
+    if check.dataset is None or check.n is None or check.shared_limit is None or check.fields is None:
+        raise DataError(f"task.decontaminate: {mode} without its test split in the plan "
+                        "(compile the plan again)")
+    head = {"mode": mode, "n": check.n, "split": check.dataset.split}
     try:
         split = load_split(check, base_dir)
     except (DataError, OSError) as exc:
@@ -164,9 +168,9 @@ def decontaminate(examples: list[dict[str, Any]], mistakes: list[dict[str, Any]]
         return examples, {**head, "checked": False,
                           "reason": f"the {head['split']} split could not be read: {exc}"}, [], None
     started = time.perf_counter()
-    names = [name for name in check["fields"] if name != "answer"]
+    names = [name for name in check.fields if name != "answer"]
     ngrams = TestNgrams(((row.index, question_text(row.fields, names)) for row in split.rows),
-                        n=check["n"], shared_limit=check["shared_limit"])
+                        n=check.n, shared_limit=check.shared_limit)
     questions = {m["index"]: question_text(m["fields"], names) for m in mistakes}
     found = find_overlaps(examples, questions, ngrams)
     overlaps = overlap_rows(examples, found)
@@ -191,7 +195,7 @@ COLUMNS = {
 }
 
 
-def training_set_card(card: dict[str, Any], stats: dict[str, Any]) -> str:
+def training_set_card(card: Mapping[str, Any], stats: dict[str, Any]) -> str:
     """The built set's dataset card (a ``save_to_disk`` folder: ``load_from_disk`` reads it)."""
     counts = {"student's mistakes": stats["mistakes"],
               "samples (an accepted rationale and a feedback)": stats["samples"],
@@ -206,16 +210,16 @@ def training_set_card(card: dict[str, Any], stats: dict[str, Any]) -> str:
 
 def run(ctx: StageContext) -> dict[str, Any]:
     ctx.prepare()
-    settings = ctx.settings
+    settings = ctx.settings_as(BuildSettings)
     mistakes = list(read_jsonl(ctx.input("exam", "mistakes.jsonl")))
     accepted = list(read_jsonl(ctx.input("review", "accepted.jsonl")))
     feedback = list(read_jsonl(ctx.input("teach", "feedback.jsonl")))
-    templates = {role: ctx.read_template(ref) for role, ref in settings["templates"].items()}
+    templates = {role: ctx.read_template(ref) for role, ref in settings.templates.items()}
     examples = build_examples(mistakes, accepted, feedback, templates,
-                              selection=settings["selection"], seed=settings["seed"])
-    check = settings.get("decontaminate") or {"mode": "off"}  # a plan from before the key: off
+                              selection=settings.selection, seed=settings.seed)
+    check = settings.decontaminate
     decontamination, test_split = None, None
-    if check["mode"] != "off":
+    if check.mode != "off":
         examples, decontamination, overlaps, test_split = decontaminate(
             examples, mistakes, check, ctx.services.base_dir)
         write_jsonl(ctx.output("overlaps.jsonl"), overlaps)
@@ -238,7 +242,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "feedback_examples": sum(1 for e in examples if e["kind"] == "feedback"),
         "per_teacher": {t: {k: per_teacher[(t, k)] for k in ("rationale", "feedback")}
                         for t in sorted({e["teacher"] for e in examples})},
-        "selection": settings["selection"],
+        "selection": settings.selection,
     }
     if ctx.declared_input("build", "dataset/") is not None:  # this round's, and the earlier ones'
         stats.update(round_examples=new, carried_examples=len(earlier),
@@ -248,8 +252,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
                                        "checked by the round that built them")
     if decontamination is not None:
         stats["decontamination"] = decontamination
-    if "card" in settings:
-        atomic_write_text(ctx.output("dataset/") / "README.md", training_set_card(settings["card"], stats))
+    if settings.card is not None:
+        atomic_write_text(ctx.output("dataset/") / "README.md", training_set_card(settings.card, stats))
     write_stats(ctx.output("stats.json"), stats)
     ctx.finish({"samples": stats["samples"], "examples": stats["examples"]},
                extra_inputs={"decontaminate": test_split} if test_split else None)

@@ -16,11 +16,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fairspec.artifacts import MANIFEST, OWNER_FILE, prepare_stage_folder, write_manifest
 from fairspec.errors import StageContractError
 from fairspec.plan.graph import Input, RunPlan, Stage
+from fairspec.plan.kinds import round_of
+from fairspec.plan.stage_settings import Settings, TemplateRef
 from fairspec.resources import resolve_path
 
 if TYPE_CHECKING:  # types only: a stage imports what it uses when it runs
@@ -31,6 +33,8 @@ if TYPE_CHECKING:  # types only: a stage imports what it uses when it runs
     from fairspec.teachers.budget import Budget
 
 log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=Settings)
 
 WORK_DIR = "work"
 STRICT_ENV = "FAIRSPEC_STRICT_ARTIFACTS"
@@ -61,11 +65,18 @@ class StageContext:
         self.folder = Path(run.run_dir) / stage.name
         self.strict = os.environ.get(STRICT_ENV) == "1" if strict is None else strict
         self.started = time.time()
+        self._typed: Settings | None = None
 
     # --- what the plan compiled -------------------------------------------------------
-    @property
-    def settings(self) -> dict[str, Any]:
-        return dict(self.stage.settings)
+    def settings_as(self, kind: type[S]) -> S:
+        """The compiled settings as their kind's type (read once); ``kind`` names the type
+        the stage expects, so a stage run with another kind's settings fails here."""
+        if self._typed is None:
+            self._typed = kind.from_mapping(self.stage.settings)
+        if not isinstance(self._typed, kind):
+            raise StageContractError(f"stage {self.stage.name} holds {type(self._typed).__name__}, "
+                                     f"not {kind.__name__}")
+        return self._typed
 
     @property
     def fingerprint(self) -> str:
@@ -74,7 +85,7 @@ class StageContext:
     @property
     def label(self) -> str:
         """How progress lines name the stage: its kind, with its round past the first."""
-        round_no = self.stage.settings.get("round", 1)
+        round_no = round_of(self.stage.name)
         return self.stage.kind if round_no == 1 else f"round {round_no} {self.stage.kind}"
 
     def fingerprint_of(self, stage: str) -> str:
@@ -136,9 +147,9 @@ class StageContext:
         """A file the spec names (``builtin:...`` or relative to the spec's folder)."""
         return resolve_path(ref, self.services.base_dir)
 
-    def read_template(self, ref: dict[str, str]) -> str:
-        """The source of a compiled template reference ``{"ref": ..., "sha256": ...}``."""
-        return self.resolve(ref["ref"]).read_text(encoding="utf-8")
+    def read_template(self, template: TemplateRef) -> str:
+        """The source of a compiled template reference."""
+        return self.resolve(template.ref).read_text(encoding="utf-8")
 
     def cache(self, *parts: str) -> Path:
         """A file in the output folder's cache, shared by every run of the spec."""

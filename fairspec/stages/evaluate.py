@@ -13,6 +13,7 @@ exact test, the difference's interval: :mod:`fairspec.report.significance`).
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +31,7 @@ from fairspec.answering import (
 )
 from fairspec.artifacts import atomic_write_text, write_jsonl, write_stats
 from fairspec.cards import with_results
+from fairspec.plan.stage_settings import EvaluateSettings
 from fairspec.progress import counter
 from fairspec.report import significance
 from fairspec.stages.context import StageContext
@@ -37,35 +39,34 @@ from fairspec.stages.context import StageContext
 
 def run(ctx: StageContext) -> dict[str, Any]:
     ctx.prepare()
-    settings = ctx.settings
-    dataset = settings["dataset"]
+    settings = ctx.settings_as(EvaluateSettings)
     split = load_split(settings, ctx.services.base_dir)
-    template = ctx.read_template(settings["template"])
-    scoring = Scoring.from_settings(settings["answer"])
-    sampling = sampling_from(settings, settings["seed"])
+    template = ctx.read_template(settings.template)
+    scoring = Scoring.from_settings(settings.answer)
+    sampling = sampling_from(settings, settings.seed)
     tuned = ctx.input("train", "model/")
     models = {"tuned": str(tuned)} if (tuned / "config.json").is_file() else {}
-    if settings["base"]:
-        models = {"base": settings["model"], **models}
-    metrics: dict[str, Any] = {"split": dataset["split"], "dataset": split.source}
+    if settings.base:
+        models = {"base": settings.model, **models}
+    metrics: dict[str, Any] = {"split": settings.dataset.split, "dataset": split.source}
     predictions: dict[str, list[dict[str, Any]]] = {}
-    k = settings.get("samples", 1)
+    k = settings.samples
     for label, model in models.items():
         passes = []
         for sample in range(k):
             tag = "" if sample == 0 else f".sample-{sample}"
             if label == "base":  # shared by every run with the same base fingerprint
-                out = ctx.cache("evaluate-base", f"{settings['base_fingerprint']}{tag}.jsonl")
+                out = ctx.cache("evaluate-base", f"{settings.base_fingerprint}{tag}.jsonl")
             else:
                 out = ctx.work_dir / f"tuned{tag}.partial.jsonl"
             progress = f"{ctx.label} {label}" + (f" sample {sample + 1}/{k}" if k > 1 else "")
             passes.append(answer_split(
                 split.rows, template,
                 engine_factory(settings, model, ctx.services.base_dir,
-                               chat_template=settings["chat_template"],
+                               chat_template=settings.chat_template,
                                log_dir=ctx.work_dir / label),
                 replace(sampling, seed=sample_seed(sampling.seed, sample)), scoring, out,
-                template_name=settings["template"]["ref"], chunk=chunk_rows(settings),
+                template_name=settings.template.ref, chunk=chunk_rows(settings),
                 on_progress=counter(ctx.services.progress, progress, len(split.rows), "rows"),
             ))
             if label == "base" and sample == 0:
@@ -83,22 +84,23 @@ def run(ctx: StageContext) -> dict[str, Any]:
         metrics["gain"] = metrics["tuned"]["accuracy"] - metrics["base"]["accuracy"]
         metrics["changes"] = changes(predictions["base"], predictions["tuned"])
     add_statistics(metrics, predictions)
-    add_card_results(ctx, metrics)
+    add_card_results(ctx, settings.card, metrics)
     write_stats(ctx.output("metrics.json"), metrics)
     ctx.finish({m: metrics[m]["correct"] for m in models},
                extra_inputs={"dataset": split.fingerprint})
     return metrics
 
 
-def add_card_results(ctx: StageContext, metrics: dict[str, Any]) -> None:
+def add_card_results(ctx: StageContext, facts: Mapping[str, Any] | None,
+                     metrics: dict[str, Any]) -> None:
     """The accuracy before and after, in the tuned model's card (``model/README.md``, which
     the train stage wrote with an empty results block): a file inside an input that the
     plan declares this stage rewrites (``amends``), so the model folder is what one shares."""
     card = ctx.amend("train", "model/README.md")
-    if not metrics.get("tuned") or "card" not in ctx.settings or not card.is_file():
+    if not metrics.get("tuned") or facts is None or not card.is_file():
         return
     text = card.read_text(encoding="utf-8")
-    atomic_write_text(card, with_results(text, ctx.settings["card"], metrics,
+    atomic_write_text(card, with_results(text, facts, metrics,
                                          headline=significance.evaluation_headline(metrics)))
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from fairspec.answering import Scoring, accuracy_stats, load_split, score
 from fairspec.artifacts import write_jsonl, write_stats
-from fairspec.errors import RecordedMissing
+from fairspec.errors import RecordedMissing, StageContractError
+from fairspec.plan.stage_settings import ExamSettings
 from fairspec.resources import resolve_path
 from fairspec.stages.context import StageContext
 from fairspec.store.recorded_answers import MAX_LISTED, RecordedTable
@@ -25,31 +26,33 @@ from fairspec.tasks.data import Row
 
 def run(ctx: StageContext) -> dict[str, Any]:
     ctx.prepare()
-    settings = ctx.settings
-    recorded = settings["recorded"]
+    settings = ctx.settings_as(ExamSettings)
+    recorded = settings.recorded
+    if recorded is None:
+        raise StageContractError(f"stage {ctx.stage.name} is a recorded exam without recorded answers")
     split = load_split(settings, ctx.services.base_dir)
-    table = RecordedTable(resolve_path(recorded["path"], ctx.services.base_dir),
-                          match=recorded["match"], question_column=recorded["question_column"],
-                          index_column=recorded["index_column"])
-    scoring = Scoring.from_settings(settings["answer"])
+    table = RecordedTable(resolve_path(recorded.path, ctx.services.base_dir),
+                          match=recorded.match, question_column=recorded.question_column,
+                          index_column=recorded.index_column)
+    scoring = Scoring.from_settings(settings.answer)
     records, unlisted = [], []
     for row in split.rows:
         found = table.find(row.index, str(row.fields.get("question", "")))
         if found is None:
             unlisted.append(row)
-            if recorded["only_mistakes"]:
+            if recorded.only_mistakes:
                 records.append(_record(row, None, None, correct=True))
             continue
-        text = found.get(recorded["answer"])
+        text = found.get(recorded.answer)
         text = "" if text is None else str(text)
-        if recorded["prediction"] is not None:
-            predicted = _prediction(found.get(recorded["prediction"]), scoring, row)
+        if recorded.prediction is not None:
+            predicted = _prediction(found.get(recorded.prediction), scoring, row)
             correct = answers_match(scoring.extractor, predicted, row.gold, scoring.tolerance)
         else:
             predicted, correct = score(row, text, scoring)
         # a file of wrong answers says so: a listed answer is a mistake, however it reads
-        records.append(_record(row, text, predicted, correct=correct and not recorded["only_mistakes"]))
-    if unlisted and not recorded["only_mistakes"]:
+        records.append(_record(row, text, predicted, correct=correct and not recorded.only_mistakes))
+    if unlisted and not recorded.only_mistakes:
         shown = ", ".join(str(r.index) for r in unlisted[:MAX_LISTED])
         more = f" and {len(unlisted) - MAX_LISTED} more" if len(unlisted) > MAX_LISTED else ""
         raise RecordedMissing(
@@ -59,10 +62,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     write_jsonl(ctx.output("exam.jsonl"), records)
     mistakes = [r for r in records if not r["correct"]]
     write_jsonl(ctx.output("mistakes.jsonl"), mistakes)
-    stats = {"split": settings["dataset"]["split"], "dataset": split.source, **accuracy_stats(records),
+    stats = {"split": settings.dataset.split, "dataset": split.source, **accuracy_stats(records),
              "mistakes": len(mistakes),
              "recorded": {**table.provenance(), "listed": len(records) - len(unlisted),
-                          "only_mistakes": recorded["only_mistakes"]}}
+                          "only_mistakes": recorded.only_mistakes}}
     write_stats(ctx.output("stats.json"), stats)
     ctx.finish({"rows": len(records), "mistakes": len(mistakes)},
                extra_inputs={"dataset": split.fingerprint})

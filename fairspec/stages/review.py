@@ -29,6 +29,7 @@ from typing import Any
 
 from fairspec.artifacts import SortedJsonlWriter, read_jsonl, write_stats
 from fairspec.errors import StageContractError, TeacherStopped
+from fairspec.plan.stage_settings import ReviewScoring, ReviewSettings
 from fairspec.progress import attach
 from fairspec.prompting import review_head
 from fairspec.review import ReviewPolicy, parse_score
@@ -51,17 +52,17 @@ from fairspec.teachers.pool import looked_up, run_per_teacher, stop_for_budget
 from fairspec.teachers.recorded_calls import about, check_recorded
 
 
-def read_review(record: CallRecord, policy: ReviewPolicy, scoring: dict[str, str]
+def read_review(record: CallRecord, policy: ReviewPolicy, scoring: ReviewScoring
                 ) -> tuple[float | None, str | None, dict[str, float] | None]:
     """(score, how it was read, the distribution) of one review call; score None: invalid."""
     if record.status == "error":
         return None, None, None
-    if scoring["method"] == "logprobs" and record.score_logprobs is not None:
+    if scoring.logprobs and record.score_logprobs is not None:
         reading = ScoreReading.from_json(record.score_logprobs)
         how = "logprobs" if reading.how == "stated" else "logprobs-forced"
         return (reading.expected, how,
                 {str(s): p for s, p in sorted(reading.distribution.items())})
-    if scoring["method"] == "logprobs" and scoring["fallback"] == "none":
+    if scoring.logprobs and scoring.fallback == "none":
         return None, None, None
     score = parse_score(record.text, policy.score_range)
     return score, ("text" if score is not None else None), None
@@ -100,7 +101,7 @@ class MistakeCursor:
 
 
 async def _review(ctx: StageContext) -> dict[str, Any]:
-    settings = ctx.settings
+    settings = ctx.settings_as(ReviewSettings)
     ctx.prepare()
     mistakes_file = ctx.input("exam", "mistakes.jsonl")
     rationales_file = ctx.input("teach", "rationales.jsonl")
@@ -122,8 +123,8 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
                           "reaches_gold": rationale["reaches_gold"]})
 
     # a plan compiled before the gold check has no answer settings: the check is off
-    answer = settings.get("answer")
-    gold_check = settings.get("gold_check", "off") if answer is not None else "off"
+    gold_check = settings.checks_gold
+    answer = settings.answer.to_mapping() if settings.answer is not None else {}
 
     def of_author(author: str | None, *, dropped: bool = False
                   ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
@@ -134,7 +135,7 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
         for r in read_jsonl(rationales_file):
             if reviewable(r) and author in (None, r["teacher"]):
                 mistake = cursor[r["index"]]
-                reaches = gold_verdict(gold_check, r["text"], mistake, answer or {})
+                reaches = gold_verdict(gold_check, r["text"], mistake, answer)
                 if (gold_check == "require" and reaches is False) == dropped:
                     yield mistake, {**r, "reaches_gold": reaches}
 
@@ -143,25 +144,24 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
             tally.drop_for_gold(r["teacher"])
     usage: dict[str, Any] = {}
     try:
-        if not settings["enabled"]:
+        if not settings.enabled:
             for _, r in of_author(None):
                 accept(r, [], None)
                 tally.decided(r["teacher"], r["reaches_gold"], True)
         else:
-            usage = await _review_all(ctx, tally, of_author, reviews_out, accept)
+            usage = await _review_all(ctx, settings, tally, of_author, reviews_out, accept)
     except BaseException:
         reviews_out.discard()
         accepted_out.discard()
         raise
     written = {"reviews": reviews_out.finish(), "accepted": accepted_out.finish()}
-    stats = tally.stats(usage, settings["enabled"])
+    stats = tally.stats(usage, settings.enabled)
     if gold_check != "off":
         stats.update(tally.gold_stats())
-    if settings["enabled"]:
-        stats["score_range"] = list(settings["policy"]["score_range"])
-        scoring = settings.get("scoring") or {"method": "text", "fallback": "text"}
-        stats["scoring"] = dict(scoring)
-        if scoring["method"] == "logprobs":
+    if settings.enabled and settings.policy is not None and settings.scoring is not None:
+        stats["score_range"] = list(settings.policy.score_range)
+        stats["scoring"] = settings.scoring.to_mapping()
+        if settings.scoring.logprobs:
             stats.update(tally.logprob_stats())
     write_stats(ctx.output("stats.json"), stats)
     ctx.finish({"rationales": stats["rationales"], "accepted": written["accepted"],
@@ -169,23 +169,28 @@ async def _review(ctx: StageContext) -> dict[str, Any]:
     return stats
 
 
-async def _review_all(ctx: StageContext, tally: Tally,
+async def _review_all(ctx: StageContext, settings: ReviewSettings, tally: Tally,
                       of_author: Callable[[str | None], Iterator[tuple[dict[str, Any], dict[str, Any]]]],
                       reviews_out: SortedJsonlWriter,
                       accept: Callable[[dict[str, Any], list[float | None], float | None], None],
                       ) -> dict[str, Any]:
     """Every usable rationale through its reviewers (early exit); the committee's usage."""
-    settings, services = ctx.settings, ctx.services
-    policy = policy_from(settings)
-    teachers = settings["teachers"]
-    order = sorted(t["name"] for t in teachers)  # the fingerprint's order, whatever the spec's
-    early_exit = settings.get("early_exit", True)
-    template = ctx.read_template(settings["template"])
+    services = ctx.services
+    if settings.policy is None or settings.template is None or settings.scoring is None \
+            or settings.teachers is None:
+        raise StageContractError(f"stage {ctx.stage.name}: a review without its rule, prompt "
+                                 "or reviewers (compile the plan again)")
+    plan_review = settings.to_mapping()  # what the shared recipes read (reviewers_of, policy_from)
+    policy = policy_from(plan_review)
+    teachers = settings.teachers
+    order = sorted(t.name for t in teachers)  # the fingerprint's order, whatever the spec's
+    early_exit = settings.early_exit
+    template = ctx.read_template(settings.template)
     callers = make_committee(teachers, services.store, services.base_dir,
                              replay=services.replay, budget=services.budget,
                              batch_state=ctx.output("batches.json"))
-    scoring = settings.get("scoring") or {"method": "text", "fallback": "text"}
-    with_logprobs = scoring["method"] == "logprobs"
+    scoring = settings.scoring
+    with_logprobs = scoring.logprobs
 
     def review_about(mistake: dict[str, Any], author: str, rank: int) -> About:
         return about(mistake, "review", author=author, rank=rank)
@@ -223,11 +228,11 @@ async def _review_all(ctx: StageContext, tally: Tally,
         tally.decided(author, rationale["reaches_gold"], accepted)
 
     authors = sorted(tally.rationales)
-    panel = {author: reviewers_of(settings, author) for author in authors}  # in asking order
+    panel = {author: reviewers_of(plan_review, author) for author in authors}  # in asking order
     # an author whose reviewers include a batch teacher keeps all its rationales on
     # their way: each wave of reviews is then one batch (early exit decides the next)
-    batched = any(t.get("batch") for t in teachers)
-    per_reviewer = {t["name"]: workers(t) for t in teachers}
+    batched = any(t.batch for t in teachers)
+    per_reviewer = {t.name: workers(t) for t in teachers}
     # an author's rationales go through as many workers as its busiest reviewer keeps
     concurrency = {author: BATCH_WORKERS if batched else
                    max((per_reviewer[name] for name in panel[author]), default=1)

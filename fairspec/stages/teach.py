@@ -8,6 +8,7 @@ from typing import Any
 
 from fairspec.artifacts import SortedJsonlWriter, read_jsonl, write_stats
 from fairspec.errors import TeacherStopped
+from fairspec.plan.stage_settings import TeachSettings
 from fairspec.progress import attach
 from fairspec.prompting import TEACH_ROLES
 from fairspec.stages.context import StageContext
@@ -25,11 +26,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
 async def _teach(ctx: StageContext) -> dict[str, Any]:
     ctx.prepare()
-    services = ctx.services
+    services, settings = ctx.services, ctx.settings_as(TeachSettings)
     mistakes_file = ctx.input("exam", "mistakes.jsonl")
     mistakes = sum(1 for _ in read_jsonl(mistakes_file))
-    templates = {role: ctx.read_template(ref) for role, ref in ctx.settings["templates"].items()}
-    teachers = ctx.settings["teachers"]
+    templates = {role: ctx.read_template(ref) for role, ref in settings.templates.items()}
+    teachers = settings.teachers
     callers = make_committee(teachers, services.store, services.base_dir, replay=services.replay,
                              budget=services.budget, batch_state=ctx.output("batches.json"))
     # each result is written as it completes; the files are sorted (by question, teacher)
@@ -39,7 +40,7 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
 
     # a later round's rationale for a question asked before: the stored one (sample 0, free),
     # or with rounds.fresh_rationales a new sample (paid); feedback is keyed by the answer
-    rationale_sample = ctx.settings.get("rationale_sample", 0)
+    rationale_sample = settings.rationale_sample
 
     replies: dict[str, dict[str, Any]] = {}
     def items() -> Iterator[TeachRequest]:
@@ -65,16 +66,16 @@ async def _teach(ctx: StageContext) -> dict[str, Any]:
             reason = str(record.finish_reason)
             cut["finish_reasons"][reason] = cut["finish_reasons"].get(reason, 0) + 1
 
-    sizes = {t["name"]: mistakes * len(TEACH_ROLES) for t in teachers}
-    for teacher in teachers:
-        callers[teacher["name"]].count_stored(request(job) for job in items())
+    sizes = {t.name: mistakes * len(TEACH_ROLES) for t in teachers}
+    for name in sizes:
+        callers[name].count_stored(request(job) for job in items())
     attach(services.progress, ctx.label, callers, sizes)
     try:
         check_recorded(callers, {name: [about(job.mistake, job.role) for job in items()]
                                  for name, caller in callers.items() if caller.recorded is not None})
         fatal = await run_per_teacher(
             {name: looked_up(caller, items(), request) for name, caller in callers.items()},
-            handle, {t["name"]: workers(t) for t in teachers}, sizes)
+            handle, {t.name: workers(t) for t in teachers}, sizes)
     except BaseException:
         for writer in out.values():
             writer.discard()

@@ -22,6 +22,7 @@ from fairspec.artifacts import atomic_write_json, atomic_write_text, write_stats
 from fairspec.cards import model_card
 from fairspec.errors import TrainingFailed
 from fairspec.plan.hardware import Rendezvous, TrainingLayout, format_command
+from fairspec.plan.stage_settings import TrainSettings
 from fairspec.progress import counter
 from fairspec.stages.context import StageContext
 from fairspec.stages.rounds import follows_round, student_after
@@ -31,14 +32,11 @@ from fairspec.weights import resolve_model
 
 log = logging.getLogger(__name__)
 
-TRAIN_KEYS = ("alpha", "epochs", "batch_size", "learning_rate", "warmup_ratio", "max_seq_length",
-              "optimizer", "gradient_accumulation_steps", "max_grad_norm", "weight_decay", "lora",
-              "gradient_checkpointing", "chat_template", "seed", "dtype", "device")
-#: Settings outside the fingerprint (how often to checkpoint, what to keep, the attention
-#: kernel) and precision (fingerprinted for half dtypes only); a plan compiled before them
-#: lacks them.
-OPTIONAL_KEYS = {"precision": "mixed", "save_steps": None, "keep_checkpoints": "none",
-                 "attn_implementation": "auto"}
+#: What the training process is given of the settings besides the hyperparameters: the
+#: seed, where it runs, and (outside the fingerprint) how often it checkpoints, what it
+#: keeps, the attention kernel, and precision (fingerprinted for half dtypes only).
+RUN_KEYS = ("seed", "dtype", "device", "precision", "save_steps", "keep_checkpoints",
+            "attn_implementation")
 CHECKPOINTS = "checkpoints"
 LAUNCH_LOG = "launch.log"
 MODEL_CARD = "README.md"
@@ -46,19 +44,19 @@ MODEL_CARD = "README.md"
 POLL_SECONDS = 0.5
 
 
-def train_args(ctx: StageContext, target: TrackerTarget | None) -> dict[str, Any]:
+def train_args(ctx: StageContext, settings: TrainSettings, target: TrackerTarget | None
+               ) -> dict[str, Any]:
     """What the training process is given (``train_args.json``): settings and paths, and the
     trackers of ``target`` with the environment that points them at this run's tracker runs."""
-    settings = ctx.settings
     return {
         "report_to": list(target.report_to) if target else [],
         "run_name": target.run_name if target else ctx.run.name,
         "tracker_env": trainer_environment(target) if target else {},
-        **{key: settings[key] for key in TRAIN_KEYS},
-        **{key: settings.get(key, default) for key, default in OPTIONAL_KEYS.items()},
+        **settings.hyperparameters(),
+        **{key: getattr(settings, key) for key in RUN_KEYS},
         # round k >= 2 with rounds.start_from: previous starts from round k-1's student
         "model_path": student_after(ctx) if follows_round(ctx)
-        else resolve_model(settings["model"], ctx.services.base_dir),
+        else resolve_model(settings.model, ctx.services.base_dir),
         "dataset": str(ctx.input("build", "dataset/")),
         "output_dir": str(ctx.folder),
         "work_dir": str(ctx.work_dir),
@@ -67,15 +65,15 @@ def train_args(ctx: StageContext, target: TrackerTarget | None) -> dict[str, Any
 
 def run(ctx: StageContext) -> dict[str, Any]:
     resumed = ctx.prepare()  # checkpoints (under work/) survive a crash
-    settings = ctx.settings
-    target = tracker_target(ctx)
+    settings = ctx.settings_as(TrainSettings)
+    target = tracker_target(ctx, settings.tracking)
     if target is not None and not resumed:  # a training that starts afresh logs afresh
         clear_trainer_events(target.tensorboard_dir)
-    args = train_args(ctx, target)
-    layout = TrainingLayout.from_settings(settings["layout"])
+    args = train_args(ctx, settings, target)
+    layout = settings.layout
     # what another node's launcher reads goes first: train_args.json, the file a joining
     # node waits for, is written last (join)
-    write_launch_config(ctx, layout)
+    write_launch_config(ctx, settings)
     atomic_write_json(ctx.output("train_args.json"), args)
     built = json.loads(ctx.input("build", "stats.json").read_text(encoding="utf-8"))
     if built["examples"] == 0:  # nothing was accepted: say so, keep the base student
@@ -94,7 +92,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     else:
         stats = launch(ctx, layout, ctx.services.rendezvous or Rendezvous())
     stats["resumed"] = resumed
-    write_model_card(ctx, built, stats)
+    write_model_card(ctx, settings, built, stats)
     write_stats(ctx.output("stats.json"), stats)
     ctx.finish({"examples": stats["examples"], "steps": stats["steps"],
                 "truncated": stats["truncated"]})
@@ -120,22 +118,23 @@ CARD_KEYS = ("alpha", "epochs", "batch_size", "gradient_accumulation_steps", "le
              "lora", "gradient_checkpointing", "chat_template", "dtype", "seed")
 
 
-def write_model_card(ctx: StageContext, built: dict[str, Any], stats: dict[str, Any]) -> None:
+def write_model_card(ctx: StageContext, settings: TrainSettings, built: dict[str, Any],
+                     stats: dict[str, Any]) -> None:
     """``model/README.md``: the tuned model's card (the evaluate stage adds its results)."""
     folder = ctx.folder / "model"
-    if not folder.is_dir() or "card" not in ctx.settings:
+    if not folder.is_dir() or settings.card is None:
         return
-    settings = ctx.settings
-    card = {**settings["card"], "fingerprint": ctx.fingerprint}
-    hyperparameters = {key: settings[key] for key in CARD_KEYS if settings.get(key) is not None}
+    card = {**settings.card, "fingerprint": ctx.fingerprint}
+    hyperparameters = {key: getattr(settings, key) for key in CARD_KEYS
+                       if getattr(settings, key) is not None}
     atomic_write_text(folder / MODEL_CARD, model_card(card, hyperparameters=hyperparameters,
                                                       data=built, training=stats))
 
 
-def write_launch_config(ctx: StageContext, layout: TrainingLayout) -> None:
+def write_launch_config(ctx: StageContext, settings: TrainSettings) -> None:
     """Node 0 writes ``accelerate_config.yaml`` (accelerate only), before ``train_args.json``."""
-    if layout.launcher == "accelerate":
-        config = ctx.settings.get("accelerate_config")
+    if settings.layout.launcher == "accelerate":
+        config = settings.accelerate_config
         atomic_write_text(ctx.output("accelerate_config.yaml"), json.dumps(config, indent=2))
 
 
@@ -236,7 +235,7 @@ def join(ctx: StageContext, rendezvous: Rendezvous, *, poll: float = 2.0,
          timeout: float | None = None) -> dict[str, Any]:
     """On a node other than 0: wait until node 0 has written everything this node's
     launcher reads (:func:`wait_for_node_0`), then run this node's processes."""
-    layout = TrainingLayout.from_settings(ctx.settings["layout"])
+    layout = ctx.settings_as(TrainSettings).layout
     if not wait_for_node_0(ctx, layout, rendezvous, poll=poll, timeout=timeout):
         return {"joined": False, "why": "node 0 had already finished training"}
     launch(ctx, layout, rendezvous)

@@ -1,31 +1,51 @@
-"""A new stage kind takes its module, its compile functions (parts and placement, one
-``KIND_COMPILERS`` line) and its contract (one ``STAGE_KINDS`` line): registered here from a
-package made in a temporary folder, it is compiled into every round of a plan, chained
-into the fingerprints, checked by the graph, and runs through the stage context like the
-builtin kinds."""
+"""A new stage kind takes its module, its settings type, its compile functions (parts and
+placement, one ``KIND_COMPILERS`` line) and its contract (one ``STAGE_KINDS`` line):
+registered here from a package made in a temporary folder, it is compiled into every round
+of a plan (its settings checked against its type), chained into the fingerprints, checked
+by the graph, and runs through the stage context like the builtin kinds, reading its
+settings by attribute."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
+from dataclasses import dataclass
 
+import pytest
 from run_folders import replay_spec
 
 import fairspec.plan.kinds as kinds
 import fairspec.plan.stage_parts as stage_parts
 from fairspec.dsl import load_spec
+from fairspec.errors import PlanError
 from fairspec.plan import Environment, compile_plan
 from fairspec.plan.kinds import StageKind, _out
 from fairspec.plan.stage_parts import KindCompiler, Parts, Placement
+from fairspec.plan.stage_settings import StageSettings, checked_settings
 from fairspec.run.executor import run_stage
+
+SETTINGS = '''
+from dataclasses import dataclass
+
+from fairspec.plan.stage_settings import StageSettings
+
+
+@dataclass(frozen=True, kw_only=True)
+class SummarizeSettings(StageSettings):
+    say: str
+'''
 
 MODULE = '''
 import json
 
+from toykind.settings import SummarizeSettings
+
+
 def run(ctx):
     ctx.prepare()
     metrics = json.loads(ctx.input("evaluate", "metrics.json").read_text())
-    summary = {"said": ctx.settings["say"], "tuned": metrics["tuned"]["accuracy"]}
+    summary = {"said": ctx.settings_as(SummarizeSettings).say, "tuned": metrics["tuned"]["accuracy"]}
     ctx.output("summary.json").write_text(json.dumps(summary))
     ctx.finish({"lines": 1})
     return summary
@@ -38,11 +58,13 @@ def test_a_stage_kind_from_outside_the_package_is_compiled_into_every_round_and_
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "summarize.py").write_text(MODULE)
+    (package / "settings.py").write_text(SETTINGS)
     monkeypatch.syspath_prepend(str(tmp_path / "plugin"))
-    # the contract (reads the evaluation, writes a summary) and how it compiles
+    settings_type = importlib.import_module("toykind.settings").SummarizeSettings
+    # the contract (its settings type, reads the evaluation, writes a summary), how it compiles
     monkeypatch.setitem(kinds.STAGE_KINDS, "summarize", StageKind(
-        "summarize", reads=(("evaluate", "metrics.json"),), writes=_out("summary.json"),
-        module="toykind.summarize"))
+        "summarize", settings=settings_type, reads=(("evaluate", "metrics.json"),),
+        writes=_out("summary.json"), module="toykind.summarize"))
     monkeypatch.setitem(stage_parts.KIND_COMPILERS, "summarize", KindCompiler(
         parts=lambda facts: Parts({"say": f"{facts.run_name} done"}, {"say": f"{facts.run_name} done"}),
         place=lambda k, rounds, parts: Placement(parts.identity, parts.settings, after=("evaluate",))))
@@ -69,3 +91,15 @@ def test_a_stage_kind_from_outside_the_package_is_compiled_into_every_round_and_
     assert manifest["fingerprint"] == toy.fingerprint and manifest["outputs"] == ["summary.json"]
     assert evaluate.fingerprint in manifest["inputs"].values()
     assert "toykind.summarize" in sys.modules
+    assert run.stage("round-2/summarize").settings == {"say": "toy done", "round": 2}
+
+
+def test_settings_a_kinds_type_does_not_know_fail_the_compile():
+    @dataclass(frozen=True, kw_only=True)
+    class Said(StageSettings):
+        said: str
+
+    with pytest.raises(PlanError, match="unknown key 'say'"):
+        checked_settings("summarize", Said, {"say": "x"})
+    with pytest.raises(PlanError, match="missing key 'said'"):
+        checked_settings("summarize", Said, {})
