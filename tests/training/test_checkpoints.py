@@ -17,23 +17,23 @@ def steps_saved(folder) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("keep", "kept"), [("last", [3]), ("all", [1, 2, 3])])
-def test_save_steps_checkpoints_inside_the_epoch_and_keeps_what_is_asked(tmp_path, tiny_model,
+def test_save_steps_checkpoints_inside_the_epoch_and_keeps_what_is_asked(tmp_path, small_student,
                                                                           keep, kept):
     from fairspec.training.launch import train
 
     make_dataset(tmp_path)  # 12 examples, 4 a step: 3 steps in the one epoch
-    stats = train(train_args(tmp_path, tiny_model, epochs=1, lora=LORA, save_steps=1,
+    stats = train(train_args(tmp_path, small_student, epochs=1, lora=LORA, save_steps=1,
                              keep_checkpoints=keep))
     assert stats["steps"] == 3
     assert steps_saved(tmp_path / "train" / "checkpoints") == kept
 
 
 @pytest.mark.slow
-def test_without_save_steps_one_checkpoint_per_epoch(tmp_path, tiny_model):
+def test_without_save_steps_one_checkpoint_per_epoch(tmp_path, small_student):
     from fairspec.training.launch import train
 
     make_dataset(tmp_path)
-    stats = train(train_args(tmp_path, tiny_model, epochs=2, lora=LORA, keep_checkpoints="all"))
+    stats = train(train_args(tmp_path, small_student, epochs=2, lora=LORA, keep_checkpoints="all"))
     assert stats["steps"] == 6
     assert steps_saved(tmp_path / "train" / "checkpoints") == [3, 6]
 

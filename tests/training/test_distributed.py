@@ -42,9 +42,9 @@ def launch(layout: TrainingLayout, args: dict, folder: Path, *, threads: int) ->
     return json.loads((folder / "work" / "train_result.json").read_text())
 
 
-def test_two_ranks_train_like_one_process_on_the_same_global_batch(tmp_path, tiny_model):
+def test_two_ranks_train_like_one_process_on_the_same_global_batch(tmp_path, small_student):
     make_dataset(tmp_path)
-    common = train_args(tmp_path, tiny_model, epochs=2, batch_size=2, learning_rate=1e-4)
+    common = train_args(tmp_path, small_student, epochs=2, batch_size=2, learning_rate=1e-4)
     two = launch(TrainingLayout("torchrun", nodes=1, processes=2), common, tmp_path / "two",
                  threads=1)
     one = launch(TrainingLayout("inline"), {**common, "gradient_accumulation_steps": 2},
@@ -65,11 +65,11 @@ def test_two_ranks_train_like_one_process_on_the_same_global_batch(tmp_path, tin
     assert progress["done"] == progress["total"] == 6 and progress["note"].startswith("loss ")
 
 
-def test_a_failing_rank_is_an_error_naming_its_log(tmp_path, tiny_model):
+def test_a_failing_rank_is_an_error_naming_its_log(tmp_path, small_student):
     from fairspec.stages.train import _failure
 
     make_dataset(tmp_path)
-    args = train_args(tmp_path, tiny_model, optimizer="no_such_optimizer", work_dir=str(tmp_path))
+    args = train_args(tmp_path, small_student, optimizer="no_such_optimizer", work_dir=str(tmp_path))
     path = tmp_path / "train_args.json"
     path.write_text(json.dumps(args))
     command = TrainingLayout("torchrun", nodes=1, processes=2).command(str(path))

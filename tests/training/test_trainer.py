@@ -39,7 +39,7 @@ def test_training_lowers_the_loss_and_saves_a_model_that_generates(tmp_path, tin
 
 
 @pytest.mark.slow
-def test_gradient_accumulation_2_equals_one_batch_twice_as_big(tmp_path, tiny_model):
+def test_gradient_accumulation_2_equals_one_batch_twice_as_big(tmp_path, small_student):
     """Table 9's default accumulation: 2 micro-batches of 2 examples make one step of 4.
 
     The trainer divides each micro-batch's summed losses by the whole step's token counts
@@ -53,16 +53,16 @@ def test_gradient_accumulation_2_equals_one_batch_twice_as_big(tmp_path, tiny_mo
 
     examples = make_dataset(tmp_path)
     epochs = 2
-    one = train(train_args(tmp_path, tiny_model, epochs=epochs, batch_size=4,
+    one = train(train_args(tmp_path, small_student, epochs=epochs, batch_size=4,
                            gradient_accumulation_steps=1, output_dir=str(tmp_path / "ga1")))
-    two = train(train_args(tmp_path, tiny_model, epochs=epochs, batch_size=2,
+    two = train(train_args(tmp_path, small_student, epochs=epochs, batch_size=2,
                            gradient_accumulation_steps=2, output_dir=str(tmp_path / "ga2")))
     # examples / batch / accumulation steps per epoch: 12 / 2 / 2 = 3
     assert two["steps"] == epochs * len(examples) // (2 * 2) == one["steps"] == 6
     assert [e["step"] for e in two["log"]] == list(range(1, 7))
     # a mean of means differs from the pooled mean only where the micro-batches' token
     # counts differ: they do here (one micro-batch is one sample's two examples)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    tokenizer = AutoTokenizer.from_pretrained(small_student)
     lengths = {len(tokenizer(e["completion"])["input_ids"]) for e in examples if e["kind"] == "rationale"}
     assert len(lengths) > 1
     # float noise is ~1e-6 of the loss; a mean of the micro-batches' means is off by ~1e-3 of
@@ -77,7 +77,7 @@ def test_gradient_accumulation_2_equals_one_batch_twice_as_big(tmp_path, tiny_mo
     assert two["train_loss"] == pytest.approx(one["train_loss"], rel=2e-5)
 
 @pytest.mark.slow
-def test_lora_trains_only_adapters_and_saves_a_merged_model(tmp_path, tiny_model):
+def test_lora_trains_only_adapters_and_saves_a_merged_model(tmp_path, small_student):
     import torch
     from safetensors.torch import load_file
 
@@ -85,12 +85,12 @@ def test_lora_trains_only_adapters_and_saves_a_merged_model(tmp_path, tiny_model
 
     examples = make_dataset(tmp_path)
     lora = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}
-    stats = train(train_args(tmp_path, tiny_model, lora=lora, learning_rate=2e-3, epochs=3))
+    stats = train(train_args(tmp_path, small_student, lora=lora, learning_rate=2e-3, epochs=3))
     assert stats["last_loss"] < stats["first_loss"]
     model_dir = tmp_path / "train" / "model"
     saved = load_file(str(next(model_dir.glob("*.safetensors"))))
     assert not any("lora" in name for name in saved)  # merged: a plain model, no adapter keys
-    base = load_file(str(next(Path(tiny_model).glob("*.safetensors"))))
+    base = load_file(str(next(Path(small_student).glob("*.safetensors"))))
     name = next(n for n in saved if n.endswith("q_proj.weight"))
     assert not torch.equal(saved[name], base[name])  # the adapters were merged in
     norm = next(n for n in saved if n.endswith("input_layernorm.weight"))
@@ -99,12 +99,12 @@ def test_lora_trains_only_adapters_and_saves_a_merged_model(tmp_path, tiny_model
 
 
 @pytest.mark.slow
-def test_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model):
+def test_training_resumes_from_its_last_checkpoint(tmp_path, small_student):
     """A job stopped after its first epoch's checkpoint goes on from there, not from step 0."""
     from fairspec.training.launch import last_checkpoint, train
 
     make_dataset(tmp_path)
-    first = train(train_args(tmp_path, tiny_model, epochs=1))
+    first = train(train_args(tmp_path, small_student, epochs=1))
     assert first["steps"] == 3
     checkpoint = Path(last_checkpoint(tmp_path / "train" / "checkpoints"))
     assert checkpoint.name == "checkpoint-3"
@@ -113,7 +113,7 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model):
     state = json.loads(state_file.read_text())
     state["log_history"].insert(0, {"step": 0, "loss": 123.0, "mark": "from-checkpoint"})
     state_file.write_text(json.dumps(state))
-    resumed = train(train_args(tmp_path, tiny_model, epochs=2))
+    resumed = train(train_args(tmp_path, small_student, epochs=2))
     assert resumed["steps"] == 6
     assert resumed["log"][0].get("mark") == "from-checkpoint"
     assert [entry["step"] for entry in resumed["log"]] == [0, 1, 2, 3, 4, 5, 6]
