@@ -47,10 +47,15 @@ if TYPE_CHECKING:  # imported where used: collecting the tests imports no fairsp
 FAST_TEST_LIMIT_S = float(os.environ.get("FAIRSPEC_FAST_TEST_LIMIT_S", "5"))
 
 
-#: the session fixtures that build a run several test files read: under pytest-xdist
-#: (``-n 2 --dist loadgroup``, the README's test command) the tests using each one run on one
-#: worker, so that each is built once per test run, not once per worker
-SHARED_RUNS = ("crash_runs", "quickstart_run")
+#: the session fixtures that build a run several test files read, and those files: under
+#: pytest-xdist (``-n 2 --dist loadgroup``, the README's test command) each one's files run
+#: on one worker, so that the run is built once per test run, not once per worker. (xdist's
+#: own ``xdist_group`` marks do nothing under pytest 9.2, whose node ids xdist cannot tag.)
+SHARED_RUNS = {
+    "crash_runs": ("tests/reliability/test_crash.py", "tests/reliability/test_rounds.py"),
+    "quickstart_run": ("tests/cli/test_run.py", "tests/cli/test_seeds_run.py",
+                       "tests/reliability/test_seeded_teachers.py"),
+}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -61,12 +66,34 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def shared_run_of(nodeid: str) -> str | None:
+    """The shared run whose worker a test (its node id) runs on, if any."""
+    path = nodeid.split("::", 1)[0]
+    return next((name for name, files in SHARED_RUNS.items() if path in files), None)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Each test reading a shared run joins that run's xdist group (see SHARED_RUNS)."""
+    """A test that reads a shared run from a file SHARED_RUNS does not list is a usage error
+    (under xdist it would build the run a second time, on another worker)."""
     for item in items:
-        used = [name for name in SHARED_RUNS if name in getattr(item, "fixturenames", ())]
-        if used:
-            item.add_marker(pytest.mark.xdist_group(used[0]))
+        for name in SHARED_RUNS:
+            if name in getattr(item, "fixturenames", ()) and shared_run_of(item.nodeid) != name:
+                raise pytest.UsageError(f"{item.nodeid} uses the session fixture {name}: add its file "
+                                        f"to SHARED_RUNS['{name}'] in tests/conftest.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup``: xdist's group scheduling, with each shared run's files one group."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SharedRunScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return shared_run_of(nodeid) or super()._split_scope(nodeid)
+
+    return SharedRunScheduling(config, log)
 
 
 def _fast_loop(config: pytest.Config) -> bool:

@@ -263,7 +263,7 @@ def test_run_preflight_refuses_training_that_cannot_fit_only_when_it_trains(tmp_
 
 
 PROBE = r"""
-import json, sys, tempfile
+import json, sys
 from pathlib import Path
 import torch, transformers, datasets, accelerate  # noqa: F401
 from transformers import AutoTokenizer
@@ -272,7 +272,7 @@ import fairspec.training.trainer, fairspec.training.tokenize, fairspec.training.
 model, changes = sys.argv[1], json.loads(sys.argv[2])
 sys.path.insert(0, sys.argv[3])
 from training_data import train_args
-folder = Path(tempfile.mkdtemp())
+folder = Path(sys.argv[4])  # the test's own folder: the model and checkpoints go there
 tokenizer = AutoTokenizer.from_pretrained(model)
 # every example longer than max_seq_length: each packed row is one full-length example
 long = " ".join(str(i) for i in range(4 * changes["max_seq_length"]))
@@ -298,7 +298,8 @@ def test_training_estimate_is_within_15_percent_of_the_measured_cpu_peak(tiny_mo
     changes = {"epochs": 1, "batch_size": 4, "max_seq_length": 256, "gradient_accumulation_steps": 1,
                "optimizer": "adamw_torch", "dtype": "fp32", "device": "cpu"}
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, tiny_model, json.dumps(changes), str(REPO / "tests" / "support")],
+        [sys.executable, "-c", PROBE, tiny_model, json.dumps(changes), str(REPO / "tests" / "support"),
+         str(tmp_path)],
         capture_output=True, text=True, timeout=900, cwd=tmp_path,
         env={**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
