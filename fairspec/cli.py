@@ -172,13 +172,11 @@ def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
 
         full = replace(full, runs=(full.run(variant),))
     estimates = {
-        run.name: estimate_run(specs[run.name], loaded.base_dir, run,
-                               mistake_rate=mistake_rate, mistakes=mistakes)
+        run.name: estimate_run(run, loaded.base_dir, mistake_rate=mistake_rate, mistakes=mistakes)
         for run in full.runs
     }
-    fresh = unique_calls_per_mistake(specs, full)
-    rounds = {run.name: estimate_rounds(specs[run.name], run, estimates[run.name])
-              for run in full.runs}
+    fresh = unique_calls_per_mistake(full)
+    rounds = {run.name: estimate_rounds(run, estimates[run.name]) for run in full.runs}
     from fairspec.run.preflight import finished_elsewise
 
     again = finished_elsewise(full.runs, STAGES)  # finished work a run would do again
@@ -187,7 +185,8 @@ def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
                              rounds, memory)
         click.echo(json.dumps({**document, "runs_again": again}, indent=2, ensure_ascii=False))
     else:
-        print_plan(_out, full, specs, estimates, fresh, rendezvous, rounds, memory)
+        print_plan(_out, full, estimates, fresh, specs[full.runs[0].name].budget.max_usd, rendezvous,
+                   rounds, memory)
         for line in again:
             _err.print(f"warning: {line}", markup=False)
 
@@ -232,12 +231,12 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
         scrubber.add(os.environ.get(t.api_key_env or "") for _, t in loaded.spec.callers())
         env = detect_environment()
         plan_ = compile_plan(loaded, env)
+        from fairspec.plan.kinds import run_teachers
         from fairspec.teachers.committee import key_values
 
         # the keys of every teacher and juror of every run (a variant's own jurors too,
         # with their kind's default variable): never in a log line
-        scrubber.add(value for run_ in plan_.runs for stage in run_.stages
-                     for teacher in stage.settings.get("teachers") or ()
+        scrubber.add(value for run_ in plan_.runs for teacher in run_teachers(run_)
                      for value in key_values(teacher))
         chosen = list(plan_.runs)
         if variants:
@@ -261,8 +260,7 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
                     "joined": "trained with node 0"}[outcome.status]
             _out.print(f"{outcome.run} {outcome.stage}: {verb}", markup=False)
             if outcome.stage == "exam" and "teach" in stages and replay is None:
-                _print_teacher_estimate(specs[outcome.run], loaded.base_dir,
-                                        plan_.run(outcome.run), budget)
+                _print_teacher_estimate(loaded.base_dir, plan_.run(outcome.run), budget)
 
         from fairspec.plan.hardware import Rendezvous
         from fairspec.progress_view import RichStageProgress
@@ -332,11 +330,11 @@ def _setup_logging(*, verbose: bool, debug: bool):
     return scrubber
 
 
-def _print_teacher_estimate(spec, base_dir: Path, run_plan, budget) -> None:
+def _print_teacher_estimate(base_dir: Path, run_plan, budget) -> None:
     """Before teacher stages start: the plan's call and cost estimate on the measured mistakes."""
     from fairspec.plan.estimate import estimate_run
 
-    estimate = estimate_run(spec, base_dir, run_plan)
+    estimate = estimate_run(run_plan, base_dir)
     if estimate.mistakes is None:
         return
     usd = "unknown (a teacher has no price)" if estimate.usd is None else f"~${estimate.usd:,.4f}"

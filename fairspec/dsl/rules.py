@@ -18,7 +18,7 @@ from fairspec.providers.families import family_for
 from fairspec.providers.registry import LIMITS, kind_options, kinds_taking, provider_kind
 from fairspec.resources import BUILTIN_MODELS, builtin_model_alias, is_builtin, resolve_path
 from fairspec.secrets import find_key_like
-from fairspec.tasks.data import DATA_SUFFIXES, data_suffix, load_rows
+from fairspec.tasks.data import data_suffix, load_rows, split_file
 from fairspec.tasks.kinds import COMMON_FIELDS, TASK_KINDS, default_extractor, task_kind
 from fairspec.tracking import known_integrations
 
@@ -141,7 +141,9 @@ def _dataset(spec: Spec, base_dir: Path) -> list[Finding]:
         elif local.is_dir():
             for split_key in ("train_split", "test_split"):
                 split = getattr(ds, split_key)
-                if not any((local / f"{split}{suffix}").is_file() for suffix in DATA_SUFFIXES):
+                try:
+                    split_file(local, split)
+                except DataError:
                     out.append(Finding(
                         where + (split_key,),
                         f"no file for split '{split}' in {local}",

@@ -8,9 +8,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from fairspec.dsl.schema import Spec
-from fairspec.plan.estimate import CallEstimate, reviewed_authors
-from fairspec.plan.stage_facts import teacher_generation
+from fairspec.plan.committee import Committee
+from fairspec.plan.estimate import CallEstimate
+from fairspec.plan.stage_settings import TeacherSettings
 from fairspec.providers.families import family_for
 
 
@@ -25,15 +25,17 @@ def money(value: float | None) -> str:
     return "unknown (no price)" if value is None else f"${value:,.2f}"
 
 
-def print_calls(console: Console, spec: Spec, est: CallEstimate) -> None:
+def print_calls(console: Console, committee: Committee, est: CallEstimate,
+                budget_usd: float | None) -> None:
+    """The run's calls per mistake, their cost by teacher and against ``budget_usd``."""
     per = est.per_mistake
-    n = len(spec.teachers)
-    if per["review"] and spec.review.jury:
-        review = (f" + {per['review']} review (jury of {len(spec.reviewers())}: "
-                  + ", ".join(t.name for t in spec.reviewers()) + ")")
+    n = len(committee.teachers)
+    if per["review"] and committee.jury:
+        review = (f" + {per['review']} review (jury of {len(committee.jury)}: "
+                  + ", ".join(committee.jury) + ")")
     elif per["review"]:
-        each = n - 1 if spec.review.exclude_self else n
-        excluded = ", exclude_self" if spec.review.exclude_self else ""
+        each = n - 1 if committee.exclude_self else n
+        excluded = ", exclude_self" if committee.exclude_self else ""
         review = f" + {per['review']} review ({n}x{each}{excluded})"
     else:
         review = " + 0 review (review off)"
@@ -53,7 +55,7 @@ def print_calls(console: Console, spec: Spec, est: CallEstimate) -> None:
                "out tokens", "reasoning", "USD"] + (["mode", "online USD"] if batched else [])
     for column in columns:
         table.add_column(column, justify="left" if column in ("teacher", "mode") else "right")
-    billed = {t.name: _billed_columns(spec, t) for _, t in spec.callers()}
+    billed = {t.name: _billed_columns(t) for t in committee.callers}
     for t in est.teachers:
         mode = (["batch", money(t.online_usd)] if t.batch else ["online", money(t.usd)]) \
             if batched else []
@@ -68,8 +70,8 @@ def print_calls(console: Console, spec: Spec, est: CallEstimate) -> None:
                   *(["", money(online_total)] if batched else []))
     console.print(table)
     if batched:
-        console.print(batch_line(spec), markup=False)
-    thinking = thinking_usd(spec, est)
+        console.print(batch_line(committee), markup=False)
+    thinking = thinking_usd(committee, est)
     if thinking:
         console.print("Thinking is billed as output and not in USD above: if every call thought "
                       "its whole allowance it would add at most "
@@ -81,51 +83,58 @@ def print_calls(console: Console, spec: Spec, est: CallEstimate) -> None:
                   "cached); reasoning: the thinking tokens a call may spend on top of its reply, "
                   "billed as output. The budget reserves each call at its prompt's UTF-8 bytes "
                   "and its whole output budget, thinking included, and settles it as billed.")
-    if spec.budget.max_usd is not None and est.usd is not None:
-        verdict = "within" if est.usd <= spec.budget.max_usd else "[red]over[/]"
-        console.print(f"Budget: max ${spec.budget.max_usd:,.2f}, estimate {verdict} it.")
+    if budget_usd is not None and est.usd is not None:
+        verdict = "within" if est.usd <= budget_usd else "[red]over[/]"
+        console.print(f"Budget: max ${budget_usd:,.2f}, estimate {verdict} it.")
 
 
-def thinking_usd(spec: Spec, est: CallEstimate) -> dict[str, float]:
+def thinking_usd(committee: Committee, est: CallEstimate) -> dict[str, float]:
     """Per thinking teacher with a price: the USD its calls add if each thinks its whole
     allowance (the upper bound of what the estimate leaves out)."""
     out: dict[str, float] = {}
-    teachers = {t.name: t for _, t in spec.callers()}
+    teachers = {t.name: t for t in committee.callers}
     for estimate in est.teachers:
         teacher = teachers.get(estimate.name)
         family = family_for(teacher.provider, teacher.model) if teacher is not None else None
-        price = teacher.paid_price() if teacher is not None else None
-        if family is None or price is None:
+        price = teacher.price if teacher is not None else None
+        if teacher is None or family is None or price is None:
             continue
-        allowance = family.allowance(teacher_generation(spec, teacher))
+        allowance = family.allowance(_generation(teacher))
         if allowance:
-            out[estimate.name] = estimate.calls * allowance * price.output_per_mtok / 1e6
+            out[estimate.name] = estimate.calls * allowance * price["output_per_mtok"] / 1e6
     return out
 
 
-def _billed_columns(spec: Spec, teacher: Any) -> tuple[str, str]:
+def _generation(teacher: TeacherSettings) -> dict[str, Any]:
+    """A teacher's generation settings, without what a stage adds for its own calls (the
+    provenance of recorded answers, a reviewer's request for log-probabilities)."""
+    return {k: v for k, v in teacher.generation.items() if k not in ("recorded", "score_logprobs")}
+
+
+def _billed_columns(teacher: TeacherSettings) -> tuple[str, str]:
     """A teacher's "cached in" (the price of cached input per Mtok) and "reasoning" (the
     thinking tokens its calls may spend on top of the reply, billed as output) cells."""
-    price = teacher.paid_price()
+    price = teacher.price
     if price is None:
         cached = "-"
-    elif price.cached_input_per_mtok is None:
-        cached = f"${price.input_per_mtok:g}/M (= input)"
+    elif price.get("cached_input_per_mtok") is None:
+        cached = f"${price['input_per_mtok']:g}/M (= input)"
     else:
-        cached = f"${price.cached_input_per_mtok:g}/M"
+        cached = f"${price['cached_input_per_mtok']:g}/M"
     family = family_for(teacher.provider, teacher.model)
-    allowance = family.allowance(teacher_generation(spec, teacher)) if family is not None else 0
+    allowance = family.allowance(_generation(teacher)) if family is not None else 0
     return cached, f"up to {allowance:,}/call" if allowance else "none"
 
 
-def batch_line(spec: Spec) -> str:
+def batch_line(committee: Committee) -> str:
     """What batch mode means for this run: prices, and how its reviews are batched."""
-    names = ", ".join(t.name for _, t in spec.callers() if t.batch)
-    each = max(len(a) for a in reviewed_authors(spec).values()) if spec.review.enabled else 0
+    names = ", ".join(t.name for t in committee.callers if t.batch)
+    enabled = committee.review.enabled
+    each = max(len(a) for a in committee.reviewed().values()) if enabled else 0
     waves = (f" Reviews go in up to {each} waves of batches (early exit: a rationale's next "
              "review is asked only when the scores so far leave it undecided), so the review "
              "stage may wait for up to that many batches; it makes fewer calls than asking "
-             "every review at once." if spec.review.enabled and each > 1 else "")
+             "every review at once." if enabled and each > 1 else "")
     return (f"Batch mode ({names}): the provider's batch API at batch prices (USD column; "
             f"'online USD' is the same calls online); answers can take up to 24 h.{waves}")
 

@@ -25,9 +25,9 @@ from fairspec.hashing import fingerprint
 from fairspec.plan.environment import Environment
 from fairspec.plan.graph import Input, Plan, RunPlan, Stage
 from fairspec.plan.hardware import resolve_engine
-from fairspec.plan.kinds import STAGE_KINDS, stage_name
+from fairspec.plan.kinds import STAGE_KINDS, round_kinds, round_of, stage_name
 from fairspec.plan.stage_facts import RunFacts, card_facts, dataset_split, teacher_generation
-from fairspec.plan.stage_parts import KIND_COMPILERS, Parts
+from fairspec.plan.stage_parts import Parts
 from fairspec.plan.stage_settings import checked_settings
 from fairspec.resources import resolve_path
 
@@ -55,7 +55,7 @@ def compile_run(
     ``train_seed`` (one of the spec's ``seeds``) seeds the training and the evaluation in
     place of ``seed``; the stages before them keep ``seed`` and so are shared."""
     facts = RunFacts.of(spec, base_dir, env, run_name=run_name, train_seed=train_seed)
-    parts = {kind: compiler.parts(facts) for kind, compiler in KIND_COMPILERS.items()}
+    parts = {kind.name: kind.parts(facts) for kind in round_kinds()}
     stages: list[Stage] = []
     previous: dict[str, Stage] = {}  # kind -> round k-1's stage
     for k in range(1, spec.rounds.count + 1):
@@ -65,20 +65,22 @@ def compile_run(
     return RunPlan(
         name=run_name, variant=variant, origin=origin, overrides=dict(overrides or {}),
         run_dir=run_dir, stages=tuple(stages), seed=train_seed, repeats=repeats,
+        callers=tuple(t.name for _, t in spec.callers()),
+        jury=tuple(t.name for t in spec.reviewers()) if spec.review.jury else (),
     )
 
 
 def _round(stages: list[Stage], k: int, rounds: Any, parts: dict[str, Parts],
            previous: dict[str, Stage]) -> dict[str, Stage]:
-    """Round ``k``'s stages (one per kind of :data:`KIND_COMPILERS`, in order), appended to
+    """Round ``k``'s stages (one per kind of :func:`round_kinds`, in order), appended to
     ``stages``; what round k+1 reads from, by kind."""
     own: dict[str, Stage] = {}
-    for kind, compiler in KIND_COMPILERS.items():
-        placed = compiler.place(k, rounds, parts[kind])
+    for kind in round_kinds():
+        placed = kind.place(k, rounds, parts[kind.name])
         after = [own[name] for name in placed.after] + [previous[name] for name in placed.previous]
-        own[kind] = _add(stages, kind, placed.identity, placed.settings, after, round_no=k,
-                         previous=previous, reads_previous=placed.reads_previous,
-                         implementation=placed.implementation)
+        own[kind.name] = _add(stages, kind.name, placed.identity, placed.settings, after,
+                              round_no=k, previous=previous, reads_previous=placed.reads_previous,
+                              implementation=placed.implementation)
     return own
 
 
@@ -90,7 +92,7 @@ def _add(stages: list[Stage], kind_name: str, identity: dict[str, Any], settings
     its fingerprint covers ``identity`` and the fingerprints of ``after``; its settings are
 checked against its kind's settings type."""
     kind = STAGE_KINDS[kind_name]
-    own = {s.kind: s.name for s in stages if s.settings.get("round", 1) == round_no}
+    own = {s.kind: s.name for s in stages if round_of(s.name) == round_no}
     inputs = [Input(own[producer], artifact) for producer, artifact in kind.reads]
     inputs += [Input(previous[producer].name, artifact) for producer, artifact in reads_previous]
     stage = Stage(

@@ -12,7 +12,8 @@ import math
 from itertools import combinations_with_replacement
 
 from fairspec.plan.graph import RunPlan
-from fairspec.plan.stage_settings import ReviewScoring
+from fairspec.plan.kinds import settings_of
+from fairspec.plan.stage_settings import ReviewScoring, ReviewSettings, TeachSettings
 from fairspec.review import ReviewPolicy
 from fairspec.review.policy import policy_from
 from fairspec.store.teacher_requests import reviewers_of
@@ -54,21 +55,20 @@ def review_reach(policy: ReviewPolicy, reviewers: int, scoring: str = "text"
 
 def review_order(run: RunPlan) -> dict[str, list[str]]:
     """author -> its reviewers, in the order the review stage asks them (by name)."""
-    review = run.stage("review").settings
-    if not review.get("enabled"):
+    if not settings_of(run.stage("review"), ReviewSettings).enabled:
         return {}
-    authors = sorted(t["name"] for t in run.stage("teach").settings["teachers"])
-    return {a: reviewers_of(review, a) for a in authors}
+    authors = sorted(t.name for t in settings_of(run.stage("teach"), TeachSettings).teachers)
+    return {a: reviewers_of(run.stage("review").settings, a) for a in authors}
 
 
 def review_reach_of(run: RunPlan) -> dict[str, list[tuple[bool, bool]]]:
     """author -> (always, may) per reviewer position, for this run's review stage."""
-    review = run.stage("review").settings
+    review = settings_of(run.stage("review"), ReviewSettings)
     order = review_order(run)
     if not order:
         return {}
-    if not review.get("early_exit", True):  # every reviewer is asked: N(N-1) exactly
+    if not review.early_exit:  # every reviewer is asked: N(N-1) exactly
         return {a: [(True, True)] * len(reviewers) for a, reviewers in order.items()}
-    policy = policy_from(review)
-    scoring = ReviewScoring.of(review.get("scoring")).method
+    policy = policy_from(run.stage("review").settings)
+    scoring = (review.scoring or ReviewScoring()).method
     return {a: review_reach(policy, len(reviewers), scoring) for a, reviewers in order.items()}

@@ -25,13 +25,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fairspec.dsl.schema import Price, Spec, Teacher
+from fairspec.plan.committee import Committee
 from fairspec.plan.early_exit import review_reach_of
 from fairspec.plan.graph import RunPlan
+from fairspec.plan.kinds import settings_of
 from fairspec.plan.measured import measured_mistakes, measured_output_tokens, recorded_mistakes
 from fairspec.plan.priors import ROLES, MeasuredLength, as_json, prior_output_tokens, prior_source
-from fairspec.plan.sizes import CHARS_PER_TOKEN, count_train_rows, prompt_tokens
-from fairspec.plan.stage_facts import teacher_generation
+from fairspec.plan.sizes import CHARS_PER_TOKEN, TaskText, count_train_rows, prompt_tokens
+from fairspec.plan.stage_settings import ExamSettings, TeacherSettings, TeachSettings
 from fairspec.providers.registry import provider_kind
 
 
@@ -118,7 +119,8 @@ class CallEstimate:
 def calls_per_mistake(n_teachers: int, review_enabled: bool, exclude_self: bool,
                       reviews: int | None = None) -> dict[str, int]:
     """{"rationale": N, "feedback": N, "review": N(N-1) or N*N or 0, "total": ...};
-    ``reviews``: the review calls per mistake when a jury reviews (:func:`reviewed_authors`)."""
+    ``reviews``: the review calls per mistake when a jury reviews
+    (:meth:`~fairspec.plan.committee.Committee.reviewed`)."""
     if not review_enabled:
         reviews = 0
     elif reviews is None:
@@ -126,17 +128,6 @@ def calls_per_mistake(n_teachers: int, review_enabled: bool, exclude_self: bool,
     counts = {"rationale": n_teachers, "feedback": n_teachers, "review": reviews}
     counts["total"] = sum(counts.values())
     return counts
-
-
-def reviewed_authors(spec: Spec) -> dict[str, list[str]]:
-    """Each model the spec calls (teachers, then declared jurors) -> the teachers whose
-    rationales it reviews (none when review is off or it is not a reviewer)."""
-    reviewers = {t.name for t in spec.reviewers()} if spec.review.enabled else set()
-    exclude_self = spec.review.exclude_self
-    return {t.name: [a.name for a in spec.teachers if t.name in reviewers
-                     and not (exclude_self and a.name == t.name)]
-            for _, t in spec.callers()}
-
 
 
 def _mistake_count(run: RunPlan, base_dir: Path, train_rows: int | None, mistake_rate: float,
@@ -157,15 +148,15 @@ def _mistake_count(run: RunPlan, base_dir: Path, train_rows: int | None, mistake
     return None, "unknown: give --mistakes N (the train size of this hub dataset is not known)"
 
 
-def _output_lengths(spec: Spec, measured: Mapping[str, Mapping[str, MeasuredLength]]
+def _output_lengths(committee: Committee, task_kind: str,
+                    measured: Mapping[str, Mapping[str, MeasuredLength]]
                     ) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
     """Each caller's output tokens per role (the prior capped at its max_tokens, or its
     measured mean), and the roles measured in the call store, by caller."""
     lengths: dict[str, dict[str, int]] = {}
     from_store: dict[str, list[str]] = {}
-    for _, teacher in spec.callers():
-        lengths[teacher.name] = prior_output_tokens(spec.task.kind,
-                                                    teacher_generation(spec, teacher)["max_tokens"])
+    for teacher in committee.callers:
+        lengths[teacher.name] = prior_output_tokens(task_kind, teacher.generation["max_tokens"])
         found = measured.get(teacher.name, {})
         for role in ROLES:
             if role in found:
@@ -174,14 +165,15 @@ def _output_lengths(spec: Spec, measured: Mapping[str, Mapping[str, MeasuredLeng
     return lengths, from_store
 
 
-def _dollars(price: Price, tokens_in: int, tokens_out: int) -> float:
-    return (tokens_in * price.input_per_mtok + tokens_out * price.output_per_mtok) / 1e6
+def _dollars(price: Mapping[str, float], tokens_in: int, tokens_out: int) -> float:
+    return (tokens_in * price["input_per_mtok"] + tokens_out * price["output_per_mtok"]) / 1e6
 
 
 @dataclass(frozen=True)
 class _RunSizes:
     """What every caller's estimate of one run shares."""
 
+    committee: Committee
     mistakes: int | None
     lengths: dict[str, dict[str, int]]  # caller -> role -> output tokens of one call
     reviewed: dict[str, list[str]]  # caller -> the authors it reviews
@@ -189,30 +181,31 @@ class _RunSizes:
     feedback_input: int  # and of a feedback call
 
 
-def _per_call(spec: Spec, base_dir: Path, teacher: Teacher, sizes: _RunSizes
+def _per_call(text: TaskText, teacher: TeacherSettings, sizes: _RunSizes
               ) -> dict[str, dict[str, int]]:
     """role -> {"input": tokens, "output": tokens} of one of ``teacher``'s calls."""
     out = sizes.lengths[teacher.name]
     # a review reads another teacher's rationale: the mean of the authors it reviews
-    authors = sizes.reviewed[teacher.name] or [a.name for a in spec.teachers]
+    authors = sizes.reviewed[teacher.name] or [a.name for a in sizes.committee.teachers]
     rationale_chars = int(sum(sizes.lengths[a]["rationale"] for a in authors) / len(authors)
                           * CHARS_PER_TOKEN)
-    review_input = prompt_tokens(spec, base_dir, "prompts.review",
+    review = sizes.committee.review
+    review_input = prompt_tokens(text, "prompts.review", review.template.ref,
                                  {"rationale": rationale_chars, "gold_answer": 4}) \
-        if spec.review.enabled else 0
+        if review.enabled and review.template is not None else 0
     return {"rationale": {"input": sizes.rationale_input, "output": out["rationale"]},
             "feedback": {"input": sizes.feedback_input, "output": out["feedback"]},
             "review": {"input": review_input, "output": out["review"]}}
 
 
-def _teacher_estimate(spec: Spec, base_dir: Path, teacher: Teacher, sizes: _RunSizes
+def _teacher_estimate(text: TaskText, teacher: TeacherSettings, sizes: _RunSizes
                       ) -> TeacherEstimate:
     """One caller's calls, tokens and dollars over the run's mistakes."""
-    per_call = _per_call(spec, base_dir, teacher, sizes)
+    per_call = _per_call(text, teacher, sizes)
     reviews_each = len(sizes.reviewed[teacher.name])
-    writes = 1 if teacher.name in {t.name for t in spec.teachers} else 0  # a juror writes none
+    writes = 1 if teacher.name in {t.name for t in sizes.committee.teachers} else 0  # a juror writes none
     free = not provider_kind(teacher.provider).priced  # local or already paid
-    price = teacher.paid_price()  # batch prices for a batch teacher
+    price = teacher.price  # batch prices for a batch teacher
     usd_per_call: dict[str, float | None] = {
         role: _dollars(price, tokens["input"], tokens["output"]) if price is not None
         else (0.0 if free else None)
@@ -224,8 +217,8 @@ def _teacher_estimate(spec: Spec, base_dir: Path, teacher: Teacher, sizes: _RunS
                       + reviews_each * per_call["review"]["output"])
     usd = _dollars(price, tokens_in, tokens_out) if price is not None else (0.0 if free else None)
     online = None
-    if teacher.batch and teacher.price is not None and sizes.mistakes is not None:
-        online = _dollars(teacher.price, tokens_in, tokens_out)
+    if teacher.batch and teacher.online_price is not None and sizes.mistakes is not None:
+        online = _dollars(teacher.online_price, tokens_in, tokens_out)
     return TeacherEstimate(
         name=teacher.name, rationale_calls=m * writes, feedback_calls=m * writes,
         review_calls=m * reviews_each, input_tokens=tokens_in, output_tokens=tokens_out,
@@ -237,30 +230,37 @@ def _teacher_estimate(spec: Spec, base_dir: Path, teacher: Teacher, sizes: _RunS
 
 
 def estimate_run(
-    spec: Spec, base_dir: Path, run: RunPlan, *, mistake_rate: float = 0.5,
+    run: RunPlan, base_dir: Path, *, mistake_rate: float = 0.5,
     mistakes: int | None = None, call_store: str | os.PathLike[str] | None = None,
 ) -> CallEstimate:
-    """Calls, tokens and cost of one run, for a measured or estimated number of mistakes.
+    """Calls, tokens and cost of one run, for a measured or estimated number of mistakes,
+    from its compiled stages (``base_dir``: the spec's folder, which their paths are
+    relative to).
 
     ``call_store`` (default: the plan's, ``calls.sqlite`` beside the run folder): where this
     run's calls, once made, give the measured output lengths."""
-    train_rows = count_train_rows(spec, base_dir)
+    exam = settings_of(run.stage("exam"), ExamSettings)
+    teach = settings_of(run.stage("teach"), TeachSettings)
+    committee = Committee.of(run)
+    text = TaskText.of(exam, base_dir)
+    train_rows = count_train_rows(text)
     mistakes, source = _mistake_count(run, base_dir, train_rows, mistake_rate, mistakes)
-    reviewed = reviewed_authors(spec)
-    per = calls_per_mistake(len(spec.teachers), spec.review.enabled, spec.review.exclude_self,
+    reviewed = committee.reviewed()
+    per = calls_per_mistake(len(committee.teachers), committee.review.enabled, committee.exclude_self,
                             sum(len(a) for a in reviewed.values()))
     per_min = dict(per)
     per_min["review"] = sum(1 for reach in review_reach_of(run).values()
                             for always, _ in reach if always)
     per_min["total"] = per_min["rationale"] + per_min["feedback"] + per_min["review"]
     measured = measured_output_tokens(run, base_dir, call_store)
-    lengths, from_store = _output_lengths(spec, measured)
-    answer_chars = int(0.6 * spec.student.exam.max_new_tokens * CHARS_PER_TOKEN)
+    kind = exam.answer.task_kind
+    lengths, from_store = _output_lengths(committee, kind, measured)
+    answer_chars = int(0.6 * exam.sampling.max_new_tokens * CHARS_PER_TOKEN)
     sizes = _RunSizes(
-        mistakes, lengths, reviewed, prompt_tokens(spec, base_dir, "prompts.rationale", {}),
-        prompt_tokens(spec, base_dir, "prompts.feedback",
+        committee, mistakes, lengths, reviewed,
+        prompt_tokens(text, "prompts.rationale", teach.templates["rationale"].ref, {}),
+        prompt_tokens(text, "prompts.feedback", teach.templates["feedback"].ref,
                       {"student_answer": answer_chars, "gold_answer": 4}))
-    kind = spec.task.kind
     output_lengths = {
         "task_kind": kind,
         "prior": dict(prior_output_tokens(kind, 10**9)),
@@ -271,5 +271,5 @@ def estimate_run(
     }
     return CallEstimate(run=run.name, mistakes=mistakes, mistakes_source=source,
                         train_rows=train_rows, per_mistake=per,
-                        teachers=[_teacher_estimate(spec, base_dir, t, sizes) for _, t in spec.callers()],
+                        teachers=[_teacher_estimate(text, t, sizes) for t in committee.callers],
                         per_mistake_min=per_min, output_lengths=output_lengths)

@@ -90,6 +90,12 @@ class RunPlan:
     seed: int | None = None
     #: with ``seeds``: the run (first seed) this one repeats with another seed, else None
     repeats: str | None = None
+    #: every model the run calls, in the order the spec declares them (its teachers, then its
+    #: jurors), and the members of its ``review.jury`` in theirs (none without a jury): the
+    #: orders the estimate lists them in. The stages hold their settings (by name), so
+    #: ``plan.json`` leaves these out
+    callers: tuple[str, ...] = ()
+    jury: tuple[str, ...] = ()
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -133,6 +139,7 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for run in data["runs"]:
+            del run["callers"], run["jury"]
             for stage in run["stages"]:
                 stage["inputs"] = [f"{i['stage']}/{i['artifact']}" for i in stage["inputs"]]
                 stage["outputs"] = [{"name": o["name"], "required": o["required"]}

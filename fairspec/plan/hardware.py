@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,13 +81,13 @@ def exam_replicas(hardware: Hardware, engine: str) -> dict[str, int]:
     return {"replicas": 1, "per_replica": 1}
 
 
-def exam_engine_warning(settings: Mapping[str, Any]) -> str | None:
-    """The loud line for an exam or evaluation whose ``engine: auto`` fell back to hf on
-    GPUs because vllm does not import where the plan was compiled (None otherwise): a
-    paper-sized exam on hf is hours slower, and it is what the plan will run."""
-    if settings.get("engine") != "hf" or settings.get("engine_reason") != AUTO_WITHOUT_VLLM:
+def exam_engine_warning(engine: str, engine_reason: str, replicas: int) -> str | None:
+    """The loud line for an exam (its compiled ``engine``, why, and its hf ``replicas``) whose
+    ``engine: auto`` fell back to hf on GPUs because vllm does not import where the plan was
+    compiled (None otherwise): a paper-sized exam on hf is hours slower, and it is what the
+    plan will run."""
+    if engine != "hf" or engine_reason != AUTO_WITHOUT_VLLM:
         return None
-    replicas = (settings.get("replicas") or {}).get("replicas", 1)
     return (f"student.exam.engine is auto on cuda and vllm does not import here: the exam and "
             f"the evaluation will run on hf ({replicas} replica(s), one GPU each), far slower "
             "than vLLM; install it (pip install vllm) and plan again, or say engine: hf to "

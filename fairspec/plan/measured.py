@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -25,7 +25,9 @@ from fairspec.artifacts import is_done, read_jsonl
 from fairspec.errors import DataError, RecordedError, StoreDamaged, TemplateRenderError
 from fairspec.hashing import canonical_json
 from fairspec.plan.graph import RunPlan
+from fairspec.plan.kinds import settings_of
 from fairspec.plan.priors import MeasuredLength, mean_output_tokens
+from fairspec.plan.stage_settings import ExamSettings, ReviewSettings, TeacherSettings, TeachSettings
 from fairspec.resources import resolve_path
 from fairspec.review.policy import reviewable
 from fairspec.store import completed_calls, default_store_path
@@ -48,19 +50,20 @@ MEASURE_MISTAKES = 500
 def recorded_mistakes(run: RunPlan, base_dir: Path) -> int | None:
     """A recorded exam that lists only wrong answers: how many it lists (None otherwise, or
     when its file cannot be read: the exam stage says why)."""
-    recorded = run.stage("exam").settings.get("recorded")
-    if not recorded or not recorded["only_mistakes"]:
+    exam = settings_of(run.stage("exam"), ExamSettings)
+    recorded = exam.recorded
+    if recorded is None or not recorded.only_mistakes:
         return None
     try:
-        table = RecordedTable(resolve_path(recorded["path"], base_dir), match=recorded["match"],
-                              question_column=recorded["question_column"],
-                              index_column=recorded["index_column"])
+        table = RecordedTable(resolve_path(recorded.path, base_dir), match=recorded.match,
+                              question_column=recorded.question_column,
+                              index_column=recorded.index_column)
     except RecordedError:
         return None
-    limit = run.stage("exam").settings.get("limit")
+    limit = exam.limit
     if limit is None:
         return len(table.rows)
-    if recorded["match"] == "index":  # the rows the exam reads are the first ``limit``
+    if recorded.match == "index":  # the rows the exam reads are the first ``limit``
         return sum(1 for position in table.rows if position < limit)
     return min(limit, len(table.rows))
 
@@ -166,9 +169,9 @@ def _review_calls(sources: _Sources, author: str, reviewer: str, template: str
     return tuple(tokens for _, _, tokens in completed_calls(sources.store, keys).values())
 
 
-def _who(teacher: Mapping[str, Any]) -> str:
-    return canonical_json({k: teacher.get(k) for k in ("provider", "base_url", "model",
-                                                       "generation")})
+def _who(teacher: TeacherSettings) -> str:
+    return canonical_json({"provider": teacher.provider, "base_url": teacher.base_url,
+                           "model": teacher.model, "generation": teacher.generation})
 
 
 def _sources(run: RunPlan, base_dir: Path, call_store: str | os.PathLike[str] | None
@@ -180,28 +183,27 @@ def _sources(run: RunPlan, base_dir: Path, call_store: str | os.PathLike[str] | 
     mistakes = _exam_mistakes_file(run) if store.is_file() else None
     if mistakes is None:
         return None
-    teach = run.stage("teach").settings
-    templates = canonical_json({role: resolve_path(ref["ref"], base_dir).read_text(encoding="utf-8")
-                                for role, ref in teach["templates"].items()})
+    teach = settings_of(run.stage("teach"), TeachSettings)
+    templates = canonical_json({role: resolve_path(ref.ref, base_dir).read_text(encoding="utf-8")
+                                for role, ref in teach.templates.items()})
     return _Sources(str(store), (_file_signature(store), _file_signature(Path(f"{store}-wal"))),
-                    str(mistakes), _file_signature(mistakes), templates,
-                    teach.get("rationale_sample", 0))
+                    str(mistakes), _file_signature(mistakes), templates, teach.rationale_sample)
 
 
 def _measured_calls(sources: _Sources, run: RunPlan, base_dir: Path
                     ) -> list[tuple[str, str, int | None]]:
     """(teacher, role, output tokens) of this run's teach and review calls in the store."""
-    teachers = {t["name"]: _who(t) for t in run.stage("teach").settings["teachers"]}
+    teachers = {t.name: _who(t) for t in settings_of(run.stage("teach"), TeachSettings).teachers}
     rows = [(name, role, tokens) for name, who in teachers.items()
             for role, _, tokens, _ in _teacher_calls(sources, who)]
-    review = run.stage("review").settings
-    if review.get("enabled"):
-        template = resolve_path(review["template"]["ref"], base_dir).read_text(encoding="utf-8")
-        for reviewer in review["teachers"]:
+    review = settings_of(run.stage("review"), ReviewSettings)
+    if review.enabled and review.template is not None:
+        template = resolve_path(review.template.ref, base_dir).read_text(encoding="utf-8")
+        for reviewer in review.teachers or ():
             for author in teachers:
-                if reviewer["name"] not in reviewers_of(review, author):
+                if reviewer.name not in reviewers_of(run.stage("review").settings, author):
                     continue
-                rows += [(reviewer["name"], "review", tokens) for tokens in _review_calls(
+                rows += [(reviewer.name, "review", tokens) for tokens in _review_calls(
                     sources, teachers[author], _who(reviewer), template)]
     return rows
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fairspec.dsl.loader import template_ref
 from fairspec.dsl.schema import Spec
 from fairspec.plan.environment import Environment
 from fairspec.plan.hardware import (
@@ -44,7 +45,8 @@ from fairspec.plan.memory_totals import (
     training_memory,
 )
 from fairspec.plan.model_shape import ModelShape, model_shape
-from fairspec.plan.sizes import prompt_tokens
+from fairspec.plan.sizes import TaskText, prompt_tokens
+from fairspec.plan.stage_settings import DatasetRef
 
 #: The card size assumed when the spec says none and this machine has no GPU to ask.
 ASSUMED_GPU_GB = 80.0
@@ -153,7 +155,10 @@ def exam_setup(spec: Spec, base_dir: Path, env: Environment) -> ExamSetup | None
 def _exam_prompt_tokens(spec: Spec, base_dir: Path) -> int:
     """The exam prompt's typical length, as the call estimate renders it (256 if it cannot)."""
     try:
-        return prompt_tokens(spec, base_dir, "prompts.exam", {})
+        ds = spec.task.dataset
+        text = TaskText(spec.task.kind, spec.task.fields,
+                        DatasetRef(split=ds.train_split, hf=ds.hf, path=ds.path), ds.limit.train, base_dir)
+        return prompt_tokens(text, "prompts.exam", template_ref(spec, "prompts.exam"), {})
     except Exception:  # noqa: BLE001 — a template the estimate cannot render: a typical length
         return 256
 

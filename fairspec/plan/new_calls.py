@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fairspec.dsl.schema import Spec
 from fairspec.hashing import canonical_json, sha256_text
 from fairspec.plan.early_exit import review_order, review_reach_of
 from fairspec.plan.graph import Plan, RunPlan
@@ -33,7 +32,7 @@ class CallClass:
     maybe: bool
 
 
-def call_classes(spec: Spec, run: RunPlan) -> dict[str, CallClass]:
+def call_classes(run: RunPlan) -> dict[str, CallClass]:
     """Distinct kinds of teacher request per mistake in a run (key -> its class).
 
     Two runs whose keys coincide send identical requests, so the call store answers
@@ -137,14 +136,14 @@ def _by_role(classes: Mapping[str, CallClass]) -> dict[str, int]:
     return {role: counts.get(role, 0) for role in ROLES}
 
 
-def unique_calls_per_mistake(specs: dict[str, Spec], plan: Plan) -> dict[str, NewCalls]:
+def unique_calls_per_mistake(plan: Plan) -> dict[str, NewCalls]:
     """Per run, in the plan's order: the range of requests per mistake no earlier run made."""
     surely: set[str] = set()  # made by an earlier run whatever the scores
     maybe: set[str] = set()  # possibly made by an earlier run
     fresh: dict[str, NewCalls] = {}
     ran: set[str] = set()  # stage fingerprints of earlier runs: a shared stage is copied
     for run in plan.runs:
-        classes = call_classes(specs[run.name], run)
+        classes = call_classes(run)
         copied = {role for stage, roles in (("teach", ("rationale", "feedback")), ("review", ("review",)))
                   if run.stage(stage).fingerprint in ran for role in roles}
         classes = {k: c for k, c in classes.items() if c.role not in copied}

@@ -8,16 +8,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fairspec.dsl.schema import Spec
 from fairspec.dsl.variants import shown
 from fairspec.plan.calls_view import money, print_calls, usd_sum
+from fairspec.plan.committee import Committee
 from fairspec.plan.estimate import CallEstimate
 from fairspec.plan.graph import Plan, RunPlan
-from fairspec.plan.hardware import LOCAL, Rendezvous, exam_engine_warning
+from fairspec.plan.hardware import LOCAL, Rendezvous
+from fairspec.plan.kinds import run_teachers, settings_of
 from fairspec.plan.memory import MemoryPlan, memory_lines
 from fairspec.plan.new_calls import NewCalls
 from fairspec.plan.round_estimate import RoundEstimate
 from fairspec.plan.run_layout import exam_layout, training_batch, training_batch_line, training_nodes
+from fairspec.plan.stage_settings import ExamSettings, TrainSettings
 from fairspec.plan.stage_summary import stage_summary
 
 JSON_SCHEMA_VERSION = 1
@@ -93,22 +95,20 @@ def _add_cached_rates(calls: dict[str, Any], run: RunPlan) -> None:
     """Each teacher entry of ``runs[].calls.teachers`` gains ``cached_input_per_mtok``: what
     its input read from the prompt cache is billed at (the input price when the spec gives
     none; None without a price)."""
-    prices = {t["name"]: t.get("price") for stage in run.stages
-              if stage.kind in ("teach", "review") for t in (stage.settings.get("teachers") or ())}
+    prices = {t.name: t.price for t in run_teachers(run)}
     for teacher in calls["teachers"]:
         price = prices.get(teacher["name"])
         teacher["cached_input_per_mtok"] = None if price is None else \
             price.get("cached_input_per_mtok", price.get("input_per_mtok", 0.0))
 
 
-def print_plan(console: Console, plan: Plan, specs: dict[str, Spec],
-               estimates: dict[str, CallEstimate], fresh: dict[str, NewCalls],
-               rendezvous: Rendezvous = LOCAL,
+def print_plan(console: Console, plan: Plan, estimates: dict[str, CallEstimate],
+               fresh: dict[str, NewCalls], budget: float | None, rendezvous: Rendezvous = LOCAL,
                rounds: dict[str, list[RoundEstimate]] | None = None,
                memory: dict[str, MemoryPlan] | None = None) -> None:
-    """The human view of a plan: the main run in full, variants as one table."""
+    """The human view of a plan: the main run in full, variants as one table (``budget``:
+    the main run's ``budget.max_usd``)."""
     main = plan.runs[0]
-    spec = specs[main.name]
     env = plan.environment
     console.print(f"[bold]Plan[/] for {plan.spec_file}: [bold]{plan.spec_name}[/] "
                   f"(fairspec {plan.fairspec_version})")
@@ -124,7 +124,7 @@ def print_plan(console: Console, plan: Plan, specs: dict[str, Spec],
     table.add_column("fingerprint")
     table.add_column("what it does")
     for stage in main.stages:
-        table.add_row(stage.name, stage.short, stage_summary(spec, main, stage.name))
+        table.add_row(stage.name, stage.short, stage_summary(main, stage.name))
     console.print(table)
     layout = exam_layout(main)
     if layout and layout["engine"] == "vllm":
@@ -134,16 +134,16 @@ def print_plan(console: Console, plan: Plan, specs: dict[str, Spec],
         where = (f"one GPU each = {layout['gpus']} GPU(s)" if layout["device"] == "cuda"
                  else "each on its share of the CPU cores")
         console.print(f"Exam and evaluation on hf: {layout['data_parallel']} replica(s), {where}")
-    if (loud := exam_engine_warning(main.stage("exam").settings)) is not None:
+    if (loud := settings_of(main.stage("exam"), ExamSettings).engine_warning()) is not None:
         console.print(f"warning: {loud}", style="bold red", markup=False, soft_wrap=True)
-    train = main.stage("train").settings
+    train = settings_of(main.stage("train"), TrainSettings)
     nodes = training_nodes(plan, main, rendezvous)
     if nodes:
-        cfg = train.get("accelerate_config")
+        cfg = train.accelerate_config
         how = (f"accelerate, {cfg['distributed_type']}" if cfg
-               else f"torch.distributed.run, {train['strategy']} over gloo")
-        console.print(f"Training on {train['layout']['world_size']} process(es) over "
-                      f"{train['layout']['nodes']} node(s) ({how}):", markup=False)
+               else f"torch.distributed.run, {train.strategy} over gloo")
+        console.print(f"Training on {train.layout.world_size} process(es) over "
+                      f"{train.layout.nodes} node(s) ({how}):", markup=False)
         for node in nodes:
             console.print(f"  node {node['node_rank']} ({node['runs']}): {node['fairspec']}",
                           markup=False, soft_wrap=True)
@@ -155,7 +155,7 @@ def print_plan(console: Console, plan: Plan, specs: dict[str, Spec],
     console.print(training_batch_line(main), markup=False)
     if memory is not None:
         _print_memory(console, plan, memory)
-    print_calls(console, spec, estimates[main.name])
+    print_calls(console, Committee.of(main), estimates[main.name], budget)
     _print_rounds(console, (rounds or {}).get(main.name, []))
     if len(plan.runs) > 1:
         _print_variants(console, plan, estimates, fresh, rounds)

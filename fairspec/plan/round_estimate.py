@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from fairspec.artifacts import is_done, upgrade_stats
-from fairspec.dsl.schema import Spec
-from fairspec.plan.estimate import CallEstimate, reviewed_authors
+from fairspec.plan.committee import Committee
+from fairspec.plan.estimate import CallEstimate
 from fairspec.plan.graph import RunPlan
-from fairspec.plan.kinds import stage_name
+from fairspec.plan.kinds import settings_of, stage_name
+from fairspec.plan.stage_settings import ExamSettings, ReportSettings, TeachSettings
 
 
 @dataclass(frozen=True)
@@ -70,19 +71,22 @@ def _usd(first: CallEstimate, calls: dict[str, int], review_share: dict[str, flo
     return total
 
 
-def estimate_rounds(spec: Spec, run: RunPlan, first: CallEstimate) -> list[RoundEstimate]:
-    """Rounds 2..count of ``run`` (an empty list for one round)."""
-    rounds = spec.rounds
+def estimate_rounds(run: RunPlan, first: CallEstimate) -> list[RoundEstimate]:
+    """Rounds 2..count of ``run`` (an empty list for one round), from its compiled stages."""
     out: list[RoundEstimate] = []
     rows, mistakes = first.train_rows, first.mistakes
     rate = mistakes / rows if rows and mistakes is not None else None
-    teachers = len(spec.teachers)
+    committee = Committee.of(run)
+    teachers = len(committee.teachers)
     reviews_per_question = first.per_mistake["review"]
-    reviewed = {name: len(authors) for name, authors in reviewed_authors(spec).items()}
+    reviewed = {name: len(authors) for name, authors in committee.reviewed().items()}
     review_share = {name: n / sum(reviewed.values()) for name, n in reviewed.items()} \
         if sum(reviewed.values()) else {}
-    for k in range(2, rounds.count + 1):
-        questions = rows if rounds.exam == "all" else mistakes
+    for k in range(2, settings_of(run.stage("report"), ReportSettings).rounds + 1):
+        exam = settings_of(run.stage(stage_name("exam", k)), ExamSettings)
+        fresh_rationales = settings_of(run.stage(stage_name("teach", k)),
+                                       TeachSettings).rationale_sample != 0
+        questions = rows if exam.covers == "all" else mistakes
         measured = _exam_stats(run, k)
         if measured is not None:
             mistakes, source = measured["mistakes"], "measured (this round's exam has run)"
@@ -96,9 +100,9 @@ def estimate_rounds(spec: Spec, run: RunPlan, first: CallEstimate) -> list[Round
         m = mistakes or 0
         feedback = m * teachers
         asked = {"rationale": m * teachers, "review": m * reviews_per_question}
-        if rounds.fresh_rationales:
+        if fresh_rationales:
             paid_max = paid_min = asked
-        elif rounds.exam == "mistakes":  # every question was asked in the round before
+        elif exam.covers == "mistakes":  # every question was asked in the round before
             paid_max = paid_min = {"rationale": 0, "review": 0}
         else:
             paid_max, paid_min = asked, {"rationale": 0, "review": 0}

@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from fairspec.plan.graph import Plan, RunPlan
-from fairspec.plan.hardware import LOCAL, Rendezvous, TrainingLayout, format_command
+from fairspec.plan.hardware import LOCAL, Rendezvous, format_command
+from fairspec.plan.kinds import settings_of
+from fairspec.plan.stage_settings import ExamSettings, TrainSettings
 
 
 def training_nodes(plan: Plan, run: RunPlan, rendezvous: Rendezvous = LOCAL
@@ -14,7 +16,7 @@ def training_nodes(plan: Plan, run: RunPlan, rendezvous: Rendezvous = LOCAL
     """What each node runs for ``run``'s training: the ``fairspec run`` to type there and
     the launch command it starts (empty when training runs in fairspec's own process)."""
     stage = run.stage("train")
-    layout = TrainingLayout.from_settings(stage.settings["layout"])
+    layout = settings_of(stage, TrainSettings).layout
     if layout.launcher == "inline":
         return []
     train_dir = f"{run.run_dir}/{stage.name}"
@@ -41,24 +43,24 @@ def training_nodes(plan: Plan, run: RunPlan, rendezvous: Rendezvous = LOCAL
 def exam_layout(run: RunPlan) -> dict[str, Any] | None:
     """The exam's and the evaluation's devices: vLLM's tensor x data parallel, or hf's
     ``data_parallel`` replicas of one device each (None: one hf engine, or recorded)."""
-    settings = run.stage("exam").settings
-    vllm = settings.get("vllm")
+    exam = settings_of(run.stage("exam"), ExamSettings)
+    vllm = exam.vllm
     if vllm:
         tp, dp = vllm["tensor_parallel_size"], vllm.get("data_parallel_size", 1)
-    elif settings.get("engine") == "hf" and (settings.get("replicas") or {}).get("replicas", 1) > 1:
-        tp, dp = 1, settings["replicas"]["replicas"]
+    elif exam.engine == "hf" and exam.replicas is not None and exam.replicas.replicas > 1:
+        tp, dp = 1, exam.replicas.replicas
     else:
         return None
     return {"engine": "vllm" if vllm else "hf", "tensor_parallel": tp, "data_parallel": dp,
-            "gpus": tp * dp, "device": settings.get("device", "cuda")}
+            "gpus": tp * dp, "device": exam.device}
 
 
 def training_batch(run: RunPlan) -> dict[str, Any]:
     """The training batch said plainly: ``training.batch_size`` is per device, so the global
     batch is per device x accumulation x processes (it grows with the processes)."""
-    s = run.stage("train").settings
-    per_device, accumulation = s["batch_size"], s["gradient_accumulation_steps"]
-    processes = s["layout"]["world_size"]
+    train = settings_of(run.stage("train"), TrainSettings)
+    per_device, accumulation = train.batch_size, train.gradient_accumulation_steps
+    processes = train.layout.world_size
     return {"per_device": per_device, "accumulation": accumulation, "processes": processes,
             "global": per_device * accumulation * processes,
             "single_process": per_device * accumulation}

@@ -7,13 +7,15 @@ characters per token), measured on local data where there is some.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fairspec.dsl.loader import template_ref
-from fairspec.dsl.schema import Spec
+from fairspec.errors import DataError
+from fairspec.plan.stage_settings import AnsweringSettings, DatasetRef
 from fairspec.resources import resolve_path
-from fairspec.tasks.data import DATA_SUFFIXES, data_suffix, read_text
+from fairspec.tasks.data import data_suffix, read_text, split_file
 from fairspec.tasks.kinds import task_kind
 from fairspec.templates import render
 
@@ -27,28 +29,44 @@ KNOWN_TRAIN_ROWS = {
 }
 
 
-def count_train_rows(spec: Spec, base_dir: Path) -> int | None:
+@dataclass(frozen=True)
+class TaskText:
+    """What a prompt's size depends on: the task kind, its fields, the train split (its
+    rows counted and measured when it is a local file) and the spec's folder."""
+
+    task_kind: str
+    fields: Mapping[str, str]
+    dataset: DatasetRef
+    limit: int | None
+    base_dir: Path
+
+    @classmethod
+    def of(cls, exam: AnsweringSettings, base_dir: Path) -> TaskText:
+        """The train split a compiled exam answers."""
+        return cls(exam.answer.task_kind, exam.fields, exam.dataset, exam.limit, base_dir)
+
+    def local_file(self) -> Path | None:
+        """The split's local file (None: on the hub, or not found)."""
+        if self.dataset.path is None:
+            return None
+        try:
+            return split_file(resolve_path(self.dataset.path, self.base_dir), self.dataset.split)
+        except DataError:
+            return None
+
+
+def count_train_rows(text: TaskText) -> int | None:
     """Train rows after the limit: counted from local data, or known for the paper's hub ids."""
-    ds = spec.task.dataset
+    ds = text.dataset
     rows: int | None = None
-    if ds.hf is not None and ds.train_split == "train":
+    if ds.hf is not None and ds.split == "train":
         rows = KNOWN_TRAIN_ROWS.get(ds.hf)
     elif ds.path is not None:
-        file = _local_split_file(spec, base_dir, ds.train_split)
+        file = text.local_file()
         rows = len(_read_rows(file, limit=None)) if file else None
-    if ds.limit.train is not None:
-        rows = ds.limit.train if rows is None else min(rows, ds.limit.train)
+    if text.limit is not None:
+        rows = text.limit if rows is None else min(rows, text.limit)
     return rows
-
-
-def _local_split_file(spec: Spec, base_dir: Path, split: str) -> Path | None:
-    local = resolve_path(spec.task.dataset.path or "", base_dir)
-    if local.is_file():
-        return local
-    for suffix in DATA_SUFFIXES:
-        if (local / f"{split}{suffix}").is_file():
-            return local / f"{split}{suffix}"
-    return None
 
 
 def _read_rows(file: Path, limit: int | None = 200) -> list[dict[str, Any]]:
@@ -67,14 +85,14 @@ def _read_rows(file: Path, limit: int | None = 200) -> list[dict[str, Any]]:
     return []
 
 
-def field_chars(spec: Spec, base_dir: Path) -> dict[str, int]:
+def field_chars(text: TaskText) -> dict[str, int]:
     """Mean characters per template field, measured on local data where possible."""
-    chars = dict(task_kind(spec.task.kind).field_chars)  # typical lengths, per task kind
-    if spec.task.dataset.path is None:
+    chars = dict(task_kind(text.task_kind).field_chars)  # typical lengths, per task kind
+    if text.dataset.path is None:
         return chars
-    file = _local_split_file(spec, base_dir, spec.task.dataset.train_split)
+    file = text.local_file()
     rows = _read_rows(file) if file else []
-    for name, column in spec.task.fields.items():
+    for name, column in text.fields.items():
         values = [row.get(column) for row in rows if isinstance(row, dict) and column in row]
         if values:
             chars[name] = int(sum(len(json.dumps(v, ensure_ascii=False)) for v in values) / len(values))
@@ -85,12 +103,13 @@ def _filler(n_chars: int) -> str:
     return ("word " * (max(n_chars, 1) // 5 + 1))[: max(n_chars, 1)]
 
 
-def prompt_tokens(spec: Spec, base_dir: Path, role: str, extra: dict[str, int]) -> int:
-    """Tokens of the template of ``role`` rendered with fields of their typical lengths
-    (``extra``: characters of the variables the role adds, e.g. the rationale reviewed)."""
-    chars = field_chars(spec, base_dir)
+def prompt_tokens(text: TaskText, role: str, template: str, extra: dict[str, int]) -> int:
+    """Tokens of ``role``'s template (``template``: its reference) rendered with fields of
+    their typical lengths (``extra``: characters of the variables the role adds, e.g. the
+    rationale reviewed)."""
+    chars = field_chars(text)
     variables: dict[str, Any] = {}
-    for name in spec.task.fields:
+    for name in text.fields:
         if name == "answer":
             continue
         if name == "options":
@@ -98,5 +117,5 @@ def prompt_tokens(spec: Spec, base_dir: Path, role: str, extra: dict[str, int]) 
         else:
             variables[name] = _filler(chars.get(name, 100))
     variables.update({k: _filler(v) for k, v in extra.items()})
-    source = resolve_path(template_ref(spec, role), base_dir).read_text(encoding="utf-8")
+    source = resolve_path(template, text.base_dir).read_text(encoding="utf-8")
     return int(len(render(source, variables, name=role)) / CHARS_PER_TOKEN) + 8

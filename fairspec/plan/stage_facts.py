@@ -18,7 +18,7 @@ from fairspec.plan.recorded_inputs import teacher_recorded
 from fairspec.providers.families import family_for, shaped
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import BUILTIN_MODELS, builtin_model_alias, resolve_path
-from fairspec.tasks.data import DATA_SUFFIXES
+from fairspec.tasks.data import split_file
 from fairspec.templates import TEMPLATE_ROLES
 
 
@@ -94,9 +94,7 @@ def dataset_split(spec: Spec, base_dir: Path, split: str) -> dict[str, Any]:
     ds = spec.task.dataset
     if ds.hf is not None:
         return {"hf": ds.hf, "config": ds.config, "revision": ds.revision, "split": split}
-    local = resolve_path(ds.path or "", base_dir)
-    if local.is_dir():
-        local = next(local / f"{split}{s}" for s in DATA_SUFFIXES if (local / f"{split}{s}").is_file())
+    local = split_file(resolve_path(ds.path or "", base_dir), split)
     return {"path": ds.path, "file": local.name, "split": split, "sha256": sha256_file(local)}
 
 

@@ -1,8 +1,9 @@
 """Each stage kind's identity (what decides its outputs: its fingerprint's content) and
 settings (what it reads when it runs), built from a run's :class:`RunFacts` (``*_parts``),
 and its placement in each round (``place_*``: what depends on the round, such as a later
-exam's ``covers``, ``accumulate``, ``start_from``, and the stages it follows); both in
-:data:`KIND_COMPILERS`. The compiler only chains the fingerprints.
+exam's ``covers``, ``accumulate``, ``start_from``, and the stages it follows); each kind's
+entry in :data:`fairspec.plan.kinds.STAGE_KINDS` names its two. The compiler only chains
+the fingerprints.
 
 What stays out of an identity stays out on purpose, and each function says why: settings
 that change how fast or where a stage runs (batch sizes, devices, vLLM's memory, concurrency,
@@ -11,16 +12,23 @@ trackers, checkpoints), never what it answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fairspec.hashing import fingerprint
 from fairspec.plan.hardware import TrainingLayout, accelerate_config, exam_replicas, vllm_settings
-from fairspec.plan.kinds import ROUND_READS
 from fairspec.plan.recorded_inputs import exam_recorded
 from fairspec.plan.stage_facts import RunFacts, as_reviewer
 from fairspec.tasks.contamination import SHARED_LIMIT
+
+#: What a stage of round k >= 2 reads from round k-1 besides its kind's own inputs: the
+#: student round k-1 tuned (its model, or where its training started when it trained
+#: nothing), the questions round k-1's exam got wrong, the examples built so far.
+ROUND_READS: dict[str, tuple[tuple[str, str], ...]] = {
+    "student": (("train", "model/"), ("train", "train_args.json")),
+    "mistakes": (("exam", "mistakes.jsonl"),),
+    "examples": (("build", "dataset/"),),
+}
 
 
 @dataclass(frozen=True)
@@ -240,24 +248,3 @@ def place_train(k: int, rounds: Any, parts: Parts) -> Placement:
 
 def place_evaluate(k: int, rounds: Any, parts: Parts) -> Placement:
     return Placement(parts.identity, parts.settings, after=("train",))
-
-
-@dataclass(frozen=True)
-class KindCompiler:
-    """How the compiler makes a stage kind's instances: its parts from a run's facts, and
-    its placement in each round."""
-
-    parts: Callable[[RunFacts], Parts]
-    place: Callable[[int, Any, Parts], Placement]
-
-
-#: Each round's stage kinds, in pipeline order, and how each is compiled. A new kind adds
-#: its line here (and its contract to ``plan.kinds.STAGE_KINDS``, its module to ``stages/``).
-KIND_COMPILERS: dict[str, KindCompiler] = {
-    "exam": KindCompiler(exam_parts, place_exam),
-    "teach": KindCompiler(teach_parts, place_teach),
-    "review": KindCompiler(review_parts, place_review),
-    "build": KindCompiler(build_parts, place_build),
-    "train": KindCompiler(train_parts, place_train),
-    "evaluate": KindCompiler(evaluate_parts, place_evaluate),
-}

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from fairspec.plan.hardware import TrainingLayout
+from fairspec.plan.hardware import TrainingLayout, exam_engine_warning
 from fairspec.plan.settings_base import (
     Settings,
     by_key,
@@ -167,6 +167,10 @@ class ExamSettings(AnsweringSettings):
     #: round k >= 2: the questions it covers (all, or round k-1's mistakes)
     covers: str | None = omitted(None)
     engine_reason: str
+
+    def engine_warning(self) -> str | None:
+        """The loud line for an ``engine: auto`` that fell back to hf on GPUs (None otherwise)."""
+        return exam_engine_warning(self.engine, self.engine_reason, self.engines().replicas)
 
     def _order(self) -> list[str]:
         return [*_ANSWERING_HEAD, "recorded", "covers", "engine_reason", *_ENGINE, "round"]

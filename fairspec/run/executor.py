@@ -22,7 +22,8 @@ from fairspec.dsl.loader import LoadedSpec
 from fairspec.errors import FairspecError, StoreDamaged
 from fairspec.plan.graph import Plan, RunPlan
 from fairspec.plan.hardware import Rendezvous
-from fairspec.plan.kinds import CALL_FILES, STAGE_NAMES, round_of
+from fairspec.plan.kinds import CALL_FILES, STAGE_NAMES, round_of, settings_of, stage_teachers
+from fairspec.plan.stage_settings import TrainSettings
 from fairspec.report import write_report
 from fairspec.run.lock import hold_output
 from fairspec.run.record import stage_call_keys, write_record, write_run_info
@@ -208,7 +209,7 @@ def count_done_calls(budget: Budget | None, store: CallStore, stage: Any, folder
         return
     from fairspec.teachers.budget import call_usd
 
-    prices = {t["name"]: t.get("price") for t in stage.settings.get("teachers") or ()}
+    prices = {t.name: t.price for t in stage_teachers(stage)}
     for key, record in ((k, r) for k, r in found.items() if r.completed):
         budget.count_reused(key, call_usd(prices.get(record.teacher), record.input_tokens or 0,
                                           record.output_tokens or 0,
@@ -223,7 +224,7 @@ def join_training(plan: Plan, *, runs: list[RunPlan] | None, stages: tuple[str, 
     shared) and run this node's processes; no other stage runs here, no teacher is called."""
     from fairspec.stages.train import join
 
-    if rendezvous.node_rank >= max((s.settings["layout"]["nodes"] for r in plan.runs
+    if rendezvous.node_rank >= max((settings_of(s, TrainSettings).layout.nodes for r in plan.runs
                                     for s in r.stages if s.kind == "train"), default=1):
         raise FairspecError(f"node rank {rendezvous.node_rank} is not below the spec's "
                             "student.hardware.nodes; ranks count from 0")
@@ -233,7 +234,7 @@ def join_training(plan: Plan, *, runs: list[RunPlan] | None, stages: tuple[str, 
     for run in runs or list(plan.runs):
         for stage in run.stages:
             if stage.kind != "train" or "train" not in stages \
-                    or stage.settings["layout"]["nodes"] < 2:
+                    or settings_of(stage, TrainSettings).layout.nodes < 2:
                 continue
             result = join(StageContext(stage, run, services), rendezvous)
             outcome = StageOutcome(run.name, stage.name, "joined" if result["joined"] else "skipped",

@@ -30,8 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from fairspec.artifacts import PREVIOUS_SUFFIX, is_done, read_manifest
-from fairspec.plan.graph import Plan, RunPlan
-from fairspec.plan.kinds import CALL_FILES
+from fairspec.plan.graph import Plan, RunPlan, Stage
+from fairspec.plan.kinds import CALL_FILES, settings_of, stage_teachers
+from fairspec.plan.stage_settings import (
+    AnsweringSettings,
+    ExamSettings,
+    ReportSettings,
+    TeacherSettings,
+    TrainSettings,
+)
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import BUILTIN_MODELS, builtin_model_alias
 from fairspec.teachers.budget import call_usd
@@ -52,14 +59,12 @@ def check(plan: Plan, runs: Sequence[RunPlan], stages: Sequence[str], *,
     if kinds & set(TEACHER_STAGES) and not replay:
         problems += _keys(todo)
         problems += _budget(todo, budget_usd)
-    models = {stage.settings["model"] for _, stage in todo
-              if stage.kind in ("exam", "evaluate", "train")}
+    answering = [settings_of(s, AnsweringSettings) for _, s in todo if s.kind in ("exam", "evaluate")]
+    models = {a.model for a in answering} | {t.model for t in _trains(todo)}
     problems += [p for model in sorted(models) if (p := _model(model, plan.base_dir))]
-    datasets = {(s.settings["dataset"].get("hf"), s.settings["dataset"].get("config"))
-                for _, s in todo if s.kind in ("exam", "evaluate")}
+    datasets = {(a.dataset.hf, a.dataset.config) for a in answering}
     problems += [p for hf, _ in sorted(datasets, key=str) if hf and (p := _hub_dataset(hf))]
-    if any(s.kind in ("exam", "evaluate") and s.settings.get("engine") == "vllm" for _, s in todo) \
-            and importlib.util.find_spec("vllm") is None:
+    if any(a.engine == "vllm" for a in answering) and importlib.util.find_spec("vllm") is None:
         problems.append("the exam engine is vllm, which does not import here: pip install vllm "
                         "(or student.exam.engine: hf)")
     problems += _trackers(todo)
@@ -70,11 +75,18 @@ def check(plan: Plan, runs: Sequence[RunPlan], stages: Sequence[str], *,
     return problems
 
 
-def _trackers(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
+def _trains(todo: Sequence[tuple[RunPlan, Stage]]) -> list[TrainSettings]:
+    """The settings of the train stages to run."""
+    return [settings_of(stage, TrainSettings) for _, stage in todo if stage.kind == "train"]
+
+
+def _trackers(todo: Sequence[tuple[RunPlan, Stage]]) -> list[str]:
     """Each ``training.report_to`` tracker of a train or report stage to run is installed
     (the Trainer would stop at its first step otherwise, after the teachers were paid)."""
-    wanted = sorted({name for _, stage in todo if stage.kind in ("train", "report")
-                     for name in (stage.settings.get("tracking") or {}).get("report_to") or ()})
+    trackers = [t.tracking for t in _trains(todo)] + \
+        [settings_of(stage, ReportSettings).tracking for _, stage in todo if stage.kind == "report"]
+    wanted = sorted({name for tracking in trackers if tracking is not None
+                     for name in tracking.report_to or ()})
     if not wanted:
         return []
     from fairspec.tracking import installed_integrations
@@ -93,14 +105,13 @@ def _trackers(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
     return problems
 
 
-def _optimizers(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
+def _optimizers(todo: Sequence[tuple[RunPlan, Stage]]) -> list[str]:
     """The package each train stage's optimizer needs imports (the Trainer would stop when it
     builds the optimizer otherwise, after the teachers were paid)."""
     from fairspec.training.optimizers import optimizer_package
 
     problems = []
-    for name in sorted({stage.settings.get("optimizer") for _, stage in todo
-                        if stage.kind == "train"} - {None}):
+    for name in sorted({train.optimizer for train in _trains(todo)}):
         package = optimizer_package(name)
         if package is not None and importlib.util.find_spec(package.module) is None:
             problems.append(f"training.optimizer: {name} needs {package.module}, which does not "
@@ -108,12 +119,12 @@ def _optimizers(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
     return problems
 
 
-def _deepspeed(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
+def _deepspeed(todo: Sequence[tuple[RunPlan, Stage]]) -> list[str]:
     """A train stage to run with ``strategy: deepspeed`` on GPUs needs deepspeed to import
     (accelerate's launcher would stop in every rank otherwise, after the teachers were paid)."""
-    wanted = any(stage.kind == "train" and stage.settings.get("strategy") == "deepspeed"
-                 and (stage.settings.get("accelerate_config") or {}).get("distributed_type")
-                 == "DEEPSPEED" for _, stage in todo)
+    wanted = any(train.strategy == "deepspeed"
+                 and (train.accelerate_config or {}).get("distributed_type") == "DEEPSPEED"
+                 for train in _trains(todo))
     if not wanted or importlib.util.find_spec("deepspeed") is not None:
         return []
     return ["student.hardware.strategy: deepspeed needs the deepspeed package, which does not "
@@ -125,15 +136,13 @@ def run_warnings(runs: Sequence[RunPlan], stages: Sequence[str]) -> list[str]:
     """What ``fairspec run`` says before it starts and does not stop for: finished stages
     that will run again (:func:`finished_elsewise`), and an ``engine: auto`` exam that falls
     back to hf on GPUs because vllm does not import here."""
-    from fairspec.plan.hardware import exam_engine_warning
-
     out = finished_elsewise(runs, stages)
     for run in runs:
         if not any(stage.kind in ("exam", "evaluate") and stage.kind in stages
                    and not is_done(Path(run.run_dir) / stage.name, stage.fingerprint)
                    for stage in run.stages):
             continue
-        said = {exam_engine_warning(stage.settings) for stage in run.stages
+        said = {settings_of(stage, ExamSettings).engine_warning() for stage in run.stages
                 if stage.kind == "exam"} - {None}
         out += [f"{run.name}: {line}" for line in sorted(said)]
     return out
@@ -158,13 +167,12 @@ def finished_elsewise(runs: Sequence[RunPlan], stages: Sequence[str]) -> list[st
 FLASH_ATTN_INSTALL = "pip install flash-attn --no-build-isolation"
 
 
-def _attention(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
+def _attention(todo: Sequence[tuple[RunPlan, Stage]]) -> list[str]:
     """A train stage asking for flash_attention_2 can have it: flash_attn imports (imported,
     not only found: a build for another torch or CUDA fails at import) and the resolved
     device and dtype are a GPU's half dtype (transformers would refuse it at load, after the
     teachers were paid)."""
-    asked = [stage for _, stage in todo if stage.kind == "train"
-             and stage.settings.get("attn_implementation") == "flash_attention_2"]
+    asked = [train for train in _trains(todo) if train.attn_implementation == "flash_attention_2"]
     if not asked:
         return []
     problems = []
@@ -174,8 +182,7 @@ def _attention(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
         problems.append(f"training.attn_implementation: flash_attention_2 needs flash_attn, which "
                         f"does not import here ({type(exc).__name__}: {exc}): {FLASH_ATTN_INSTALL} "
                         "(or attn_implementation: auto)")
-    for device, dtype in sorted({(s.settings.get("device"), s.settings.get("dtype")) for s in asked},
-                                key=str):
+    for device, dtype in sorted({(train.device, train.dtype) for train in asked}, key=str):
         if device == "cpu" or dtype == "fp32":
             problems.append(f"training.attn_implementation: flash_attention_2 needs a GPU and "
                             f"bf16 or fp16, and training runs on {device} in {dtype} "
@@ -187,36 +194,36 @@ def _attention(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
 _PACKAGES = {"mlflow": "mlflow-skinny", "comet_ml": "comet-ml", "azure_ml": "azureml-core"}
 
 
-def _teachers(todo: Sequence[tuple[RunPlan, Any]]) -> dict[str, dict[str, Any]]:
+def _teachers(todo: Sequence[tuple[RunPlan, Stage]]) -> dict[str, TeacherSettings]:
     """Every teacher a teacher stage to run will call, by name (a variant's are the spec's)."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, TeacherSettings] = {}
     for _, stage in todo:
         if stage.kind in TEACHER_STAGES:
-            for teacher in stage.settings.get("teachers") or ():
-                out.setdefault(teacher["name"], teacher)
+            for teacher in stage_teachers(stage):
+                out.setdefault(teacher.name, teacher)
     return out
 
 
-def _keys(todo: Sequence[tuple[RunPlan, Any]]) -> list[str]:
+def _keys(todo: Sequence[tuple[RunPlan, Stage]]) -> list[str]:
     problems = []
     for name, teacher in _teachers(todo).items():
-        kind = provider_kind(teacher["provider"])
+        kind = provider_kind(teacher.provider)
         if not kind.live or not kind.remote:
             continue
-        variable = kind.arguments(teacher).get("api_key_env")
+        variable = kind.arguments(teacher.to_mapping()).get("api_key_env")
         if variable and not os.environ.get(variable, "").strip():
             problems.append(f"teacher {name}: environment variable {variable} is not set "
                             f"(export {variable}=... ; `--until exam` needs no key)")
     return problems
 
 
-def _budget(todo: Sequence[tuple[RunPlan, Any]], limit: float | None) -> list[str]:
+def _budget(todo: Sequence[tuple[RunPlan, Stage]], limit: float | None) -> list[str]:
     if limit is None:
         return []
     problems = []
     for name, teacher in _teachers(todo).items():
-        reply = int(teacher["generation"].get("max_tokens") or 0)
-        least = call_usd(teacher.get("price"), 0, reply)
+        reply = int(teacher.generation.get("max_tokens") or 0)
+        least = call_usd(teacher.price, 0, reply)
         if least > limit:
             problems.append(f"teacher {name}: one call reserves at least ${least:.4f} (its whole "
                             f"reply budget, max_tokens {reply}), more than the budget ${limit:g}; "

@@ -37,7 +37,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +52,21 @@ from fairspec.artifacts import (
     write_manifest,
 )
 from fairspec.dsl.schema import Spec
-from fairspec.errors import FairspecError
+from fairspec.errors import DataError, FairspecError
 from fairspec.plan.graph import Plan, RunPlan
-from fairspec.plan.kinds import CALL_FILES, round_of
+from fairspec.plan.kinds import CALL_FILES, round_of, settings_of
+from fairspec.plan.stage_settings import (
+    BuildSettings,
+    ExamSettings,
+    ReviewSettings,
+    TeachSettings,
+    TemplateRef,
+)
 from fairspec.providers.registry import provider_kind
 from fairspec.resources import is_builtin, resolve_path
 from fairspec.store import CallStore
 from fairspec.store.recorded_answers import ROLES
-from fairspec.tasks.data import DATA_SUFFIXES
+from fairspec.tasks.data import split_file
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +75,19 @@ PACKAGES = ("fairspec", "pydantic", "jinja2", "openai", "google-genai", "anthrop
 RERUN_DIR = "rerun"  # where a rerun of the record writes, relative to the record folder
 
 # spec key -> the plan stage setting holding the template the run rendered for it
-_TEMPLATE_SETTINGS = {
-    ("prompts", "exam"): ("exam", ("template",)),
-    ("prompts", "rationale"): ("teach", ("templates", "rationale")),
-    ("prompts", "feedback"): ("teach", ("templates", "feedback")),
-    ("prompts", "review"): ("review", ("template",)),
-    ("training", "templates", "rationale"): ("build", ("templates", "rationale")),
-    ("training", "templates", "feedback"): ("build", ("templates", "feedback")),
-}
+def _templates(run: RunPlan) -> dict[tuple[str, ...], TemplateRef | None]:
+    """The spec's key of each template the run's stages render -> the template (None: the
+    review's, when review is off)."""
+    teach = settings_of(run.stage("teach"), TeachSettings)
+    build = settings_of(run.stage("build"), BuildSettings)
+    return {
+        ("prompts", "exam"): settings_of(run.stage("exam"), ExamSettings).template,
+        ("prompts", "rationale"): teach.templates.get("rationale"),
+        ("prompts", "feedback"): teach.templates.get("feedback"),
+        ("prompts", "review"): settings_of(run.stage("review"), ReviewSettings).template,
+        ("training", "templates", "rationale"): build.templates.get("rationale"),
+        ("training", "templates", "feedback"): build.templates.get("feedback"),
+    }
 
 
 def _relative(ref: str | None, base_dir: Path, record_dir: Path) -> str | None:
@@ -101,10 +112,11 @@ def _copy_data(spec: Spec, base_dir: Path, record_dir: Path) -> str | None:
         shutil.copyfile(source, target / source.name)
         return f"data/{source.name}"
     for split in dict.fromkeys((ds.train_split, ds.test_split)):
-        for suffix in DATA_SUFFIXES:
-            if (source / f"{split}{suffix}").is_file():
-                shutil.copyfile(source / f"{split}{suffix}", target / f"{split}{suffix}")
-                break
+        try:
+            file = split_file(source, split)
+        except DataError:  # a split the folder lacks: nothing to copy
+            continue
+        shutil.copyfile(file, target / file.name)
     return "data"
 
 
@@ -127,13 +139,6 @@ def _copy_recorded(data: dict[str, Any], base_dir: Path, record_dir: Path) -> No
         source["path"] = f"recorded/{copied[path]}"
 
 
-def _setting(run: RunPlan, stage: str, keys: tuple[str, ...]) -> Any:
-    value: Any = run.stage(stage).settings
-    for key in keys:
-        value = value.get(key) if isinstance(value, Mapping) else None
-    return value
-
-
 def record_spec(spec: Spec, run: RunPlan, base_dir: Path, record_dir: Path) -> dict[str, Any]:
     """The run's spec as plain data, every default written out, runnable from ``record_dir``."""
     data = spec.model_dump(mode="json")
@@ -142,24 +147,23 @@ def record_spec(spec: Spec, run: RunPlan, base_dir: Path, record_dir: Path) -> d
     data["task"]["dataset"]["path"] = _copy_data(spec, base_dir, record_dir)
     data["student"]["model"] = _relative(data["student"]["model"], base_dir, record_dir)
     # what the exam's fingerprint holds, as resolved here: the rerun's fingerprints stay put
-    exam = run.stage("exam").settings
-    data["student"]["exam"]["engine"] = exam["engine"]
-    data["student"]["hardware"]["dtype"] = exam["dtype"]
+    exam = settings_of(run.stage("exam"), ExamSettings)
+    data["student"]["exam"]["engine"] = exam.engine
+    data["student"]["hardware"]["dtype"] = exam.dtype
     for teacher in data["teachers"]:
         if provider_kind(teacher["provider"]).model_is_path:
             teacher["model"] = _relative(teacher["model"], base_dir, record_dir)
         teacher["replay_file"] = _relative(teacher["replay_file"], base_dir, record_dir)
     _copy_recorded(data, base_dir, record_dir)
     if data["task"]["answer"].get("extractor") is None:
-        data["task"]["answer"]["extractor"] = _setting(run, "exam", ("answer", "extractor"))
+        data["task"]["answer"]["extractor"] = exam.answer.extractor
     templates = record_dir / "templates"
     templates.mkdir(parents=True, exist_ok=True)
-    for keys, (stage, setting) in _TEMPLATE_SETTINGS.items():
-        ref = _setting(run, stage, setting + ("ref",))
-        if ref is None:
+    for keys, template in _templates(run).items():
+        if template is None:
             continue
         copy = templates / (".".join(keys) + ".j2")
-        shutil.copyfile(resolve_path(ref, base_dir), copy)
+        shutil.copyfile(resolve_path(template.ref, base_dir), copy)
         into = data
         for key in keys[:-1]:
             into = into[key]
@@ -202,7 +206,9 @@ def environment(plan: Plan, run: RunPlan) -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": versions,
         "detected": dict(plan.environment),
-        "hardware": {s.name: s.settings.get("hardware") for s in run.stages if "hardware" in s.settings},
+        # no stage's settings hold a hardware block (their types have none): kept, empty, for
+        # the readers of the records' layout
+        "hardware": {},
     }
 
 

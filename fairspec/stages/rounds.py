@@ -1,4 +1,4 @@
-"""What a stage of round k >= 2 takes from round k-1 (declared inputs of :data:`ROUND_READS`).
+"""What a stage of round k >= 2 takes from round k-1 (declared inputs of `stage_parts.ROUND_READS`).
 
 The student round k-1 leaves is its train stage's tuned model; a train stage that had no
 example trains nothing, and leaves the student it would have started from (its

@@ -65,7 +65,7 @@ def test_batch_teachers_are_priced_at_half_unless_set_and_the_plan_shows_both(tm
     assert [s.fingerprint for s in online.runs[0].stages] == \
         [s.fingerprint for s in plan.runs[0].stages]
 
-    est = {t.name: t for t in estimate_run(loaded.spec, tmp_path, plan.runs[0],
+    est = {t.name: t for t in estimate_run(plan.runs[0], tmp_path,
                                            mistakes=100).teachers}
     assert est["gpt"].batch and est["gpt"].online_usd == pytest.approx(2 * est["gpt"].usd)
     assert not est["gem"].batch and est["gem"].online_usd is None

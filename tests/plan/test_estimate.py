@@ -45,7 +45,7 @@ def test_calls_per_mistake(n, enabled, exclude_self, total):
 
 def test_estimate_uses_table6_train_size_and_prices():
     loaded, plan = plan_for("logiqa.yaml")
-    estimate = estimate_run(loaded.spec, loaded.base_dir, plan.runs[0], mistake_rate=0.25)
+    estimate = estimate_run(plan.runs[0], loaded.base_dir, mistake_rate=0.25)
     assert estimate.train_rows == 7376
     assert estimate.mistakes == 1844
     assert estimate.calls == 1844 * 12
@@ -62,19 +62,15 @@ def test_measured_mistakes_replace_the_estimate(tmp_path):
     exam_dir.mkdir(parents=True)
     (exam_dir / "mistakes.jsonl").write_text("{}\n{}\n{}\n")
     (exam_dir / "manifest.json").write_text(json.dumps({"fingerprint": run.stage("exam").fingerprint}))
-    estimate = estimate_run(loaded.spec, loaded.base_dir, run)
+    estimate = estimate_run(run, loaded.base_dir)
     assert estimate.mistakes == 3 and estimate.mistakes_source.startswith("measured")
     (exam_dir / "manifest.json").write_text(json.dumps({"fingerprint": "stale"}))
-    assert estimate_run(loaded.spec, loaded.base_dir, run).mistakes == 8  # 16 rows x 0.5
-
-
-def specs_of(loaded, plan):
-    return {run.name: loaded.spec_for(run.variant) for run in plan.runs}
+    assert estimate_run(run, loaded.base_dir).mistakes == 8  # 16 rows x 0.5
 
 
 def test_variants_new_calls_are_a_range_where_early_exit_may_skip_their_reviews():
     loaded, plan = plan_for("logiqa.yaml")
-    fresh = unique_calls_per_mistake(specs_of(loaded, plan), plan)
+    fresh = unique_calls_per_mistake(plan)
     main = fresh[plan.runs[0].name]
     # main: 3 rationale + 3 feedback + 3..6 reviews (each rationale's second reviewer may be skipped)
     assert (main.min, main.max) == (9, 12) and main.skipped_here == 3
@@ -97,15 +93,13 @@ def test_a_variant_with_a_new_teacher_costs_its_calls():
         "variants:\n  - name: hotter\n    set: {generation.temperature: 1.2}")
     loaded = load_spec_text(text, base_dir=REPO / "specs")
     plan = compile_plan(loaded, CPU)
-    specs = {plan.runs[0].name: loaded.spec, plan.runs[1].name: loaded.variants["hotter"].spec}
-    fresh = unique_calls_per_mistake(specs, plan)
+    fresh = unique_calls_per_mistake(plan)
     # both teachers override temperature themselves: the shared value changes no request
     assert fresh[plan.runs[1].name].max == 0
     text2 = text.replace("{generation.temperature: 1.2}", "{generation.max_tokens: 64}")
     loaded2 = load_spec_text(text2, base_dir=REPO / "specs")
     plan2 = compile_plan(loaded2, CPU)
-    specs2 = {plan2.runs[0].name: loaded2.spec, plan2.runs[1].name: loaded2.variants["hotter"].spec}
-    new = unique_calls_per_mistake(specs2, plan2)[plan2.runs[1].name]
+    new = unique_calls_per_mistake(plan2)[plan2.runs[1].name]
     assert (new.min, new.max) == (6, 6)  # one reviewer per rationale: always asked
 
 
@@ -146,10 +140,9 @@ def test_review_reach_with_real_scores_never_says_less_than_may():
 
 def test_plan_json_states_both_bounds_and_totals_use_the_upper_one():
     loaded, plan = plan_for("gsm8k.yaml")
-    specs = specs_of(loaded, plan)
-    estimates = {r.name: estimate_run(specs[r.name], loaded.base_dir, r, mistakes=100)
+    estimates = {r.name: estimate_run(r, loaded.base_dir, mistakes=100)
                  for r in plan.runs}
-    fresh = unique_calls_per_mistake(specs, plan)
+    fresh = unique_calls_per_mistake(plan)
     data = plan_json(plan, estimates, fresh, None)
     runs = {r["variant"]: r for r in data["runs"]}
     assert (runs["mixtral-gemini"]["new_calls_per_mistake"],
@@ -170,11 +163,10 @@ def test_plan_json_states_both_bounds_and_totals_use_the_upper_one():
 
 def render_plan(name: str, **kwargs) -> str:
     loaded, plan = plan_for(name)
-    specs = specs_of(loaded, plan)
-    estimates = {r.name: estimate_run(specs[r.name], loaded.base_dir, r, **kwargs) for r in plan.runs}
+    estimates = {r.name: estimate_run(r, loaded.base_dir, **kwargs) for r in plan.runs}
     out = io.StringIO()
-    print_plan(Console(file=out, width=200, color_system=None), plan, specs, estimates,
-               unique_calls_per_mistake(specs, plan))
+    print_plan(Console(file=out, width=200, color_system=None), plan, estimates,
+               unique_calls_per_mistake(plan), loaded.spec.budget.max_usd)
     return out.getvalue()
 
 
@@ -206,13 +198,13 @@ def test_priors_are_what_the_authors_records_measure(shared_data):
 
 def test_the_estimate_uses_the_priors_capped_at_max_tokens():
     loaded, plan = plan_for("svamp.yaml")
-    est = estimate_run(loaded.spec, loaded.base_dir, plan.runs[0], mistakes=10)
+    est = estimate_run(plan.runs[0], loaded.base_dir, mistakes=10)
     prior = OUTPUT_TOKEN_PRIORS["math"]
     for t in est.teachers:
         assert {r: c["output"] for r, c in t.per_call.items()} == prior
         assert t.output_tokens == 10 * (prior["rationale"] + prior["feedback"] + 2 * prior["review"])
     assert est.output_lengths["measured"] == {} and est.output_lengths["from_call_store"] == {}
     quick, qplan = plan_for("quickstart.yaml")  # max_tokens 128 < the feedback prior
-    small = estimate_run(quick.spec, quick.base_dir, qplan.runs[0], mistakes=1)
+    small = estimate_run(qplan.runs[0], quick.base_dir, mistakes=1)
     assert all(t.per_call["feedback"]["output"] == 128 for t in small.teachers)
     assert all(t.per_call["review"]["output"] == REVIEW_OUTPUT_TOKENS for t in small.teachers)

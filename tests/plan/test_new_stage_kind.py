@@ -1,6 +1,7 @@
-"""A new stage kind takes its module, its settings type, its compile functions (parts and
-placement, one ``KIND_COMPILERS`` line) and its contract (one ``STAGE_KINDS`` line):
-registered here from a package made in a temporary folder, it is compiled into every round
+"""A new stage kind takes three files: its module (``run(ctx)``), its settings type (here
+beside the functions that compile it: its parts and its placement in a round) and one
+``STAGE_KINDS`` line (its contract, naming its settings type and compile functions).
+Registered here from a package made in a temporary folder, it is compiled into every round
 of a plan (its settings checked against its type), chained into the fingerprints, checked
 by the graph, and runs through the stage context like the builtin kinds, reading its
 settings by attribute."""
@@ -16,24 +17,32 @@ import pytest
 from run_folders import replay_spec
 
 import fairspec.plan.kinds as kinds
-import fairspec.plan.stage_parts as stage_parts
 from fairspec.dsl import load_spec
 from fairspec.errors import PlanError
 from fairspec.plan import Environment, compile_plan
 from fairspec.plan.kinds import StageKind, _out
-from fairspec.plan.stage_parts import KindCompiler, Parts, Placement
 from fairspec.plan.stage_settings import StageSettings, checked_settings
 from fairspec.run.executor import run_stage
 
 SETTINGS = '''
 from dataclasses import dataclass
 
+from fairspec.plan.stage_parts import Parts, Placement
 from fairspec.plan.stage_settings import StageSettings
 
 
 @dataclass(frozen=True, kw_only=True)
 class SummarizeSettings(StageSettings):
     say: str
+
+
+def summarize_parts(facts):
+    said = {"say": f"{facts.run_name} done"}
+    return Parts(said, said)
+
+
+def place_summarize(k, rounds, parts):
+    return Placement(parts.identity, parts.settings, after=("evaluate",))
 '''
 
 MODULE = '''
@@ -60,14 +69,12 @@ def test_a_stage_kind_from_outside_the_package_is_compiled_into_every_round_and_
     (package / "summarize.py").write_text(MODULE)
     (package / "settings.py").write_text(SETTINGS)
     monkeypatch.syspath_prepend(str(tmp_path / "plugin"))
-    settings_type = importlib.import_module("toykind.settings").SummarizeSettings
-    # the contract (its settings type, reads the evaluation, writes a summary), how it compiles
+    toy = importlib.import_module("toykind.settings")
+    # the one registry line: its settings type, how it compiles, reads the evaluation, writes
+    # a summary, runs from its module
     monkeypatch.setitem(kinds.STAGE_KINDS, "summarize", StageKind(
-        "summarize", settings=settings_type, reads=(("evaluate", "metrics.json"),),
-        writes=_out("summary.json"), module="toykind.summarize"))
-    monkeypatch.setitem(stage_parts.KIND_COMPILERS, "summarize", KindCompiler(
-        parts=lambda facts: Parts({"say": f"{facts.run_name} done"}, {"say": f"{facts.run_name} done"}),
-        place=lambda k, rounds, parts: Placement(parts.identity, parts.settings, after=("evaluate",))))
+        "summarize", toy.SummarizeSettings, toy.summarize_parts, toy.place_summarize,
+        reads=(("evaluate", "metrics.json"),), writes=_out("summary.json"), module="toykind.summarize"))
 
     spec = replay_spec(tmp_path, "toy")
     spec.write_text(spec.read_text() + "rounds: {count: 2}\n")
@@ -75,10 +82,11 @@ def test_a_stage_kind_from_outside_the_package_is_compiled_into_every_round_and_
     names = [s.name for s in run.stages]
     assert names.index("summarize") == names.index("evaluate") + 1
     assert "round-2/summarize" in names and names[-1] == "report"
-    toy, evaluate = run.stage("summarize"), run.stage("evaluate")
-    assert toy.after == ("evaluate",) and [str(i) for i in toy.inputs] == ["evaluate/metrics.json"]
-    assert toy.fingerprint in {s.fingerprint for s in run.stages}
-    assert run.stage("round-2/summarize").fingerprint != toy.fingerprint  # chained per round
+    summarize, evaluate = run.stage("summarize"), run.stage("evaluate")
+    assert summarize.after == ("evaluate",)
+    assert [str(i) for i in summarize.inputs] == ["evaluate/metrics.json"]
+    assert summarize.fingerprint in {s.fingerprint for s in run.stages}
+    assert run.stage("round-2/summarize").fingerprint != summarize.fingerprint  # chained per round
 
     # it runs through the stage context: the declared input read, the output and manifest written
     metrics = {"tuned": {"accuracy": 0.25}}
@@ -88,7 +96,7 @@ def test_a_stage_kind_from_outside_the_package_is_compiled_into_every_round_and_
     assert summary == {"said": "toy done", "tuned": 0.25}
     folder = tmp_path / "runs" / "toy" / "summarize"
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["fingerprint"] == toy.fingerprint and manifest["outputs"] == ["summary.json"]
+    assert manifest["fingerprint"] == summarize.fingerprint and manifest["outputs"] == ["summary.json"]
     assert evaluate.fingerprint in manifest["inputs"].values()
     assert "toykind.summarize" in sys.modules
     assert run.stage("round-2/summarize").settings == {"say": "toy done", "round": 2}

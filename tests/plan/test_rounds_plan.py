@@ -125,8 +125,8 @@ def test_later_rounds_use_the_measured_exam_and_price_only_new_calls(tmp_path):
     spec_text = with_rounds("{count: 3}", ONE_RUN) + f"output_dir: {tmp_path}/runs\n"
     loaded, plan = plan_of(spec_text)
     run = plan.runs[0]
-    first = estimate_run(loaded.spec, SPECS, run, mistakes=8)
-    two, three = estimate_rounds(loaded.spec, run, first)
+    first = estimate_run(run, SPECS, mistakes=8)
+    two, three = estimate_rounds(run, first)
     assert two.questions == 16 and two.mistakes == 8 and "estimated" in two.mistakes_source
     assert two.calls_min == 8 * 2 and two.calls_max == 8 * (2 + 2 + 2)  # exam: all: unknown repeats
     exam2 = Path(run.run_dir) / "round-2" / "exam"  # round 2's exam has run: 4 of 16 wrong
@@ -134,7 +134,7 @@ def test_later_rounds_use_the_measured_exam_and_price_only_new_calls(tmp_path):
     (exam2 / "stats.json").write_text(json.dumps({"mistakes": 4, "total": 16}))
     write_manifest(exam2, stage="round-2/exam", fingerprint=run.stage("round-2/exam").fingerprint,
                    inputs={}, outputs=["stats.json"], counts={}, started=0.0)
-    two, three = estimate_rounds(loaded.spec, run, first)
+    two, three = estimate_rounds(run, first)
     assert two.mistakes == 4 and two.mistakes_source.startswith("measured")
     assert three.mistakes == 4  # round 2's measured rate, 0.25, on 16 questions
 

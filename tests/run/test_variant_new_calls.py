@@ -61,8 +61,7 @@ def run_teacher_stages(plan, run, store) -> None:
 ])
 def test_variant_new_calls_stay_within_the_plans_range(tmp_path, katan, katan_key, template, expected):
     loaded, plan = make_plan(tmp_path, katan.openai_url, template)
-    specs = {run.name: loaded.spec_for(run.variant) for run in plan.runs}
-    fresh = unique_calls_per_mistake(specs, plan)
+    fresh = unique_calls_per_mistake(plan)
     main, *variants = plan.runs
     # the plan: main 3 + 3 + 3..6; ag's review of alpha by gamma and gb's two reviews are
     # second reviewers in the main run, which its early exit may skip
@@ -88,14 +87,14 @@ def test_variant_new_calls_stay_within_the_plans_range(tmp_path, katan, katan_ke
 def test_measured_output_lengths_replace_the_priors(tmp_path, katan, katan_key):
     loaded, plan = make_plan(tmp_path, katan.openai_url, LOW_SCORE_REVIEW)
     main = plan.runs[0]
-    before = estimate_run(loaded.spec, loaded.base_dir, main)
+    before = estimate_run(main, loaded.base_dir)
     prior = OUTPUT_TOKEN_PRIORS["math"]
     assert before.output_lengths["measured"] == {}
     assert all(t.per_call["rationale"]["output"] == prior["rationale"] for t in before.teachers)
     with CallStore(plan.call_store) as store:
         run_teacher_stages(plan, main, store)
         records = {r.key: r for r in store.records()}
-    after = estimate_run(loaded.spec, loaded.base_dir, main)
+    after = estimate_run(main, loaded.base_dir)
     run_dir = Path(main.run_dir)
     made = {"rationale": list(read_jsonl(run_dir / "teach" / "rationales.jsonl")),
             "feedback": list(read_jsonl(run_dir / "teach" / "feedback.jsonl")),
@@ -124,7 +123,7 @@ def test_measured_output_lengths_replace_the_priors(tmp_path, katan, katan_key):
     # a variant's run folder has no exam of its own yet: it reads its sibling's, and its
     # teachers' lengths are the main run's calls
     variant = plan.run("ag")
-    sub = estimate_run(loaded.spec_for("ag"), loaded.base_dir, variant)
+    sub = estimate_run(variant, loaded.base_dir)
     assert sub.output_lengths["from_call_store"]["alpha"] == ["rationale", "feedback", "review"]
     alpha = next(t for t in after.teachers if t.name == "alpha")
     sub_alpha = next(t for t in sub.teachers if t.name == "alpha")

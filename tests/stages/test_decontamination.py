@@ -273,7 +273,7 @@ def test_the_plan_names_the_check(tmp_path, mode):
     from fairspec.plan.stage_summary import stage_summary_of
 
     made = build_run(tmp_path, mode)
-    summary = stage_summary_of(made.loaded.spec, made.run, made.run.stage("build"))
+    summary = stage_summary_of(made.run.stage("build"))
     assert ("test questions in the examples" in summary) == (mode != "off")
 
 

@@ -160,7 +160,7 @@ def test_the_plan_counts_and_prices_the_jurys_calls(tmp_path):
                      review=f"{{jury: {jury}, early_exit: false}}")
     loaded = load_spec_text(text, base_dir=tmp_path)
     plan = compile_plan(loaded, Environment())
-    est = estimate_run(loaded.spec, tmp_path, plan.runs[0], mistakes=10)
+    est = estimate_run(plan.runs[0], tmp_path, mistakes=10)
     by = {t.name: t for t in est.teachers}
     assert est.per_mistake == {"rationale": 2, "feedback": 2, "review": 4, "total": 8}
     assert (by["judge"].rationale_calls, by["judge"].review_calls) == (0, 20)  # 2 authors x 10

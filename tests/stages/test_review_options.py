@@ -147,7 +147,7 @@ def test_the_plan_counts_n_n_minus_1_reviews_exactly_without_early_exit(tmp_path
     text = spec_text(teachers, review=f"{{threshold: 4, early_exit: {str(early_exit).lower()}}}")
     loaded = load_spec_text(text, base_dir=tmp_path)
     plan = compile_plan(loaded, Environment())
-    fresh = unique_calls_per_mistake({r.name: loaded.spec_for(r.variant) for r in plan.runs}, plan)
+    fresh = unique_calls_per_mistake(plan)
     main = fresh[plan.runs[0].name]
     # 3 rationales + 3 feedback + the reviews: 3..6 with early exit, all 6 without
     assert (main.min, main.max) == expected
