@@ -8,6 +8,15 @@ what the others read (tests/cli/test_run.py replays the record into ``record/rer
 variants next to the main run) but changes none of it: a test that kills or reruns a run
 differently works on a copy (tests/reliability/test_rounds.py copies the crash runs).
 
+The README's test command runs on two pytest-xdist workers (``-n 2 --dist loadgroup``): the
+files that read a shared run go to one worker together (``SHARED_RUNS``), so each is built
+once; where the workers fill the cores, torch runs one thread per worker.
+
+The tests of what the real model does (it learns and generates, its memory, its precision,
+the quickstart) train SmolLM2-135M; those that kill, resume, replay or compare trainings, or
+launch several processes, train ``small_student`` (its first two layers, its own weights:
+``tests/support/small_student.py``), a quarter of the cost per step.
+
 The fast loop (``pytest -m "not slow"``) fails a test whose call takes more than
 ``FAST_TEST_LIMIT_S``: such a test belongs under ``@pytest.mark.slow`` (as does every test that
 kills or interrupts a process, or trains the real model).

@@ -45,15 +45,15 @@ def test_each_replica_gets_its_own_gpus_or_cores():
 
 
 @pytest.mark.slow
-def test_two_hf_replicas_answer_like_one_engine_in_prompt_order(tiny_model):
+def test_two_hf_replicas_answer_like_one_engine_in_prompt_order(small_student):
     greedy = Sampling(do_sample=False, max_new_tokens=16, seed=3)
     options = {"dtype": "fp32", "device": "cpu", "batch_size": 8, "use_chat_template": True}
-    one = make_engine("hf", tiny_model, **options)
+    one = make_engine("hf", small_student, **options)
     try:
         expected = sorted(one.generate(PROMPTS, greedy), key=lambda c: c.position)
     finally:
         one.close()
-    two = make_engine("hf", tiny_model, **options, replicas=2)
+    two = make_engine("hf", small_student, **options, replicas=2)
     processes = [replica.process for replica in two._replicas]
     try:
         assert two.replicas == 2
@@ -86,7 +86,7 @@ task:
   dataset: {{path: builtin:data/svamp-mini, limit: {{train: 5, test: 2}}}}
   fields: {{question: question_concat, answer: Answer}}
 student:
-  model: builtin:smollm2-135m-instruct
+  model: {model}
   exam: {{engine: hf, do_sample: false, max_new_tokens: 24, batch_size: 2}}
   hardware: {{gpus: {dp}, data_parallel: {dp}}}  # auto: the CPU here
 teachers:
@@ -98,7 +98,7 @@ output_dir: {out}
 
 @pytest.mark.slow
 def test_the_hf_exam_runs_data_parallel_replicas_and_answers_like_one_engine(
-        tmp_path, tiny_model, monkeypatch):
+        tmp_path, small_student, monkeypatch):
     """``engine: hf`` with ``data_parallel: 2``: the exam stage runs two replica processes
     (each on its share of the CPU cores here, its own GPU on cuda), rows in order."""
     import json
@@ -113,7 +113,8 @@ def test_the_hf_exam_runs_data_parallel_replicas_and_answers_like_one_engine(
     for dp in (1, 2):
         folder = tmp_path / f"dp{dp}"
         folder.mkdir()
-        loaded = load_spec_text(HF_SPEC.format(dp=dp, out=folder / "runs"), base_dir=folder)
+        loaded = load_spec_text(HF_SPEC.format(dp=dp, out=folder / "runs", model=small_student),
+                                base_dir=folder)
         run = compile_plan(loaded, Environment()).runs[0]
         assert run.stage("exam").settings["replicas"] == {"replicas": dp, "per_replica": 1}
         run_stage(run, "exam", base_dir=folder)

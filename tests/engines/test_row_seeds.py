@@ -18,9 +18,9 @@ def answers(engine, prompts: list[str], sampling: Sampling) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sampled_answers_do_not_depend_on_the_batch_size_or_the_chunking(tiny_model):
+def test_sampled_answers_do_not_depend_on_the_batch_size_or_the_chunking(small_student):
     sampling = Sampling(temperature=1.0, top_p=0.95, top_k=50, max_new_tokens=24, seed=11)
-    engines = {size: make_engine("hf", tiny_model, dtype="fp32", device="cpu", batch_size=size,
+    engines = {size: make_engine("hf", small_student, dtype="fp32", device="cpu", batch_size=size,
                                  use_chat_template=True) for size in (1, 4)}
     try:
         one, four = (answers(engines[size], PROMPTS, sampling) for size in (1, 4))

@@ -24,7 +24,8 @@ def quickstart(folder: Path) -> Path:
     done = subprocess.run([sys.executable, "-m", "fairspec.cli", "run", "spec.yaml", "--variant", "main",
                            "--until", "review"],
                           cwd=folder, capture_output=True, text=True, timeout=900,
-                          stdin=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "2"})
+                          stdin=subprocess.DEVNULL,
+                          env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")})
     assert done.returncode == 0, done.stderr[-3000:]
     return folder / "runs" / "quickstart"
 

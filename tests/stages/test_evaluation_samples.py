@@ -79,6 +79,7 @@ def test_paired_rates_agree_with_a_paired_t_test():
     assert significance.mean_interval([0.0, 1.0]) == (0.0, 1.0)  # clipped to [0, 1]
 
 
+BUILTIN = "builtin:smollm2-135m-instruct"
 SPEC = """\
 fairspec: 1
 name: samples
@@ -87,7 +88,7 @@ task:
   dataset: {{path: builtin:data/svamp-mini, limit: {{train: 3, test: 4}}}}
   fields: {{question: question_concat, answer: Answer}}
 student:
-  model: builtin:smollm2-135m-instruct
+  model: {model}
   exam: {{engine: hf, max_new_tokens: 16, temperature: 1.0, batch_size: 4}}
   hardware: {{device: cpu, dtype: fp32}}
 teachers: [{{name: t, provider: hf, model: builtin:smollm2-135m-instruct}}]
@@ -98,21 +99,22 @@ evaluation: {{decoding: {decoding}, samples: {samples}}}
 
 def test_greedy_samples_are_refused_at_their_line():
     with pytest.raises(SpecError) as found:
-        load_spec_text(SPEC.format(decoding="greedy", samples=3), base_dir=REPO)
+        load_spec_text(SPEC.format(decoding="greedy", samples=3, model=BUILTIN), base_dir=REPO)
     assert any(p.path == "evaluation.samples" and "greedy" in p.message
                for p in found.value.problems)
 
 
 @pytest.mark.slow
-def test_k_samples_per_question_from_the_stage(tmp_path, tiny_model):
-    one = compile_run(SPEC.format(decoding="sample", samples=1), REPO, run_dir=tmp_path / "one").run
-    three = compile_run(SPEC.format(decoding="sample", samples=3), REPO,
+def test_k_samples_per_question_from_the_stage(tmp_path, small_student):
+    one = compile_run(SPEC.format(decoding="sample", samples=1, model=small_student), REPO,
+                      run_dir=tmp_path / "one").run
+    three = compile_run(SPEC.format(decoding="sample", samples=3, model=small_student), REPO,
                         run_dir=tmp_path / "three").run
     assert one.stage("evaluate").fingerprint != three.stage("evaluate").fingerprint
     assert "samples" not in one.stage("evaluate").identity  # samples: 1 keeps its fingerprint
     cache = tmp_path / "cache"
     for run in (one, three):
-        shutil.copytree(tiny_model, Path(run.run_dir) / "train" / "model")
+        shutil.copytree(small_student, Path(run.run_dir) / "train" / "model")
     single = run_stage(one, "evaluate", base_dir=REPO, cache_dir=cache)
     metrics = run_stage(three, "evaluate", base_dir=REPO, cache_dir=cache)
     folder = Path(three.run_dir) / "evaluate"

@@ -135,10 +135,10 @@ def emulated_flash_attention(module, query, key, value, attention_mask, scaling=
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tiny_model):
+def tokenizer(small_student):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(tiny_model)
+    return AutoTokenizer.from_pretrained(small_student)
 
 
 @pytest.fixture(scope="module")
@@ -158,17 +158,17 @@ def features(tokenizer):
     return out
 
 
-def load(tiny_model: str, implementation: str):
+def load(small_student: str, implementation: str):
     from transformers import AutoModelForCausalLM
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, flash_attention_mask
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     if implementation != EMULATED_FLASH:
-        return AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32,
+        return AutoModelForCausalLM.from_pretrained(small_student, dtype=torch.float32,
                                                     attn_implementation=implementation).eval()
     ALL_ATTENTION_FUNCTIONS.register(EMULATED_FLASH, emulated_flash_attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(EMULATED_FLASH, flash_attention_mask)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(small_student, dtype=torch.float32).eval()
     model.config._attn_implementation = EMULATED_FLASH  # set after loading: no flash-attn import
     return model
 
@@ -188,11 +188,11 @@ def assert_same_loss(one, other) -> None:
 
 
 @pytest.mark.slow
-def test_flash_attention_reads_a_flat_batch_as_separate_examples(tiny_model, tokenizer, features):
+def test_flash_attention_reads_a_flat_batch_as_separate_examples(small_student, tokenizer, features):
     """The flat batch gives the padded batch's loss through the varlen branch; the same row read
     as one sequence (no boundaries, positions running on) gives another: the comparison would
     catch examples that attend across their boundary."""
-    model = load(tiny_model, EMULATED_FLASH)
+    model = load(small_student, EMULATED_FLASH)
     collator = packed_collator(model, tokenizer.pad_token_id)
     assert collator.flat
     assert packing_is_exact(model, len(tokenizer), collator)
@@ -217,7 +217,8 @@ def test_flash_attention_over_packed_rows_would_mix_examples_and_packing_refuses
         tiny_model, tokenizer, features):
     """Several packed rows with restarting positions and no mask: flash attention reads the
     restarts only in a batch of one row, so the examples sharing a row attend to each other.
-    The check before training sees it (in a three-example probe of two rows)."""
+    The check before training sees it (in a three-example probe of two rows). The real
+    model: in two layers (the small student) the mixing moves the loss too little to see."""
     model = load(tiny_model, EMULATED_FLASH)
     rows = CompletionCollator(tokenizer.pad_token_id, pack=True)
     assert not packing_is_exact(model, len(tokenizer), rows)
@@ -232,12 +233,12 @@ def test_flash_attention_over_packed_rows_would_mix_examples_and_packing_refuses
 
 @pytest.mark.slow
 @pytest.mark.parametrize("implementation", ["sdpa", "eager"])
-def test_sdpa_and_eager_read_restarting_positions_in_a_flat_batch_too(tiny_model, tokenizer, features,
+def test_sdpa_and_eager_read_restarting_positions_in_a_flat_batch_too(small_student, tokenizer, features,
                                                                       implementation):
     """transformers builds the block mask from the positions for them (its packed-sequence
     detection), so the flat layout is exact there as well (if dense: fairspec gives them rows
     with the mask, shorter than one flat row)."""
-    model = load(tiny_model, implementation)
+    model = load(small_student, implementation)
     assert model.config._attn_implementation == implementation
     collator = packed_collator(model, tokenizer.pad_token_id)
     assert collator.block_mask and not collator.flat
@@ -249,10 +250,10 @@ def test_sdpa_and_eager_read_restarting_positions_in_a_flat_batch_too(tiny_model
     assert_same_loss(loss_of(model, collator(features)), padded)
 
 
-def test_the_packing_check_runs_under_the_training_autocast(tiny_model, tokenizer):
+def test_the_packing_check_runs_under_the_training_autocast(small_student, tokenizer):
     """Mixed precision trains fp32 weights under half autocast: the check's forward passes run
     so too (flash attention refuses fp32 inputs), and the packed logits still agree."""
-    model = load(tiny_model, "sdpa")
+    model = load(small_student, "sdpa")
     dtypes = []
     hook = model.lm_head.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
     try:
