@@ -83,12 +83,16 @@ def shared_run_of(nodeid: str) -> str | None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test that reads a shared run from a file SHARED_RUNS does not list is a usage error
-    (under xdist it would build the run a second time, on another worker)."""
+    (under xdist it would build the run a second time, on another worker). On xdist's workers
+    the slow tests come first (each worker sorts its identical collection alike), so that the
+    many short ones fill the workers' last minutes instead of one long test ending alone."""
     for item in items:
         for name in SHARED_RUNS:
             if name in getattr(item, "fixturenames", ()) and shared_run_of(item.nodeid) != name:
                 raise pytest.UsageError(f"{item.nodeid} uses the session fixture {name}: add its file "
                                         f"to SHARED_RUNS['{name}'] in tests/conftest.py")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -175,7 +179,7 @@ def small_student(tmp_path_factory: pytest.TempPathFactory, tiny_model: str) -> 
     from small_student import small_student as make
 
     base = tmp_path_factory.getbasetemp()
-    return str(make(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base))
+    return str(make(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base, tiny_model))
 
 
 @pytest.fixture(scope="session")

@@ -20,17 +20,15 @@ LAYERS = 2
 NAME = f"smollm2-135m-instruct-first-{LAYERS}-layers"
 
 
-def small_student(folder: Path) -> Path:
-    """The cut model's folder under ``folder``, made on first use (atomically: a rename at
-    the end, so parallel test workers that both make it keep one)."""
+def small_student(folder: Path, source: str) -> Path:
+    """The cut model's folder under ``folder``, made on first use from ``source`` (the 135M
+    model's folder), atomically: a rename at the end, so that parallel test workers that both
+    make it keep one."""
     target = folder / NAME
     if (target / "config.json").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from fairspec.weights import resolve_model
-
-    source = resolve_model("builtin:smollm2-135m-instruct")
     folder.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{NAME}-", dir=folder))
     try:
