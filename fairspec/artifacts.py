@@ -28,6 +28,9 @@ OWNER_FILE = ".fingerprint"
 MANIFEST_SCHEMA_VERSION = 2
 #: The layout of a stage's stats.json (and evaluate's metrics.json): 1 adds ``schema_version``.
 STATS_SCHEMA_VERSION = 1
+#: The layout of a run folder's run.json: 1 adds ``schema_version`` (0: every earlier one,
+#: some without ``settings``, ``alpha``, ``train_seed`` or ``repeats``).
+RUN_INFO_SCHEMA_VERSION = 1
 
 
 @contextlib.contextmanager
@@ -258,6 +261,27 @@ def upgrade_stats(stats: Any) -> dict[str, Any] | None:
     if not isinstance(version, int) or version > STATS_SCHEMA_VERSION:
         return None
     return {**stats, "schema_version": STATS_SCHEMA_VERSION}
+
+
+def upgrade_run_info(info: Any, name: str) -> dict[str, Any]:
+    """A run folder's run.json of any layout in the current one (``name``: the run folder's,
+    for a file that is missing or unreadable). A key an older fairspec did not write is None
+    (``overrides``: empty); ``settings`` is None unless it is the resolved spec."""
+    if not isinstance(info, dict):
+        info = {"name": name}
+    version = info.get("schema_version", 0)
+    if not isinstance(version, int) or version > RUN_INFO_SCHEMA_VERSION:  # read what is known
+        version = RUN_INFO_SCHEMA_VERSION
+    settings = info.get("settings")
+    settings = settings if isinstance(settings, dict) else None
+    alpha = info.get("alpha")
+    if alpha is None and settings is not None:
+        alpha = (settings.get("training") or {}).get("alpha")
+    defaults = dict.fromkeys(("spec", "spec_file", "variant", "origin", "description", "seed",
+                              "train_seed", "repeats"))
+    return {**defaults, **info, "name": info.get("name") or name,
+            "overrides": info.get("overrides") or {}, "alpha": alpha, "settings": settings,
+            "schema_version": RUN_INFO_SCHEMA_VERSION}
 
 
 def write_stats(path: Path, stats: dict[str, Any]) -> dict[str, Any]:

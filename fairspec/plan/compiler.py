@@ -67,6 +67,7 @@ def compile_run(
         run_dir=run_dir, stages=tuple(stages), seed=train_seed, repeats=repeats,
         callers=tuple(t.name for _, t in spec.callers()),
         jury=tuple(t.name for t in spec.reviewers()) if spec.review.jury else (),
+        settings=spec.model_dump(mode="json"),
     )
 
 
@@ -192,4 +193,5 @@ def compile_plan(loaded: LoadedSpec, env: Environment | None = None) -> Plan:
         runs=tuple(runs),
         notes=tuple(notes),
         spec_files=tuple(chain_files(loaded.source.chain)),
+        max_usd=spec.budget.max_usd,
     )

@@ -96,6 +96,9 @@ class RunPlan:
     #: ``plan.json`` leaves these out
     callers: tuple[str, ...] = ()
     jury: tuple[str, ...] = ()
+    #: the run's resolved spec as plain data, every default written out: what ``run.json``
+    #: records for the report (which compares runs by it) and the record's spec.yaml
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -121,6 +124,8 @@ class Plan:
     #: the spec and the bases it extends, nearest first: {"file", "sha256"}, each file
     #: relative to the spec's folder (``builtin:`` for a packaged one)
     spec_files: tuple[Mapping[str, str], ...] = field(default=())
+    #: the spec's ``budget.max_usd``: the default limit of teacher spend for every run
+    max_usd: float | None = None
 
     def run(self, name: str) -> RunPlan:
         for run in self.runs:
@@ -138,8 +143,9 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["max_usd"]
         for run in data["runs"]:
-            del run["callers"], run["jury"]
+            del run["callers"], run["jury"], run["settings"]
             for stage in run["stages"]:
                 stage["inputs"] = [f"{i['stage']}/{i['artifact']}" for i in stage["inputs"]]
                 stage["outputs"] = [{"name": o["name"], "required": o["required"]}

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fairspec.artifacts import read_jsonl, upgrade_stats
+from fairspec.artifacts import read_jsonl, upgrade_run_info, upgrade_stats
 from fairspec.dsl.variants import FIXED_KEYS
 from fairspec.plan.kinds import stage_name
 
@@ -31,6 +31,11 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[dotted] = value
     return out
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    """The run folder's ``run.json`` in the current layout, whichever fairspec wrote it."""
+    return upgrade_run_info(_load(Path(run_dir) / RUN_INFO), Path(run_dir).name)
 
 
 def resolved_settings(info: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -176,13 +181,14 @@ def collect(run_dir: Path, locate: Locate | None = None, rounds: int | None = No
         FIELDS.get(kind, kind): upgrade_stats(_load(at(stage_name(kind, k), file)))
         for kind, file in STATS.items()}) for k in range(1, (rounds or round_count(run_dir)) + 1)]
     first = summaries[0]
+    info = read_run_info(run_dir)
     return RunSummary(
         run_dir=run_dir,
-        info=_load(run_dir / RUN_INFO) or {"name": run_dir.name},
+        info=info,
         exam=first.exam, teach=first.teach, review=first.review,
         reviews=list(read_jsonl(at("review", "reviews.jsonl"))),
         build=first.build, train=first.train, metrics=first.metrics,
-        settings=resolved_settings(_load(run_dir / RUN_INFO)),
+        settings=resolved_settings(info),
         rounds=summaries,
     )
 

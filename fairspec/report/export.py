@@ -18,7 +18,7 @@ from typing import Any
 from fairspec.artifacts import atomic_write_text, read_jsonl, upgrade_stats, write_jsonl
 from fairspec.cards import dataset_card
 from fairspec.errors import FairspecError
-from fairspec.report.collect import RUN_INFO, run_locator
+from fairspec.report.collect import read_run_info, run_locator
 from fairspec.report.samples import iter_samples
 
 FORMATS = ("jsonl", "parquet", "hf")
@@ -109,10 +109,7 @@ def _features() -> Any:
 
 def _card_facts(run_dir: Path) -> dict[str, Any]:
     """What the card says of the run, from its ``run.json`` (names only, no path)."""
-    try:
-        info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        info = {}
+    info = read_run_info(run_dir)
     settings = info.get("settings") or {}
     dataset = (settings.get("task") or {}).get("dataset") or {}
     model = str((settings.get("student") or {}).get("model") or "")

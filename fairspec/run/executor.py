@@ -71,10 +71,11 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
             on_stage: Callable[[StageOutcome], None] | None = None,
             progress: Any = None, budget: Budget | None = None,
             rendezvous: Rendezvous | None = None) -> ExecutionReport:
-    """Run the selected stages of the selected runs (default: every run of the plan).
+    """Run the selected stages of the selected runs (default: every run of the plan), from
+    the plan alone (``loaded``, the spec the plan was compiled from, is no longer read).
 
-    ``budget`` (default: the spec's ``budget.max_usd``) is shared by every run, so
-    variants count against the same limit. On a training node other than 0
+    ``budget`` (default: the plan's ``max_usd``, the spec's ``budget.max_usd``) is shared by
+    every run, so variants count against the same limit. On a training node other than 0
     (``rendezvous.node_rank > 0``) only the multi-node train stages run: see
     :func:`join_training`.
     """
@@ -82,7 +83,7 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
         return join_training(plan, runs=runs, stages=stages, rendezvous=rendezvous,
                              on_stage=on_stage, progress=progress)
     if budget is None:
-        budget = Budget(loaded.spec.budget.max_usd)
+        budget = Budget(plan.max_usd)
     report = ExecutionReport()
     done_at: dict[str, Path] = {}  # fingerprint -> a folder where that stage is complete
     for other in plan.runs:  # stages finished earlier by sibling runs are shared too
@@ -100,8 +101,7 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
                             store=store, budget=budget, replay=replay, progress=progress,
                             rendezvous=rendezvous)
         for run in runs or list(plan.runs):
-            spec = loaded.spec_for(run.variant)
-            write_run_info(spec, run, plan)
+            write_run_info(run, plan)
             for stage in run.stages:
                 if stage.kind not in stages:
                     continue
@@ -135,7 +135,7 @@ def execute(loaded: LoadedSpec, plan: Plan, *, runs: list[RunPlan] | None = None
                     on_stage(outcome)
             changed = any(o.run == run.name and o.status != "skipped" for o in report.outcomes)
             if changed or not (Path(run.run_dir) / "record" / "spec.yaml").exists():
-                write_record(spec, run, plan, loaded.base_dir, store)
+                write_record(run, plan, store)
     main = plan.runs[0]
     if len(plan.runs) > 1 and report.count("ran") + report.count("copied") \
             and is_done(Path(main.run_dir) / "report", main.stage("report").fingerprint):

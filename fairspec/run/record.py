@@ -43,6 +43,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from fairspec.artifacts import (
+    RUN_INFO_SCHEMA_VERSION,
     atomic_write_json,
     atomic_write_text,
     is_done,
@@ -51,7 +52,6 @@ from fairspec.artifacts import (
     read_manifest,
     write_manifest,
 )
-from fairspec.dsl.schema import Spec
 from fairspec.errors import DataError, FairspecError
 from fairspec.plan.graph import Plan, RunPlan
 from fairspec.plan.kinds import CALL_FILES, round_of, settings_of
@@ -98,12 +98,12 @@ def _relative(ref: str | None, base_dir: Path, record_dir: Path) -> str | None:
     return os.path.relpath(path.resolve(), record_dir.resolve()) if path.exists() else ref
 
 
-def _copy_data(spec: Spec, base_dir: Path, record_dir: Path) -> str | None:
-    """Copy a local dataset's split files into ``record/data/``; its path in the record."""
-    ds = spec.task.dataset
-    if ds.path is None or is_builtin(ds.path):
-        return ds.path
-    source = resolve_path(ds.path, base_dir)
+def _copy_data(ds: dict[str, Any], base_dir: Path, record_dir: Path) -> str | None:
+    """Copy a local dataset's split files into ``record/data/``; its path in the record
+    (``ds``: the spec's ``task.dataset`` as plain data)."""
+    if ds["path"] is None or is_builtin(ds["path"]):
+        return ds["path"]
+    source = resolve_path(ds["path"], base_dir)
     target = record_dir / "data"
     if target.exists():
         shutil.rmtree(target)
@@ -111,7 +111,7 @@ def _copy_data(spec: Spec, base_dir: Path, record_dir: Path) -> str | None:
     if source.is_file():
         shutil.copyfile(source, target / source.name)
         return f"data/{source.name}"
-    for split in dict.fromkeys((ds.train_split, ds.test_split)):
+    for split in dict.fromkeys((ds["train_split"], ds["test_split"])):
         try:
             file = split_file(source, split)
         except DataError:  # a split the folder lacks: nothing to copy
@@ -139,12 +139,13 @@ def _copy_recorded(data: dict[str, Any], base_dir: Path, record_dir: Path) -> No
         source["path"] = f"recorded/{copied[path]}"
 
 
-def record_spec(spec: Spec, run: RunPlan, base_dir: Path, record_dir: Path) -> dict[str, Any]:
-    """The run's spec as plain data, every default written out, runnable from ``record_dir``."""
-    data = spec.model_dump(mode="json")
+def record_spec(run: RunPlan, base_dir: Path, record_dir: Path) -> dict[str, Any]:
+    """The run's spec as plain data, every default written out, runnable from ``record_dir``
+    (from the plan's copy of it)."""
+    data = json.loads(json.dumps(dict(run.settings)))  # a copy to rewrite
     data["variants"], data["sweep"] = [], {}
     data["output_dir"] = RERUN_DIR
-    data["task"]["dataset"]["path"] = _copy_data(spec, base_dir, record_dir)
+    data["task"]["dataset"]["path"] = _copy_data(data["task"]["dataset"], base_dir, record_dir)
     data["student"]["model"] = _relative(data["student"]["model"], base_dir, record_dir)
     # what the exam's fingerprint holds, as resolved here: the rerun's fingerprints stay put
     exam = settings_of(run.stage("exam"), ExamSettings)
@@ -227,12 +228,13 @@ def used_call_keys(run_dir: Path) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def write_record(spec: Spec, run: RunPlan, plan: Plan, base_dir: Path, store: CallStore) -> Path:
-    """Write (or refresh) ``<run_dir>/record/`` from what the run folder holds now."""
+def write_record(run: RunPlan, plan: Plan, store: CallStore) -> Path:
+    """Write (or refresh) ``<run_dir>/record/`` from what the run folder holds now and the plan."""
+    base_dir = Path(plan.base_dir)
     run_dir = Path(run.run_dir)
     record_dir = run_dir / "record"
     record_dir.mkdir(parents=True, exist_ok=True)
-    data = record_spec(spec, run, base_dir, record_dir)
+    data = record_spec(run, base_dir, record_dir)
     header = (f"# The record of run {run.name} (fairspec {plan.fairspec_version}): every default "
               "written out.\n# Rerun it with: fairspec run spec.yaml --replay calls.jsonl\n")
     if len(plan.spec_files) > 1:
@@ -251,7 +253,7 @@ def write_record(spec: Spec, run: RunPlan, plan: Plan, base_dir: Path, store: Ca
                            "limit": data["task"]["dataset"]["limit"][split]}
     atomic_write_json(record_dir / "datasets.json", datasets)
     atomic_write_json(record_dir / "stages.json", {
-        "run": run.name, "variant": run.variant, "overrides": dict(run.overrides), "seed": spec.seed,
+        "run": run.name, "variant": run.variant, "overrides": dict(run.overrides), "seed": data["seed"],
         "train_seed": run.seed,
         "stages": {s.name: {"fingerprint": s.fingerprint,
                             "complete": is_done(run_dir / s.name, s.fingerprint)} for s in run.stages},
@@ -293,16 +295,20 @@ def seed_exam(exam_dir: Path, record_dir: Path) -> Path:
     return target
 
 
-def write_run_info(spec: Spec, run: RunPlan, plan: Plan) -> None:
-    """``<run_dir>/run.json``: what a report needs to know about the run without the spec."""
+def write_run_info(run: RunPlan, plan: Plan) -> None:
+    """``<run_dir>/run.json``: what a report needs to know about the run without the spec,
+    from the compiled plan alone."""
     run_dir = Path(run.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in run.settings.items() if k not in ("variants", "sweep")}
     atomic_write_json(run_dir / "run.json", {
+        "schema_version": RUN_INFO_SCHEMA_VERSION,
         "name": run.name, "spec": plan.spec_name, "spec_file": plan.spec_file, "variant": run.variant,
         "origin": run.origin, "overrides": json.loads(json.dumps(dict(run.overrides), default=str)),
-        "description": spec.description, "alpha": spec.training.alpha, "seed": spec.seed,
+        "description": settings.get("description"), "alpha": settings["training"]["alpha"],
+        "seed": settings["seed"],
         # with seeds: the seed this run trained and evaluated with, and the run it repeats
         "train_seed": run.seed, "repeats": run.repeats,
         # every setting, defaults written out: the report compares runs by these
-        "settings": spec.model_dump(mode="json", exclude={"variants", "sweep"}),
+        "settings": settings,
     })

@@ -47,8 +47,7 @@ def records(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
     found = {}
     with CallStore(tmp_path / "calls.sqlite") as store:
         for run in plan.runs:
-            found[run.variant or "main"] = write_record(loaded.spec_for(run.variant), run, plan,
-                                                        loaded.base_dir, store)
+            found[run.variant or "main"] = write_record(run, plan, store)
     return spec, found
 
 

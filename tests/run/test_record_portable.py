@@ -27,7 +27,7 @@ def test_local_data_is_copied_and_the_record_compiles_the_same_anywhere(tmp_path
     run = compile_plan(loaded, Environment()).runs[0]
     record = project / "runs" / "rec"
     record.mkdir(parents=True)
-    data = record_spec(loaded.spec, run, project, record)
+    data = record_spec(run, project, record)
     assert data["task"]["dataset"]["path"] == "data"
     assert sorted(p.name for p in (record / "data").iterdir()) == ["test.jsonl", "train.jsonl"]
     assert (record / "data" / "train.jsonl").read_bytes() == (MINI / "train.jsonl").read_bytes()
@@ -61,7 +61,7 @@ def test_the_record_of_a_chained_spec_is_flat_and_lists_the_chain(tmp_path):
     loaded = load_spec(child)
     plan = compile_plan(loaded, Environment())
     with CallStore(tmp_path / "calls.sqlite") as store:
-        record = write_record(loaded.spec, plan.runs[0], plan, loaded.base_dir, store)
+        record = write_record(plan.runs[0], plan, store)
     assert json.loads((record / "spec_files.json").read_text()) == [
         {"file": "spec.yaml", "sha256": hashlib.sha256(child.read_bytes()).hexdigest()},
         {"file": "../lab/base.yaml", "sha256": hashlib.sha256(base.read_bytes()).hexdigest()},
