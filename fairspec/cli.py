@@ -181,11 +181,11 @@ def plan(spec: Path, as_json: bool, mistake_rate: float, mistakes: int | None,
 
     again = finished_elsewise(full.runs, STAGES)  # finished work a run would do again
     if as_json:
-        document = plan_json(full, estimates, fresh, loaded.spec.budget.max_usd, rendezvous,
+        document = plan_json(full, estimates, fresh, full.max_usd, rendezvous,
                              rounds, memory)
         click.echo(json.dumps({**document, "runs_again": again}, indent=2, ensure_ascii=False))
     else:
-        print_plan(_out, full, estimates, fresh, specs[full.runs[0].name].budget.max_usd, rendezvous,
+        print_plan(_out, full, estimates, fresh, full.max_usd, rendezvous,
                    rounds, memory)
         for line in again:
             _err.print(f"warning: {line}", markup=False)
@@ -247,7 +247,7 @@ def run(spec: Path, variants: tuple[str, ...], until: str | None, start: str | N
             chosen = [r for r in plan_.runs if (r.variant or "main") in variants]
         stages = select_stages(only=only, until=until, start=start)
 
-        budget = Budget(max_cost if max_cost is not None else loaded.spec.budget.max_usd)
+        budget = Budget(max_cost if max_cost is not None else plan_.max_usd)
         specs = {run.name: loaded.spec_for(run.variant) for run in plan_.runs}
 
         def show(outcome) -> None:
