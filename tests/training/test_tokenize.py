@@ -56,7 +56,6 @@ def check_layout(encoded: dict) -> None:
     assert labels[first:] == ids[first:]
 
 
-@pytest.mark.slow
 def test_plain_prompt_completion_is_labelled_and_ends_with_eos(tokenizer) -> None:
     encoded = encode_example(
         tokenizer, PROMPT, COMPLETION, max_seq_length=512, use_chat_template=False
@@ -70,7 +69,6 @@ def test_plain_prompt_completion_is_labelled_and_ends_with_eos(tokenizer) -> Non
     assert tokenizer.decode(completion_ids) == COMPLETION + tokenizer.eos_token
 
 
-@pytest.mark.slow
 def test_chat_template_puts_the_completion_in_the_assistant_turn(tokenizer) -> None:
     encoded = encode_example(
         tokenizer, PROMPT, COMPLETION, max_seq_length=512, use_chat_template=True
@@ -91,7 +89,6 @@ def test_chat_template_puts_the_completion_in_the_assistant_turn(tokenizer) -> N
     assert finished.startswith(tokenizer.decode(encoded["input_ids"]))
 
 
-@pytest.mark.slow
 def test_a_token_merging_across_the_boundary_keeps_the_prompt_ids(tokenizer) -> None:
     prompt, completion = "The capital of France is Par", "is, on the Seine."
     merged = tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]
@@ -107,7 +104,6 @@ def test_a_token_merging_across_the_boundary_keeps_the_prompt_ids(tokenizer) -> 
     assert tokenizer.decode(completion_ids) == completion + tokenizer.eos_token
 
 
-@pytest.mark.slow
 def test_a_long_completion_loses_its_tail_and_its_eos(tokenizer) -> None:
     full = encode_example(tokenizer, PROMPT, COMPLETION, max_seq_length=512, use_chat_template=True)
     full_prompt, full_completion = split(full)
@@ -127,7 +123,6 @@ def test_a_long_completion_loses_its_tail_and_its_eos(tokenizer) -> None:
     assert tokenizer.eos_token_id not in completion_ids
 
 
-@pytest.mark.slow
 def test_a_prompt_filling_the_window_loses_its_head(tokenizer) -> None:
     long_prompt = "Some background sentence about apples. " * 40 + PROMPT
     full = encode_example(
@@ -148,7 +143,6 @@ def test_a_prompt_filling_the_window_loses_its_head(tokenizer) -> None:
     assert prompt_ids == full_prompt[len(full_prompt) - (limit - reserve) :]
 
 
-@pytest.mark.slow
 def test_a_prompt_leaving_less_than_the_reserve_is_cut_to_the_reserve(tokenizer) -> None:
     full = encode_example(
         tokenizer, PROMPT, COMPLETION, max_seq_length=512, use_chat_template=False
@@ -166,7 +160,6 @@ def test_a_prompt_leaving_less_than_the_reserve_is_cut_to_the_reserve(tokenizer)
     assert len(cut["input_ids"]) == limit
 
 
-@pytest.mark.slow
 def test_exactly_fitting_examples_are_not_truncated(tokenizer) -> None:
     full = encode_example(
         tokenizer, PROMPT, COMPLETION, max_seq_length=512, use_chat_template=False
@@ -181,7 +174,6 @@ def test_exactly_fitting_examples_are_not_truncated(tokenizer) -> None:
     assert sum(row["truncated"] for row in rows) == 1
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "arguments, name",
     [
@@ -202,7 +194,6 @@ def test_bad_arguments_raise_value_error_naming_them(tokenizer, arguments: dict,
         encode_example(tokenizer, **{**call, **arguments})
 
 
-@pytest.mark.slow
 def test_collated_real_examples_feed_the_joint_loss(tokenizer) -> None:
     rows = [
         {**encode_example(tokenizer, p, c, max_seq_length=512, use_chat_template=True), "kind": k}
@@ -299,7 +290,6 @@ def test_collator_rejects_bad_settings(arguments: dict, name: str) -> None:
         CompletionCollator(**arguments)
 
 
-@pytest.mark.slow
 def test_a_chat_template_asked_of_a_tokenizer_without_one_is_an_error(tokenizer) -> None:
     template = tokenizer.chat_template
     tokenizer.chat_template = None
