@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,6 @@ from fairspec.plan.stage_settings import (
     AnsweringSettings,
     AnswerSettings,
     DecontaminateSettings,
-    EvaluateSettings,
-    ExamSettings,
 )
 from fairspec.tasks import answers_match, extract_answer
 from fairspec.tasks.data import DatasetSource, LoadedSplit, Row, load_rows
@@ -39,53 +37,40 @@ class Scoring:
     tolerance: float = 1e-6
 
     @classmethod
-    def from_settings(cls, answer: AnswerSettings | Mapping[str, Any]) -> Scoring:
-        """From a compiled stage's answer settings (or their mapping in a plan)."""
-        if isinstance(answer, Mapping):
-            return cls(answer["extractor"], answer.get("pattern"), answer.get("tolerance", 1e-6))
+    def from_settings(cls, answer: AnswerSettings) -> Scoring:
+        """From a compiled stage's answer settings."""
         return cls(answer.extractor, answer.pattern, answer.tolerance)
 
 
-def answering_settings(settings: AnsweringSettings | Mapping[str, Any]) -> AnsweringSettings:
-    """A compiled exam's or evaluation's settings, typed (a plan's mapping is read as its
-    kind's: an evaluation's holds ``base_fingerprint``)."""
-    if not isinstance(settings, Mapping):
-        return settings
-    return (EvaluateSettings if "base_fingerprint" in settings else ExamSettings).from_mapping(settings)
-
-
-def load_split(settings: AnsweringSettings | DecontaminateSettings | Mapping[str, Any],
-               base_dir: Path) -> LoadedSplit:
+def load_split(settings: AnsweringSettings | DecontaminateSettings, base_dir: Path) -> LoadedSplit:
     """The split a compiled exam or evaluate stage answers, or the build stage checks
     against (its dataset, fields, limit)."""
-    typed = answering_settings(settings) if isinstance(settings, Mapping) else settings
-    dataset, answer = typed.dataset, typed.answer
-    if dataset is None or answer is None or typed.fields is None:
-        raise ValueError(f"{type(typed).__name__} names no split to load")
-    return load_rows(DatasetSource.from_mapping(dataset.to_mapping()), dict(typed.fields),
-                     answer.extractor, dataset.split, typed.limit, base_dir)
+    dataset, answer = settings.dataset, settings.answer
+    if dataset is None or answer is None or settings.fields is None:
+        raise ValueError(f"{type(settings).__name__} names no split to load")
+    return load_rows(DatasetSource.from_mapping(dataset.to_mapping()), dict(settings.fields),
+                     answer.extractor, dataset.split, settings.limit, base_dir)
 
 
-def sampling_from(settings: AnsweringSettings | Mapping[str, Any], seed: int) -> Sampling:
+def sampling_from(settings: AnsweringSettings, seed: int) -> Sampling:
     """The engine's sampling from a compiled exam or evaluate stage's settings."""
-    s = answering_settings(settings).sampling
+    s = settings.sampling
     return Sampling(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
                     max_new_tokens=s.max_new_tokens, do_sample=s.do_sample, seed=seed)
 
 
-def engine_factory(settings: AnsweringSettings | Mapping[str, Any], model_ref: str, base_dir: Path, *,
+def engine_factory(settings: AnsweringSettings, model_ref: str, base_dir: Path, *,
                    chat_template: bool, log_dir: Path | None = None) -> Callable[[], Engine]:
     """Creates the stage's engine on first need (a resumed, finished split loads no model);
     the replicas of a data-parallel exam log to ``log_dir`` (the stage's work folder)."""
-    typed = answering_settings(settings)
-    replicas = typed.engines()
+    replicas = settings.engines()
 
     def create() -> Engine:
         return make_engine(
-            typed.engine, resolve_model(model_ref, base_dir), dtype=typed.dtype,
-            device=typed.device, batch_size=typed.batch_size,
+            settings.engine, resolve_model(model_ref, base_dir), dtype=settings.dtype,
+            device=settings.device, batch_size=settings.batch_size,
             use_chat_template=chat_template,
-            vllm_settings=dict(typed.vllm) if typed.vllm is not None else None,
+            vllm_settings=dict(settings.vllm) if settings.vllm is not None else None,
             replicas=replicas.replicas, per_replica=replicas.per_replica, log_dir=log_dir,
         )
     return create
@@ -99,11 +84,10 @@ HF_CHUNK = 64
 VLLM_CHUNK_PER_REPLICA = 1024
 
 
-def chunk_rows(settings: AnsweringSettings | Mapping[str, Any]) -> int:
+def chunk_rows(settings: AnsweringSettings) -> int:
     """How many rows an exam or evaluation hands its engine at a time."""
-    typed = answering_settings(settings)
-    replicas = typed.engines().replicas
-    if typed.engine != "vllm":
+    replicas = settings.engines().replicas
+    if settings.engine != "vllm":
         return HF_CHUNK * replicas  # each replica still batches its 64 rows
     return VLLM_CHUNK_PER_REPLICA * replicas
 

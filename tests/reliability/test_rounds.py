@@ -97,18 +97,19 @@ def test_two_rounds_killed_in_round_2_teach(tmp_path: Path, crash_runs: CrashRun
     from fairspec.answering import Scoring, answer_split, engine_factory, load_split, sampling_from
     from fairspec.dsl import load_spec
     from fairspec.plan import Environment, compile_plan
+    from fairspec.plan.stage_settings import ExamSettings
     from fairspec.resources import resolve_path
 
     plan = compile_plan(load_spec(spec), Environment())
     exam2 = plan.runs[0].stage(f"{ROUND_2}/exam")
     assert [str(i) for i in exam2.inputs] == ["train/model/", "train/train_args.json"]
-    settings = dict(exam2.settings)
+    settings = ExamSettings.from_mapping(exam2.settings)
     tuned = run_dir / "train" / "model"
     again = answer_split(
         load_split(settings, crashed).rows,
-        resolve_path(settings["template"]["ref"], crashed).read_text(encoding="utf-8"),
-        engine_factory(settings, str(tuned), crashed, chat_template=settings["chat_template"]),
-        sampling_from(settings, settings["seed"]), Scoring.from_settings(settings["answer"]),
+        resolve_path(settings.template.ref, crashed).read_text(encoding="utf-8"),
+        engine_factory(settings, str(tuned), crashed, chat_template=settings.chat_template),
+        sampling_from(settings, settings.seed), Scoring.from_settings(settings.answer),
         tmp_path / "again.jsonl")
     round_2 = rows(run_dir / ROUND_2 / "exam" / "exam.jsonl")
     assert [r["output"] for r in again] == [r["output"] for r in round_2]
