@@ -196,7 +196,7 @@ def test_priors_are_what_the_authors_records_measure(shared_data):
     assert [round(sample[t]) for t in ("gpt", "gemini", "mistral")] == [207, 176, 286]
 
 
-def test_the_estimate_uses_the_priors_capped_at_max_tokens():
+def test_the_estimate_uses_the_priors_capped_at_max_tokens(tmp_path):
     loaded, plan = plan_for("svamp.yaml")
     est = estimate_run(plan.runs[0], loaded.base_dir, mistakes=10)
     prior = OUTPUT_TOKEN_PRIORS["math"]
@@ -204,7 +204,12 @@ def test_the_estimate_uses_the_priors_capped_at_max_tokens():
         assert {r: c["output"] for r, c in t.per_call.items()} == prior
         assert t.output_tokens == 10 * (prior["rationale"] + prior["feedback"] + 2 * prior["review"])
     assert est.output_lengths["measured"] == {} and est.output_lengths["from_call_store"] == {}
-    quick, qplan = plan_for("quickstart.yaml")  # max_tokens 128 < the feedback prior
+    # max_tokens 128 < the feedback prior; a copy, so that a run of the README's main command in
+    # this checkout (runs/quickstart, measured lengths) does not change the estimate
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "quickstart.yaml").write_text((REPO / "specs" / "quickstart.yaml").read_text())
+    quick = load_spec(tmp_path / "specs" / "quickstart.yaml")
+    qplan = compile_plan(quick, CPU)
     small = estimate_run(qplan.runs[0], quick.base_dir, mistakes=1)
     assert all(t.per_call["feedback"]["output"] == 128 for t in small.teachers)
     assert all(t.per_call["review"]["output"] == REVIEW_OUTPUT_TOKENS for t in small.teachers)
